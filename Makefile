@@ -1,0 +1,38 @@
+# `make demo` and `make test` work on a fresh clone: they create .venv if missing and install the project.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# pip resolves torch/torchvision from this machine's local disk; elsewhere from PyPI.
+TORCH := torch torchvision
+
+.PHONY: demo test install-demo install-test bench clean
+
+$(VENV)/bin/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.demo-installed: $(VENV)/bin/activate pyproject.toml
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/bin/activate pyproject.toml
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e ".[test,pose]"
+	touch $@
+
+install-demo: $(VENV)/.demo-installed
+install-test: $(VENV)/.test-installed
+
+demo: install-demo
+	$(VENV)/bin/occreid demo --out runs/demo
+
+test: install-test
+	$(PY) -m pytest -n 2 -q
+
+bench: install-test
+	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,3 @@
+from occreid.cli import main
+
+main()

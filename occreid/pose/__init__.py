@@ -1,0 +1,1 @@
+"""Pose: the COCO-17 keypoint schema, the keypoint store, heatmap rendering and estimators."""
