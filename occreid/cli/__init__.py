@@ -18,6 +18,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """Occluded person re-identification: data, pose, training, evaluation and search."""
+
+
 @app.command()
 def info() -> None:
     """Print versions and the compute device occreid would use."""
