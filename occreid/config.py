@@ -219,6 +219,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return build_config(data, source=str(path) if path else "config")
 
 
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """A copy of `cfg` with `section.key=value` overrides applied and validated."""
+    data = cfg.model_dump(mode="json")
+    for text in overrides:
+        keys, value = parse_override(text)
+        _apply_override(data, keys, value)
+    return build_config(data, source="overrides")
+
+
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the fully resolved config, e.g. next to a run's outputs."""
     Path(path).write_text(cfg.to_yaml())

@@ -1,0 +1,149 @@
+"""Evaluate a model on a query/gallery split: extract features (optionally flip-averaged, across ranks), build
+the distance matrix, optionally re-rank, and compute CMC/mAP/mINP with every setting recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from occreid.config import Config
+from occreid.data.records import ImageRecord
+from occreid.engine.distributed import DistInfo, all_gather_objects
+from occreid.pose.schema import KEYPOINT_FLIP
+
+
+def flip_keypoints_batch(keypoints: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, 17, 3) keypoints of images flipped left-right: x -> W - x, left/right keypoints swapped."""
+    flipped = keypoints[:, list(KEYPOINT_FLIP)].clone()
+    flipped[..., 0] = width - flipped[..., 0]
+    return flipped
+
+
+@torch.inference_mode()
+def extract_features(
+    model: nn.Module,
+    records: Sequence[ImageRecord],
+    cfg: Config,
+    device: torch.device,
+    keypoints: Sequence[np.ndarray] | None = None,
+    info: DistInfo | None = None,
+    desc: str = "features",
+) -> torch.Tensor:
+    """(N, D) float32 CPU features of `records`, in order. With several ranks each extracts a share and the
+    shares are gathered on every rank. `keypoints` are passed to the model only when given."""
+    from occreid.data.loaders import build_test_loader
+
+    info = info or DistInfo(device=device)
+    share = list(range(info.rank, len(records), info.world_size))
+    loader = build_test_loader(
+        cfg, [records[i] for i in share], [keypoints[i] for i in share] if keypoints is not None else None
+    )
+    amp = cfg.train.amp != "none"
+    dtype = torch.bfloat16 if cfg.train.amp == "bf16" else torch.float16
+    feats = []
+    model.eval()
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not info.is_main):
+        images = batch["images"].to(device, non_blocking=True)
+        kpts = batch["keypoints"].to(device) if keypoints is not None else None
+        with torch.autocast(device.type, dtype=dtype, enabled=amp):
+            f = model(images, kpts) if kpts is not None else model(images)
+            if cfg.eval.flip:
+                flipped = images.flip(3)
+                if kpts is not None:
+                    f = f + model(flipped, flip_keypoints_batch(kpts, images.shape[-1]))
+                else:
+                    f = f + model(flipped)
+                f = f / 2
+        feats.append(f.float().cpu())
+    local = torch.cat(feats) if feats else torch.zeros(0)
+    if not info.enabled:
+        return local
+    parts = all_gather_objects(local, info)
+    out = torch.zeros(len(records), parts[0].shape[1] if parts[0].numel() else 0)
+    for rank, part in enumerate(parts):
+        if part.numel():
+            out[rank :: info.world_size] = part
+    return out
+
+
+@dataclass
+class EvalOutput:
+    result: object  # occreid.evaluation.EvalResult
+    settings: dict
+    distmat: np.ndarray = field(repr=False)
+    query_paths: list[str] = field(repr=False)
+    gallery_paths: list[str] = field(repr=False)
+
+
+def eval_settings(cfg: Config, num_query: int, num_gallery: int) -> dict:
+    e = cfg.eval
+    return {
+        "feature": cfg.model.test_feature,
+        "neck_feat": cfg.model.neck_feat,
+        "normalize": e.normalize,
+        "distance": e.metric,
+        "flip": e.flip,
+        "rerank": {"enabled": e.rerank, "k1": e.k1, "k2": e.k2, "lambda_value": e.lambda_value},
+        "max_rank": e.max_rank,
+        "image_size": list(cfg.data.image_size),
+        "num_query": num_query,
+        "num_gallery": num_gallery,
+        "protocol": "same pid and same camera removed from each query's gallery",
+    }
+
+
+def evaluate_features(
+    qf: torch.Tensor,
+    gf: torch.Tensor,
+    query: Sequence[ImageRecord],
+    gallery: Sequence[ImageRecord],
+    cfg: Config,
+) -> EvalOutput:
+    from occreid.evaluation import compute_distance, evaluate_rank, re_ranking
+
+    e = cfg.eval
+    if e.normalize:
+        qf, gf = nn.functional.normalize(qf, dim=1), nn.functional.normalize(gf, dim=1)
+    distmat = compute_distance(qf, gf, metric=e.metric)
+    if e.rerank:
+        distmat = re_ranking(
+            distmat, compute_distance(qf, qf, metric=e.metric), compute_distance(gf, gf, metric=e.metric),
+            k1=e.k1, k2=e.k2, lambda_value=e.lambda_value,
+        )  # fmt: skip
+    distmat = np.asarray(distmat.cpu() if isinstance(distmat, torch.Tensor) else distmat, dtype=np.float32)
+    result = evaluate_rank(
+        distmat,
+        np.array([r.pid for r in query]),
+        np.array([r.pid for r in gallery]),
+        np.array([r.camid for r in query]),
+        np.array([r.camid for r in gallery]),
+        max_rank=e.max_rank,
+    )
+    return EvalOutput(
+        result, eval_settings(cfg, len(query), len(gallery)), distmat,
+        [r.path for r in query], [r.path for r in gallery],
+    )  # fmt: skip
+
+
+def evaluate_model(
+    model: nn.Module,
+    cfg: Config,
+    query: Sequence[ImageRecord],
+    gallery: Sequence[ImageRecord],
+    device: torch.device,
+    query_keypoints: Sequence[np.ndarray] | None = None,
+    gallery_keypoints: Sequence[np.ndarray] | None = None,
+    info: DistInfo | None = None,
+) -> EvalOutput | None:
+    """Features on all ranks, metrics on the main rank (other ranks get None)."""
+    info = info or DistInfo(device=device)
+    qf = extract_features(model, query, cfg, device, query_keypoints, info, desc="query")
+    gf = extract_features(model, gallery, cfg, device, gallery_keypoints, info, desc="gallery")
+    if not info.is_main:
+        return None
+    return evaluate_features(qf, gf, query, gallery, cfg)

@@ -1,0 +1,357 @@
+"""The training loop, for every method.
+
+A method (occreid.modeling) supplies `training_step(batch) -> {name: loss term}` and, in eval mode,
+`forward(images[, keypoints]) -> features`; this loop owns the data, optimisation, schedule, mixed precision,
+logging, checkpoints and evaluation. It reads top to bottom like nanoGPT's train.py:
+
+    data -> model -> optimiser/schedule -> (resume) -> for each epoch: for each batch: forward, loss, backward,
+    step, log -> evaluate -> checkpoint
+
+A method that needs more (OGFR's second view, teacher and RL agent) does that inside its own training_step; it
+owns any extra optimiser, and the loop stays the same.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from occreid.config import Config, save_config
+from occreid.data.records import ImageRecord, ReidDataset
+from occreid.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from occreid.engine.distributed import DistInfo, barrier, cleanup_distributed, setup_distributed
+from occreid.engine.evaluate import EvalOutput, evaluate_model
+from occreid.errors import OccreidError
+
+
+class TrainingDiverged(OccreidError):
+    """A loss became NaN or infinite."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# What the loop needs from the data and the method
+
+
+def method_needs_keypoints(cfg: Config, for_test: bool = False) -> bool:
+    """PGFL-KD's pose-guided branches need keypoints in training; at test only features other than f_G do."""
+    if for_test:
+        return cfg.model.test_feature != "f_G"
+    return cfg.model.name == "pgfl_kd" and (cfg.model.sab or cfg.model.feb)
+
+
+def keypoints_for(
+    dataset: ReidDataset, records: list[ImageRecord], store_path: str | None
+) -> list[np.ndarray]:
+    """(17, 3) keypoints per record from the dataset's keypoint store (default `<root>/keypoints.npz`)."""
+    from occreid.pose.store import DEFAULT_STORE_NAME, KeypointStore
+
+    path = Path(store_path) if store_path else dataset.root / DEFAULT_STORE_NAME
+    store = KeypointStore.load(path)
+    relpaths = [dataset.relpath(r) for r in records]
+    store.check_coverage(relpaths, source=str(path))
+    return [store[p] for p in relpaths]
+
+
+def load_test_split(cfg: Config, train_set: ReidDataset | None = None) -> ReidDataset:
+    from occreid.data.datasets import load_dataset
+
+    if cfg.data.test_dataset is None:
+        return train_set if train_set is not None else load_dataset(cfg.data.dataset, cfg.data.root)
+    return load_dataset(cfg.data.test_dataset, cfg.data.test_root or cfg.data.root)
+
+
+def test_keypoints(cfg: Config, test_set: ReidDataset) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
+    if not method_needs_keypoints(cfg, for_test=True):
+        return None, None
+    store = cfg.data.keypoints if cfg.data.test_dataset is None else None
+    return keypoints_for(test_set, test_set.query, store), keypoints_for(test_set, test_set.gallery, store)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Optimisation
+
+
+def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    t = cfg.train
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if t.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=t.lr)
+    return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
+
+
+def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-epoch schedule of the strong baseline: linear warm-up from warmup_factor, then x gamma at milestones."""
+    t = cfg.train
+
+    def factor(epoch: int) -> float:
+        warm = 1.0
+        if epoch < t.warmup_epochs:
+            alpha = epoch / t.warmup_epochs
+            warm = t.warmup_factor * (1 - alpha) + alpha
+        return warm * t.gamma ** sum(epoch >= m for m in t.milestones)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class _TrainStep(nn.Module):
+    """Calls the method's training_step through forward(), so DistributedDataParallel syncs its gradients."""
+
+    def __init__(self, method: nn.Module):
+        super().__init__()
+        self.method = method
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return self.method.training_step(batch)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Run directory
+
+
+def environment_info(info: DistInfo) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip() or None  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    import torchvision
+
+    from occreid import __version__
+
+    return {
+        "occreid": __version__,
+        "git_commit": commit,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "device": str(info.device),
+        "cuda_device": torch.cuda.get_device_name(info.device) if info.device.type == "cuda" else None,
+        "world_size": info.world_size,
+        "platform": platform.platform(),
+        "argv": sys.argv,
+    }
+
+
+class MetricsLog:
+    """Metrics as JSON lines (`metrics.jsonl`), and TensorBoard scalars when tensorboard is installed."""
+
+    def __init__(self, run_dir: Path, enabled: bool, resume: bool):
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self.tb = None
+        if not enabled:
+            return
+        if not resume:
+            self.path.unlink(missing_ok=True)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run_dir / "tb"))
+        except ImportError:
+            pass
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            kind = record.get("kind", "train")
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("step", "epoch"):
+                    self.tb.add_scalar(f"{kind}/{key}", value, record.get("step", 0))
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs: int
+    steps: int
+    best_map: float
+    last_eval: dict[str, Any] | None
+
+
+def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
+    out = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    if channels_last:
+        out["images"] = out["images"].contiguous(memory_format=torch.channels_last)
+    return out
+
+
+def _autocast(cfg: Config, device: torch.device) -> torch.autocast:
+    amp = cfg.train.amp
+    if amp == "fp16" and device.type != "cuda":
+        raise OccreidError("train.amp=fp16 needs a CUDA device; on the CPU use train.amp=bf16 (or none)")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16, enabled=amp != "none")
+
+
+def _log_eval(cfg: Config, out: EvalOutput, epoch: int, step: int) -> dict[str, Any]:
+    r = out.result
+    return {
+        "kind": "eval", "epoch": epoch, "step": step, "mAP": float(r.mAP), "mINP": float(r.mINP),
+        **{f"rank{k}": float(r.cmc[k - 1]) for k in (1, 5, 10) if k <= len(r.cmc)},
+    }  # fmt: skip
+
+
+def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) -> TrainResult:
+    """Train `cfg.model` on `cfg.data`; write the run directory `cfg.train.output_dir`.
+
+    `resume`: a checkpoint path, or "auto" for `<output_dir>/last.pt` when it exists.
+    """
+    from occreid.data.datasets import load_dataset
+    from occreid.data.loaders import build_train_loader
+    from occreid.modeling import build_model
+
+    t = cfg.train
+    info = setup_distributed(t.device)
+    device = info.device
+    run_dir = Path(t.output_dir)
+    torch.manual_seed(t.seed)
+    np.random.seed(t.seed)
+
+    # ---- data
+    dataset = load_dataset(cfg.data.dataset, cfg.data.root)
+    if not dataset.train:
+        raise OccreidError(f"dataset {cfg.data.dataset} at {cfg.data.root} has no training split (test-only set)")
+    train_kpts = keypoints_for(dataset, dataset.train, cfg.data.keypoints) if method_needs_keypoints(cfg) else None
+    loader = build_train_loader(
+        cfg, dataset.train, train_kpts, rank=info.rank, world_size=info.world_size, seed=t.seed
+    )
+    sampler = loader.batch_sampler
+    test_set = load_test_split(cfg, dataset)
+    q_kpts, g_kpts = test_keypoints(cfg, test_set)
+
+    # ---- model and optimisation
+    method = build_model(cfg, num_classes=dataset.num_train_pids).to(device)
+    if t.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    if t.sync_bn and info.enabled:
+        method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    optimizer = build_optimizer(cfg, method)
+    scheduler = build_scheduler(cfg, optimizer)
+    scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
+    step_module: nn.Module = _TrainStep(method)
+    if info.enabled:
+        step_module = nn.parallel.DistributedDataParallel(
+            step_module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+
+    # ---- resume
+    start_epoch, step, best_map = 0, 0, -1.0
+    resume_path = run_dir / "last.pt" if resume == "auto" else (Path(resume) if resume else None)
+    if resume_path is not None and (resume != "auto" or resume_path.is_file()):
+        state = load_checkpoint(resume_path, map_location=device)
+        method.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, step, best_map = state["epoch"], state["step"], state["best_map"]
+        set_rng_state(state["rng"])
+
+    log = MetricsLog(run_dir, info.is_main, resume=start_epoch > 0)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        (run_dir / "environment.json").write_text(json.dumps(environment_info(info), indent=2))
+        print(dataset.summary())
+        print(f"training {cfg.model.name} ({cfg.model.backbone}) on {device}, {len(sampler)} steps/epoch, "
+              f"epochs {start_epoch}->{t.epochs}, run dir {run_dir}")  # fmt: skip
+
+    last_eval: dict[str, Any] | None = None
+    for epoch in range(start_epoch, t.epochs):
+        # A per-epoch seed makes an epoch's sampling and augmentation independent of what ran before it, so a
+        # resumed run repeats an uninterrupted one exactly (on the CPU).
+        torch.manual_seed(t.seed * 100_003 + epoch)
+        sampler.set_epoch(epoch)
+        method.train()
+        t_data, t_end = 0.0, time.perf_counter()
+        for batch in loader:
+            t_data += time.perf_counter() - t_end
+            batch = _to_device(batch, device, t.channels_last)
+            with _autocast(cfg, device):
+                terms = step_module(batch)
+            metric_names = getattr(method, "metric_names", ())
+            loss = sum(v.float() for k, v in terms.items() if k not in metric_names)
+            if not torch.isfinite(loss):
+                values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at step {step} (epoch {epoch + 1}): {values}; "
+                    "lower train.lr, enable train.grad_clip, or check the data"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            grad_norm = nn.utils.clip_grad_norm_(method.parameters(), t.grad_clip or float("inf"))
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            if step % t.log_period == 0 or step == 1:
+                record = {
+                    "kind": "train", "epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"],
+                    "loss": loss.item(), "grad_norm": float(grad_norm), "data_time": t_data,
+                    **{k: v.item() for k, v in terms.items()},
+                }  # fmt: skip
+                log.write(record)
+                if info.is_main and progress:
+                    terms_txt = " ".join(f"{k}={v.item():.3f}" for k, v in terms.items())
+                    print(f"epoch {epoch + 1} step {step} loss {loss.item():.4f} ({terms_txt}) "
+                          f"|g| {float(grad_norm):.2f} lr {optimizer.param_groups[0]['lr']:.2e}", flush=True)  # fmt: skip
+                t_data = 0.0
+            t_end = time.perf_counter()
+        scheduler.step()
+
+        # ---- evaluate and checkpoint
+        done = epoch + 1
+        evaluate_now = done == t.epochs or (t.eval_period > 0 and done % t.eval_period == 0)
+        improved = False
+        if evaluate_now:
+            out = evaluate_model(method, cfg, test_set.query, test_set.gallery, device, q_kpts, g_kpts, info)
+            if out is not None:
+                last_eval = _log_eval(cfg, out, done, step)
+                log.write(last_eval)
+                improved = out.result.mAP > best_map
+                best_map = max(best_map, float(out.result.mAP))
+                print(f"epoch {done}: mAP {out.result.mAP:.1%} rank-1 {out.result.cmc[0]:.1%} "
+                      f"mINP {out.result.mINP:.1%}", flush=True)  # fmt: skip
+                (run_dir / "eval.json").write_text(json.dumps({**last_eval, "settings": out.settings}, indent=2))
+        if info.is_main:
+            state = {
+                "model": method.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "epoch": done, "step": step, "rng": rng_state(),
+                "config": cfg.model_dump(mode="json"), "num_classes": dataset.num_train_pids,
+                "best_map": best_map,
+            }  # fmt: skip
+            save_checkpoint(run_dir / "last.pt", state)
+            if improved:
+                shutil.copyfile(run_dir / "last.pt", run_dir / "best.pt")
+        barrier(info)
+
+    log.close()
+    cleanup_distributed(info)
+    return TrainResult(run_dir, t.epochs, step, best_map, last_eval)
+
