@@ -1,5 +1,83 @@
+"""`occreid data ...`: list the datasets, summarise one, and generate Partial-Duke."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+data_app = typer.Typer(
+    help="Datasets: list them, summarise one, generate Partial-Duke.", no_args_is_help=True
+)
+
+
+@data_app.command("list")
+def list_datasets() -> None:
+    """Print the dataset names `--dataset`/`data.dataset` accept, with one-line descriptions."""
+    from occreid.data.datasets import DATASET_DESCRIPTIONS, DATASET_NAMES
+
+    width = max(len(n) for n in DATASET_NAMES)
+    for name in DATASET_NAMES:
+        typer.echo(f"{name:<{width}}  {DATASET_DESCRIPTIONS[name]}")
+
+
+@data_app.command("summary")
+def summary(
+    name: str = typer.Argument(..., help="Dataset name (see `occreid data list`)."),
+    root: Path = typer.Option(..., "--root", help="Dataset folder (or its parent), or a CSV for `folder`."),
+    csv: Optional[Path] = typer.Option(
+        None, "--csv", help="`folder` only: a CSV of path,pid,camid[,split[,occluded]]."
+    ),
+    camids: Optional[str] = typer.Option(None, "--camids", help="`p_dukemtmc` only: auto, names or split."),
+    check_stats: bool = typer.Option(
+        True, "--check-stats/--no-check-stats", help="Compare with published counts."
+    ),
+) -> None:
+    """Print ids / images / cameras per split (and how many images are occluded, where the dataset says)."""
+    import warnings
+
+    from occreid.data.datasets import load_dataset
+
+    kwargs = {}
+    if csv is not None:
+        kwargs["csv"] = csv
+    if camids is not None:
+        kwargs["camids"] = camids
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = load_dataset(name, root, check_stats=check_stats, **kwargs)
+    typer.echo(dataset.summary())
+    for split in ("train", "query", "gallery"):
+        records = getattr(dataset, split)
+        known = [r for r in records if r.occluded is not None]
+        if known:
+            occluded = sum(r.occluded for r in known)
+            unknown = f", {len(records) - len(known)} unknown" if len(known) < len(records) else ""
+            typer.echo(f"  {split:<8}  occluded: {occluded} of {len(records)} images{unknown}")
+    for warning in caught:
+        typer.secho(f"warning: {warning.message}", fg=typer.colors.YELLOW, err=True)
+
+
+@data_app.command("make-partial-duke")
+def make_partial_duke_command(
+    duke: Path = typer.Option(..., "--duke", help="DukeMTMC-reID folder (or its parent)."),
+    out: Path = typer.Option(..., "--out", help="New folder for Partial-Duke (must not exist or be empty)."),
+    seed: int = typer.Option(0, "--seed", help="Which images get cropped; same seed -> identical output."),
+) -> None:
+    """Generate Partial-Duke (PGFL-KD paper, section 4.1) from DukeMTMC-reID: half of each split cropped,
+    half of those to the upper half and half to the upper third; a manifest lists each file's crop."""
+    from collections import Counter
+
+    from occreid.data.partial_duke import MANIFEST_NAME, make_partial_duke, read_manifest
+
+    out_root = make_partial_duke(duke, out, seed=seed)
+    counts = Counter(read_manifest(out_root / MANIFEST_NAME).values())
+    typer.echo(
+        f"Partial-Duke (seed {seed}) written to {out_root}: {counts['none']} whole, {counts['upper_half']} upper "
+        f"half, {counts['upper_third']} upper third; manifest {MANIFEST_NAME}"
+    )
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.add_typer(data_app, name="data")

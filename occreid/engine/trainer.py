@@ -30,7 +30,14 @@ from torch import nn
 from occreid.config import Config, save_config
 from occreid.data.records import ImageRecord, ReidDataset
 from occreid.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from occreid.engine.distributed import DistInfo, barrier, cleanup_distributed, setup_distributed
+from occreid.engine.distributed import (
+    DistInfo,
+    all_gather_objects,
+    barrier,
+    cleanup_distributed,
+    parameter_fingerprint,
+    setup_distributed,
+)
 from occreid.engine.evaluate import EvalOutput, evaluate_model
 from occreid.errors import OccreidError
 
@@ -351,6 +358,11 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
                 shutil.copyfile(run_dir / "last.pt", run_dir / "best.pt")
         barrier(info)
 
+    if info.enabled:  # every rank must end with the same weights
+        prints = all_gather_objects(parameter_fingerprint(method), info)
+        log.write({"kind": "ddp", "world_size": info.world_size, "fingerprints": prints})
+        if len(set(prints)) > 1 and info.is_main:
+            print(f"warning: ranks ended with different weights (fingerprints {prints})", flush=True)
     log.close()
     cleanup_distributed(info)
     return TrainResult(run_dir, t.epochs, step, best_map, last_eval)

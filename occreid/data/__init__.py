@@ -1,0 +1,1 @@
+"""Data: dataset records and loaders, SynthOcc, transforms and samplers."""

@@ -1,0 +1,71 @@
+"""The benchmark datasets as `ReidDataset`s: `load_dataset(name, root)`.
+
+    from occreid.data.datasets import load_dataset
+    ds = load_dataset("market1501", "data/Market-1501-v15.09.15")
+    print(ds.summary())
+
+Records hold absolute paths; every list is sorted by path; train pids are relabelled to 0..N-1 while query
+and gallery keep the dataset's ids. Folder layouts, the single-camera protocol of the test-only sets, the
+Partial-Duke recipe and the statistics convention are in docs/datasets.md.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+
+from occreid.data.datasets.duke import load_dukemtmc, load_occluded_duke, load_p_dukemtmc, load_partial_duke
+from occreid.data.datasets.folder import load_folder
+from occreid.data.datasets.market import load_market1501, load_synthocc
+from occreid.data.datasets.single_camera import load_occluded_reid, load_partial_ilids, load_partial_reid
+from occreid.data.records import ReidDataset
+from occreid.errors import OccreidError
+
+_LOADERS: dict[str, Callable[..., ReidDataset]] = {
+    "market1501": load_market1501,
+    "dukemtmc": load_dukemtmc,
+    "occluded_duke": load_occluded_duke,
+    "occluded_reid": load_occluded_reid,
+    "partial_reid": load_partial_reid,
+    "partial_ilids": load_partial_ilids,
+    "p_dukemtmc": load_p_dukemtmc,
+    "partial_duke": load_partial_duke,
+    "synthocc": load_synthocc,
+    "folder": load_folder,
+}
+
+DATASET_NAMES: tuple[str, ...] = tuple(_LOADERS)
+
+DATASET_DESCRIPTIONS: dict[str, str] = {
+    "market1501": "Market-1501: 6 cameras, 751 train / 750 test ids; holistic",
+    "dukemtmc": "DukeMTMC-reID: 8 cameras, 702 train ids, 17,661 gallery images; holistic",
+    "occluded_duke": "Occluded-Duke: DukeMTMC-reID re-split so every query is occluded",
+    "occluded_reid": "Occluded-REID: 200 people, occluded query vs whole-body gallery; test only",
+    "partial_reid": "Partial-REID: 60 people, cropped partial query vs whole-body gallery; test only",
+    "partial_ilids": "Partial-iLIDS: 119 people, one partial probe and one gallery image each; test only",
+    "p_dukemtmc": "P-DukeMTMC-reID: DukeMTMC-reID people with occluded and whole-body images",
+    "partial_duke": "Partial-Duke: DukeMTMC-reID with half the images cropped (occreid data make-partial-duke)",
+    "synthocc": "SynthOcc: occreid's synthetic occluded set in Market-1501 layout (occreid synth)",
+    "folder": "Your own data: a Market-style folder or a CSV of path,pid,camid[,split[,occluded]]",
+}
+
+
+def load_dataset(name: str, root: str | Path, *, check_stats: bool = True, **kwargs) -> ReidDataset:
+    """Load the dataset `name` (one of `DATASET_NAMES`) from `root`.
+
+    check_stats: compare ids/images per split with the published numbers and `warnings.warn` on a mismatch
+        (expected on subsets). kwargs go to the loader: `csv=` for "folder", `camids=` for "p_dukemtmc".
+    """
+    loader = _LOADERS.get(name)
+    if loader is None:
+        raise OccreidError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
+    accepted = [p for p in inspect.signature(loader).parameters if p not in ("root", "check_stats")]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        options = ", ".join(accepted) or "none"
+        raise OccreidError(f"dataset {name}: unknown option(s) {', '.join(unknown)}; it takes: {options}")
+    return loader(root, check_stats=check_stats, **kwargs)
+
+
+__all__ = ["DATASET_DESCRIPTIONS", "DATASET_NAMES", "load_dataset"]
