@@ -14,14 +14,6 @@ from tqdm import tqdm
 from occreid.config import Config
 from occreid.data.records import ImageRecord
 from occreid.engine.distributed import DistInfo, all_gather_objects
-from occreid.pose.schema import KEYPOINT_FLIP
-
-
-def flip_keypoints_batch(keypoints: torch.Tensor, width: int) -> torch.Tensor:
-    """(B, 17, 3) keypoints of images flipped left-right: x -> W - x, left/right keypoints swapped."""
-    flipped = keypoints[:, list(KEYPOINT_FLIP)].clone()
-    flipped[..., 0] = width - flipped[..., 0]
-    return flipped
 
 
 @torch.inference_mode()
@@ -37,6 +29,7 @@ def extract_features(
     """(N, D) float32 CPU features of `records`, in order. With several ranks each extracts a share and the
     shares are gathered on every rank. `keypoints` are passed to the model only when given."""
     from occreid.data.loaders import build_test_loader
+    from occreid.data.transforms import flip_keypoints
 
     info = info or DistInfo(device=device)
     share = list(range(info.rank, len(records), info.world_size))
@@ -55,7 +48,7 @@ def extract_features(
             if cfg.eval.flip:
                 flipped = images.flip(3)
                 if kpts is not None:
-                    f = f + model(flipped, flip_keypoints_batch(kpts, images.shape[-1]))
+                    f = f + model(flipped, flip_keypoints(kpts, images.shape[-1]))
                 else:
                     f = f + model(flipped)
                 f = f / 2

@@ -294,6 +294,7 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
         # A per-epoch seed makes an epoch's sampling and augmentation independent of what ran before it, so a
         # resumed run repeats an uninterrupted one exactly (on the CPU).
         torch.manual_seed(t.seed * 100_003 + epoch)
+        loader.generator.manual_seed(t.seed * 100_003 + epoch * 1_009 + info.rank)  # worker augmentation seeds
         sampler.set_epoch(epoch)
         method.train()
         t_data, t_end = 0.0, time.perf_counter()

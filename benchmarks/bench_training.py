@@ -1,0 +1,161 @@
+"""PGFL-KD against the baseline, side by side in one run (issue 5's benchmark).
+
+1. Training-step time with the same backbone and batch (target: PGFL-KD at most 1.2x the baseline).
+2. Share of a step spent loading data (SynthOcc, the real loader) and rendering part heatmaps.
+3. Inference: parameters, FLOPs and throughput of the deployed model of each (should be 1.0x), and the
+   model part of a pose-at-test pipeline that matches with f_E (the paper's Table 8: about 3x with HRNet).
+
+    python benchmarks/bench_training.py            # ResNet-18 at 128x64 and ResNet-50 at 384x128
+    python benchmarks/bench_training.py --quick    # ResNet-18 only
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from occreid.config import load_config
+from occreid.modeling import build_model
+from occreid.modeling.complexity import count_flops, count_parameters, test_feature_cost
+from occreid.pose.heatmaps import render_part_heatmaps
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _keypoints(batch: int, h: int, w: int) -> torch.Tensor:
+    """Plausible standing-person keypoints with a few low-confidence ones, in input pixels."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.tensor([[0.5, 0.1], [0.45, 0.08], [0.55, 0.08], [0.4, 0.1], [0.6, 0.1], [0.35, 0.25], [0.65, 0.25],
+                         [0.3, 0.4], [0.7, 0.4], [0.3, 0.52], [0.7, 0.52], [0.4, 0.55], [0.6, 0.55], [0.4, 0.75],
+                         [0.6, 0.75], [0.4, 0.95], [0.6, 0.95]])  # fmt: skip
+    xy = base[None].repeat(batch, 1, 1) * torch.tensor([w, h]) + torch.randn(batch, 17, 2, generator=g) * 2
+    conf = (torch.rand(batch, 17, 1, generator=g) > 0.2).float()
+    return torch.cat([xy, conf], dim=2)
+
+
+def step_times(backbone: str, size: tuple[int, int], batch: int, steps: int, amp: bool) -> dict[str, float]:
+    h, w = size
+    out = {}
+    for name in ("baseline", "pgfl_kd"):
+        cfg = load_config(None, [f"model.name={name}", f"model.backbone={backbone}", "model.pretrained=false",
+                                 f"data.image_size=[{h},{w}]"])  # fmt: skip
+        torch.manual_seed(0)
+        method = build_model(cfg, num_classes=max(batch // 4, 2))
+        opt = torch.optim.Adam(method.parameters(), lr=3.5e-4)
+        data = {"images": torch.randn(batch, 3, h, w), "pids": torch.arange(batch) // 4,
+                "keypoints": _keypoints(batch, h, w)}  # fmt: skip
+        times = []
+        for _ in range(steps + 1):
+            start = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                terms = method.training_step(data)
+            loss = sum(v for k, v in terms.items() if k not in method.metric_names)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            times.append(time.perf_counter() - start)
+        out[name] = min(times[1:])  # the first step warms up
+    return out
+
+
+def render_time(batch: int, size: tuple[int, int], feature: tuple[int, int]) -> float:
+    cfg = load_config(None, [])
+    kpts = _keypoints(batch, *size)
+    render_part_heatmaps(kpts, size, feature, cfg.pose)
+    start = time.perf_counter()
+    for _ in range(20):
+        render_part_heatmaps(kpts, size, feature, cfg.pose)
+    return (time.perf_counter() - start) / 20
+
+
+def loader_time(size: tuple[int, int], p: int, k: int, batches: int) -> float:
+    from occreid.data.datasets import load_dataset
+    from occreid.data.loaders import build_train_loader
+    from occreid.data.synthocc import generate_synthocc
+    from occreid.engine.trainer import keypoints_for
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "synthocc"
+        generate_synthocc(root, preset="small", seed=0, protocol="occluded")
+        cfg = load_config(None, [f"data.root={root}", f"data.image_size=[{size[0]},{size[1]}]", f"data.p={p}",
+                                 f"data.k={k}", "data.num_workers=0"])  # fmt: skip
+        ds = load_dataset("synthocc", root)
+        loader = build_train_loader(cfg, ds.train, keypoints_for(ds, ds.train, None))
+        it = iter(loader)
+        next(it)
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(it)
+        return (time.perf_counter() - start) / batches
+
+
+def inference_table(backbone: str, size: tuple[int, int]) -> list[str]:
+    h, w = size
+    rows = ["| model | params (M) | GFLOPs / image | images/s (batch 32) |", "|---|---|---|---|"]
+    base_flops = None
+    for name, feature in (("baseline", "f_G"), ("pgfl_kd", "f_G"), ("pgfl_kd", "f_E")):
+        cfg = load_config(None, [f"model.name={name}", f"model.backbone={backbone}", "model.pretrained=false",
+                                 f"data.image_size=[{h},{w}]"])  # fmt: skip
+        method = build_model(cfg, num_classes=100).eval()
+        if feature == "f_G":
+            deployed = method.deploy().eval()
+            params, flops = count_parameters(deployed), count_flops(deployed, (1, 3, h, w))
+            run = deployed
+            label = f"{name} deployed (f_G, no pose)"
+        else:
+            cost = test_feature_cost(method, feature, (h, w))
+            params, flops = cost["params"], cost["flops"]
+            kpts = _keypoints(32, h, w)
+            run = lambda x: method(x, kpts)  # noqa: E731
+            label = f"{name} pose-at-test (f_E; model part only, estimator extra)"
+        x = torch.randn(32, 3, h, w)
+        with torch.inference_mode():
+            run(x)
+            start = time.perf_counter()
+            for _ in range(3):
+                run(x)
+            ips = 3 * 32 / (time.perf_counter() - start)
+        base_flops = base_flops or flops
+        rows.append(f"| {label} | {params / 1e6:.2f} | {flops / 1e9:.3f} ({flops / base_flops:.2f}x) | {ips:.0f} |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    settings = [("resnet18", (128, 64), 32, 5)]
+    if not args.quick:
+        settings.append(("resnet50", (384, 128), 16, 2))
+    lines = ["# Training step: PGFL-KD vs baseline (CPU, bf16 autocast)", "",
+             "| backbone | input | batch | baseline s/step | PGFL-KD s/step | ratio |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for backbone, size, batch, steps in settings:
+        t = step_times(backbone, size, batch, steps, amp=True)
+        lines.append(f"| {backbone} | {size[0]}x{size[1]} | {batch} | {t['baseline']:.3f} | {t['pgfl_kd']:.3f} | "
+                     f"{t['pgfl_kd'] / t['baseline']:.2f}x |")  # fmt: skip
+        print(lines[-1], flush=True)
+    t18 = step_times("resnet18", (128, 64), 32, 3, amp=True)["pgfl_kd"]
+    load = loader_time((128, 64), 8, 4, 10)
+    render = render_time(32, (128, 64), (8, 4))
+    render64 = render_time(64, (384, 128), (24, 8))
+    lines += ["", "# Share of a PGFL-KD step (ResNet-18, 128x64, batch 32, data.num_workers=0)", "",
+              "| part | seconds | share of step |", "|---|---|---|",
+              f"| data loading (SynthOcc, decode + augment, 1 process) | {load:.4f} | {load / (t18 + load):.1%} |",
+              f"| heatmap rendering (8x4 map) | {render:.5f} | {render / t18:.2%} |",
+              f"| heatmap rendering, batch 64 at 384x128 (24x8 map) | {render64:.5f} | - |",
+              "", "# Inference: deployed models vs a pose-at-test pipeline", ""]  # fmt: skip
+    for backbone, size, *_ in settings:
+        lines += [f"{backbone} at {size[0]}x{size[1]}:", ""] + inference_table(backbone, size) + [""]
+    text = "\n".join(lines)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "training.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""The torch Dataset over image records and the train/test DataLoader builders the trainer calls.
+
+    train_loader = build_train_loader(cfg, dataset.train, keypoints)   # P x K batches, augmented
+    for batch in train_loader:
+        batch["images"]     # (B, 3, H, W) float32, normalised
+        batch["pids"]       # (B,) int64
+        batch["camids"]     # (B,) int64
+        batch["paths"]      # list of B str
+        batch["index"]      # (B,) int64, positions in `records`
+        batch["keypoints"]  # (B, 17, 3) float32 (x, y, conf) in the pixels of `images`; only with keypoints
+
+`keypoints[i]` belongs to `records[i]` and is in that image's original pixel coordinates (as in the keypoint
+store, occreid.pose.store).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from occreid.data.records import ImageRecord
+from occreid.data.samplers import PKSampler
+from occreid.data.transforms import build_transforms
+from occreid.errors import OccreidError
+from occreid.pose.schema import NUM_KEYPOINTS
+
+if TYPE_CHECKING:
+    from occreid.config import Config
+
+ReidTransformFn = Callable[[Any, np.ndarray | None], tuple[torch.Tensor, np.ndarray | None]]
+
+
+def read_image(path: str) -> Any:
+    """Open an image with PIL as RGB; an unreadable or corrupt file raises OccreidError naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except FileNotFoundError:
+        raise OccreidError(
+            f"image not found: {path}; check data.root (the dataset folder) and that the file was not moved"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise OccreidError(
+            f"cannot read image {path} ({type(exc).__name__}: {exc}); the file is corrupt or not an image, "
+            f"re-download it or remove it from the dataset"
+        ) from None
+
+
+class ImageDataset(Dataset):
+    """Records (+ optional per-record keypoints) -> dicts of a transformed image and its labels.
+
+    Item i: {"images": (3, H, W) float tensor, "pids": int, "camids": int, "paths": str, "index": i,
+    "keypoints": (17, 3) float32 tensor (only when keypoints are given)}.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        transform: ReidTransformFn,
+        keypoints: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        self.records = list(records)
+        self.transform = transform
+        self.keypoints = None
+        if keypoints is not None:
+            if len(keypoints) != len(self.records):
+                raise ValueError(f"got {len(keypoints)} keypoint arrays for {len(self.records)} records")
+            self.keypoints = [np.asarray(k, dtype=np.float32) for k in keypoints]
+            for i, kpts in enumerate(self.keypoints):
+                if kpts.shape != (NUM_KEYPOINTS, 3):
+                    raise ValueError(
+                        f"keypoints of {self.records[i].path} have shape {kpts.shape}, expected ({NUM_KEYPOINTS}, 3)"
+                    )
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        img = read_image(record.path)
+        image, kpts = self.transform(img, None if self.keypoints is None else self.keypoints[index])
+        item = {
+            "images": image,
+            "pids": record.pid,
+            "camids": record.camid,
+            "paths": record.path,
+            "index": index,
+        }
+        if kpts is not None:
+            item["keypoints"] = torch.from_numpy(np.ascontiguousarray(kpts, dtype=np.float32))
+        return item
+
+
+class ReidDataLoader(DataLoader):
+    """A DataLoader that re-raises an OccreidError from a worker process with its original one-line message.
+
+    (torch wraps worker exceptions in a message carrying the worker's traceback; the CLI prints user errors as
+    one line.)
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from super().__iter__()
+        except OccreidError as exc:
+            message = str(exc)
+            marker = "OccreidError: "
+            if "in DataLoader worker process" in message and marker in message:
+                raise OccreidError(message.rsplit(marker, 1)[1].strip()) from None
+            raise
+
+
+def build_train_loader(
+    cfg: Config,
+    records: Sequence[ImageRecord],
+    keypoints: Sequence[np.ndarray] | None = None,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    seed: int | None = None,
+) -> DataLoader:
+    """Augmented P x K training loader (`PKSampler`, p = cfg.data.p, k = cfg.data.k, batch = p * k).
+
+    The epoch length is cfg.train.steps_per_epoch batches per rank (None: one pass over the identities). Call
+    `loader.batch_sampler.set_epoch(epoch)` before each epoch. Augmentations are reproducible: worker w of rank r
+    is seeded by torch from a loader generator seeded with (seed, rank) (seed: cfg.train.seed by default); with
+    num_workers = 0 the augmentations use torch's global generator, so seed it (torch.manual_seed) yourself.
+    """
+    if len(records) == 0:
+        raise OccreidError("the training split has no images; check data.root and the dataset layout")
+    seed = cfg.train.seed if seed is None else seed
+    dataset = ImageDataset(records, build_transforms(cfg.data, train=True), keypoints)
+    sampler = PKSampler(
+        [r.pid for r in records],
+        cfg.data.p,
+        cfg.data.k,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+        num_batches=cfg.train.steps_per_epoch,
+    )
+    generator = torch.Generator()
+    generator.manual_seed(int(np.random.SeedSequence([seed, rank]).generate_state(1)[0]))
+    workers = cfg.data.num_workers
+    return ReidDataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        # Workers restart each epoch so the trainer can reseed `loader.generator` per epoch: a resumed run then
+        # draws the same augmentations as an uninterrupted one.
+        persistent_workers=False,
+        generator=generator,
+    )
+
+
+def build_test_loader(
+    cfg: Config,
+    records: Sequence[ImageRecord],
+    keypoints: Sequence[np.ndarray] | None = None,
+    *,
+    batch_size: int | None = None,
+) -> DataLoader:
+    """Sequential loader without augmentation (resize + normalise), batch_size = cfg.eval.batch_size by default.
+
+    Batches come in the order of `records`; the last one may be smaller. Empty `records` give an empty loader
+    (e.g. a rank's share of a tiny query set).
+    """
+    dataset = ImageDataset(records, build_transforms(cfg.data, train=False), keypoints)
+    return ReidDataLoader(
+        dataset,
+        batch_size=batch_size or cfg.eval.batch_size,
+        shuffle=False,
+        drop_last=False,
+        num_workers=cfg.data.num_workers,
+        pin_memory=torch.cuda.is_available(),
+    )
