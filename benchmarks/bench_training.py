@@ -20,7 +20,7 @@ import torch
 
 from occreid.config import load_config
 from occreid.modeling import build_model
-from occreid.modeling.complexity import count_flops, count_parameters, test_feature_cost
+from occreid.modeling.complexity import count_flops, count_parameters, inference_cost
 from occreid.pose.heatmaps import render_part_heatmaps
 
 RESULTS = Path(__file__).parent / "results"
@@ -107,7 +107,7 @@ def inference_table(backbone: str, size: tuple[int, int]) -> list[str]:
             run = deployed
             label = f"{name} deployed (f_G, no pose)"
         else:
-            cost = test_feature_cost(method, feature, (h, w))
+            cost = inference_cost(method, feature, (h, w))
             params, flops = cost["params"], cost["flops"]
             kpts = _keypoints(32, h, w)
             run = lambda x: method(x, kpts)  # noqa: E731

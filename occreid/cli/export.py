@@ -1,5 +1,38 @@
+"""`occreid export`: a trained checkpoint's deployed f_G model to ONNX, checked against PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
 import typer
+
+from occreid.errors import OccreidError
+
+
+def export(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Training checkpoint (.pt) to export."),
+    out: Path = typer.Option(..., "--out", help="ONNX file to write, e.g. model.onnx."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
+    static_batch: bool = typer.Option(False, "--static-batch", help="Fix the batch size to 1 instead of dynamic."),
+    atol: float = typer.Option(1e-3, "--atol", help="Fail if ONNX and PyTorch outputs differ by more than this."),
+) -> None:
+    """Export the deployed model (backbone + GAP + BNNeck, images -> features) to ONNX and verify it with
+    onnxruntime, printing the max abs difference to PyTorch."""
+    from occreid.engine.checkpoint import load_deployed_model
+    from occreid.modeling.complexity import count_parameters
+    from occreid.modeling.export import export_onnx
+
+    if not checkpoint.is_file():
+        raise OccreidError(f"--checkpoint {checkpoint} does not exist")
+    deployed, cfg = load_deployed_model(str(checkpoint), device="cpu")
+    image_size = tuple(cfg.data.image_size)
+    max_diff = export_onnx(deployed, out, image_size, opset=opset, dynamic_batch=not static_batch)
+    typer.echo(f"wrote {out}: input images (B, 3, {image_size[0]}, {image_size[1]}), "
+               f"{count_parameters(deployed) / 1e6:.2f}M parameters, opset {opset}")
+    typer.echo(f"onnxruntime vs PyTorch max abs difference: {max_diff:.3g}")
+    if max_diff > atol:
+        raise OccreidError(f"{out}: ONNX output differs from PyTorch by {max_diff:.3g} > --atol {atol}")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("export")(export)

@@ -1,1 +1,36 @@
-"""modeling."""
+"""Models and losses: the baseline and PGFL-KD, their deployment, complexity and ONNX export.
+
+    from occreid.modeling import build_model
+    method = build_model(cfg, num_classes=702)
+"""
+
+from __future__ import annotations
+
+from occreid.config import Config
+from occreid.errors import OccreidError
+from occreid.modeling.base import ReidMethod
+from occreid.modeling.baseline import Baseline
+from occreid.modeling.deploy import DeployedReid
+from occreid.modeling.pgfl_kd import ABLATION_PRESETS, PGFLKD, PRESET_LOSS_TERMS
+
+
+def build_model(cfg: Config, num_classes: int) -> ReidMethod:
+    """The method named by cfg.model.name ("baseline" or "pgfl_kd") for `num_classes` training identities."""
+    if num_classes < 2:
+        raise OccreidError(f"the training set has {num_classes} identities; ReID training needs at least 2")
+    if cfg.model.name == "baseline":
+        return Baseline(cfg, num_classes)
+    if cfg.model.name == "pgfl_kd":
+        return PGFLKD(cfg, num_classes)
+    raise OccreidError(f"model.name={cfg.model.name!r} is not a method; choose baseline or pgfl_kd")
+
+
+__all__ = [
+    "ABLATION_PRESETS",
+    "PGFLKD",
+    "PRESET_LOSS_TERMS",
+    "Baseline",
+    "DeployedReid",
+    "ReidMethod",
+    "build_model",
+]

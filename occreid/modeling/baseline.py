@@ -1,0 +1,25 @@
+"""The Baseline of the PGFL-KD paper (Table 6 row 1, BoT-style): ResNet -> F -> GAP -> f_G -> BNNeck,
+trained with L_ReID^G = label-smoothed ID cross-entropy + batch-hard triplet loss. Needs no pose."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from occreid.config import Config
+from occreid.errors import OccreidError
+from occreid.modeling.base import ReidMethod
+
+
+class Baseline(ReidMethod):
+    def __init__(self, cfg: Config, num_classes: int) -> None:
+        if cfg.model.test_feature != "f_G":
+            raise OccreidError(f"model.test_feature={cfg.model.test_feature} needs PGFL-KD's pose branches; "
+                               "the baseline only has f_G (set model.test_feature=f_G)")
+        super().__init__(cfg, num_classes)
+
+    def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        images, pids = batch["images"], batch["pids"]
+        f_g = self.feature_map(images).mean(dim=(2, 3))  # (B, C)
+        terms, logits = self.reid_loss("G", f_g, pids)
+        terms["acc"] = self.accuracy(logits, pids)
+        return terms

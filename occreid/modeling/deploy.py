@@ -1,0 +1,38 @@
+"""The deployed (test-time) model: backbone -> GAP -> the f_G BNNeck's BN (per `neck_feat`) -> (B, D).
+
+Pose branches, classifiers and the pose estimator are gone: every method (baseline and PGFL-KD) deploys to
+exactly this module, so PGFL-KD costs the baseline's parameters and FLOPs at test time (paper Table 8).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from torch import Tensor, nn
+
+from occreid.modeling.backbone import ResNetBackbone
+
+
+class DeployedReid(nn.Module):
+    """`images (B,3,H,W) -> feature (B, C)`; timm-like `forward_features` (F) and `forward_head` (pool + BN)."""
+
+    def __init__(self, backbone: ResNetBackbone, bn: nn.BatchNorm1d | None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.bn = bn  # None when neck_feat == "before"
+
+    def forward_features(self, images: Tensor) -> Tensor:
+        return self.backbone.forward_features(images)  # F: (B, C, h, w)
+
+    def forward_head(self, feature_map: Tensor) -> Tensor:
+        f_g = feature_map.mean(dim=(2, 3))  # (B, C), global average pooling g(F)
+        return self.bn(f_g) if self.bn is not None else f_g
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(images))
+
+
+def make_deployed(backbone: ResNetBackbone, bn: nn.BatchNorm1d, neck_feat: str) -> DeployedReid:
+    """Copies of the trained backbone and BN (the training model is left untouched), in eval mode."""
+    deployed = DeployedReid(copy.deepcopy(backbone), copy.deepcopy(bn) if neck_feat == "after" else None)
+    return deployed.eval()
