@@ -28,7 +28,7 @@ TITLES = {"baseline": "Baseline", "pgfl_kd": "PGFL-KD"}
 
 
 def _make_data(root: Path, seed: int) -> None:
-    from occreid.data.synthocc import generate_synthocc
+    from occreid.data.synthocc import generate as generate_synthocc
 
     meta = root / "synthocc.json"
     if meta.is_file():

@@ -72,7 +72,8 @@ def barrier(info: DistInfo) -> None:
 
 
 def parameter_fingerprint(module: torch.nn.Module) -> float:
-    """A number that differs between two modules whose weights differ (almost surely); equal weights give
-    equal numbers. Used to check that every DDP rank ends with the same model."""
-    flat = torch.cat([p.detach().double().flatten().cpu() for p in module.state_dict().values() if p.is_floating_point()])
+    """A number that differs between two modules whose parameters differ (almost surely); equal parameters give
+    equal numbers. Used to check that every DDP rank ends with the same model. (BatchNorm running statistics
+    are buffers, not parameters: without SyncBN each rank keeps its own, and rank 0's are checkpointed.)"""
+    flat = torch.cat([p.detach().double().flatten().cpu() for p in module.parameters()])
     return float((flat * torch.cos(torch.arange(flat.numel(), dtype=torch.float64))).sum())

@@ -259,6 +259,9 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
     if t.channels_last:
         method = method.to(memory_format=torch.channels_last)
     if t.sync_bn and info.enabled:
+        if device.type != "cuda":
+            raise OccreidError("train.sync_bn=true needs CUDA devices (PyTorch's SyncBatchNorm is GPU-only); "
+                               "set train.sync_bn=false for CPU runs")  # fmt: skip
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
     optimizer = build_optimizer(cfg, method)
     scheduler = build_scheduler(cfg, optimizer)
