@@ -1,5 +1,166 @@
+"""`occreid index build|add` and `occreid search`: embed a folder of images with a deployed checkpoint and
+search it. (`occreid eval` lives with the engine.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from occreid.errors import OccreidError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+index_app = typer.Typer(help="Build and extend a searchable gallery index.", no_args_is_help=True)
+
+
+def _load_model(checkpoint: Path):
+    """(model, cfg) of a deployed checkpoint; a separate function so tests can patch it."""
+    import importlib
+
+    if not checkpoint.is_file():
+        raise OccreidError(f"checkpoint not found: {checkpoint}")
+    module = importlib.import_module("occreid.engine.checkpoint")
+    return module.load_deployed_model(checkpoint, device="cpu")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under `folder`, recursively, sorted."""
+    if not folder.is_dir():
+        raise OccreidError(f"image folder not found: {folder}")
+    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not images:
+        raise OccreidError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+    return images
+
+
+def _settings(checkpoint: Path, cfg: Any) -> dict[str, Any]:
+    """What must match for two feature sets to be comparable; stored in the index metadata."""
+    return {
+        "checkpoint": str(checkpoint.resolve()),
+        "image_size": list(cfg.data.image_size),
+        "mean": list(cfg.data.mean),
+        "std": list(cfg.data.std),
+        "flip": bool(cfg.eval.flip),
+        "test_feature": getattr(cfg.model, "test_feature", None),
+    }
+
+
+def _extract(checkpoint: Path, images: list[Path], device: str, batch_size: int | None):
+    from occreid.evaluation.extractor import FeatureExtractor
+
+    model, cfg = _load_model(checkpoint)
+    extractor = FeatureExtractor(
+        model,
+        image_size=tuple(cfg.data.image_size),
+        mean=cfg.data.mean,
+        std=cfg.data.std,
+        batch_size=batch_size or cfg.eval.batch_size,
+        device=device,
+        flip=cfg.eval.flip,
+        progress=len(images) > 1,
+    )
+    return extractor([str(p) for p in images]), cfg
+
+
+def index_build(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Deployed model checkpoint."),
+    images: Path = typer.Option(..., "--images", help="Folder of gallery images (searched recursively)."),
+    out: Path = typer.Option(..., "--out", help="Index file to write (.npz)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
+    batch_size: int | None = typer.Option(
+        None, help="Images per batch; default eval.batch_size of the config."
+    ),
+    overwrite: bool = typer.Option(False, help="Replace an existing index file."),
+) -> None:
+    """Embed every image under --images and write a searchable index."""
+    from occreid.evaluation.index import GalleryIndex
+
+    if out.suffix != ".npz":
+        raise OccreidError(f"--out {out} must end in .npz")
+    if out.exists() and not overwrite:
+        raise OccreidError(f"{out} exists; use `occreid index add` to extend it or --overwrite to replace it")
+    paths = list_images(images)
+    features, cfg = _extract(checkpoint, paths, device, batch_size)
+    index = GalleryIndex(
+        metric=cfg.eval.metric, normalize=cfg.eval.normalize, meta=_settings(checkpoint, cfg)
+    )
+    index.add(features, [str(p.resolve()) for p in paths])
+    index.save(out)
+    typer.echo(f"indexed {len(index)} images ({index.dim}-d, {index.metric}) -> {out}")
+
+
+def index_add(
+    index_path: Path = typer.Option(..., "--index", help="Existing index file (.npz)."),
+    images: Path = typer.Option(..., "--images", help="Folder of images to add (searched recursively)."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Default: the one the index was built with."
+    ),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
+    batch_size: int | None = typer.Option(
+        None, help="Images per batch; default eval.batch_size of the config."
+    ),
+) -> None:
+    """Embed the images under --images with the index's checkpoint and append them (already indexed paths are
+    skipped)."""
+    from occreid.evaluation.index import GalleryIndex
+
+    index = GalleryIndex.load(index_path)
+    checkpoint = checkpoint or Path(index.meta.get("checkpoint", ""))
+    if not str(checkpoint):
+        raise OccreidError(f"{index_path} records no checkpoint; pass --checkpoint")
+    known = set(index.paths)
+    paths = [p for p in list_images(images) if str(p.resolve()) not in known]
+    if not paths:
+        typer.echo(f"nothing to add: every image under {images} is already in {index_path}")
+        return
+    features, cfg = _extract(checkpoint, paths, device, batch_size)
+    index.check_compatible(_settings(checkpoint, cfg))
+    if (cfg.eval.metric, cfg.eval.normalize) != (index.metric, index.normalize):
+        raise OccreidError(
+            f"the index uses metric={index.metric}, normalize={index.normalize} but the checkpoint's config says "
+            f"metric={cfg.eval.metric}, normalize={cfg.eval.normalize}; build a new index"
+        )
+    index.add(features, [str(p.resolve()) for p in paths])
+    index.save(index_path)
+    typer.echo(f"added {len(paths)} images; {index_path} now holds {len(index)}")
+
+
+def search(
+    index_path: Path = typer.Option(..., "--index", help="Index file (.npz)."),
+    image: Path = typer.Option(..., "--image", help="Query image."),
+    topk: int = typer.Option(10, help="How many matches to print."),
+    backend: str = typer.Option("torch", help="torch (exact matmul) or faiss (exact flat index)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Print the --topk gallery images closest to --image, with distances."""
+    from occreid.evaluation.index import GalleryIndex
+
+    index = GalleryIndex.load(index_path)
+    if not image.is_file():
+        raise OccreidError(f"query image not found: {image}")
+    checkpoint = Path(index.meta.get("checkpoint", ""))
+    if not str(checkpoint) or str(checkpoint) == ".":
+        raise OccreidError(f"{index_path} records no checkpoint to embed the query with")
+    features, _ = _extract(checkpoint, [image], device, 1)
+    results = index.search_paths(features, topk=topk, backend=backend)[0]
+    if as_json:
+        typer.echo(
+            json.dumps({"query": str(image), "results": [{"path": p, "distance": d} for p, d in results]})
+        )
+        return
+    typer.echo(f"query {image}  ({index.metric} distance, {len(index)} gallery images)")
+    for rank, (path, distance) in enumerate(results, start=1):
+        typer.echo(f"{rank:>4}  {distance:10.4f}  {path}")
+
+
+index_app.command("build")(index_build)
+index_app.command("add")(index_add)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.add_typer(index_app, name="index")
+    app.command("search")(search)

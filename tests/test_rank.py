@@ -1,0 +1,116 @@
+"""evaluate_rank: hand-computed cases and equality with the classic per-query loop (stable argsort)."""
+
+import numpy as np
+import pytest
+import torch
+
+from occreid.errors import OccreidError
+from occreid.evaluation import EvalResult, evaluate_rank, format_results_table, results_to_json
+
+
+def reference_eval(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):
+    """torchreid's eval_market1501 with a stable argsort, CMC padded with 1 beyond the gallery, plus INP."""
+    indices = np.argsort(distmat, axis=1, kind="stable")
+    matches = (g_pids[indices] == q_pids[:, None]).astype(np.int32)
+    all_cmc, all_ap, all_inp = [], [], []
+    for q in range(len(q_pids)):
+        order = indices[q]
+        keep = ~((g_pids[order] == q_pids[q]) & (g_camids[order] == q_camids[q]))
+        raw = matches[q][keep]
+        if not raw.any():
+            continue
+        cmc = raw.cumsum()
+        cmc[cmc > 1] = 1
+        padded = np.ones(max_rank)
+        padded[: min(max_rank, len(cmc))] = cmc[:max_rank]
+        all_cmc.append(padded)
+        tmp = raw.cumsum() / (np.arange(len(raw)) + 1.0) * raw
+        all_ap.append(tmp.sum() / raw.sum())
+        last = np.flatnonzero(raw)[-1]
+        all_inp.append(raw.cumsum()[last] / (last + 1.0))
+    return np.mean(all_cmc, axis=0), np.mean(all_ap), np.mean(all_inp), len(q_pids) - len(all_ap)
+
+
+def test_hand_computed_single_query():
+    # filtered ranking: pid2, pid1 (rank 2), pid3, pid1 (rank 4); the same-camera pid1 at 0.1 is removed
+    d = np.array([[0.1, 0.2, 0.3, 0.4, 0.5]], dtype=np.float32)
+    r = evaluate_rank(d, [1], [1, 2, 1, 3, 1], [0], [0, 1, 1, 1, 2], max_rank=5)
+    assert r.AP[0] == pytest.approx((1 / 2 + 2 / 4) / 2)
+    assert r.mINP == pytest.approx(2 / 4)
+    np.testing.assert_allclose(r.cmc, [0, 1, 1, 1, 1])
+    assert (r.num_valid_queries, r.num_skipped_queries) == (1, 0)
+
+
+def test_ties_break_by_gallery_index():
+    # wrong match listed first at the same distance -> it ranks first
+    r = evaluate_rank(np.array([[0.5, 0.5, 0.7]]), [1], [2, 1, 1], [0], [1, 1, 1], max_rank=3)
+    assert r.mAP == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert r.mINP == pytest.approx(2 / 3)
+    np.testing.assert_allclose(r.cmc, [0, 1, 1])
+    # listed second -> the match ranks first
+    r = evaluate_rank(np.array([[0.5, 0.5]]), [1], [1, 2], [0], [1, 1], max_rank=2)
+    assert r.mAP == 1.0 and r.cmc[0] == 1.0
+    # a removed same-camera item tied with a positive does not count
+    r = evaluate_rank(np.array([[0.5, 0.5]]), [1], [1, 1], [0], [0, 1], max_rank=2)
+    assert r.mAP == 1.0
+
+
+def test_skipped_queries_and_same_camera_filter():
+    d = np.array([[0.1, 0.9, 0.5], [0.3, 0.2, 0.1], [0.4, 0.4, 0.4]], dtype=np.float32)
+    # q0: its only pid-5 gallery item is in its own camera -> skipped; q2: pid 9 absent -> skipped
+    r = evaluate_rank(d, [5, 7, 9], [5, 7, 8], [0, 0, 0], [0, 1, 1], max_rank=3)
+    assert (r.num_valid_queries, r.num_skipped_queries) == (1, 2)
+    assert np.isnan(r.AP[0]) and np.isnan(r.AP[2])
+    assert r.AP[1] == pytest.approx(1 / 2)  # q1: gallery 2 (0.1) ahead of its match (0.2) -> rank 2
+    np.testing.assert_array_equal(r.valid, [False, True, False])
+
+
+def test_all_queries_skipped_is_a_clear_error():
+    with pytest.raises(OccreidError, match="no query has a positive"):
+        evaluate_rank(np.zeros((2, 2)), [1, 2], [1, 2], [0, 0], [0, 0])
+
+
+@pytest.mark.parametrize(
+    "num_q,num_g,max_rank,num_pids,num_cams,quantise",
+    [(60, 400, 50, 25, 4, None), (30, 20, 50, 8, 2, None), (80, 500, 10, 30, 6, 20), (50, 300, 30, 12, 3, 5)],
+)
+def test_equals_reference_loop(num_q, num_g, max_rank, num_pids, num_cams, quantise):
+    rng = np.random.default_rng(num_q + num_g)
+    d = rng.random((num_q, num_g)).astype(np.float32)
+    if quantise:  # many exact ties
+        d = np.round(d * quantise) / quantise
+    qp, gp = rng.integers(0, num_pids, num_q), rng.integers(0, num_pids, num_g)
+    qc, gc = rng.integers(0, num_cams, num_q), rng.integers(0, num_cams, num_g)
+    r = evaluate_rank(d, qp, gp, qc, gc, max_rank=max_rank, chunk_size=16)
+    cmc, m_ap, m_inp, skipped = reference_eval(d, qp, gp, qc, gc, max_rank)
+    assert r.cmc.shape == (max_rank,)
+    np.testing.assert_allclose(r.cmc, cmc, atol=1e-12)
+    assert r.mAP == pytest.approx(m_ap, abs=1e-12)
+    assert r.mINP == pytest.approx(m_inp, abs=1e-12)
+    assert r.num_skipped_queries == skipped
+    # torch and float64 inputs give the same numbers
+    r_t = evaluate_rank(torch.from_numpy(d), torch.from_numpy(qp), gp, qc, gc, max_rank=max_rank)
+    r_64 = evaluate_rank(d.astype(np.float64), qp, gp, qc, gc, max_rank=max_rank, chunk_size=7)
+    for other in (r_t, r_64):
+        np.testing.assert_array_equal(other.cmc, r.cmc)
+        assert other.mAP == pytest.approx(r.mAP, abs=1e-12)
+
+
+def test_bad_inputs_name_the_problem():
+    with pytest.raises(OccreidError, match="g_pids"):
+        evaluate_rank(np.zeros((1, 3)), [1], [1, 2], [0], [1, 1, 1])
+    with pytest.raises(OccreidError, match="NaN"):
+        evaluate_rank(np.array([[np.nan, 0.1]]), [1], [1, 2], [0], [1, 1])
+
+
+def test_report_table_and_json():
+    d = np.array([[0.1, 0.2, 0.3, 0.4, 0.5]], dtype=np.float32)
+    r = evaluate_rank(d, [1], [1, 2, 1, 3, 1], [0], [0, 1, 1, 1, 2], max_rank=5)
+    table = format_results_table({"baseline": r}, ranks=(1, 3))
+    assert "| baseline | 0.0 | 100.0 | 50.0 | 50.0 | 1 (0) |" in table
+    assert "Rank-3" in table and "Rank-5" not in table
+    out = results_to_json(r, {"feature": "f_G", "metric": "euclidean", "rerank": True, "k1": 20})
+    assert out["metrics"]["mAP"] == 0.5 and out["metrics"]["rank1"] == 0.0
+    assert out["settings"]["k1"] == 20 and out["settings"]["k2"] is None and out["settings"]["max_rank"] == 5
+    assert out["num_query"] == 1 and out["num_gallery"] == 5 and out["num_skipped_queries"] == 0
+    assert isinstance(r, EvalResult)
