@@ -143,6 +143,9 @@ def evaluate_rank(
     INP = np.full(num_q, np.nan)
     first_rank = np.zeros(num_q, dtype=np.int64)
 
+    if dist.device.type == "cpu":
+        dist_np = dist.detach().numpy()
+        sort_buffer = np.empty((min(chunk_size, num_q), num_g), dtype=dist_np.dtype)
     for s in range(0, num_q, chunk_size):
         e = min(s + chunk_size, num_q)
         n = num_pos[s:e]
@@ -150,7 +153,11 @@ def evaluate_rank(
             continue
         pos = pos_cols[pos_start[s] : pos_start[s] + int(n.sum())]
         rm_lo, rm_hi = rm_start[s], rm_start[e - 1] + rm_count[e - 1]
-        ranks = _positive_ranks(dist[s:e], n, pos, rm_rows[rm_lo:rm_hi] - s, rm_cols[rm_lo:rm_hi])
+        args = (n, pos, rm_rows[rm_lo:rm_hi] - s, rm_cols[rm_lo:rm_hi])
+        if dist.device.type == "cpu":
+            ranks = _positive_ranks_numpy(dist_np[s:e], *args, sort_buffer=sort_buffer)
+        else:
+            ranks = _positive_ranks(dist[s:e], *args)
         for i in np.flatnonzero(np.isnan(ranks[:, 0]) & (n > 0)):  # rows with exact ties: slow exact path
             q = s + i
             rm = rm_cols[rm_start[q] : rm_start[q] + rm_count[q]]
@@ -186,6 +193,42 @@ def evaluate_rank(
     )
 
 
+def _positive_ranks_numpy(
+    chunk: np.ndarray,
+    n: np.ndarray,
+    pos: np.ndarray,
+    rm_rows: np.ndarray,
+    rm_cols: np.ndarray,
+    sort_buffer: np.ndarray,
+) -> np.ndarray:
+    """CPU version of `_positive_ranks` (same arguments and result), in numpy.
+
+    numpy's SIMD sort of the values is ~15x faster than torch.sort on the CPU, and single-threaded numpy avoids
+    the thread-pool hand-offs that make many small torch ops slow on a busy machine. The sorted rows go to a
+    reused buffer (no page faults per chunk); the per-row searchsorted calls are cheap (n_i lookups each).
+    """
+    C = chunk.shape[0]
+    srt = sort_buffer[:C]
+    np.copyto(srt, chunk)
+    srt.sort(axis=1)
+    pos_values = chunk[np.repeat(np.arange(C), n), pos]
+    if np.isnan(pos_values).any():
+        raise OccreidError("distmat holds NaN at a query's positive gallery item; check the features")
+    rm_values = chunk[rm_rows, rm_cols]
+    pos_bounds = np.concatenate([[0], np.cumsum(n)])
+    rm_bounds = np.searchsorted(rm_rows, np.arange(C + 1))
+    ranks = np.full((C, int(n.max())), np.nan)
+    for i in np.flatnonzero(n):
+        p = np.sort(pos_values[pos_bounds[i] : pos_bounds[i + 1]])
+        ahead = srt[i].searchsorted(p, side="left")  # #{x < p_k}
+        if (srt[i].searchsorted(p, side="right") - ahead > 1).any():
+            continue  # a positive's distance is tied: left NaN for the stable-argsort path
+        if rm_bounds[i + 1] > rm_bounds[i]:  # same-camera items of the query's pid ahead of p_k are removed
+            ahead -= (rm_values[rm_bounds[i] : rm_bounds[i + 1]][None, :] < p[:, None]).sum(axis=1)
+        ranks[i, : n[i]] = ahead + 1
+    return ranks
+
+
 def _positive_ranks(
     chunk, n: np.ndarray, pos: np.ndarray, rm_rows: np.ndarray, rm_cols: np.ndarray
 ) -> np.ndarray:
@@ -210,11 +253,7 @@ def _positive_ranks(
         raise OccreidError("distmat holds NaN at a query's positive gallery item; check the features")
     table, _ = torch.sort(table, dim=1)
 
-    # Sorting the values (not argsort) is the fast part; numpy's SIMD sort beats torch's on CPU.
-    if device.type == "cpu":
-        sorted_rows = torch.from_numpy(np.sort(chunk.detach().numpy(), axis=1))
-    else:
-        sorted_rows = torch.sort(chunk, dim=1).values
+    sorted_rows = torch.sort(chunk, dim=1).values  # sorting the values (not argsort) is the fast part
     ahead = torch.searchsorted(sorted_rows, table, right=False)  # (C, pmax): #{x < p_k}
     equal = torch.searchsorted(sorted_rows, table, right=True) - ahead  # #{x == p_k}, 1 unless tied
     if len(rm_rows):  # same-camera items of the query's pid are not in the ranking: take them out again
