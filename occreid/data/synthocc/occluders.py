@@ -1,0 +1,171 @@
+"""Occluders that hide part of the person: vehicles, poles and trees, boards, other persons and clutter.
+
+Each occluder is placed from the person's silhouette: for a target fraction f of the person's pixels and a
+direction (bottom, top, left or right), the cut line is where the silhouette's cumulative row (or column) mass
+reaches f, and the occluder covers everything beyond it (up to its own irregular edge). The generator then
+measures the fraction actually hidden. Occluder colours are drawn partly from the clothing palette, so a model
+that looks at the whole image can mistake an occluder for clothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from occreid.data.synthocc.identity import UPPER, Identity
+from occreid.data.synthocc.render import Placement, Primitive, paint, person_primitives, sample_pose
+
+OCCLUDER_TYPES = ("vehicle", "pole", "board", "person", "clutter")
+DIRECTIONS: dict[str, dict[str, float]] = {
+    "vehicle": {"bottom": 1.0},
+    "pole": {"left": 0.45, "right": 0.45, "top": 0.1},  # top: tree foliage
+    "board": {"bottom": 0.4, "left": 0.25, "right": 0.25, "top": 0.1},
+    "person": {"left": 0.35, "right": 0.35, "bottom": 0.3},
+    "clutter": {"bottom": 0.6, "left": 0.2, "right": 0.2},
+}
+CAR_COLOURS = [(200, 200, 205), (30, 30, 35), (150, 20, 25), (40, 60, 130), (120, 120, 125), (230, 230, 230)]
+POLE_COLOURS = [(120, 120, 125), (95, 70, 45), (40, 70, 45), (60, 60, 65), (180, 180, 170)]
+GREENS = [(50, 100, 45), (70, 125, 55), (35, 80, 40), (95, 130, 60)]
+
+
+@dataclass
+class Occluder:
+    kind: str
+    direction: str
+    prims: list[Primitive]
+
+
+def person_mask(prims: list[Primitive], size: tuple[int, int]) -> np.ndarray:
+    """Boolean (H, W) silhouette of primitives on a canvas of `size` = (W, H)."""
+    mask = Image.new("L", size, 0)
+    paint(ImageDraw.Draw(mask), prims, fill=255)
+    return np.asarray(mask) > 127
+
+
+def cut_line(mask: np.ndarray, direction: str, fraction: float) -> int:
+    """The row (top/bottom) or column (left/right) beyond which `fraction` of the silhouette lies."""
+    counts = mask.sum(axis=1 if direction in ("top", "bottom") else 0).astype(np.float64)
+    cum = np.cumsum(counts) / max(counts.sum(), 1.0)
+    target = fraction if direction in ("top", "left") else 1.0 - fraction
+    return int(np.searchsorted(cum, target))
+
+
+def _pick(rng: np.random.Generator, options: list):
+    return options[int(rng.integers(len(options)))]
+
+
+def _rect(d, colour, x0, y0, x1, y1) -> Primitive:
+    return (d, "polygon", tuple(int(v) for v in colour), ((x0, y0), (x1, y0), (x1, y1), (x0, y1)), 0)
+
+
+def _clothing_or(rng: np.random.Generator, palette: list) -> tuple[int, int, int]:
+    return _pick(rng, list(UPPER.values())) if rng.random() < 0.4 else _pick(rng, palette)
+
+
+def make_occluder(
+    kind: str,
+    direction: str,
+    fraction: float,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    other: Identity | None = None,
+    person_size: float = 200.0,
+) -> Occluder:
+    """Primitives of an occluder hiding about `fraction` of the silhouette `mask` (H, W) from `direction`.
+    `other` is the identity drawn by a "person" occluder; `person_size` the target's body height in pixels."""
+    H, W = mask.shape
+    ys, xs = np.nonzero(mask)
+    x0, x1, y0, y1 = int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())
+    cut = cut_line(mask, direction, fraction)
+    prims: list[Primitive] = []
+    m = lambda lo, hi: int(rng.integers(lo, hi))  # noqa: E731
+    xa, xb = max(-5, x0 - m(4, 60)), min(W + 5, x1 + m(4, 60))  # horizontal span beyond the person
+    if kind == "vehicle":  # a car seen from the side, its top edge at the cut
+        colour = _pick(rng, CAR_COLOURS)
+        xa, xb = (-5, W + 5) if rng.random() < 0.6 else (xa, xb)
+        prims.append(_rect(0, colour, xa, cut, xb, H + 5))
+        body = H - cut
+        if body > 40:  # side windows and a trim line
+            prims.append(_rect(1, (55, 65, 80), xa + 8, cut + 6, xb - 8, cut + 6 + 0.3 * body))
+            prims.append(_rect(1, tuple(int(c * 0.7) for c in colour), xa, cut + 0.55 * body, xb, cut + 0.58 * body))
+        r = min(22, max(8, body // 3))
+        for wx in (xa + m(10, 40), xb - m(10, 40)):
+            prims.append((2, "ellipse", (15, 15, 15), (wx - r, H - r, wx + r, H + r), 0))
+    elif kind == "pole" and direction == "top":  # tree foliage hanging from the top
+        for i, x in enumerate(range(xa - 10, xb + 10, 14)):
+            r = m(12, 20)
+            prims.append((1, "ellipse", _pick(rng, GREENS), (x - r, cut - 2 * r + 4, x + r, cut + 4), 0))
+        prims.insert(0, _rect(0, _pick(rng, GREENS), xa - 10, -5, xb + 10, cut - 10))
+    elif kind == "pole":  # a pole or trunk from the top of the image to the bottom
+        colour = _pick(rng, POLE_COLOURS)
+        a, b = (xa, cut) if direction == "left" else (cut, xb)
+        prims.append(_rect(0, colour, a, -5, b, H + 5))
+        hl = a + (b - a) * 0.25
+        prims.append(_rect(1, tuple(min(255, int(c * 1.25) + 10) for c in colour), hl, -5, hl + max(2, (b - a) // 8), H + 5))
+        for yb in rng.integers(0, H, size=m(0, 3)):
+            prims.append(_rect(1, tuple(int(c * 0.7) for c in colour), a, yb, b, yb + 6))
+    elif kind == "board":  # a sign board with a frame and "text" bars
+        colour = _clothing_or(rng, [(240, 240, 235), (230, 200, 50), (40, 80, 160), (40, 120, 60), (150, 40, 40)])
+        if direction == "bottom":
+            box = (xa, cut, xb, H + 5)
+        elif direction == "top":
+            box = (xa, -5, xb, cut)
+        elif direction == "left":
+            box = (xa, y0 - m(5, 40), cut, H + 5)
+        else:
+            box = (cut, y0 - m(5, 40), xb, H + 5)
+        bx0, by0, bx1, by1 = box
+        prims.append(_rect(0, (60, 60, 60), bx0, by0, bx1, by1))
+        prims.append(_rect(1, colour, bx0 + 3, by0 + 3, bx1 - 3, by1 - 3))
+        text = tuple(int(c * 0.45) for c in colour) if sum(colour) > 300 else (230, 230, 230)
+        for ty in np.arange(by0 + 10, min(by1, H) - 8, 14):
+            tw = (bx1 - bx0 - 16) * rng.uniform(0.4, 0.9)
+            prims.append(_rect(2, text, bx0 + 8, ty, bx0 + 8 + tw, ty + 5))
+    elif kind == "person":  # another pedestrian, drawn by the same renderer, in front of the target
+        if other is None:
+            raise ValueError("a person occluder needs the identity to draw")
+        view = _pick(rng, ["front", "back", "side"])
+        pose = sample_pose(rng, view)
+        if direction == "bottom":  # closer to the camera: bigger, only head and shoulders in the frame
+            size = person_size * rng.uniform(1.25, 1.7)
+            place = Placement(cx=(x0 + x1) / 2 + rng.uniform(-0.15, 0.15) * W, feet_y=cut + size * other.height * 0.97, size=size)
+            prims, _ = person_primitives(other, pose, place)
+        else:
+            size = person_size * rng.uniform(1.0, 1.2)
+            place = Placement(cx=W / 2, feet_y=y1 + rng.uniform(0, 0.1) * H, size=size)
+            prims, _ = person_primitives(other, pose, place)
+            om = person_mask(prims, (W, H))
+            oxs = np.nonzero(om.any(axis=0))[0]
+            shift = (cut - oxs.max()) if direction == "left" else (cut - oxs.min())
+            place = Placement(cx=W / 2 + shift, feet_y=place.feet_y, size=size)
+            prims, _ = person_primitives(other, pose, place)
+    elif kind == "clutter":  # bushes, bins and boxes
+        if direction == "bottom":
+            prims.append(_rect(0, _pick(rng, GREENS), xa, cut + 12, xb, H + 5))
+            for x in range(xa, xb + 1, 12):
+                r = m(10, 18)
+                prims.append((1, "ellipse", _pick(rng, GREENS), (x - r, cut, x + r, cut + 2 * r), 0))
+            if rng.random() < 0.6:  # a bin or a box in front of the bush
+                bx = m(max(0, xa), max(1, xb - 30))
+                prims.append(_rect(2, _clothing_or(rng, [(70, 70, 75), (40, 90, 50), (150, 120, 80)]), bx, cut + m(0, 20), bx + m(20, 45), H + 5))
+        else:
+            y = y0 - m(5, 30)
+            while y < H:  # a stack of boxes with a ragged inner edge at the cut
+                h = m(18, 45)
+                edge = cut + m(-6, 7)
+                a, b = (xa, edge) if direction == "left" else (edge, xb)
+                prims.append(_rect(0, _clothing_or(rng, [(150, 120, 80), (120, 95, 60), (90, 90, 95), (60, 100, 60)]), a, y, b, y + h))
+                y += h
+    else:
+        raise ValueError(f"unknown occluder type {kind!r}; choose from {OCCLUDER_TYPES}")
+    return Occluder(kind=kind, direction=direction, prims=prims)
+
+
+def sample_occluder_kind(rng: np.random.Generator, kinds: tuple[str, ...] = OCCLUDER_TYPES) -> tuple[str, str]:
+    """A (type, direction) pair: types uniform over `kinds`, directions per type (mostly from the bottom)."""
+    kind = kinds[int(rng.integers(len(kinds)))]
+    dirs = DIRECTIONS[kind]
+    direction = list(dirs)[int(rng.choice(len(dirs), p=np.array(list(dirs.values())) / sum(dirs.values())))]
+    return kind, direction

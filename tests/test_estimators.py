@@ -1,0 +1,308 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from occreid.errors import OccreidError
+from occreid.pose.estimators import build_estimator
+from occreid.pose.estimators.base import PoseEstimator, has_pose, no_pose, upscale_to_canvas
+from occreid.pose.estimators.coco_json import import_coco_json
+from occreid.pose.estimators.synthetic import import_synthetic
+from occreid.pose.extract import extract_keypoints, folder_relpaths
+from occreid.pose.schema import COCO_KEYPOINTS
+from occreid.pose.store import KeypointStore
+
+NOSE, LSH, RSH = (COCO_KEYPOINTS.index(n) for n in ("nose", "left_shoulder", "right_shoulder"))
+
+
+# ---------------------------------------------------------------- shared pre-processing
+
+
+def test_upscale_to_canvas_maps_back_exactly():
+    image = np.zeros((128, 64, 3), np.uint8)
+    canvas, (sx, sy), (ox, oy) = upscale_to_canvas(image, 256)
+    assert canvas.shape == (256, 256, 3) and (sx, sy) == (2.0, 2.0) and (ox, oy) == (64.0, 0.0)
+    image[40:44, 10:14] = 255  # a bright 4 x 4 block: continuous centre (12, 42)
+    canvas, (sx, sy), (ox, oy) = upscale_to_canvas(image, 256)
+    ys, xs = np.nonzero(canvas[..., 0] > 128)
+    cx, cy = xs.mean() + 0.5, ys.mean() + 0.5  # continuous centre on the canvas
+    assert ((cx - ox) / sx, (cy - oy) / sy) == pytest.approx((12.0, 42.0), abs=0.3)
+
+
+# ---------------------------------------------------------------- coco-json
+
+
+@pytest.fixture
+def relpaths():
+    return ["query/0001_c1s1_000001_00.jpg", "bounding_box_test/0001_c2s1_000002_00.jpg",
+            "bounding_box_test/0002_c2s1_000003_00.jpg", "bounding_box_train/dup.jpg", "query/dup.jpg"]  # fmt: skip
+
+
+def entry(image_id, x, score, conf=0.9):
+    kpts = []
+    for i in range(17):
+        kpts += [x + i, 10.0 + i, conf]
+    return {"image_id": image_id, "category_id": 1, "keypoints": kpts, "score": score}
+
+
+def test_coco_json_matching_duplicates_and_report(tmp_path, relpaths):
+    data = [
+        entry("0001_c1s1_000001_00.jpg", 5.0, 0.7),  # basename, unique
+        entry("0001_c1s1_000001_00.jpg", 20.0, 0.9),  # higher score wins
+        entry("0001_c1s1_000001_00.jpg", 30.0, 0.1),  # lower score dropped
+        entry("/data/market/bounding_box_test/0001_c2s1_000002_00.jpg", 7.0, 0.8),  # absolute path, basename
+        entry("dup.jpg", 1.0, 0.9),  # ambiguous basename
+        entry("bounding_box_train/dup.jpg", 3.0, 0.9),  # exact relpath
+        entry("nobody.jpg", 1.0, 0.9),  # unmatched
+    ]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data))
+    kpts, report = import_coco_json(path, relpaths)
+    assert set(kpts) == set(relpaths)
+    assert kpts["query/0001_c1s1_000001_00.jpg"][0].tolist() == pytest.approx([20.0, 10.0, 0.9])
+    assert kpts["bounding_box_test/0001_c2s1_000002_00.jpg"][16].tolist() == pytest.approx([23.0, 26.0, 0.9])
+    assert kpts["bounding_box_train/dup.jpg"][0, 0] == 3.0
+    assert report.entries == 7 and report.matched_images == 3 and report.duplicates == 2
+    assert report.unmatched == ["nobody.jpg"] and report.ambiguous == ["dup.jpg"]
+    assert sorted(report.missing) == ["bounding_box_test/0002_c2s1_000003_00.jpg", "query/dup.jpg"]
+    assert not has_pose(kpts["query/dup.jpg"])
+    assert "1 entries match no dataset image (e.g. nobody.jpg)" in report.summary()
+
+
+def test_coco_json_integer_ids_and_visibility_flags(tmp_path, relpaths):
+    e = entry(3, 5.0, 1.0, conf=2)
+    e["keypoints"][2] = 1  # nose labelled but occluded
+    data = {"images": [{"id": 3, "file_name": "0002_c2s1_000003_00.jpg"}], "annotations": [e]}
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(data))
+    kpts, report = import_coco_json(path, relpaths)
+    assert report.visibility_flags
+    k = kpts["bounding_box_test/0002_c2s1_000003_00.jpg"]
+    assert k[0, 2] == 0.0 and (k[1:, 2] == 1.0).all()
+    # Integer ids without an "images" list are an error that says how to fix it.
+    (tmp_path / "ids.json").write_text(json.dumps([entry(3, 5.0, 1.0)]))
+    with pytest.raises(OccreidError, match="entry 0 has integer image_id 3.*--images-json"):
+        import_coco_json(tmp_path / "ids.json", relpaths)
+    kpts, _ = import_coco_json(tmp_path / "ids.json", relpaths, images_json=path)
+    assert has_pose(kpts["bounding_box_test/0002_c2s1_000003_00.jpg"])
+
+
+def test_coco_json_malformed(tmp_path, relpaths):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(OccreidError, match="bad.json is not valid JSON"):
+        import_coco_json(bad, relpaths)
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps([{"image_id": "a.jpg", "keypoints": [1, 2, 3]}]))
+    with pytest.raises(OccreidError, match=r"short.json: entry 0 \(a.jpg\) has 3 keypoint numbers, expected 51"):
+        import_coco_json(short, relpaths)
+    with pytest.raises(OccreidError, match="not found"):
+        import_coco_json(tmp_path / "nope.json", relpaths)
+
+
+# ---------------------------------------------------------------- synthetic
+
+
+def test_synthetic_importer(tmp_path):
+    store = KeypointStore(estimator="synthetic", settings={"seed": 0})
+    k = np.zeros((17, 3), np.float32)
+    k[:, 2] = 1
+    store.add("query/a.jpg", k)
+    store.add("query/b.jpg", np.zeros((17, 3)))
+    store.save(tmp_path / "keypoints.npz")
+    out = import_synthetic(tmp_path / "keypoints.npz", ["query/a.jpg", "query/b.jpg"])
+    assert out.estimator == "synthetic" and len(out) == 2
+    with pytest.raises(OccreidError, match="lacks 1 image"):
+        import_synthetic(tmp_path / "keypoints.npz", ["query/a.jpg", "query/c.jpg"])
+    store.estimator = "mediapipe"
+    store.save(tmp_path / "other.npz")
+    with pytest.raises(OccreidError, match="from estimator 'mediapipe'"):
+        import_synthetic(tmp_path / "other.npz", ["query/a.jpg"])
+    with pytest.raises(OccreidError, match="occreid synth"):
+        import_synthetic(tmp_path / "missing.npz", ["query/a.jpg"])
+
+
+# ---------------------------------------------------------------- extraction driver
+
+
+class FakeEstimator(PoseEstimator):
+    """Puts the nose at the image's brightest pixel; no person in all-black images."""
+
+    name = "fake"
+
+    def __init__(self, fail_after=None):
+        self.calls, self.fail_after = 0, fail_after
+
+    @property
+    def settings(self):
+        return {"version": 1}
+
+    def predict(self, images):
+        out = []
+        for image in images:
+            self.calls += 1
+            if self.fail_after is not None and self.calls > self.fail_after:
+                raise KeyboardInterrupt
+            k = no_pose()
+            if image.max() > 0:
+                y, x = np.unravel_index(image[..., 0].argmax(), image.shape[:2])
+                k[NOSE] = (x + 0.5, y + 0.5, 1.0)
+            out.append(k)
+        return out
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    root = tmp_path / "imgs"
+    (root / "sub").mkdir(parents=True)
+    for i in range(7):
+        a = np.zeros((128, 64, 3), np.uint8)
+        if i % 3:
+            a[10 + i, 5 + i] = 255
+        Image.fromarray(a).save(root / ("sub" if i > 3 else "") / f"{i}.png")
+    return root
+
+
+def test_extract_resume_and_interrupt(image_folder):
+    relpaths = folder_relpaths(image_folder)
+    assert relpaths == ["0.png", "1.png", "2.png", "3.png", "sub/4.png", "sub/5.png", "sub/6.png"]
+    out = image_folder / "keypoints.npz"
+    with pytest.raises(KeyboardInterrupt):
+        extract_keypoints(FakeEstimator(fail_after=4), image_folder, relpaths, out, batch_size=2, save_every=100, progress=False)
+    assert len(KeypointStore.load(out)) == 4  # the two completed batches were saved on the way out
+    est = FakeEstimator()
+    summary = extract_keypoints(est, image_folder, relpaths, out, batch_size=2, progress=False)
+    assert est.calls == 3 and summary.skipped == 4 and summary.processed == 3
+    assert summary.no_person_total == 3  # images 0, 3, 6 are black
+    store = KeypointStore.load(out)
+    assert store.estimator == "fake" and len(store) == 7
+    assert store["sub/5.png"][NOSE].tolist() == [10.5, 15.5, 1.0]
+    # Resuming into another estimator's store is refused unless --overwrite.
+    other = FakeEstimator()
+    other.name = "other"
+    with pytest.raises(OccreidError, match="pass --overwrite"):
+        extract_keypoints(other, image_folder, relpaths, out, progress=False)
+
+
+def test_extract_names_an_unreadable_image(image_folder):
+    (image_folder / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(OccreidError, match="broken.jpg"):
+        extract_keypoints(FakeEstimator(), image_folder, folder_relpaths(image_folder), image_folder / "k.npz", progress=False)
+    assert len(KeypointStore.load(image_folder / "k.npz")) == 0  # saved, resumable
+
+
+def test_cli_extract_coco_json_and_show(image_folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from occreid.cli import app
+
+    results = tmp_path / "res.json"
+    results.write_text(json.dumps([entry("1.png", 20.0, 0.9), entry("5.png", 30.0, 0.9)]))
+    runner = CliRunner()
+    res = runner.invoke(app, ["pose", "extract", "--images", str(image_folder), "--estimator", "coco-json", "--input", str(results)])
+    assert res.exit_code == 0, res.output
+    assert "5 dataset images without an entry" in res.output and "no person in 5" in res.output
+    store = KeypointStore.load(image_folder / "keypoints.npz")
+    assert store.estimator == "coco-json" and store["sub/5.png"][0, 0] == 20.0 + 10.0
+    png = tmp_path / "grid.png"
+    res = runner.invoke(app, ["pose", "show", "--images", str(image_folder), "--num", "3", "--out", str(png)])
+    assert res.exit_code == 0, res.output
+    assert Image.open(png).size[0] > 500
+    res = runner.invoke(app, ["pose", "extract", "--images", str(image_folder), "--estimator", "nope"])
+    assert isinstance(res.exception, OccreidError) and "coco-json" in str(res.exception)
+
+
+# ---------------------------------------------------------------- rtmlib (no weights here: a fake ONNX model)
+
+
+def test_rtmlib_needs_a_local_model(tmp_path):
+    with pytest.raises(OccreidError, match="--model PATH"):
+        build_estimator("rtmlib")
+    with pytest.raises(OccreidError, match="file not found"):
+        build_estimator("rtmlib", model=tmp_path / "rtmpose.onnx")
+
+
+def fake_rtmpose_onnx(path, peaks_x, peaks_y, score=0.8):
+    """A SimCC 'RTMPose' (input 1x3x256x192) whose outputs are constant one-hot vectors at the given bins."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    sx = np.zeros((1, 17, 384), np.float32)
+    sy = np.zeros((1, 17, 512), np.float32)
+    sx[0, np.arange(17), peaks_x] = score
+    sy[0, np.arange(17), peaks_y] = score
+    nodes = [
+        helper.make_node("Constant", [], ["simcc_x"], value=numpy_helper.from_array(sx)),
+        helper.make_node("Constant", [], ["simcc_y"], value=numpy_helper.from_array(sy)),
+    ]
+    graph = helper.make_graph(
+        nodes, "fake", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 256, 192])],
+        [helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, [1, 17, 384]),
+         helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, [1, 17, 512])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+def test_rtmlib_full_crop_box_maps_back_to_image_pixels(tmp_path):
+    pytest.importorskip("rtmlib")
+    pytest.importorskip("onnxruntime")
+    n = np.arange(17)
+    x_in, y_in = 40.0 + 5 * n, 30.0 + 10 * n  # keypoints in model-input pixels; SimCC bins are half pixels
+    fake_rtmpose_onnx(tmp_path / "m.onnx", (2 * x_in).astype(int), (2 * y_in).astype(int))
+    est = build_estimator("rtmlib", model=tmp_path / "m.onnx")
+    assert est.settings["family"] == "rtmpose" and est.settings["input_size_wh"] == [192, 256]
+    k = est.predict([np.zeros((128, 64, 3), np.uint8)])[0]
+    # Box [0, 0, 64, 128] * 1.25 padding, widened to the 3:4 input aspect: 120 x 160 around (32, 64).
+    exp_x, exp_y = x_in * 120 / 192 + 32 - 60, y_in * 160 / 256 + 64 - 80
+    inside = (exp_x >= 0) & (exp_x < 64) & (exp_y >= 0) & (exp_y < 128)
+    np.testing.assert_allclose(k[:, 0], exp_x, atol=1e-3)
+    np.testing.assert_allclose(k[:, 1], exp_y, atol=1e-3)
+    np.testing.assert_allclose(k[:, 2], np.where(inside, 0.8, 0.0), atol=1e-6)
+    assert not inside[0] and inside[5]
+
+
+# ---------------------------------------------------------------- mediapipe on a real photo
+
+
+@pytest.fixture(scope="module")
+def mediapipe_pose():
+    pytest.importorskip("mediapipe", reason="mediapipe not installed: pip install 'occreid[pose]'")
+    est = build_estimator("mediapipe")
+    yield est
+    est.close()
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    data = pytest.importorskip("skimage.data", reason="scikit-image not installed (test extra)")
+    return data.astronaut()  # 512 x 512, Eileen Collins facing the camera, head and shoulders in the upper half
+
+
+def test_mediapipe_on_astronaut(mediapipe_pose, astronaut):
+    k = mediapipe_pose.predict([astronaut])[0]
+    assert k.shape == (17, 3) and k.dtype == np.float32
+    nose, ls, rs = k[NOSE], k[LSH], k[RSH]
+    assert min(nose[2], ls[2], rs[2]) > 0.8
+    assert 150 < nose[0] < 300 and 80 < nose[1] < 200  # the face
+    assert nose[1] < ls[1] - 50 and nose[1] < rs[1] - 50  # nose above the shoulders
+    assert rs[0] < nose[0] < ls[0]  # facing us: her left shoulder is on the image's right
+    assert 180 < ls[1] < 330 and 180 < rs[1] < 330 and ls[0] - rs[0] > 120  # shoulders across the suit
+
+
+def test_mediapipe_on_a_reid_sized_crop(mediapipe_pose, astronaut):
+    crop = np.asarray(Image.fromarray(astronaut[0:512, 80:336]).resize((64, 128), Image.BILINEAR))
+    k = mediapipe_pose.predict([crop])[0]
+    nose, ls, rs = k[NOSE], k[LSH], k[RSH]
+    assert min(nose[2], ls[2], rs[2]) > 0.5
+    # The same landmarks as on the full photo, in the crop's 64 x 128 pixels (x: (X - 80) / 4, y: Y / 4).
+    assert 10 < nose[0] < 50 and 20 < nose[1] < 50
+    assert nose[1] < min(ls[1], rs[1]) and rs[0] < nose[0] < ls[0]
+    assert (k[:, 0][k[:, 2] > 0] < 64).all() and (k[:, 1][k[:, 2] > 0] < 128).all()
+
+
+def test_mediapipe_finds_no_person_in_a_blank_image(mediapipe_pose):
+    k = mediapipe_pose.predict([np.full((128, 64, 3), 127, np.uint8)])[0]
+    assert not has_pose(k)
