@@ -46,7 +46,7 @@ def bench_mediapipe(n: int) -> tuple[float, float] | None:
         from occreid.pose.estimators.mediapipe import MediaPipePose
 
         est = MediaPipePose()
-    except Exception as exc:  # not installed
+    except Exception as exc:  # noqa: BLE001 - any failure to start mediapipe skips its row
         print(f"mediapipe: skipped ({exc})")
         return None
     images = reid_crops(n)
@@ -99,7 +99,7 @@ def main() -> None:
     for feat in [(24, 8), (8, 4)]:
         for merge in ["max", "sum"]:
             c = cfg.model_copy(update={"merge": merge})
-            sec = timeit(lambda: render_part_heatmaps(keypoints, (384, 128), feat, c), args.repeats)
+            sec = timeit(lambda feat=feat, c=c: render_part_heatmaps(keypoints, (384, 128), feat, c), args.repeats)
             rows.append((f"{feat[0]}x{feat[1]}", merge, sec * 1e3))
     print("\nheatmap rendering, B = 64, CPU")
     print(f"  {'feature':<8}| {'merge':<5}| {'ms/batch':>9}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,7 +11,7 @@ from occreid.errors import OccreidError
 pose_app = typer.Typer(help="Keypoints: extract them once per dataset, and look at them.", no_args_is_help=True)
 
 
-def _image_source(dataset: Optional[str], root: Optional[Path], images: Optional[Path]) -> tuple[Path, list[str]]:
+def _image_source(dataset: str | None, root: Path | None, images: Path | None) -> tuple[Path, list[str]]:
     """(root, relpaths) from --dataset/--root or from --images."""
     from occreid.pose.extract import dataset_relpaths, folder_relpaths
 
@@ -31,17 +30,17 @@ def _image_source(dataset: Optional[str], root: Optional[Path], images: Optional
 
 
 def extract(
-    dataset: Optional[str] = typer.Option(None, help="Dataset name (see `occreid data list`)."),
-    root: Optional[Path] = typer.Option(None, help="Dataset root folder."),
-    images: Optional[Path] = typer.Option(None, help="A plain folder of images instead of a dataset."),
+    dataset: str | None = typer.Option(None, help="Dataset name (see `occreid data list`)."),
+    root: Path | None = typer.Option(None, help="Dataset root folder."),
+    images: Path | None = typer.Option(None, help="A plain folder of images instead of a dataset."),
     estimator: str = typer.Option(..., help="mediapipe | rtmlib | coco-json | synthetic"),
-    out: Optional[Path] = typer.Option(None, help="Keypoint store; default <root>/keypoints.npz."),
+    out: Path | None = typer.Option(None, help="Keypoint store; default <root>/keypoints.npz."),
     batch_size: int = typer.Option(16, help="Images read and estimated per step."),
-    model: Optional[Path] = typer.Option(None, help="rtmlib: a local RTMPose/ViTPose .onnx file."),
-    input: Optional[Path] = typer.Option(
+    model: Path | None = typer.Option(None, help="rtmlib: a local RTMPose/ViTPose .onnx file."),
+    input: Path | None = typer.Option(
         None, "--input", help="coco-json: the results file; synthetic: the source store (default <root>/keypoints.npz)."
     ),
-    images_json: Optional[Path] = typer.Option(None, help="coco-json: a COCO file whose 'images' map ids to names."),
+    images_json: Path | None = typer.Option(None, help="coco-json: a COCO file whose 'images' map ids to names."),
     save_every: int = typer.Option(500, help="Save the store atomically every N new images."),
     overwrite: bool = typer.Option(False, help="Replace a store from another estimator instead of resuming."),
 ) -> None:
@@ -89,15 +88,15 @@ def extract(
 
 
 def show(
-    dataset: Optional[str] = typer.Option(None, help="Dataset name."),
-    root: Optional[Path] = typer.Option(None, help="Dataset root folder."),
-    images: Optional[Path] = typer.Option(None, help="A plain folder of images instead of a dataset."),
-    keypoints: Optional[Path] = typer.Option(None, help="Keypoint store; default <root>/keypoints.npz."),
-    estimator: Optional[str] = typer.Option(None, help="Estimate on the fly instead (mediapipe | rtmlib)."),
-    model: Optional[Path] = typer.Option(None, help="rtmlib: a local .onnx model."),
+    dataset: str | None = typer.Option(None, help="Dataset name."),
+    root: Path | None = typer.Option(None, help="Dataset root folder."),
+    images: Path | None = typer.Option(None, help="A plain folder of images instead of a dataset."),
+    keypoints: Path | None = typer.Option(None, help="Keypoint store; default <root>/keypoints.npz."),
+    estimator: str | None = typer.Option(None, help="Estimate on the fly instead (mediapipe | rtmlib)."),
+    model: Path | None = typer.Option(None, help="rtmlib: a local .onnx model."),
     num: int = typer.Option(8, help="Number of images."),
     seed: int = typer.Option(0, help="Which images: a seeded sample."),
-    config: Optional[Path] = typer.Option(None, help="Config for pose.* and data.image_size (default: built-in)."),
+    config: Path | None = typer.Option(None, help="Config for pose.* and data.image_size (default: built-in)."),
     out: Path = typer.Option(..., help="Output PNG."),
 ) -> None:
     """Draw images with their skeleton and the 8 rendered part heatmaps to a PNG grid."""

@@ -116,7 +116,7 @@ def plan_dataset(preset: Preset, seed: int, protocol: str) -> tuple[list[Identit
     first_test = preset.train_ids + 1
     for pid in range(first_test, first_test + preset.test_ids):
         cams = camera_set(3, min(5, preset.num_cameras))
-        qcams = cams[: 1 + int(preset.queries >= 3 and rng.random() < 0.5)]
+        qcams = sorted(int(c) for c in rng.permutation(cams)[: 1 + int(preset.queries >= 3 and rng.random() < 0.5)])
         others = [c for c in cams if c not in qcams]
         rows["query"] += [(pid, c) for c in _spread(rng, preset.queries, qcams)]
         n_same = min(int(round(0.2 * preset.gallery)), max(0, preset.gallery - 2))
@@ -320,7 +320,9 @@ def generate(
     else:
         import multiprocessing as mp
 
-        ctx = mp.get_context("spawn")  # safe with CUDA or threads in the parent, and the same on every OS
+        # fork where the OS has it: workers only use numpy/PIL (never CUDA), and callers' scripts need no
+        # `if __name__ == "__main__":` guard; spawn elsewhere (Windows).
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         with ctx.Pool(workers, initializer=_init_worker, initargs=(identities, seed, cfg, str(out))) as pool:
             for part in pool.imap(_render_chunk, chunks):
                 results += part

@@ -80,7 +80,7 @@ def make_occluder(
     x0, x1, y0, y1 = int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())
     cut = cut_line(mask, direction, fraction)
     prims: list[Primitive] = []
-    m = lambda lo, hi: int(rng.integers(lo, hi))  # noqa: E731
+    m = lambda lo, hi: int(rng.integers(lo, hi))
     xa, xb = max(-5, x0 - m(4, 60)), min(W + 5, x1 + m(4, 60))  # horizontal span beyond the person
     if kind == "vehicle":  # a car seen from the side, its top edge at the cut
         colour = _pick(rng, CAR_COLOURS)
@@ -126,21 +126,24 @@ def make_occluder(
     elif kind == "person":  # another pedestrian, drawn by the same renderer, in front of the target
         if other is None:
             raise ValueError("a person occluder needs the identity to draw")
-        view = _pick(rng, ["front", "back", "side"])
-        pose = sample_pose(rng, view)
+        pose = sample_pose(rng, _pick(rng, ["front", "back", "side"]))
+        total = max(int(mask.sum()), 1)
         if direction == "bottom":  # closer to the camera: bigger, only head and shoulders in the frame
             size = person_size * rng.uniform(1.25, 1.7)
-            place = Placement(cx=(x0 + x1) / 2 + rng.uniform(-0.15, 0.15) * W, feet_y=cut + size * other.height * 0.97, size=size)
-            prims, _ = person_primitives(other, pose, place)
-        else:
+            cx = (x0 + x1) / 2 + rng.uniform(-0.1, 0.1) * W
+            candidates = [Placement(cx, y + size * other.height * 0.97, size) for y in np.linspace(y0 + 0.3 * (y1 - y0), y1, 12)]
+        else:  # beside the target, slightly closer; slid sideways until it hides about `fraction`
             size = person_size * rng.uniform(1.0, 1.2)
-            place = Placement(cx=W / 2, feet_y=y1 + rng.uniform(0, 0.1) * H, size=size)
-            prims, _ = person_primitives(other, pose, place)
-            om = person_mask(prims, (W, H))
-            oxs = np.nonzero(om.any(axis=0))[0]
-            shift = (cut - oxs.max()) if direction == "left" else (cut - oxs.min())
-            place = Placement(cx=W / 2 + shift, feet_y=place.feet_y, size=size)
-            prims, _ = person_primitives(other, pose, place)
+            feet = y1 + rng.uniform(0, 0.08) * H
+            sign = -1.0 if direction == "left" else 1.0
+            candidates = [Placement((x0 + x1) / 2 + sign * t * W, feet, size) for t in np.linspace(0.0, 0.6, 13)]
+        best = None
+        for place in candidates:  # the placement whose hidden fraction is closest to the target
+            cand, _ = person_primitives(other, pose, place)
+            err = abs(float((person_mask(cand, (W, H)) & mask).sum()) / total - fraction)
+            if best is None or err < best[0]:
+                best = (err, cand)
+        prims = best[1]
     elif kind == "clutter":  # bushes, bins and boxes
         if direction == "bottom":
             prims.append(_rect(0, _pick(rng, GREENS), xa, cut + 12, xb, H + 5))
