@@ -114,7 +114,7 @@ def inference_table(backbone: str, size: tuple[int, int]) -> list[str]:
             cost = inference_cost(method, feature, (h, w))
             params, flops = cost["params"], cost["flops"]
             kpts = _keypoints(32, h, w)
-            run = lambda x: method(x, kpts)  # noqa: E731
+            run = lambda x, method=method, kpts=kpts: method(x, kpts)
             label = f"{name} pose-at-test (f_E; model part only, estimator extra)"
         x = torch.randn(32, 3, h, w)
         with torch.inference_mode():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -26,10 +25,10 @@ def list_datasets() -> None:
 def summary(
     name: str = typer.Argument(..., help="Dataset name (see `occreid data list`)."),
     root: Path = typer.Option(..., "--root", help="Dataset folder (or its parent), or a CSV for `folder`."),
-    csv: Optional[Path] = typer.Option(
+    csv: Path | None = typer.Option(
         None, "--csv", help="`folder` only: a CSV of path,pid,camid[,split[,occluded]]."
     ),
-    camids: Optional[str] = typer.Option(None, "--camids", help="`p_dukemtmc` only: auto, names or split."),
+    camids: str | None = typer.Option(None, "--camids", help="`p_dukemtmc` only: auto, names or split."),
     check_stats: bool = typer.Option(
         True, "--check-stats/--no-check-stats", help="Compare with published counts."
     ),

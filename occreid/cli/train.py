@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see configs/)")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (see configs/)")]
 SetOpt = Annotated[
-    Optional[list[str]], typer.Option("--set", "-s", help="override a field, e.g. --set train.lr=3e-4 (repeatable)")
+    list[str] | None, typer.Option("--set", "-s", help="override a field, e.g. --set train.lr=3e-4 (repeatable)")
 ]
 
 PARTIAL_SETS = ("partial_reid", "partial_ilids")
@@ -20,9 +20,9 @@ def train(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     resume: Annotated[
-        Optional[str], typer.Option(help="checkpoint to continue from, or 'auto' for <output_dir>/last.pt")
+        str | None, typer.Option(help="checkpoint to continue from, or 'auto' for <output_dir>/last.pt")
     ] = None,
-    output_dir: Annotated[Optional[Path], typer.Option(help="run directory (train.output_dir)")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="run directory (train.output_dir)")] = None,
 ) -> None:
     """Train a model. Multi-GPU: torchrun --nproc_per_node N -m occreid train -c CONFIG."""
     from occreid.config import load_config
@@ -38,10 +38,10 @@ def train(
 
 def evaluate(
     checkpoint: Annotated[Path, typer.Option(help="checkpoint written by occreid train (last.pt / best.pt)")],
-    dataset: Annotated[Optional[str], typer.Option(help="test on this dataset instead of the training one")] = None,
-    root: Annotated[Optional[Path], typer.Option(help="its root folder")] = None,
+    dataset: Annotated[str | None, typer.Option(help="test on this dataset instead of the training one")] = None,
+    root: Annotated[Path | None, typer.Option(help="its root folder")] = None,
     set_: SetOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="results JSON (default: next to the checkpoint)")] = None,
+    out: Annotated[Path | None, typer.Option(help="results JSON (default: next to the checkpoint)")] = None,
 ) -> None:
     """Evaluate a checkpoint on a query/gallery split: Rank-k, mAP, mINP, with every setting recorded."""
     from occreid.engine.checkpoint import load_method
@@ -72,7 +72,7 @@ def evaluate(
 def demo(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/demo"),
     seed: Annotated[int, typer.Option(help="seed for the data and both trainings")] = 0,
-    epochs: Annotated[Optional[int], typer.Option(help="training epochs per model (default: the demo preset)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="training epochs per model (default: the demo preset)")] = None,
 ) -> None:
     """SynthOcc (occluded) -> train Baseline and PGFL-KD on the CPU -> compare with f_G only (no pose at test)."""
     from occreid.engine.demo import run_demo

@@ -44,8 +44,9 @@ def _make_data(root: Path, seed: int) -> None:
 @torch.inference_mode()
 def _ms_per_query(model: nn.Module, cfg: Config, query_paths: list[str], gallery_feats: torch.Tensor) -> float:
     """Wall time of one query end to end: load, preprocess, forward at batch 1, rank the whole gallery."""
-    from occreid.data.transforms import build_transforms
     from PIL import Image
+
+    from occreid.data.transforms import build_transforms
 
     transform = build_transforms(cfg.data, train=False)
     gallery = nn.functional.normalize(gallery_feats, dim=1)
@@ -85,9 +86,10 @@ def _curves(runs: dict[str, Path], out: Path) -> None:
 @torch.inference_mode()
 def _response_maps(models: dict[str, nn.Module], cfg: Config, paths: list[str], out: Path) -> None:
     """Channel-mean activation of F over each image (the paper's Figures 1 and 4), per model."""
-    from occreid.data.transforms import build_transforms
-    from PIL import Image
     import matplotlib
+    from PIL import Image
+
+    from occreid.data.transforms import build_transforms
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -99,7 +101,7 @@ def _response_maps(models: dict[str, nn.Module], cfg: Config, paths: list[str], 
         image = Image.open(path).convert("RGB").resize((w, h))
         tensor, _ = transform(Image.open(path).convert("RGB"), None)
         axes[0, col].imshow(image)
-        for row, (name, model) in enumerate(models.items(), start=1):
+        for row, model in enumerate(models.values(), start=1):
             fmap = model.forward_features(tensor[None]).float().mean(1, keepdim=True)  # (1, 1, h', w')
             fmap = nn.functional.interpolate(fmap, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
             fmap = (fmap - fmap.min()) / (fmap.max() - fmap.min() + 1e-8)

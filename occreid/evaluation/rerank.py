@@ -303,9 +303,9 @@ def _jaccard_min_sums(rows, cols, vals, Q: int, N: int, budget: int = 500_000) -
     for s, e in zip(bounds[:-1], bounds[1:]):
         e = max(e, s + 1)
         lo, hi = np.searchsorted(q_rows, [s, e])
-        r, l, a = q_rows[lo:hi], q_cols[lo:hi], q_vals[lo:hi]
-        n_each = col_count[l]
-        idx = np.repeat(col_start[l] - (np.cumsum(n_each) - n_each), n_each) + np.arange(int(n_each.sum()))
+        r, c, a = q_rows[lo:hi], q_cols[lo:hi], q_vals[lo:hi]
+        n_each = col_count[c]
+        idx = np.repeat(col_start[c] - (np.cumsum(n_each) - n_each), n_each) + np.arange(int(n_each.sum()))
         mins = np.minimum(np.repeat(a, n_each), g_vals[idx])
         flat = np.repeat((r - s) * G, n_each) + g_rows[idx]
         out[s:e] = np.bincount(flat, weights=mins, minlength=(e - s) * G).reshape(e - s, G)

@@ -102,6 +102,40 @@ def _ranked_lists(distmat, q_pids, g_pids, q_camids, g_camids, queries, topk, sa
     return out
 
 
+def _ranked_rows(
+    distmat: Any,
+    query_paths: Sequence[str],
+    gallery_paths: Sequence[str],
+    q_pids: Any,
+    g_pids: Any,
+    q_camids: Any,
+    g_camids: Any,
+    topk: int,
+    select: str | Sequence[str],
+    num_queries: int,
+    same_camera_filter: bool,
+) -> list[tuple[int, Any]]:
+    """(query index, rendered row image) for each chosen query, in selection order."""
+    distmat = _to_numpy(distmat)
+    q_pids, g_pids = _to_numpy(q_pids), _to_numpy(g_pids)
+    q_camids, g_camids = _to_numpy(q_camids), _to_numpy(g_camids)
+    if distmat.shape != (len(query_paths), len(gallery_paths)):
+        raise OccreidError(
+            f"distmat is {distmat.shape} but there are {len(query_paths)} query and {len(gallery_paths)} gallery paths"
+        )
+    ap = None
+    if isinstance(select, str) and select in ("worst", "best"):
+        from occreid.evaluation.rank import evaluate_rank
+
+        ap = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=1).AP
+    queries = _select_queries(select, num_queries, query_paths, ap)
+    lists = _ranked_lists(distmat, q_pids, g_pids, q_camids, g_camids, queries, topk, same_camera_filter)
+    return [
+        (q, _ranked_row(q, order, distmat[q], query_paths, gallery_paths, q_pids, g_pids))
+        for q, order in zip(queries, lists)
+    ]
+
+
 def visualize_ranked_results(
     distmat: Any,
     query_paths: Sequence[str],
@@ -127,25 +161,14 @@ def visualize_ranked_results(
     Each PNG is `row_size(topk)` pixels: (topk + 1) cells of 72 x 150 (a 64 x 128 image in a 4-px frame over a
     14-px distance label). File names: `<rank in selection>_<query file stem>.png`.
     """
-    distmat = _to_numpy(distmat)
-    q_pids, g_pids = _to_numpy(q_pids), _to_numpy(g_pids)
-    q_camids, g_camids = _to_numpy(q_camids), _to_numpy(g_camids)
-    if distmat.shape != (len(query_paths), len(gallery_paths)):
-        raise OccreidError(
-            f"distmat is {distmat.shape} but there are {len(query_paths)} query and {len(gallery_paths)} gallery paths"
-        )
-    ap = None
-    if isinstance(select, str) and select in ("worst", "best"):
-        from occreid.evaluation.rank import evaluate_rank
-
-        ap = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=1).AP
-    queries = _select_queries(select, num_queries, query_paths, ap)
+    rows = _ranked_rows(
+        distmat, query_paths, gallery_paths, q_pids, g_pids, q_camids, g_camids, topk, select, num_queries,
+        same_camera_filter,
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    lists = _ranked_lists(distmat, q_pids, g_pids, q_camids, g_camids, queries, topk, same_camera_filter)
     written = []
-    for n, (q, order) in enumerate(zip(queries, lists)):
-        row = _ranked_row(q, order, distmat[q], query_paths, gallery_paths, q_pids, g_pids)
+    for n, (q, row) in enumerate(rows):
         path = out_dir / f"{n:03d}_{Path(str(query_paths[q])).stem}.png"
         row.save(path)
         written.append(path)
@@ -169,23 +192,14 @@ def ranked_results_grid(
     """Like `visualize_ranked_results` but all chosen queries stacked in one PNG (one row each), for reports."""
     from PIL import Image
 
-    distmat = _to_numpy(distmat)
-    q_pids, g_pids = _to_numpy(q_pids), _to_numpy(g_pids)
-    q_camids, g_camids = _to_numpy(q_camids), _to_numpy(g_camids)
-    ap = None
-    if isinstance(select, str) and select in ("worst", "best"):
-        from occreid.evaluation.rank import evaluate_rank
-
-        ap = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=1).AP
-    queries = _select_queries(select, num_queries, query_paths, ap)
-    lists = _ranked_lists(distmat, q_pids, g_pids, q_camids, g_camids, queries, topk, same_camera_filter)
+    rows = _ranked_rows(
+        distmat, query_paths, gallery_paths, q_pids, g_pids, q_camids, g_camids, topk, select, num_queries,
+        same_camera_filter,
+    )
     width, height = row_size(topk)
-    grid = Image.new("RGB", (width, len(queries) * (height + GAP)), WHITE)
-    for n, (q, order) in enumerate(zip(queries, lists)):
-        grid.paste(
-            _ranked_row(q, order, distmat[q], query_paths, gallery_paths, q_pids, g_pids),
-            (0, n * (height + GAP)),
-        )
+    grid = Image.new("RGB", (width, len(rows) * (height + GAP)), WHITE)
+    for n, (_, row) in enumerate(rows):
+        grid.paste(row, (0, n * (height + GAP)))
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     grid.save(out_path)

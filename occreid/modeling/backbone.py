@@ -82,7 +82,7 @@ def _imagenet_state_dict(name: str) -> dict[str, Tensor]:
     cache = torchvision_cache_path(name)
     try:
         return weights.get_state_dict(progress=False)  # reads the cache, downloads only if the file is absent
-    except Exception as exc:  # noqa: BLE001 - no network, proxy error, corrupt file...
+    except Exception as exc:
         state = "is corrupt or unreadable" if cache.is_file() else "is not in the torch hub cache"
         raise OccreidError(
             f"ImageNet weights for {name} {state} and could not be downloaded ({type(exc).__name__}: {exc}). "
@@ -97,7 +97,7 @@ def _file_state_dict(path: str) -> dict[str, Tensor]:
                            "true for torchvision's ImageNet weights, or false)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure becomes a one-line user error
+    except Exception as exc:
         raise OccreidError(f"model.pretrained: cannot read {path} as a PyTorch state dict: {exc}") from None
     for key in ("state_dict", "model"):  # common checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):

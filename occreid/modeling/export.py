@@ -47,7 +47,7 @@ def export_onnx(
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
             torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               opset_version=opset, dynamic_axes=dynamic_axes, dynamo=False)
-    except Exception as exc:  # noqa: BLE001 - any failure becomes a one-line user error
+    except Exception as exc:
         raise OccreidError(f"ONNX export to {path} failed at opset {opset}: {exc} (try --opset 17)") from None
     if not verify:
         return None

@@ -109,7 +109,7 @@ def parse_camera_name(path: Path, what: str) -> tuple[int, int]:
 def camera_named_records(
     folder: Path,
     what: str,
-    occluded: bool | None | Callable[[Path], bool | None] = None,
+    occluded: bool | Callable[[Path], bool | None] | None = None,
     drop_junk: bool = True,
 ) -> list[ImageRecord]:
     """Records of a Market/Duke style folder: pid -1 (junk) dropped, pid 0 (distractors) kept."""

@@ -94,7 +94,7 @@ def make_occluder(
         for wx in (xa + m(10, 40), xb - m(10, 40)):
             prims.append((2, "ellipse", (15, 15, 15), (wx - r, H - r, wx + r, H + r), 0))
     elif kind == "pole" and direction == "top":  # tree foliage hanging from the top
-        for i, x in enumerate(range(xa - 10, xb + 10, 14)):
+        for x in range(xa - 10, xb + 10, 14):
             r = m(12, 20)
             prims.append((1, "ellipse", _pick(rng, GREENS), (x - r, cut - 2 * r + 4, x + r, cut + 4), 0))
         prims.insert(0, _rect(0, _pick(rng, GREENS), xa - 10, -5, xb + 10, cut - 10))

@@ -53,7 +53,7 @@ class RtmlibPose(PoseEstimator):
 
         try:
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own pybind exception types
+        except Exception as exc:
             raise OccreidError(f"--model {path}: onnxruntime cannot load it ({exc})") from None
         shape = session.get_inputs()[0].shape  # [N, 3, H, W]
         if len(shape) != 4 or not all(isinstance(s, int) for s in shape[2:]):
