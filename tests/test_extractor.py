@@ -123,3 +123,28 @@ def test_compute_distance_metrics():
     assert isinstance(out, torch.Tensor) and out.shape == (5, 7)
     with pytest.raises(OccreidError, match="8-d"):
         compute_distance(q, g[:, :4])
+
+
+def test_from_checkpoint_uses_the_deployed_model_and_the_config_settings(images, tmp_path):
+    from occreid.config import load_config
+    from occreid.engine.checkpoint import save_checkpoint
+    from occreid.modeling import build_model
+
+    overrides = ["model.name=pgfl_kd", "model.backbone=resnet18", "model.pretrained=false",
+                 "data.image_size=[32,16]", "eval.flip=true", "eval.batch_size=2"]  # fmt: skip
+    cfg = load_config(None, overrides)
+    torch.manual_seed(0)
+    method = build_model(cfg, num_classes=5).eval()
+    ckpt = tmp_path / "best.pt"
+    save_checkpoint(ckpt, {"model": method.state_dict(), "config": cfg.model_dump(mode="json"), "num_classes": 5})
+
+    extractor = FeatureExtractor.from_checkpoint(ckpt, device="cpu", progress=False)
+    arrays, paths = images
+    assert (extractor.image_size, extractor.flip, extractor.batch_size) == ((32, 16), True, 2)
+    deployed = method.deploy().eval()
+    batch = manual(arrays)
+    with torch.no_grad():
+        expected = (deployed(batch) + deployed(torch.flip(batch, dims=[3]))) / 2
+    torch.testing.assert_close(extractor(paths), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(OccreidError, match="checkpoint not found"):
+        FeatureExtractor.from_checkpoint(tmp_path / "missing.pt")

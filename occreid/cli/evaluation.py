@@ -52,16 +52,7 @@ def _extract(checkpoint: Path, images: list[Path], device: str, batch_size: int 
     from occreid.evaluation.extractor import FeatureExtractor
 
     model, cfg = _load_model(checkpoint)
-    extractor = FeatureExtractor(
-        model,
-        image_size=tuple(cfg.data.image_size),
-        mean=cfg.data.mean,
-        std=cfg.data.std,
-        batch_size=batch_size or cfg.eval.batch_size,
-        device=device,
-        flip=cfg.eval.flip,
-        progress=len(images) > 1,
-    )
+    extractor = FeatureExtractor.for_config(model, cfg, device=device, batch_size=batch_size, progress=len(images) > 1)
     return extractor([str(p) for p in images]), cfg
 
 

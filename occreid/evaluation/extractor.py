@@ -73,6 +73,37 @@ class FeatureExtractor:
         self.flip = flip
         self.progress = progress
 
+    @classmethod
+    def for_config(
+        cls, model: Any, cfg: Any, device: str = "auto", batch_size: int | None = None, progress: bool = True
+    ) -> FeatureExtractor:
+        """An extractor with the image size, normalisation, flip and batch size of an occreid `Config`."""
+        return cls(
+            model,
+            image_size=tuple(cfg.data.image_size),
+            mean=cfg.data.mean,
+            std=cfg.data.std,
+            batch_size=batch_size or cfg.eval.batch_size,
+            device=device,
+            flip=cfg.eval.flip,
+            progress=progress,
+        )
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "auto", batch_size: int | None = None, progress: bool = True
+    ) -> FeatureExtractor:
+        """The pose-free deployed model of an occreid checkpoint, set up as its config says.
+
+        Example: `FeatureExtractor.from_checkpoint("runs/demo/pgfl_kd/best.pt")(["q.jpg"])` -> (1, D) tensor.
+        """
+        from occreid.engine.checkpoint import load_deployed_model
+
+        if not Path(path).is_file():
+            raise OccreidError(f"checkpoint not found: {path}")
+        model, cfg = load_deployed_model(path, device="cpu")
+        return cls.for_config(model, cfg, device=device, batch_size=batch_size, progress=progress)
+
     def _load(self, item: Any):
         """One path / PIL image / HxWx3 uint8 array -> (3, H, W) float tensor in [0, 1], resized."""
         import torch
