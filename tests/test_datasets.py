@@ -379,3 +379,40 @@ def test_cli_data_summary(tmp_path):
     listed = CliRunner().invoke(app, ["data", "list"])
     assert listed.exit_code == 0
     assert [line.split()[0] for line in listed.output.splitlines()] == list(DATASET_NAMES)
+
+
+def _p_duke(root: Path) -> Path:
+    touch(root / "train/whole_body_images", "0007/0007_c1_f0000100.jpg", "0003/0003_c2_f0000200.jpg")
+    touch(root / "train/occluded_body_images", "0007/0007_c4_f0000300.jpg")
+    touch(root / "test/occluded_body_images", "0100/0100_c5_f0000400.jpg")
+    touch(root / "test/whole_body_images", "0100/0100_c6_f0000500.jpg", "0101/0101_c2_f0000600.jpg")
+    return root
+
+
+def _ilids(root: Path) -> Path:
+    touch(root / "Probe", "001.jpg", "002.jpg", "119.jpg")
+    touch(root / "Gallery", "001.jpg", "002.jpg")
+    return root
+
+
+# (name, tree builder, expected rows: split -> (ids, images, cameras)); the counts are read off the trees above
+SUMMARY_CASES = [
+    ("market1501", make_market, {"train": (3, 4, 4), "query": (2, 2, 2), "gallery": (3, 3, 3)}),
+    ("dukemtmc", lambda r: make_duke(r / "DukeMTMC-reID"), {"train": (2, 3, 3), "query": (1, 1, 1), "gallery": (3, 3, 3)}),
+    ("occluded_duke", lambda r: make_duke(r / "Occluded_Duke"), {"train": (2, 3, 3), "query": (1, 1, 1), "gallery": (3, 3, 3)}),
+    ("p_dukemtmc", lambda r: _p_duke(r / "P-DukeMTMC-reID"), {"train": (2, 3, 3), "query": (1, 1, 1), "gallery": (2, 2, 2)}),
+    ("partial_ilids", lambda r: _ilids(r / "Partial_iLIDS"), {"train": (0, 0, 0), "query": (3, 3, 1), "gallery": (2, 2, 1)}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, build, expected", SUMMARY_CASES, ids=[c[0] for c in SUMMARY_CASES])
+def test_cli_data_summary_counts_on_each_tree(tmp_path, name, build, expected):
+    from occreid.cli import app
+
+    build(tmp_path)
+    result = CliRunner().invoke(app, ["data", "summary", name, "--root", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = {cells[0]: tuple(int(c) for c in cells[1:4])
+            for cells in ([c.strip() for c in line.split("|")] for line in result.output.splitlines() if "|" in line)
+            if cells[0] in ("train", "query", "gallery")}  # fmt: skip
+    assert rows == expected

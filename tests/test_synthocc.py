@@ -211,6 +211,17 @@ def test_loader_reads_the_generated_dataset(dataset):
                                 "gallery": (40, 180, 6)}  # fmt: skip
     assert all(r.occluded for r in ds.query) and sum(bool(r.occluded) for r in ds.gallery) == 18
 
+    from typer.testing import CliRunner
+
+    from occreid.cli import app
+
+    result = CliRunner().invoke(app, ["data", "summary", "synthocc", "--root", str(root)])
+    assert result.exit_code == 0, result.output
+    rows = {cells[0]: (int(cells[1]), int(cells[2]))
+            for cells in ([c.strip() for c in line.split("|")] for line in result.output.splitlines() if "|" in line)
+            if cells[0] in ("train", "query", "gallery")}  # fmt: skip
+    assert rows == {"train": (40, 240), "query": (30, 60), "gallery": (40, 180)}
+
 
 def test_cli_generates_previews_and_refuses_to_overwrite(tmp_path):
     from typer.testing import CliRunner
