@@ -348,3 +348,13 @@ def test_full_pgfl_kd_trains_on_a_fixed_batch():
         totals.append(loss.item())
     assert all(math.isfinite(t) for t in totals)
     assert totals[-1] < 0.8 * totals[0]
+
+
+@pytest.mark.parametrize("preset", sorted(TABLE_ROWS))
+def test_ablation_config_files_match_the_presets(preset):
+    """configs/ablations/<preset>.yaml, what users train, sets exactly the preset's switches on Occluded-Duke."""
+    from occreid.config import load_config
+
+    cfg = load_config(f"configs/ablations/{preset}.yaml")
+    assert {k: getattr(cfg.model, k) for k in ABLATION_PRESETS[preset]} == ABLATION_PRESETS[preset]
+    assert cfg.data.dataset == "occluded_duke" and cfg.train.output_dir.endswith(preset)
