@@ -306,3 +306,39 @@ def test_mediapipe_on_a_reid_sized_crop(mediapipe_pose, astronaut):
 def test_mediapipe_finds_no_person_in_a_blank_image(mediapipe_pose):
     k = mediapipe_pose.predict([np.full((128, 64, 3), 127, np.uint8)])[0]
     assert not has_pose(k)
+
+
+def fake_vitpose_onnx(path, peaks_u, peaks_v, score=0.9):
+    """A 'ViTPose' (input 1x3x256x192) whose one output is constant 64x48 heatmaps, a Gaussian at each peak."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    yy, xx = np.mgrid[0:64, 0:48]
+    heat = np.stack([score * np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / (2 * 2.0**2)) for u, v in zip(peaks_u, peaks_v)])
+    nodes = [helper.make_node("Constant", [], ["heatmaps"], value=numpy_helper.from_array(heat[None].astype(np.float32)))]
+    graph = helper.make_graph(
+        nodes, "fake", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 256, 192])],
+        [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [1, 17, 64, 48])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+def test_rtmlib_vitpose_heatmap_model_maps_back_to_image_pixels(tmp_path):
+    pytest.importorskip("rtmlib")
+    pytest.importorskip("onnxruntime")
+    n = np.arange(17)
+    u, v = 10 + n, 8 + 3 * n  # heatmap cells (48 x 64), away from the border
+    fake_vitpose_onnx(tmp_path / "vit.onnx", u, v)
+    est = build_estimator("rtmlib", model=tmp_path / "vit.onnx")
+    assert est.settings["family"] == "vitpose" and est.settings["input_size_wh"] == [192, 256]
+    k = est.predict([np.zeros((128, 64, 3), np.uint8)])[0]
+    # rtmlib (UDP): heatmap cell u of W=48 -> u / (W - 1) of the 120 x 160 box around (32, 64), as for RTMPose.
+    exp_x, exp_y = u / 47 * 120 + 32 - 60, v / 63 * 160 + 64 - 80
+    inside = (exp_x >= 0) & (exp_x < 64) & (exp_y >= 0) & (exp_y < 128)
+    assert inside.sum() >= 10
+    np.testing.assert_allclose(k[inside, 0], exp_x[inside], atol=0.05)
+    np.testing.assert_allclose(k[inside, 1], exp_y[inside], atol=0.05)
+    np.testing.assert_allclose(k[inside, 2], 0.9, atol=1e-3)
+    assert (k[~inside, 2] == 0).all()  # outside the crop: no confidence
