@@ -223,27 +223,29 @@ def test_rtmlib_needs_a_local_model(tmp_path):
         build_estimator("rtmlib", model=tmp_path / "rtmpose.onnx")
 
 
-def fake_rtmpose_onnx(path, peaks_x, peaks_y, score=0.8):
-    """A SimCC 'RTMPose' (input 1x3x256x192) whose outputs are constant one-hot vectors at the given bins."""
+def constant_onnx(path, outputs):
+    """An ONNX model with a fixed 1x3x256x192 input whose outputs are the given constant arrays (name -> array)."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    sx = np.zeros((1, 17, 384), np.float32)
-    sy = np.zeros((1, 17, 512), np.float32)
-    sx[0, np.arange(17), peaks_x] = score
-    sy[0, np.arange(17), peaks_y] = score
-    nodes = [
-        helper.make_node("Constant", [], ["simcc_x"], value=numpy_helper.from_array(sx)),
-        helper.make_node("Constant", [], ["simcc_y"], value=numpy_helper.from_array(sy)),
-    ]
+    nodes = [helper.make_node("Constant", [], [name], value=numpy_helper.from_array(a.astype(np.float32)))
+             for name, a in outputs.items()]  # fmt: skip
     graph = helper.make_graph(
         nodes, "fake", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 256, 192])],
-        [helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, [1, 17, 384]),
-         helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, [1, 17, 512])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(a.shape)) for name, a in outputs.items()],
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, path)
+
+
+def fake_rtmpose_onnx(path, peaks_x, peaks_y, score=0.8):
+    """A SimCC 'RTMPose' (input 1x3x256x192) whose outputs are constant one-hot vectors at the given bins."""
+    sx = np.zeros((1, 17, 384), np.float32)
+    sy = np.zeros((1, 17, 512), np.float32)
+    sx[0, np.arange(17), peaks_x] = score
+    sy[0, np.arange(17), peaks_y] = score
+    constant_onnx(path, {"simcc_x": sx, "simcc_y": sy})
 
 
 def test_rtmlib_full_crop_box_maps_back_to_image_pixels(tmp_path):
@@ -310,19 +312,9 @@ def test_mediapipe_finds_no_person_in_a_blank_image(mediapipe_pose):
 
 def fake_vitpose_onnx(path, peaks_u, peaks_v, score=0.9):
     """A 'ViTPose' (input 1x3x256x192) whose one output is constant 64x48 heatmaps, a Gaussian at each peak."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
     yy, xx = np.mgrid[0:64, 0:48]
     heat = np.stack([score * np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / (2 * 2.0**2)) for u, v in zip(peaks_u, peaks_v)])
-    nodes = [helper.make_node("Constant", [], ["heatmaps"], value=numpy_helper.from_array(heat[None].astype(np.float32)))]
-    graph = helper.make_graph(
-        nodes, "fake", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 256, 192])],
-        [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [1, 17, 64, 48])],
-    )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
+    constant_onnx(path, {"heatmaps": heat[None]})
 
 
 def test_rtmlib_vitpose_heatmap_model_maps_back_to_image_pixels(tmp_path):
