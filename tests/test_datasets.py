@@ -172,7 +172,7 @@ def test_occluded_duke_marks_query_occluded(tmp_path):
     assert ds.num_train_pids == 2
 
 
-def test_p_dukemtmc_with_duke_names_uses_cameras(tmp_path):
+def test_p_dukemtmc_split_camids_by_default_and_duke_cameras_on_request(tmp_path):
     root = tmp_path / "P-DukeMTMC-reID"
     touch(root / "train/whole_body_images", "0007/0007_c1_f0000100.jpg", "0003/0003_c2_f0000200.jpg")
     touch(root / "train/occluded_body_images", "0007/0007_c4_f0000300.jpg")
@@ -180,23 +180,23 @@ def test_p_dukemtmc_with_duke_names_uses_cameras(tmp_path):
     touch(root / "test/whole_body_images", "0100/0100_c6_f0000500.jpg", "0101/0101_c2_f0000600.jpg")
     with pytest.warns(UserWarning, match=r"p_dukemtmc .*all expected 1299 ids/24143 images, found 4/6"):
         ds = load_dataset("p_dukemtmc", tmp_path)
+    # the published convention (PVPM, BPBreID): occluded camid 0, whole-body camid 1, in train too
     assert key(ds.train) == [
-        ("0007_c4_f0000300.jpg", 1, 3, True),  # occluded_body_images sorts first
+        ("0007_c4_f0000300.jpg", 1, 0, True),  # occluded_body_images sorts first
         ("0003_c2_f0000200.jpg", 0, 1, False),
-        ("0007_c1_f0000100.jpg", 1, 0, False),
+        ("0007_c1_f0000100.jpg", 1, 1, False),
     ]
-    assert key(ds.query) == [("0100_c5_f0000400.jpg", 100, 4, True)]
-    assert key(ds.gallery) == [
-        ("0100_c6_f0000500.jpg", 100, 5, False),
-        ("0101_c2_f0000600.jpg", 101, 1, False),
-    ]
-    # the PVPM/BPBreID convention on request: occluded camid 0, whole-body camid 1
-    split = load_quiet("p_dukemtmc", root, camids="split")
-    assert [(r.camid, r.occluded) for r in split.train] == [(0, True), (1, False), (1, False)]
-    assert [r.camid for r in split.query] == [0] and [r.camid for r in split.gallery] == [1, 1]
+    assert key(ds.query) == [("0100_c5_f0000400.jpg", 100, 0, True)]
+    assert [(r.pid, r.camid) for r in ds.gallery] == [(100, 1), (101, 1)]
+    # DukeMTMC cameras from the names on request: same-camera gallery images are then filtered
+    names = load_quiet("p_dukemtmc", root, camids="names")
+    assert [r.camid for r in names.train] == [3, 1, 0] and [r.camid for r in names.query] == [4]
+    assert [r.camid for r in names.gallery] == [5, 1]
+    with pytest.raises(OccreidError, match="camids must be split or names"):
+        load_quiet("p_dukemtmc", root, camids="auto")
 
 
-def test_p_dukemtmc_without_camera_names_falls_back_to_split_camids(tmp_path):
+def test_p_dukemtmc_without_camera_names(tmp_path):
     root = tmp_path / "pd"
     touch(root / "train/whole_body_images", "0007/0007_01.jpg")
     touch(root / "test/occluded_body_images", "0100/0100_01.jpg", "0100/0100_02.jpg")
@@ -400,7 +400,7 @@ SUMMARY_CASES = [
     ("market1501", make_market, {"train": (3, 4, 4), "query": (2, 2, 2), "gallery": (3, 3, 3)}),
     ("dukemtmc", lambda r: make_duke(r / "DukeMTMC-reID"), {"train": (2, 3, 3), "query": (1, 1, 1), "gallery": (3, 3, 3)}),
     ("occluded_duke", lambda r: make_duke(r / "Occluded_Duke"), {"train": (2, 3, 3), "query": (1, 1, 1), "gallery": (3, 3, 3)}),
-    ("p_dukemtmc", lambda r: _p_duke(r / "P-DukeMTMC-reID"), {"train": (2, 3, 3), "query": (1, 1, 1), "gallery": (2, 2, 2)}),
+    ("p_dukemtmc", lambda r: _p_duke(r / "P-DukeMTMC-reID"), {"train": (2, 3, 2), "query": (1, 1, 1), "gallery": (2, 2, 1)}),
     ("partial_ilids", lambda r: _ilids(r / "Partial_iLIDS"), {"train": (0, 0, 0), "query": (3, 3, 1), "gallery": (2, 2, 1)}),
 ]  # fmt: skip
 

@@ -28,7 +28,7 @@ def summary(
     csv: Path | None = typer.Option(
         None, "--csv", help="`folder` only: a CSV of path,pid,camid[,split[,occluded]]."
     ),
-    camids: str | None = typer.Option(None, "--camids", help="`p_dukemtmc` only: auto, names or split."),
+    camids: str | None = typer.Option(None, "--camids", help="`p_dukemtmc` only: split (default, as published) or names."),
     check_stats: bool = typer.Option(
         True, "--check-stats/--no-check-stats", help="Compare with published counts."
     ),

@@ -101,7 +101,7 @@ def load_partial_duke(root: str | Path, *, check_stats: bool = True) -> ReidData
 
 
 def load_p_dukemtmc(
-    root: str | Path, *, check_stats: bool = True, camids: Literal["auto", "names", "split"] = "auto"
+    root: str | Path, *, check_stats: bool = True, camids: Literal["split", "names"] = "split"
 ) -> ReidDataset:
     """P-DukeMTMC-reID (Zhuo et al., ICME 2018)::
 
@@ -111,14 +111,14 @@ def load_p_dukemtmc(
             test/occluded_body_images/<pid>/*.jpg    query, occluded=True
             test/whole_body_images/<pid>/*.jpg       gallery, occluded=False
 
-    pid is the `<pid>` folder name. camids: "names" parses DukeMTMC names (`0005_c2_f0046985.jpg` -> camid 1)
-    so same-camera gallery images are excluded as in DukeMTMC-reID; "split" uses the convention of PVPM and
-    BPBreID (occluded images camid 0, whole-body images camid 1), under which same-camera filtering removes
-    nothing; published P-Duke numbers use "split". "auto" (default) uses "names" when every file name
-    parses as DukeMTMC naming, otherwise "split".
+    pid is the `<pid>` folder name. camids: "split" (default) is the convention of PVPM and BPBreID behind the
+    published P-Duke numbers: occluded images camid 0, whole-body images camid 1 (train too), so same-camera
+    filtering removes nothing. "names" instead parses DukeMTMC names (`0005_c2_f0046985.jpg` -> camid 1) so
+    same-camera gallery images are excluded as in DukeMTMC-reID; numbers made that way do not compare with the
+    papers'.
     """
-    if camids not in ("auto", "names", "split"):
-        raise OccreidError(f"p_dukemtmc: camids must be auto, names or split, got {camids!r}")
+    if camids not in ("split", "names"):
+        raise OccreidError(f"p_dukemtmc: camids must be split or names, got {camids!r}")
     folder = find_dataset_dir(
         root,
         P_DUKE_DIRS,
@@ -137,9 +137,6 @@ def load_p_dukemtmc(
             files[(split, occ)] = []  # a train set without occluded images is still usable
             continue
         files[(split, occ)] = list_images(path, f"p_dukemtmc {split}", recursive=True)
-    all_files = [p for group in files.values() for p in group]
-    if camids == "auto":
-        camids = "names" if all(CAMERA_NAME_PATTERN.match(p.name) for p in all_files) else "split"
 
     splits: dict[str, list[ImageRecord]] = {"train": [], "query": [], "gallery": []}
     for (split, occ), paths in files.items():
