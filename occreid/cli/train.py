@@ -48,11 +48,14 @@ def evaluate(
     from occreid.engine.distributed import resolve_device
     from occreid.engine.evaluate import evaluate_model
     from occreid.engine.trainer import load_test_split, test_keypoints
+    from occreid.errors import OccreidError
     from occreid.evaluation import format_results_table, results_to_json
 
     overrides = list(set_ or [])
     if dataset is not None:
-        overrides += [f"data.test_dataset={dataset}", f"data.test_root={root or ''}"]
+        if root is None:
+            raise OccreidError(f"--dataset {dataset} needs --root, the folder that holds it")
+        overrides += [f"data.test_dataset={dataset}", f"data.test_root={root}"]
     method, cfg = load_method(checkpoint, "cpu", overrides)
     device = resolve_device(cfg.train.device)
     method.to(device)

@@ -1,7 +1,7 @@
 """Checkpoints: written atomically (temp file + rename), read with `torch.load(weights_only=True)`.
 
 A checkpoint is a dict with `format`, `model` (state dict of the training method), `optimizer`, `scheduler`,
-`epoch` (epochs completed), `step`, `rng`, `config` (the resolved config), `num_classes` and `best_map`.
+`scaler` (fp16 loss scale), `epoch` (epochs completed), `step`, `rng`, `config` (the resolved config), `num_classes` and `best_map`.
 """
 
 from __future__ import annotations

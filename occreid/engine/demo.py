@@ -43,18 +43,21 @@ def _make_data(root: Path, seed: int) -> None:
 
 @torch.inference_mode()
 def _ms_per_query(model: nn.Module, cfg: Config, query_paths: list[str], gallery_feats: torch.Tensor) -> float:
-    """Wall time of one query end to end: load, preprocess, forward at batch 1, rank the whole gallery."""
+    """Wall time of one query end to end: load, preprocess, forward at batch 1 (in the precision the evaluation
+    uses, cfg.train.amp), rank the whole gallery."""
     from PIL import Image
 
     from occreid.data.transforms import build_transforms
 
     transform = build_transforms(cfg.data, train=False)
     gallery = nn.functional.normalize(gallery_feats, dim=1)
+    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.amp == "bf16")
     times = []
     for path in query_paths[:1] + query_paths[:20]:  # the first call warms up
         start = time.perf_counter()
         image, _ = transform(Image.open(path).convert("RGB"), None)
-        feat = nn.functional.normalize(model(image[None]), dim=1)
+        with amp:
+            feat = nn.functional.normalize(model(image[None]).float(), dim=1)
         torch.argsort(torch.cdist(feat, gallery)[0])
         times.append(time.perf_counter() - start)
     return 1000 * float(np.median(times[1:]))
@@ -126,7 +129,7 @@ def _pose_at_test(checkpoint: Path, dataset) -> dict[str, dict[str, float]]:
     q_kpts = keypoints_for(dataset, dataset.query, None)
     g_kpts = keypoints_for(dataset, dataset.gallery, None)
     out = {}
-    for feature in ("f_P", "f_V", "f_E"):
+    for feature in ("f_P", "f_V", "f_F", "f_E"):
         method, cfg = load_method(checkpoint, "cpu", [f"model.test_feature={feature}"])
         r = evaluate_model(method, cfg, dataset.query, dataset.gallery, torch.device("cpu"), q_kpts, g_kpts).result
         out[feature] = {"rank1": float(r.cmc[0]), "mAP": float(r.mAP), "mINP": float(r.mINP)}

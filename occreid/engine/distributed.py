@@ -71,9 +71,28 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def all_ranks(flag: bool, info: DistInfo) -> bool:
+    """True when `flag` is true on every rank. Every rank must call it: a rank that stops alone would leave the
+    others waiting in the next collective until the process-group timeout."""
+    if not info.enabled:
+        return flag
+    tensor = torch.tensor([1.0 if flag else 0.0], device=info.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return bool(tensor.item() > 0)
+
+
+def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics). Without SyncBN each rank updates its
+    own statistics from its own batches; evaluation and checkpoints must use one model, rank 0's."""
+    if info.enabled:
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, src=0)
+
+
 def parameter_fingerprint(module: torch.nn.Module) -> float:
     """A number that differs between two modules whose parameters differ (almost surely); equal parameters give
-    equal numbers. Used to check that every DDP rank ends with the same model. (BatchNorm running statistics
-    are buffers, not parameters: without SyncBN each rank keeps its own, and rank 0's are checkpointed.)"""
-    flat = torch.cat([p.detach().double().flatten().cpu() for p in module.parameters()])
+    equal numbers. Used to check that every DDP rank ends with the same model, parameters and buffers (the
+    trainer gives every rank rank 0's BatchNorm statistics before it evaluates or checkpoints)."""
+    tensors = [*module.parameters(), *(b for b in module.buffers() if b.is_floating_point())]
+    flat = torch.cat([t.detach().double().flatten().cpu() for t in tensors])
     return float((flat * torch.cos(torch.arange(flat.numel(), dtype=torch.float64))).sum())

@@ -7,15 +7,17 @@ logging, checkpoints and evaluation. It reads top to bottom like nanoGPT's train
     data -> model -> optimiser/schedule -> (resume) -> for each epoch: for each batch: forward, loss, backward,
     step, log -> evaluate -> checkpoint
 
-A method that needs more (OGFR's second view, teacher and RL agent) does that inside its own training_step; it
-owns any extra optimiser, and the loop stays the same.
+OGFR (next, ../shared/papers/ogfr-spec.md) is meant to fit the same contract: its batch carries both views,
+its training_step runs teacher, agent and student and returns the agent's REINFORCE term as one more named term
+(the agent's state and reward are detached, so one backward gives every part only its own gradients). What it
+will add here is small and waits for it: a second optimiser over the agent's parameters (left out of the
+first), a cosine schedule, and the epoch handed to training_step for the agent's warm-up.
 """
 
 from __future__ import annotations
 
 import json
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -33,7 +35,9 @@ from occreid.engine.checkpoint import load_checkpoint, rng_state, save_checkpoin
 from occreid.engine.distributed import (
     DistInfo,
     all_gather_objects,
+    all_ranks,
     barrier,
+    broadcast_buffers,
     cleanup_distributed,
     parameter_fingerprint,
     setup_distributed,
@@ -158,16 +162,23 @@ def environment_info(info: DistInfo) -> dict[str, Any]:
 
 
 class MetricsLog:
-    """Metrics as JSON lines (`metrics.jsonl`), and TensorBoard scalars when tensorboard is installed."""
+    """Metrics as JSON lines (`metrics.jsonl`), and TensorBoard scalars when tensorboard is installed.
 
-    def __init__(self, run_dir: Path, enabled: bool, resume: bool):
+    `resume_step`: the step of the checkpoint a run continues from; records written after it (by the part of an
+    epoch that was interrupted and will run again) are dropped, so no step appears twice. None: a new run.
+    """
+
+    def __init__(self, run_dir: Path, enabled: bool, resume_step: int | None):
         self.enabled = enabled
         self.path = run_dir / "metrics.jsonl"
         self.tb = None
         if not enabled:
             return
-        if not resume:
+        if resume_step is None:
             self.path.unlink(missing_ok=True)
+        elif self.path.is_file():
+            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
+            self.path.write_text("".join(line + "\n" for line in kept))
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -222,7 +233,7 @@ def _log_eval(cfg: Config, out: EvalOutput, epoch: int, step: int) -> dict[str, 
     r = out.result
     return {
         "kind": "eval", "epoch": epoch, "step": step, "mAP": float(r.mAP), "mINP": float(r.mINP),
-        **{f"rank{k}": float(r.cmc[k - 1]) for k in (1, 5, 10) if k <= len(r.cmc)},
+        **{f"rank{k}": float(r.cmc[k - 1]) for k in (1, 3, 5, 10) if k <= len(r.cmc)},
     }  # fmt: skip
 
 
@@ -280,10 +291,12 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if "scaler" in state:  # fp16 loss scale; absent from checkpoints of older versions
+            scaler.load_state_dict(state["scaler"])
         start_epoch, step, best_map = state["epoch"], state["step"], state["best_map"]
         set_rng_state(state["rng"])
 
-    log = MetricsLog(run_dir, info.is_main, resume=start_epoch > 0)
+    log = MetricsLog(run_dir, info.is_main, resume_step=step if start_epoch > 0 else None)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
@@ -308,16 +321,24 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
                 terms = step_module(batch)
             metric_names = getattr(method, "metric_names", ())
             loss = sum(v.float() for k, v in terms.items() if k not in metric_names)
-            if not torch.isfinite(loss):
+            # Steps are numbered from 1, as in metrics.jsonl. Every rank takes part in the check, so all stop.
+            if not all_ranks(bool(torch.isfinite(loss)), info):
                 values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
                 raise TrainingDiverged(
-                    f"loss became {loss.item()} at step {step} (epoch {epoch + 1}): {values}; "
-                    "lower train.lr, enable train.grad_clip, or check the data"
+                    f"loss became {loss.item()} at step {step + 1} (epoch {epoch + 1}) on rank {info.rank} or "
+                    f"another rank: {values}; lower train.lr, enable train.grad_clip, or check the data"
                 )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             grad_norm = nn.utils.clip_grad_norm_(method.parameters(), t.grad_clip or float("inf"))
+            # fp16's GradScaler skips steps with inf gradients by design; otherwise they would poison the weights.
+            # DDP has averaged the gradients, so every rank sees the same norm and stops together.
+            if t.amp != "fp16" and not torch.isfinite(grad_norm):
+                raise TrainingDiverged(
+                    f"gradient norm became {float(grad_norm)} at step {step + 1} (epoch {epoch + 1}) with a finite "
+                    f"loss {loss.item():.4g}; lower train.lr or enable train.grad_clip"
+                )
             scaler.step(optimizer)
             scaler.update()
             step += 1
@@ -336,7 +357,8 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
             t_end = time.perf_counter()
         scheduler.step()
 
-        # ---- evaluate and checkpoint
+        # ---- evaluate and checkpoint (one model on every rank: rank 0's BatchNorm statistics)
+        broadcast_buffers(method, info)
         done = epoch + 1
         evaluate_now = done == t.epochs or (t.eval_period > 0 and done % t.eval_period == 0)
         improved = False
@@ -353,13 +375,14 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
         if info.is_main:
             state = {
                 "model": method.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": done, "step": step, "rng": rng_state(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": done, "step": step,
+                "rng": rng_state(),
                 "config": cfg.model_dump(mode="json"), "num_classes": dataset.num_train_pids,
                 "best_map": best_map,
             }  # fmt: skip
             save_checkpoint(run_dir / "last.pt", state)
             if improved:
-                shutil.copyfile(run_dir / "last.pt", run_dir / "best.pt")
+                save_checkpoint(run_dir / "best.pt", state)
         barrier(info)
 
     if info.enabled:  # every rank must end with the same weights

@@ -11,7 +11,7 @@ from occreid.errors import OccreidError
 from occreid.modeling.base import ReidMethod
 from occreid.modeling.baseline import Baseline
 from occreid.modeling.deploy import DeployedReid
-from occreid.modeling.pgfl_kd import ABLATION_PRESETS, PGFLKD, PRESET_LOSS_TERMS
+from occreid.modeling.pgfl_kd import ABLATION_PRESETS, PGFLKD
 
 
 def build_model(cfg: Config, num_classes: int) -> ReidMethod:
@@ -28,7 +28,6 @@ def build_model(cfg: Config, num_classes: int) -> ReidMethod:
 __all__ = [
     "ABLATION_PRESETS",
     "PGFLKD",
-    "PRESET_LOSS_TERMS",
     "Baseline",
     "DeployedReid",
     "ReidMethod",

@@ -4,13 +4,12 @@ The losses (L_CL Eq. 4, L_MCL Eq. 5) live in occreid.modeling.losses."""
 from occreid.modeling.pgfl_kd.feb import ForegroundEnhancedBranch
 from occreid.modeling.pgfl_kd.method import PGFLKD
 from occreid.modeling.pgfl_kd.part_pooling import part_pooling
-from occreid.modeling.pgfl_kd.presets import ABLATION_PRESETS, PRESET_LOSS_TERMS
+from occreid.modeling.pgfl_kd.presets import ABLATION_PRESETS
 from occreid.modeling.pgfl_kd.sab import SemanticsAlignedBranch
 
 __all__ = [
            "ABLATION_PRESETS",
            "PGFLKD",
-           "PRESET_LOSS_TERMS",
            "ForegroundEnhancedBranch",
            "SemanticsAlignedBranch",
            "part_pooling",

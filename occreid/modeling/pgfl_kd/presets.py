@@ -26,14 +26,3 @@ ABLATION_PRESETS: dict[str, dict] = {
     "table7_sab_cl": dict(_OFF, name="pgfl_kd", sab=True, interaction=True, mcl=True, sab_distill="cl",
                           feb=True, consistency=True),
 }
-
-# The loss terms each preset trains with (besides the logged "acc"); tests check the models against this.
-PRESET_LOSS_TERMS: dict[str, frozenset[str]] = {
-    "table6_row1_baseline": frozenset({"id_G", "tri_G"}),
-    "table6_row2_sab": frozenset({"id_G", "tri_G", "id_P", "tri_P"}),
-    "table6_row3_sab_i": frozenset({"id_G", "tri_G", "id_V", "tri_V"}),
-    "table6_row4_sab_im": frozenset({"id_G", "tri_G", "id_V", "tri_V", "mcl"}),
-    "table6_row5_sab_im_feb": frozenset({"id_G", "tri_G", "id_V", "tri_V", "mcl", "id_E", "tri_E"}),
-    "table6_row6_pgfl_kd": frozenset({"id_G", "tri_G", "id_V", "tri_V", "mcl", "id_E", "tri_E", "cl"}),
-    "table7_sab_cl": frozenset({"id_G", "tri_G", "id_V", "tri_V", "cl_sab", "id_E", "tri_E", "cl"}),
-}
