@@ -26,7 +26,7 @@ def images(tmp_path):
     return arrays, paths
 
 
-def manual(arrays, size=(32, 16), flip=False):
+def manual(arrays, size=(32, 16)):
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     batch = torch.stack(
@@ -54,7 +54,10 @@ def test_every_input_kind_gives_the_same_features(images):
     torch.testing.assert_close(ex([Image.fromarray(a) for a in arrays]), expected)
     torch.testing.assert_close(ex(arrays), expected)
     torch.testing.assert_close(ex(manual(arrays)), expected)
+    # a single image of each kind is a batch of one
     torch.testing.assert_close(ex(paths[0]), expected[:1])
+    torch.testing.assert_close(ex(Image.fromarray(arrays[1])), expected[1:2])
+    torch.testing.assert_close(ex(arrays[2]), expected[2:3])
 
 
 def test_flip_average_is_the_mean_of_both(images):
@@ -136,7 +139,9 @@ def test_from_checkpoint_uses_the_deployed_model_and_the_config_settings(images,
     torch.manual_seed(0)
     method = build_model(cfg, num_classes=5).eval()
     ckpt = tmp_path / "best.pt"
-    save_checkpoint(ckpt, {"model": method.state_dict(), "config": cfg.model_dump(mode="json"), "num_classes": 5})
+    save_checkpoint(
+        ckpt, {"model": method.state_dict(), "config": cfg.model_dump(mode="json"), "num_classes": 5}
+    )
 
     extractor = FeatureExtractor.from_checkpoint(ckpt, device="cpu", progress=False)
     arrays, paths = images

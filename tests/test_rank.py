@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from occreid.errors import OccreidError
-from occreid.evaluation import EvalResult, evaluate_rank, format_results_table, results_to_json
+from occreid.evaluation import EvalResult, evaluate_rank, format_results_table
 
 
 def reference_eval(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):
@@ -39,6 +39,40 @@ def test_hand_computed_single_query():
     assert r.mINP == pytest.approx(2 / 4)
     np.testing.assert_allclose(r.cmc, [0, 1, 1, 1, 1])
     assert (r.num_valid_queries, r.num_skipped_queries) == (1, 0)
+
+
+def test_hand_computed_distractors_and_junk():
+    # Gallery in index order (pid, camera, distance to query 0 / query 1). Query 0 is pid 3 in camera 0,
+    # query 1 is pid 5 in camera 1.
+    #   g0  pid 0 (distractor)  cam 1   0.10 / 0.90
+    #   g1  pid 3               cam 0   0.15 / 0.80   same pid + same camera as q0: removed for q0
+    #   g2  pid 3               cam 1   0.50 / 0.70   positive of q0
+    #   g3  pid -1 (junk image) cam 2   0.25 / 0.10   not removed: an ordinary wrong match
+    #   g4  pid 0 (distractor)  cam 0   0.30 / 0.60   same camera as q0 but another pid: kept
+    #   g5  pid 3               cam 2   0.20 / 0.50   positive of q0
+    #   g6  pid 5               cam 1   0.40 / 0.20   same pid + same camera as q1: removed for q1
+    #   g7  pid 5               cam 0   0.60 / 0.30   positive of q1
+    #   g8  pid 5               cam 2   0.70 / 0.40   positive of q1
+    g_pids, g_cams = [0, 3, 3, -1, 0, 3, 5, 5, 5], [1, 0, 1, 2, 0, 2, 1, 0, 2]
+    d = np.array(
+        [
+            [0.10, 0.15, 0.50, 0.25, 0.30, 0.20, 0.40, 0.60, 0.70],
+            [0.90, 0.80, 0.70, 0.10, 0.60, 0.50, 0.20, 0.30, 0.40],
+        ],
+        dtype=np.float32,
+    )
+    r = evaluate_rank(d, [3, 5], g_pids, [0, 1], g_cams, max_rank=4)
+    # q0 ranking after removing g1: g0 (wrong), g5 (match, rank 2), g3 (junk, wrong), g4 (wrong), g6 (wrong),
+    # g2 (match, rank 6), ...
+    assert r.AP[0] == pytest.approx((1 / 2 + 2 / 6) / 2)
+    assert r.INP[0] == pytest.approx(2 / 6)
+    # q1 ranking after removing g6: g3 (junk, wrong), g7 (match, rank 2), g8 (match, rank 3), ...
+    assert r.AP[1] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert r.INP[1] == pytest.approx(2 / 3)
+    np.testing.assert_allclose(r.cmc, [0, 1, 1, 1])
+    assert r.mAP == pytest.approx(((1 / 2 + 2 / 6) / 2 + (1 / 2 + 2 / 3) / 2) / 2)
+    assert r.mINP == pytest.approx((2 / 6 + 2 / 3) / 2)
+    assert (r.num_valid_queries, r.num_skipped_queries) == (2, 0)
 
 
 def test_ties_break_by_gallery_index():
@@ -103,16 +137,12 @@ def test_bad_inputs_name_the_problem():
         evaluate_rank(np.array([[np.nan, 0.1]]), [1], [1, 2], [0], [1, 1])
 
 
-def test_report_table_and_json():
+def test_report_table():
     d = np.array([[0.1, 0.2, 0.3, 0.4, 0.5]], dtype=np.float32)
     r = evaluate_rank(d, [1], [1, 2, 1, 3, 1], [0], [0, 1, 1, 1, 2], max_rank=5)
     table = format_results_table({"baseline": r}, ranks=(1, 3))
     assert "| baseline | 0.0 | 100.0 | 50.0 | 50.0 | 1 (0) |" in table
     assert "Rank-3" in table and "Rank-5" not in table
-    out = results_to_json(r, {"feature": "f_G", "metric": "euclidean", "rerank": True, "k1": 20})
-    assert out["metrics"]["mAP"] == 0.5 and out["metrics"]["rank1"] == 0.0
-    assert out["settings"]["k1"] == 20 and out["settings"]["k2"] is None and out["settings"]["max_rank"] == 5
-    assert out["num_query"] == 1 and out["num_gallery"] == 5 and out["num_skipped_queries"] == 0
     assert isinstance(r, EvalResult)
 
 
@@ -125,7 +155,7 @@ def test_torch_and_numpy_rank_paths_agree():
     d[3, 17] = d[3, 5]  # an exact tie
     qp, gp = rng.integers(0, 10, 40), rng.integers(0, 10, 300)
     qc, gc = rng.integers(0, 3, 40), rng.integers(0, 3, 300)
-    rows, cols, _ = _same_pid_pairs(qp, gp)
+    rows, cols = _same_pid_pairs(qp, gp)
     removed = gc[cols] == qc[rows]
     n = np.bincount(rows[~removed], minlength=40)
     args = (n, cols[~removed], rows[removed], cols[removed])

@@ -95,3 +95,74 @@ def test_bad_parameters():
         re_ranking(np.zeros((2, 3)), np.zeros((3, 3)), np.zeros((3, 3)))
     with pytest.raises(OccreidError, match="metric"):
         re_ranking_features(np.zeros((2, 3)), np.zeros((4, 3)), metric="manhattan")
+
+
+@pytest.mark.parametrize("metric,normalize,k1,k2", [("euclidean", True, 20, 6), ("cosine", False, 10, 3)])
+def test_eval_path_reranks_from_features_with_the_matrix_path_numbers(
+    features, monkeypatch, metric, normalize, k1, k2
+):
+    import occreid.evaluation as evaluation
+    from occreid.config import Config
+    from occreid.data.records import ImageRecord
+    from occreid.engine.evaluate import evaluate_features
+    from occreid.evaluation import evaluate_rank
+
+    qf, gf = features
+    rng = np.random.default_rng(7)
+    q_pids, g_pids = rng.integers(0, 12, 40), rng.integers(0, 12, 160)
+    q_cams, g_cams = rng.integers(0, 3, 40), rng.integers(0, 3, 160)
+    query = [ImageRecord(f"q{i}.jpg", int(p), int(c)) for i, (p, c) in enumerate(zip(q_pids, q_cams))]
+    gallery = [ImageRecord(f"g{i}.jpg", int(p), int(c)) for i, (p, c) in enumerate(zip(g_pids, g_cams))]
+    cfg = Config()
+    cfg.eval.metric, cfg.eval.normalize, cfg.eval.k1, cfg.eval.k2 = metric, normalize, k1, k2
+    cfg.eval.rerank = True
+
+    # The matrix path, as the evaluation used to run it: three dense matrices, then re_ranking.
+    qn, gn = (torch.nn.functional.normalize(torch.from_numpy(x), dim=1) if normalize else torch.from_numpy(x)
+              for x in (qf, gf))  # fmt: skip
+    qg, qq, gg = (compute_distance(a, b, metric=metric) for a, b in ((qn, gn), (qn, qn), (gn, gn)))
+    expected = re_ranking(qg, qq, gg, k1=k1, k2=k2, lambda_value=cfg.eval.lambda_value)
+    expected_result = evaluate_rank(expected, q_pids, g_pids, q_cams, g_cams, max_rank=cfg.eval.max_rank)
+
+    # The evaluation must not build the (Q, Q) or (G, G) matrix, nor call the matrix-input re-ranking.
+    shapes = []
+    real_distance = evaluation.compute_distance
+
+    def recording_distance(a, b, *args, **kwargs):
+        shapes.append((len(a), len(b)))
+        return real_distance(a, b, *args, **kwargs)
+
+    def no_matrix_rerank(*args, **kwargs):
+        raise AssertionError("evaluation re-ranked from dense q x q and g x g matrices")
+
+    monkeypatch.setattr(evaluation, "compute_distance", recording_distance)
+    monkeypatch.setattr(evaluation, "re_ranking", no_matrix_rerank)
+    out = evaluate_features(torch.from_numpy(qf), torch.from_numpy(gf), query, gallery, cfg)
+    assert (40, 40) not in shapes and (160, 160) not in shapes
+    assert isinstance(out.distmat, np.ndarray) and out.distmat.shape == (40, 160)
+    assert np.abs(out.distmat - expected).max() <= 1e-5
+    assert np.abs(expected - qg.numpy()).max() > 0.05  # re-ranking changed the distances: not a vacuous check
+    np.testing.assert_allclose(out.result.cmc, expected_result.cmc, atol=1e-12)
+    assert out.result.mAP == pytest.approx(expected_result.mAP, abs=1e-6)
+    assert out.result.mINP == pytest.approx(expected_result.mINP, abs=1e-6)
+    assert out.settings["rerank"] == {"enabled": True, "k1": k1, "k2": k2, "lambda_value": 0.3}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_eval_path_on_cuda_equals_cpu(features):
+    from occreid.config import Config
+    from occreid.data.records import ImageRecord
+    from occreid.engine.evaluate import evaluate_features
+
+    qf, gf = (torch.from_numpy(x) for x in features)
+    rng = np.random.default_rng(8)
+    query = [ImageRecord(f"q{i}", int(p), 0) for i, p in enumerate(rng.integers(0, 12, 40))]
+    gallery = [ImageRecord(f"g{i}", int(p), 1) for i, p in enumerate(rng.integers(0, 12, 160))]
+    for rerank in (False, True):
+        cfg = Config()
+        cfg.eval.rerank = rerank
+        cpu = evaluate_features(qf, gf, query, gallery, cfg, torch.device("cpu"))
+        gpu = evaluate_features(qf, gf, query, gallery, cfg, torch.device("cuda"))
+        assert isinstance(gpu.distmat, np.ndarray)
+        assert np.abs(gpu.distmat - cpu.distmat).max() <= 1e-4
+        assert gpu.result.mAP == pytest.approx(cpu.result.mAP, abs=1e-4)

@@ -135,3 +135,55 @@ def test_cli_build_add_search(tmp_path, monkeypatch):
     result = runner.invoke(app, ["index", "build", "--checkpoint", str(ckpt), "--images", str(tmp_path / "nope"),
                                  "--out", str(tmp_path / "x.npz")])  # fmt: skip
     assert isinstance(result.exception, OccreidError) and "nope" in str(result.exception)
+
+
+def test_search_paths_and_cli_search_use_the_requested_device(tmp_path, monkeypatch):
+    import occreid.cli.evaluation as cli_eval
+
+    devices = []
+    real_search = GalleryIndex._search_torch
+
+    def recording_search(self, q, k, device, chunk_size):
+        devices.append(device)
+        return real_search(self, q, k, device, chunk_size)
+
+    monkeypatch.setattr(GalleryIndex, "_search_torch", recording_search)
+    rng = np.random.default_rng(2)
+    g = rng.standard_normal((30, 12)).astype(np.float32)
+    index = GalleryIndex(meta={"checkpoint": str(tmp_path / "model.pt")})
+    index.add(g, [f"g{i}.jpg" for i in range(30)])
+    top = index.search_paths(g[4], topk=2, device="cpu:0")[0]
+    assert devices == ["cpu:0"] and top[0] == ("g4.jpg", pytest.approx(0.0, abs=1e-3))
+    # the gallery kept on the device between searches is rebuilt after add
+    index.add(g[4:5] + 100.0, ["far.jpg"])
+    assert index.search_paths(g[4] + 100.0, topk=1, device="cpu:0")[0][0][0] == "far.jpg"
+
+    cfg = Config()
+    cfg.data.image_size = (32, 16)
+    monkeypatch.setattr(cli_eval, "_load_model", lambda checkpoint: (_fake_model(), cfg))
+    index = GalleryIndex(meta={"checkpoint": str(tmp_path / "model.pt")})
+    index.add(rng.standard_normal((5, 12)).astype(np.float32), [f"g{i}.jpg" for i in range(5)])
+    index.save(tmp_path / "index.npz")
+    Image.new("RGB", (20, 40), (10, 20, 30)).save(tmp_path / "query.jpg")
+    result = CliRunner().invoke(app, ["search", "--index", str(tmp_path / "index.npz"), "--image",
+                                      str(tmp_path / "query.jpg"), "--device", "cpu:0", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert devices[-1] == "cpu:0"
+
+
+@pytest.mark.parametrize("command", ["index add", "search"])
+def test_index_without_checkpoint_names_the_problem(tmp_path, command):
+    index = GalleryIndex()  # built from features, e.g. in Python: no checkpoint recorded
+    index.add(np.ones((2, 3)), ["a.jpg", "b.jpg"])
+    index.save(tmp_path / "index.npz")
+    (tmp_path / "new").mkdir()
+    Image.new("RGB", (20, 40), (1, 2, 3)).save(tmp_path / "new" / "c.jpg")
+    args = ["--index", str(tmp_path / "index.npz")]
+    if command == "search":
+        args += ["--image", str(tmp_path / "new" / "c.jpg")]
+    else:
+        args += ["--images", str(tmp_path / "new")]
+    result = CliRunner().invoke(app, [*command.split(), *args, "--device", "cpu"])
+    assert isinstance(result.exception, OccreidError)
+    hint = "; pass --checkpoint" if command == "index add" else " to embed the query with"
+    assert str(result.exception) == f"{tmp_path / 'index.npz'} records no checkpoint{hint}"

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from occreid.cli import app
 from occreid.config import load_config
 from occreid.engine.checkpoint import load_checkpoint, load_deployed_model, load_method
+from occreid.engine.evaluate import evaluate_model
 from occreid.engine.trainer import TrainingDiverged, train
 
 pytestmark = pytest.mark.slow
@@ -26,6 +27,13 @@ def synth_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth") / "synthocc"
     generate_synthocc(root, preset="small", seed=0, protocol="occluded")
     return root
+
+
+def _test_split(root: Path):
+    from occreid.data.datasets import load_dataset
+
+    ds = load_dataset("synthocc", root)
+    return ds.query, ds.gallery
 
 
 def tiny_cfg(root: Path, out: Path, *extra: str):
@@ -118,7 +126,7 @@ def test_nan_loss_stops_with_the_step_number(synth_root, tmp_path, monkeypatch):
         return method
 
     monkeypatch.setattr(modeling, "build_model", poisoned)
-    with pytest.raises(TrainingDiverged, match=r"at step 2 \(epoch 1\).*id_G=nan"):
+    with pytest.raises(TrainingDiverged, match=r"at step 3 \(epoch 1\).*id_G=nan"):
         train(tiny_cfg(synth_root, tmp_path / "nan", "model.name=baseline"), progress=False)
 
 
@@ -148,7 +156,13 @@ def test_ddp_two_processes_on_gloo_end_with_identical_weights(synth_root, tmp_pa
     assert parameter_fingerprint(method) == pytest.approx(ddp[0]["fingerprints"][0], rel=1e-12)
     # The two ranks trained on disjoint batches: 2 steps per epoch each, 2 ranks.
     assert load_checkpoint(out / "last.pt")["step"] == 2
-    assert [r for r in records if r["kind"] == "eval"], "evaluation gathered from both ranks ran on rank 0"
+    # Evaluation gathered both ranks' features of one model (rank 0's BatchNorm statistics, which are also the
+    # checkpoint's): it equals a single-process evaluation of the checkpoint.
+    (ddp_eval,) = [r for r in records if r["kind"] == "eval"]
+    cfg = load_config(None, overrides)
+    single = evaluate_model(method, cfg, *_test_split(synth_root), torch.device("cpu")).result
+    assert ddp_eval["mAP"] == pytest.approx(single.mAP, abs=1e-6)
+    assert ddp_eval["rank1"] == pytest.approx(single.cmc[0], abs=1e-6)
 
 
 def test_eval_command_prints_table_and_writes_settings(synth_root, tmp_path):
@@ -160,7 +174,8 @@ def test_eval_command_prints_table_and_writes_settings(synth_root, tmp_path):
     assert res.exit_code == 0, res.output
     assert "mAP" in res.output and "Rank-1" in res.output
     payload = json.loads((tmp_path / "r.json").read_text())
-    text = json.dumps(payload)
-    assert '"k1": 20' in text and '"k2": 6' in text and "f_E" in text
+    s = payload["settings"]
+    assert s["feature"] == "f_E" and s["metric"] == "euclidean"
+    assert s["rerank"] == {"enabled": True, "k1": 20, "k2": 6, "lambda_value": 0.3}
     bad = runner.invoke(app, ["eval", "--checkpoint", str(tmp_path / "missing.pt")])
     assert bad.exit_code != 0

@@ -48,11 +48,21 @@ def _settings(checkpoint: Path, cfg: Any) -> dict[str, Any]:
     }
 
 
+def _recorded_checkpoint(index: Any, index_path: Path, hint: str) -> Path:
+    """The checkpoint the index was built with, or OccreidError "<index> records no checkpoint<hint>"."""
+    recorded = index.meta.get("checkpoint")
+    if not recorded:
+        raise OccreidError(f"{index_path} records no checkpoint{hint}")
+    return Path(recorded)
+
+
 def _extract(checkpoint: Path, images: list[Path], device: str, batch_size: int | None):
     from occreid.evaluation.extractor import FeatureExtractor
 
     model, cfg = _load_model(checkpoint)
-    extractor = FeatureExtractor.for_config(model, cfg, device=device, batch_size=batch_size, progress=len(images) > 1)
+    extractor = FeatureExtractor.for_config(
+        model, cfg, device=device, batch_size=batch_size, progress=len(images) > 1
+    )
     return extractor([str(p) for p in images]), cfg
 
 
@@ -99,9 +109,7 @@ def index_add(
     from occreid.evaluation.index import GalleryIndex
 
     index = GalleryIndex.load(index_path)
-    checkpoint = checkpoint or Path(index.meta.get("checkpoint", ""))
-    if not str(checkpoint):
-        raise OccreidError(f"{index_path} records no checkpoint; pass --checkpoint")
+    checkpoint = checkpoint or _recorded_checkpoint(index, index_path, "; pass --checkpoint")
     known = set(index.paths)
     paths = [p for p in list_images(images) if str(p.resolve()) not in known]
     if not paths:
@@ -124,7 +132,7 @@ def search(
     image: Path = typer.Option(..., "--image", help="Query image."),
     topk: int = typer.Option(10, help="How many matches to print."),
     backend: str = typer.Option("torch", help="torch (exact matmul) or faiss (exact flat index)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
+    device: str = typer.Option("auto", help="Where to embed the query and search: auto, cpu, cuda, ..."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Print the --topk gallery images closest to --image, with distances."""
@@ -133,11 +141,9 @@ def search(
     index = GalleryIndex.load(index_path)
     if not image.is_file():
         raise OccreidError(f"query image not found: {image}")
-    checkpoint = Path(index.meta.get("checkpoint", ""))
-    if not str(checkpoint) or str(checkpoint) == ".":
-        raise OccreidError(f"{index_path} records no checkpoint to embed the query with")
+    checkpoint = _recorded_checkpoint(index, index_path, " to embed the query with")
     features, _ = _extract(checkpoint, [image], device, 1)
-    results = index.search_paths(features, topk=topk, backend=backend)[0]
+    results = index.search_paths(features, topk=topk, backend=backend, device=device)[0]
     if as_json:
         typer.echo(
             json.dumps({"query": str(image), "results": [{"path": p, "distance": d} for p, d in results]})

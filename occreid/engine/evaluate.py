@@ -74,19 +74,21 @@ class EvalOutput:
 
 
 def eval_settings(cfg: Config, num_query: int, num_gallery: int) -> dict:
+    """Every setting behind the numbers, in the schema of `occreid.evaluation.report.SETTING_KEYS` (feature,
+    normalize, metric, flip, rerank {enabled, k1, k2, lambda_value}, max_rank) plus context."""
     e = cfg.eval
     return {
         "feature": cfg.model.test_feature,
         "neck_feat": cfg.model.neck_feat,
         "normalize": e.normalize,
-        "distance": e.metric,
+        "metric": e.metric,
         "flip": e.flip,
         "rerank": {"enabled": e.rerank, "k1": e.k1, "k2": e.k2, "lambda_value": e.lambda_value},
         "max_rank": e.max_rank,
         "image_size": list(cfg.data.image_size),
         "num_query": num_query,
         "num_gallery": num_gallery,
-        "protocol": "same pid and same camera removed from each query's gallery",
+        "protocol": "same pid and same camera removed from each query's gallery; ties ranked by gallery index",
     }
 
 
@@ -96,19 +98,29 @@ def evaluate_features(
     query: Sequence[ImageRecord],
     gallery: Sequence[ImageRecord],
     cfg: Config,
+    device: torch.device | None = None,
 ) -> EvalOutput:
-    from occreid.evaluation import compute_distance, evaluate_rank, re_ranking
+    """Metrics of query features qf (Q, D) against gallery features gf (G, D) with the settings of `cfg.eval`.
+
+    On a CUDA `device` the distance matrix and the ranking stay on the GPU (the torch path of evaluate_rank);
+    otherwise they run on the CPU. Re-ranking works from the features (`re_ranking_features`), so its memory
+    grows with (Q + G) x k1, never with (Q + G)^2. `EvalOutput.distmat` is always a CPU numpy array.
+    """
+    from occreid.evaluation import compute_distance, evaluate_rank, re_ranking_features
 
     e = cfg.eval
+    target = device if device is not None and device.type == "cuda" else torch.device("cpu")
+    qf, gf = qf.to(target), gf.to(target)
     if e.normalize:
         qf, gf = nn.functional.normalize(qf, dim=1), nn.functional.normalize(gf, dim=1)
-    distmat = compute_distance(qf, gf, metric=e.metric)
     if e.rerank:
-        distmat = re_ranking(
-            distmat, compute_distance(qf, qf, metric=e.metric), compute_distance(gf, gf, metric=e.metric),
-            k1=e.k1, k2=e.k2, lambda_value=e.lambda_value,
-        )  # fmt: skip
-    distmat = np.asarray(distmat.cpu() if isinstance(distmat, torch.Tensor) else distmat, dtype=np.float32)
+        distmat = re_ranking_features(qf, gf, k1=e.k1, k2=e.k2, lambda_value=e.lambda_value, metric=e.metric)
+        if target.type == "cuda":
+            distmat = torch.from_numpy(distmat).to(target)
+    else:
+        distmat = compute_distance(qf, gf, metric=e.metric)
+    if target.type == "cpu":
+        distmat = np.asarray(distmat, dtype=np.float32)
     result = evaluate_rank(
         distmat,
         np.array([r.pid for r in query]),
@@ -117,6 +129,8 @@ def evaluate_features(
         np.array([r.camid for r in gallery]),
         max_rank=e.max_rank,
     )
+    if isinstance(distmat, torch.Tensor):
+        distmat = distmat.float().cpu().numpy()
     return EvalOutput(
         result, eval_settings(cfg, len(query), len(gallery)), distmat,
         [r.path for r in query], [r.path for r in gallery],
@@ -133,10 +147,11 @@ def evaluate_model(
     gallery_keypoints: Sequence[np.ndarray] | None = None,
     info: DistInfo | None = None,
 ) -> EvalOutput | None:
-    """Features on all ranks, metrics on the main rank (other ranks get None)."""
+    """Features on all ranks, metrics on the main rank (other ranks get None); on a CUDA `device` the distances
+    and the ranking run on the GPU."""
     info = info or DistInfo(device=device)
     qf = extract_features(model, query, cfg, device, query_keypoints, info, desc="query")
     gf = extract_features(model, gallery, cfg, device, gallery_keypoints, info, desc="gallery")
     if not info.is_main:
         return None
-    return evaluate_features(qf, gf, query, gallery, cfg)
+    return evaluate_features(qf, gf, query, gallery, cfg, device)

@@ -66,7 +66,9 @@ def compute_distance(
             block.mul_(-2.0).add_(g_sq.unsqueeze(0)).add_(q_sq[s : s + chunk_size].unsqueeze(1)).clamp_(min=0)
         else:
             block.neg_().add_(1.0)
-    return out.numpy() if numpy_out and out.device.type == "cpu" else (out.cpu().numpy() if numpy_out else out)
+    return (
+        out.numpy() if numpy_out and out.device.type == "cpu" else (out.cpu().numpy() if numpy_out else out)
+    )
 
 
 def _squared_norms(x):

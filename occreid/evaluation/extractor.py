@@ -45,8 +45,9 @@ class FeatureExtractor:
         flip: also embed the horizontally flipped image and average the two features: f = (f(x) + f(flip x)) / 2.
         progress: show a tqdm bar.
 
-    `__call__(inputs)` accepts a list of image paths, PIL images or HxWx3 uint8 arrays, or one (B, 3, H, W) float
-    tensor that is already resized and normalised; it returns a (N, D) float32 tensor on the CPU.
+    `__call__(inputs)` accepts a list of image paths, PIL images or HxWx3 uint8 arrays, a single one of those
+    (N = 1), a (B, H, W, 3) uint8 array, or one (B, 3, H, W) float tensor that is already resized and normalised;
+    it returns a (N, D) float32 tensor on the CPU.
     """
 
     def __init__(
@@ -146,6 +147,7 @@ class FeatureExtractor:
     def __call__(self, inputs: Any):
         """Features (N, D) float32 CPU tensor of N inputs (see the class docstring for the accepted kinds)."""
         import torch
+        from PIL import Image
         from tqdm import tqdm
 
         if isinstance(inputs, torch.Tensor):
@@ -156,10 +158,10 @@ class FeatureExtractor:
             )
             total = len(inputs)
         else:
-            if isinstance(inputs, (str, Path, np.ndarray)) and not (
-                isinstance(inputs, np.ndarray) and inputs.ndim == 4
+            if isinstance(inputs, (str, Path, Image.Image)) or (
+                isinstance(inputs, np.ndarray) and inputs.ndim != 4
             ):
-                inputs = [inputs]
+                inputs = [inputs]  # one image
             items = list(inputs)
             total = len(items)
             batches = (

@@ -43,7 +43,7 @@ class GalleryIndex:
         self.features = np.zeros((0, 0), dtype=np.float32)
         self.paths: list[str] = []
         self._faiss = None  # cached faiss index, rebuilt after add
-        self._sq_norms = None  # cached (N,) squared norms for the torch backend, rebuilt after add
+        self._torch = None  # cached (device, features (N, D), squared norms (N,)) for the torch backend
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -74,7 +74,7 @@ class GalleryIndex:
         self.features = array if not len(self) else np.concatenate([self.features, array])
         self.paths.extend(str(p) for p in paths)
         self._faiss = None
-        self._sq_norms = None
+        self._torch = None
 
     def search(
         self,
@@ -89,6 +89,8 @@ class GalleryIndex:
         Args:
             query_features: (M, D) or (D,).
             backend: "torch" (exact: matmul + topk on `device`) or "faiss" (exact flat index, CPU).
+            device: where the torch backend searches: "cpu", "cuda", "cuda:1", "auto" (CUDA when available).
+                The gallery is copied there once and kept until the next `add`.
 
         Returns:
             distances (M, k) float32 ascending and indices (M, k) int64 into `self.paths`, k = min(topk, N).
@@ -112,11 +114,15 @@ class GalleryIndex:
 
         from occreid.evaluation.extractor import resolve_device
 
-        device = resolve_device(device)
-        g = torch.from_numpy(self.features).to(device)
-        if self._sq_norms is None:
-            self._sq_norms = np.einsum("ij,ij->i", self.features, self.features)
-        g_sq = torch.from_numpy(self._sq_norms).to(device)
+        device = torch.device(resolve_device(device))
+        if self._torch is None or self._torch[0] != device:
+            sq_norms = np.einsum("ij,ij->i", self.features, self.features)
+            self._torch = (
+                device,
+                torch.from_numpy(self.features).to(device),
+                torch.from_numpy(sq_norms).to(device),
+            )
+        _, g, g_sq = self._torch
         dist_out, idx_out = [], []
         qt = torch.from_numpy(q).to(device)
         for s in range(0, len(qt), chunk_size):
@@ -146,10 +152,10 @@ class GalleryIndex:
         return values.astype(np.float32), index.astype(np.int64)
 
     def search_paths(
-        self, query_features: Any, topk: int = 10, backend: str = "torch"
+        self, query_features: Any, topk: int = 10, backend: str = "torch", device: str = "cpu"
     ) -> list[list[tuple[str, float]]]:
-        """Like `search` but (path, distance) pairs per query."""
-        distances, indices = self.search(query_features, topk, backend)
+        """Like `search` (on `device` with the torch backend) but (path, distance) pairs per query."""
+        distances, indices = self.search(query_features, topk, backend, device)
         return [
             [(self.paths[i], float(d)) for d, i in zip(drow, irow)] for drow, irow in zip(distances, indices)
         ]

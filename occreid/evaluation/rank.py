@@ -26,7 +26,7 @@ Q x G comparison. Memory is O(chunk x gallery); a CUDA distance matrix is proces
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,7 +47,6 @@ class EvalResult:
     num_skipped_queries: int
     max_rank: int
     num_gallery: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form, e.g. evaluation settings
 
     @property
     def valid(self) -> np.ndarray:
@@ -70,10 +69,10 @@ def _as_numpy_1d(values: Any, name: str, length: int) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def _same_pid_pairs(q_pids: np.ndarray, g_pids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _same_pid_pairs(q_pids: np.ndarray, g_pids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """All (query, gallery) pairs with equal pid, without a dense Q x G comparison.
 
-    Returns rows (M,), cols (M,) sorted by row then gallery index, and counts (Q,) = pairs per query.
+    Returns rows (M,) and cols (M,), sorted by row then gallery index.
     """
     g_order = np.argsort(g_pids, kind="stable")
     sorted_pids = g_pids[g_order]
@@ -85,7 +84,7 @@ def _same_pid_pairs(q_pids: np.ndarray, g_pids: np.ndarray) -> tuple[np.ndarray,
     offsets = np.cumsum(counts) - counts  # first pair of each query in the flat list
     within = np.arange(total) - np.repeat(offsets, counts)
     cols = g_order[np.repeat(start, counts) + within]
-    return rows, cols, counts
+    return rows, cols
 
 
 def evaluate_rank(
@@ -98,6 +97,10 @@ def evaluate_rank(
     chunk_size: int = 256,
 ) -> EvalResult:
     """CMC, mAP and mINP of a query x gallery distance matrix under the Market-1501 protocol (module docstring).
+
+    Ties: gallery items at exactly the same distance are ranked by gallery index, the lower index first (a
+    stable sort), so the numbers are deterministic. The classic loop (torchreid's `eval_market1501`) uses
+    numpy's default, unstable argsort; on inputs with exact ties its numbers can differ from ours.
 
     Args:
         distmat: (Q, G) distances, smaller is closer; numpy array or torch tensor (CPU or GPU; stays there).
@@ -130,7 +133,7 @@ def evaluate_rank(
     g_pids = _as_numpy_1d(g_pids, "g_pids", num_g)
     g_camids = _as_numpy_1d(g_camids, "g_camids", num_g)
     # Same-pid pairs split into removed (same camera) and positives (other camera), sparse.
-    rows, cols, _ = _same_pid_pairs(q_pids, g_pids)
+    rows, cols = _same_pid_pairs(q_pids, g_pids)
     removed = g_camids[cols] == q_camids[rows]
     pos_rows, pos_cols = rows[~removed], cols[~removed]
     rm_rows, rm_cols = rows[removed], cols[removed]

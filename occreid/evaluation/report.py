@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from occreid.errors import OccreidError
 from occreid.evaluation.rank import EvalResult
 
-# Settings a result is meaningless without; results_to_json fills missing ones with None so gaps are visible.
-SETTING_KEYS = ("feature", "normalize", "metric", "rerank", "k1", "k2", "lambda_value", "flip", "max_rank")
+# The settings a result is meaningless without. results_to_json writes them in this one schema:
+#   feature, normalize, metric ("euclidean" | "cosine"), flip, max_rank,
+#   rerank: {"enabled": bool, "k1": int, "k2": int, "lambda_value": float}
+SETTING_KEYS = ("feature", "normalize", "metric", "flip", "rerank", "max_rank")
+RERANK_KEYS = ("enabled", "k1", "k2", "lambda_value")
 
 
 def format_results_table(
@@ -34,15 +38,44 @@ def format_results_table(
     return "\n".join(lines)
 
 
+def normalise_settings(settings: Mapping[str, Any], max_rank: int | None = None) -> dict[str, Any]:
+    """`settings` in the schema of SETTING_KEYS, or OccreidError naming what is missing.
+
+    `rerank` may be the nested dict or a bool with flat `k1`, `k2`, `lambda_value` keys (folded into the dict).
+    `max_rank`, when given, is the value the numbers were computed with and wins over settings["max_rank"].
+    Keys outside the schema (dataset, checkpoint, image_size, ...) are kept as they are.
+    """
+    merged = dict(settings)
+    if max_rank is not None:
+        merged["max_rank"] = int(max_rank)
+    rerank = merged.get("rerank")
+    if isinstance(rerank, bool):
+        rerank = {"enabled": rerank, **{k: merged.pop(k) for k in RERANK_KEYS[1:] if k in merged}}
+    missing = [key for key in SETTING_KEYS if merged.get(key) is None]
+    if isinstance(rerank, Mapping):
+        rerank = dict(rerank)
+        missing += [f"rerank.{key}" for key in RERANK_KEYS if rerank.get(key) is None]
+        merged["rerank"] = rerank
+    elif "rerank" not in missing:
+        missing.append("rerank")
+    if missing:
+        raise OccreidError(
+            f"evaluation settings lack {', '.join(missing)}; a result is written only with every setting behind "
+            f"it ({', '.join(SETTING_KEYS)}; rerank = {{{', '.join(RERANK_KEYS)}}})"
+        )
+    return merged
+
+
 def results_to_json(result: EvalResult, settings: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON-ready dict: metrics (fractions), the CMC curve, query/gallery counts and the exact settings.
 
-    `settings` should hold feature, normalize, metric, rerank, k1, k2, lambda_value, flip (missing keys are
-    written as null); any other keys (dataset, checkpoint, ...) are copied too.
+    `settings` must hold feature, normalize, metric, flip and rerank (a dict with enabled, k1, k2,
+    lambda_value, or a bool with flat k1, k2, lambda_value keys); see `normalise_settings`. max_rank is taken
+    from `result`. Other keys (dataset, checkpoint, ...) are copied too.
+
+    Raises:
+        OccreidError: a setting is missing or None.
     """
-    merged = {key: settings.get(key) for key in SETTING_KEYS}
-    merged.update({k: v for k, v in settings.items() if k not in merged})
-    merged["max_rank"] = result.max_rank
     return {
         "metrics": {
             **{f"rank{k}": float(result.cmc[k - 1]) for k in (1, 3, 5, 10, 20) if k <= result.max_rank},
@@ -54,5 +87,5 @@ def results_to_json(result: EvalResult, settings: Mapping[str, Any]) -> dict[str
         "num_gallery": int(result.num_gallery),
         "num_valid_queries": result.num_valid_queries,
         "num_skipped_queries": result.num_skipped_queries,
-        "settings": merged,
+        "settings": normalise_settings(settings, result.max_rank),
     }

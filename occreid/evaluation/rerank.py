@@ -124,7 +124,8 @@ class _FeatureSource:
         self.sq = f.pow(2).sum(dim=1)
         self.Q, self.G, self.N = q.shape[0], g.shape[0], f.shape[0]
 
-    def _dist(self, a, b_f, b_sq, a_sq):
+    def _dist(self, a, b_sq, a_sq):
+        """Distances from dot products `a` and squared norms (broadcastable to `a`)."""
         if self.metric == "euclidean":
             return (a_sq + b_sq - 2.0 * a).clamp_(min=0)
         return 1.0 - a
@@ -135,7 +136,7 @@ class _FeatureSource:
 
         block = self.f[s:e]
         if self.f.device.type != "cpu":
-            d = self._dist(block @ self.f.T, None, self.sq.unsqueeze(0), self.sq[s:e].unsqueeze(1))
+            d = self._dist(block @ self.f.T, self.sq.unsqueeze(0), self.sq[s:e].unsqueeze(1))
             return d.pow_(2)
         from occreid.evaluation.distance import _finish_cpu
 
@@ -157,7 +158,7 @@ class _FeatureSource:
             ii = torch.from_numpy(i[s : s + chunk]).to(self.f.device)
             jj = torch.from_numpy(j[s : s + chunk]).to(self.f.device)
             dot = (self.f[ii] * self.f[jj]).sum(dim=1)
-            d = self._dist(dot, None, self.sq[jj], self.sq[ii])
+            d = self._dist(dot, self.sq[jj], self.sq[ii])
             out[s : s + chunk] = d.pow_(2).cpu().numpy()
         return out
 
@@ -178,7 +179,9 @@ def _neighbours(src, k: int, chunk_size: int) -> tuple[np.ndarray, np.ndarray, n
         if not isinstance(block, np.ndarray):  # GPU: torch ops on the device
             m = block.max(dim=1).values
             if torch.isnan(m).any():
-                raise OccreidError(f"re-ranking input holds NaN (rows {s}..{e - 1}); check the features/distances")
+                raise OccreidError(
+                    f"re-ranking input holds NaN (rows {s}..{e - 1}); check the features/distances"
+                )
             m = torch.where(m > 0, m, torch.ones_like(m))  # a row of zeros stays zeros (the reference: NaN)
             values, index = torch.topk(block, k, dim=1, largest=False, sorted=True)
             rowmax[s:e] = m.cpu().numpy()
@@ -190,7 +193,9 @@ def _neighbours(src, k: int, chunk_size: int) -> tuple[np.ndarray, np.ndarray, n
             continue
         m = block.max(axis=1)  # NaN propagates into the max: one cheap check for the whole block
         if np.isnan(m).any():
-            raise OccreidError(f"re-ranking input holds NaN (rows {s}..{e - 1}); check the features/distances")
+            raise OccreidError(
+                f"re-ranking input holds NaN (rows {s}..{e - 1}); check the features/distances"
+            )
         m[m <= 0] = 1.0  # a row of zeros stays zeros (the reference gives NaN)
         values, index = torch.topk(torch.from_numpy(block), k, dim=1, largest=False, sorted=True)
         rowmax[s:e] = m

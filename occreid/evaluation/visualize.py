@@ -51,10 +51,13 @@ def _cell(path: str, colour: tuple[int, int, int], label: str):
     return cell
 
 
-def _ranked_row(q: int, order: np.ndarray, dist_row: np.ndarray, query_paths, gallery_paths, q_pids, g_pids):
+def _ranked_row(
+    q: int, order: np.ndarray, topk: int, dist_row: np.ndarray, query_paths, gallery_paths, q_pids, g_pids
+):
+    """The row image, always row_size(topk): with fewer than topk items in `order` the rest stays blank."""
     from PIL import Image
 
-    width, height = row_size(len(order))
+    width, height = row_size(topk)
     row = Image.new("RGB", (width, height), WHITE)
     row.paste(_cell(str(query_paths[q]), GREY, "query"), (GAP, 0))
     x = GAP + CELL_W + 2 * BORDER + 2 * GAP
@@ -131,7 +134,7 @@ def _ranked_rows(
     queries = _select_queries(select, num_queries, query_paths, ap)
     lists = _ranked_lists(distmat, q_pids, g_pids, q_camids, g_camids, queries, topk, same_camera_filter)
     return [
-        (q, _ranked_row(q, order, distmat[q], query_paths, gallery_paths, q_pids, g_pids))
+        (q, _ranked_row(q, order, topk, distmat[q], query_paths, gallery_paths, q_pids, g_pids))
         for q, order in zip(queries, lists)
     ]
 
@@ -159,12 +162,14 @@ def visualize_ranked_results(
         same_camera_filter: drop gallery items of the same pid and camera, as the evaluation protocol does.
 
     Each PNG is `row_size(topk)` pixels: (topk + 1) cells of 72 x 150 (a 64 x 128 image in a 4-px frame over a
-    14-px distance label). File names: `<rank in selection>_<query file stem>.png`.
+    14-px distance label), 4 px apart, 8 px after the query and 4 px before it. When fewer than topk gallery
+    items remain (a small gallery, or after the camera filter), the missing cells are left white, so every row
+    has the same size. File names: `<rank in selection>_<query file stem>.png`.
     """
     rows = _ranked_rows(
         distmat, query_paths, gallery_paths, q_pids, g_pids, q_camids, g_camids, topk, select, num_queries,
         same_camera_filter,
-    )
+    )  # fmt: skip
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -195,7 +200,7 @@ def ranked_results_grid(
     rows = _ranked_rows(
         distmat, query_paths, gallery_paths, q_pids, g_pids, q_camids, g_camids, topk, select, num_queries,
         same_camera_filter,
-    )
+    )  # fmt: skip
     width, height = row_size(topk)
     grid = Image.new("RGB", (width, len(rows) * (height + GAP)), WHITE)
     for n, (_, row) in enumerate(rows):
