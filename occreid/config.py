@@ -3,16 +3,22 @@
 Every field has a default here, inside the package; files under `occreid/configs/` (also reachable as the
 repository's `configs/`) only state what differs. Unknown keys and wrong types are errors that name the key.
 
+Types are strict: an int field takes an integer (not `true` or "12"), a bool field `true`/`false` (not `yes`
+or 1); a float field also takes an integer, and a tuple field a YAML list. YAML scalars follow YAML 1.2: `3e-4`
+is a float and only true/false are booleans. An override of a text field (`data.root=2024`) keeps its text.
+
     cfg = load_config("configs/occluded_duke/pgfl_kd.yaml", overrides=["train.lr=3e-4"])
 """
 
 from __future__ import annotations
 
+import re
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from occreid.errors import OccreidError
 
@@ -21,7 +27,11 @@ BASE_KEY = "_base_"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+
+
+# Tuples are written as YAML lists (and dumped as lists by `to_yaml`); strict mode alone would refuse a list.
+_LIST_AS_TUPLE = BeforeValidator(lambda value: tuple(value) if isinstance(value, list) else value)
 
 
 class DataConfig(_Section):
@@ -32,15 +42,19 @@ class DataConfig(_Section):
     test_root: str | None = None
     # Keypoint store (occreid.pose.store); None: `<root>/keypoints.npz`. Only methods that use pose read it.
     keypoints: str | None = None
-    image_size: tuple[int, int] = (384, 128)  # (height, width)
+    # The test set's store when it is another dataset (test_dataset); None: `<test_root>/keypoints.npz`.
+    test_keypoints: str | None = None
+    # Images the store lacks: an error (default), or true: "no pose" (every confidence 0), counted in a warning.
+    allow_missing_keypoints: bool = False
+    image_size: Annotated[tuple[int, int], _LIST_AS_TUPLE] = (384, 128)  # (height, width)
     p: int = 4  # identities per batch
     k: int = 16  # images per identity
     num_workers: int = 2
     flip_prob: float = 0.5
     pad: int = 10
     erasing_prob: float = 0.5
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: Annotated[tuple[float, float, float], _LIST_AS_TUPLE] = (0.485, 0.456, 0.406)
+    std: Annotated[tuple[float, float, float], _LIST_AS_TUPLE] = (0.229, 0.224, 0.225)
 
 
 class PoseConfig(_Section):
@@ -81,6 +95,9 @@ class LossConfig(_Section):
     label_smoothing: float = 0.1
     triplet_margin: float | None = 0.3  # None: soft-margin triplet
     lambda_cl: float = 0.25
+    # ||.||^2 of Eq. 4 (and Table 7's SAB consistency): "mean" over channels (default, on the ReID losses'
+    # scale; see docs/models.md) or "sum", the paper's squared norm literally (C times larger).
+    cl_reduction: Literal["mean", "sum"] = "mean"
     lambda_mcl: float = 0.25
 
 
@@ -98,9 +115,10 @@ class TrainConfig(_Section):
     channels_last: bool = False
     sync_bn: bool = False
     grad_clip: float | None = None
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's seed range
     device: str = "auto"  # auto: cuda if available, else cpu
-    steps_per_epoch: int | None = None  # None: one pass over the training identities
+    # None: BoT's epoch (about one pass over the training images), which the papers' epoch counts assume.
+    steps_per_epoch: int | None = None
     eval_period: int = 10  # epochs; 0: only at the end
     log_period: int = 20  # steps
     output_dir: str = "runs/default"
@@ -130,6 +148,27 @@ class Config(_Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's scalars where 1.1 differs: `3e-4` and `1e5` are floats (1.1: text)
+    and only true/false are booleans (1.1 also reads yes/no/on/off/y/n as booleans)."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
+_YAML_NULLS = ("", "~", "null", "Null", "NULL")
+_UNKNOWN = object()  # marks an unknown key among a validation error's problems
+
+
 def _resolve_path(name: str | Path, relative_to: Path | None) -> Path:
     path = Path(name)
     candidates = [path] if path.is_absolute() else []
@@ -149,7 +188,7 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path.resolve() in chain:
         raise OccreidError(f"config {path}: {BASE_KEY} chain loops back to itself")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_YamlLoader) or {}
     except yaml.YAMLError as exc:
         raise OccreidError(f"config {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -175,15 +214,41 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """`train.lr=3e-4` -> (["train", "lr"], 0.0003). The value is parsed as YAML."""
+    """`train.lr=3e-4` -> (["train", "lr"], 0.0003). The value is parsed as YAML, except for a text field
+    (`str` or `str | None`, e.g. `data.root=2024`), which keeps the text as written (YAML quotes removed;
+    `null` or nothing is None where the field allows it)."""
     if "=" not in text:
         raise OccreidError(f"override {text!r} must look like section.key=value, e.g. train.lr=3e-4")
     key, raw = text.split("=", 1)
+    keys, raw = key.strip().split("."), raw.strip()
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml.load(raw, Loader=_YamlLoader) if raw else None
     except yaml.YAMLError:
         value = raw
-    return key.strip().split("."), value
+    return keys, _as_field_text(_field_annotation(keys), raw, value)
+
+
+def _field_annotation(keys: list[str]) -> Any:
+    """The type annotation of the field `keys` names, or None where it names no field."""
+    model: Any = Config
+    annotation = None
+    for key in keys:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or key not in model.model_fields:
+            return None
+        annotation = model = model.model_fields[key].annotation
+    return annotation
+
+
+def _as_field_text(annotation: Any, raw: str, value: Any) -> Any:
+    """For a field that takes text, the override's raw text where YAML read something else (2024, true)."""
+    members = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    if str not in members or isinstance(value, str):
+        return value
+    if type(None) in members and raw in _YAML_NULLS:
+        return None
+    if isinstance(value, bool) and bool in members:  # `model.pretrained=true` is the bool, not a path
+        return value
+    return raw if raw else value
 
 
 def _apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
@@ -195,19 +260,42 @@ def _apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
     node[keys[-1]] = value
 
 
+def _error_key(loc: tuple) -> str:
+    """The dotted key of a validation error: the field names in `loc` (and list indices), without the
+    union-member tags pydantic appends (`model.pretrained.bool`)."""
+    model: Any = Config
+    parts = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(str(part))
+        elif isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+            parts.append(part)
+            model = model.model_fields[part].annotation
+        else:
+            break
+    return ".".join(parts)
+
+
 def build_config(data: dict[str, Any], source: str = "config") -> Config:
     """Validate a nested dict into a Config; errors name the offending key."""
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        problems = []
+        problems: dict[str, tuple[list[str], Any]] = {}
         for err in exc.errors():
-            key = ".".join(str(part) for part in err["loc"])
             if err["type"] == "extra_forbidden":
-                problems.append(f"unknown key '{key}'")
-            else:
-                problems.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
-        raise OccreidError(f"{source}: " + "; ".join(problems)) from None
+                problems[".".join(str(part) for part in err["loc"])] = ([], _UNKNOWN)
+                continue
+            messages, _ = problems.setdefault(_error_key(err["loc"]), ([], err.get("input")))
+            if err["msg"] not in messages:
+                messages.append(err["msg"])
+        text = [
+            f"unknown key '{key}'"
+            if value is _UNKNOWN
+            else f"'{key}': {' or '.join(messages)} (got {value!r})"
+            for key, (messages, value) in problems.items()
+        ]
+        raise OccreidError(f"{source}: " + "; ".join(text)) from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

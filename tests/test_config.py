@@ -1,6 +1,6 @@
 import pytest
 
-from occreid.config import Config, load_config, save_config
+from occreid.config import Config, apply_overrides, load_config, save_config
 from occreid.errors import OccreidError
 
 
@@ -54,3 +54,62 @@ def test_resolved_config_round_trips(tmp_path):
     again = load_config(tmp_path / "config.yaml")
     assert again == cfg
     assert again.data.image_size == (256, 128)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.seed=-1", r"'train\.seed': Input should be greater than or equal to 0 \(got -1\)"),
+        ("train.seed=4294967296", r"'train\.seed': Input should be less than or equal to 4294967295"),
+        ("train.seed=true", r"'train\.seed': Input should be a valid integer \(got True\)"),
+        ("train.epochs='12'", r"'train\.epochs': Input should be a valid integer \(got '12'\)"),
+        ("model.sab=yes", r"'model\.sab': Input should be a valid boolean \(got 'yes'\)"),
+        ("model.sab=1", r"'model\.sab': Input should be a valid boolean \(got 1\)"),
+        ("train.lr=true", r"'train\.lr': Input should be a valid number \(got True\)"),
+        ("data.image_size=[64,true]", r"'data\.image_size\.1': Input should be a valid integer"),
+        ("data.image_size=64", r"'data\.image_size': Input should be a valid tuple \(got 64\)"),
+    ],
+)
+def test_types_are_strict_and_the_error_names_the_key(override, message):
+    with pytest.raises(OccreidError, match=message):
+        load_config(None, overrides=[override])
+
+
+def test_strict_types_in_a_yaml_file_name_the_key(tmp_path):
+    (tmp_path / "bad.yaml").write_text('train:\n  epochs: "12"\nmodel:\n  sab: "yes"\n')
+    with pytest.raises(OccreidError, match=r"'model\.sab': .*boolean.*; 'train\.epochs': .*integer"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_lists_ints_and_exponents_still_fill_tuples_and_floats(tmp_path):
+    (tmp_path / "ok.yaml").write_text(
+        "data:\n  image_size: [256, 128]\n  mean: [0, 0.5, 1]\n  erasing_prob: 0\ntrain:\n  lr: 1e-3\n  grad_clip: 5\n"
+    )
+    cfg = load_config(tmp_path / "ok.yaml", overrides=["train.weight_decay=5e-4", "loss.lambda_cl=1"])
+    assert cfg.data.image_size == (256, 128) and cfg.data.mean == (0.0, 0.5, 1.0)
+    assert cfg.data.erasing_prob == 0.0 and isinstance(cfg.data.erasing_prob, float)
+    assert cfg.train.lr == pytest.approx(1e-3) and cfg.train.weight_decay == pytest.approx(5e-4)
+    assert cfg.train.grad_clip == 5.0 and cfg.loss.lambda_cl == 1.0
+    assert load_config(None, overrides=["train.seed=4294967295"]).train.seed == 2**32 - 1
+
+
+def test_text_fields_keep_the_override_as_written():
+    cfg = load_config(
+        None,
+        overrides=["data.root=2024", "data.test_root=true", "train.output_dir=1e5", "data.keypoints='007'"],
+    )
+    assert cfg.data.root == "2024" and cfg.data.test_root == "true"
+    assert cfg.train.output_dir == "1e5" and cfg.data.keypoints == "007"
+    assert load_config(None, overrides=["data.test_root=null"]).data.test_root is None
+    # bool | str: true is the bool, anything else the path
+    assert load_config(None, overrides=["model.pretrained=true"]).model.pretrained is True
+    assert load_config(None, overrides=["model.pretrained=2024"]).model.pretrained == "2024"
+    # a non-text field still gets the YAML value
+    assert load_config(None, overrides=["train.epochs=2024"]).train.epochs == 2024
+
+
+def test_apply_overrides_is_strict_too():
+    cfg = apply_overrides(Config(), ["data.root=2024", "train.seed=3"])
+    assert (cfg.data.root, cfg.train.seed, cfg.data.image_size) == ("2024", 3, (384, 128))
+    with pytest.raises(OccreidError, match=r"overrides: 'train\.seed': .*greater than or equal to 0"):
+        apply_overrides(cfg, ["train.seed=-5"])

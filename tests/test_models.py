@@ -216,6 +216,16 @@ def test_consistency_term_is_eq4_on_f_g_and_f_e():
     assert terms["cl"].item() == pytest.approx(expected.item(), rel=1e-4)
 
 
+def test_consistency_sum_reduction_is_the_papers_squared_norm():
+    cfg = make_cfg()
+    method = build_model(cfg, 4)
+    mean = method.training_step(make_batch())["cl"].item()
+    cfg.loss.cl_reduction = "sum"
+    summed = method.training_step(make_batch())["cl"].item()
+    channels = method.branches(make_batch()["images"], make_batch()["keypoints"])["f_G"].shape[1]
+    assert summed == pytest.approx(channels * mean, rel=1e-4)
+
+
 def _grads(loss, params):
     params = [p for p in params if p.requires_grad]
     return [g for g in torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True) if g is not None]

@@ -154,3 +154,24 @@ def test_cli_make_partial_duke(tmp_path):
     assert tree_bytes(tmp_path / "pd") == tree_bytes(
         make_partial_duke(duke, tmp_path / "again", seed=5, progress=False)
     )
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_unreadable_source_image_is_an_error_naming_it(tmp_path, damage):
+    from occreid.cli import app
+
+    duke = make_duke(tmp_path)
+    names = sorted(p.name for p in (duke / "query").iterdir())
+    plan = plan_crops(names, "query", seed=0)
+    victim = duke / "query" / next(n for n in names if plan[n] != "none")  # decoded to be cropped
+    data = victim.read_bytes()
+    victim.write_bytes(b"" if damage == "empty" else data[: len(data) // 2])
+    with pytest.raises(OccreidError, match=rf"cannot read image .*query/{victim.name} \(.*\); the file is corrupt"):
+        make_partial_duke(duke, tmp_path / "pd", seed=0, progress=False)
+    assert not (tmp_path / "pd").exists()
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+    result = CliRunner().invoke(
+        app, ["data", "make-partial-duke", "--duke", str(duke), "--out", str(tmp_path / "pd")]
+    )
+    assert isinstance(result.exception, OccreidError) and victim.name in str(result.exception)

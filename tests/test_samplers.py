@@ -25,7 +25,7 @@ def _check_pk(batch: list[int], pids: list[int], p: int, k: int) -> None:
 
 def test_every_batch_is_p_identities_times_k_images():
     pids = _pids()
-    sampler = PKSampler(pids, p=4, k=6, seed=3)
+    sampler = PKSampler(pids, p=4, k=6, seed=3, num_batches=30 // 4)
     batches = list(sampler)
     assert len(batches) == len(sampler) == 30 // 4
     for batch in batches:
@@ -120,13 +120,6 @@ def test_ranks_are_disjoint_and_union_is_the_single_process_stream(world_size):
     assert set(visits.values()) == expected and sum(visits.values()) == 16 * world_size
 
 
-def test_default_length_splits_identities_between_ranks():
-    pids = _pids(5, num_ids=40)
-    assert len(PKSampler(pids, 4, 4)) == 10
-    assert [len(PKSampler(pids, 4, 4, rank=r, world_size=3)) for r in range(3)] == [3, 3, 3]
-    assert len(PKSampler(pids[:], 16, 2, world_size=8)) == 1  # never zero
-
-
 def test_bad_options_are_user_errors():
     pids = [0, 0, 1, 1, 2]
     with pytest.raises(OccreidError, match=r"data\.p=4 .* only 3 identities"):
@@ -137,3 +130,13 @@ def test_bad_options_are_user_errors():
         PKSampler(pids, p=2, k=2, rank=2, world_size=2)
     with pytest.raises(OccreidError, match="batches"):
         PKSampler(pids, p=2, k=2, num_batches=0)
+
+
+def test_default_epoch_is_bots_about_one_pass_over_the_images():
+    # BoT's identity sampler: an identity with n images gives max(1, n // k) groups of k; p groups a batch.
+    pids = [0] * 13 + [1] * 3 + [2] * 8 + [3] * 4 + [4] * 1 + [5] * 9  # groups of 4: 3, 1, 2, 1, 1, 2 = 10
+    assert len(PKSampler(pids, p=2, k=4)) == 10 // 2
+    assert len(list(PKSampler(pids, p=2, k=4))) == 5
+    assert len(PKSampler(pids, p=3, k=4)) == 10 // 3
+    assert [len(PKSampler(pids, p=2, k=4, rank=r, world_size=2)) for r in (0, 1)] == [2, 2]
+    assert len(PKSampler(pids, p=6, k=4, world_size=8)) == 1  # never zero

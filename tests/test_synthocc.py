@@ -10,10 +10,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from occreid.data.datasets import load_dataset
 from occreid.data.synthocc import PRESETS, generate, plan_dataset, render_sample
 from occreid.data.synthocc.generate import HEIGHT, PARTIAL_ROWS, WIDTH
 from occreid.data.synthocc.identity import attribute_difference, sample_identities
-from occreid.data.synthocc.occluders import OCCLUDER_TYPES
+from occreid.data.synthocc.occluders import (
+    COVER_RANGE,
+    OCCLUDER_TYPES,
+    clamp_to_band,
+    half_plane,
+    make_occluder,
+    person_mask,
+    place_occluder,
+)
+from occreid.data.synthocc.render import Placement, person_primitives, sample_pose
 from occreid.errors import OccreidError
 from occreid.pose.store import KeypointStore
 
@@ -102,8 +112,12 @@ def test_occluded_protocol_fractions_and_labels(dataset):
     assert sum(v["occluded"] for v in gallery.values()) == round(0.1 * len(gallery))
     assert sum(v["occluded"] for v in train.values()) == round(0.2 * len(train))
     assert all(v["partial"] is None for v in ann.values())
+    # Every occluder hides 20-60% of the person. No tolerance: the fraction is counted on the same canvas
+    # pixels the generator holds to the band (rounding to 3 decimals cannot leave [0.2, 0.6]).
     fractions = np.array([v["occluded_fraction"] for v in ann.values() if v["occluded"]])
-    assert fractions.min() > 0.1 and fractions.max() < 0.75 and 0.25 < np.median(fractions) < 0.55
+    assert len(fractions) == len(query) + round(0.1 * len(gallery)) + round(0.2 * len(train))
+    assert fractions.min() >= COVER_RANGE[0] and fractions.max() <= COVER_RANGE[1], (fractions.min(), fractions.max())
+    assert 0.3 < np.median(fractions) < 0.5 and fractions.min() < 0.25 and fractions.max() > 0.55  # spread out
     assert {v["view"] for v in ann.values()} == {"front", "back", "side"}
     assert info["counts"]["query"]["occluded"] == len(query)
     # Several occluder types actually occur in a few hundred images.
@@ -166,6 +180,7 @@ def test_partial_crop_keypoint_transform(crop):
     identities, specs = plan_dataset(preset, SEED, "partial")
     queries = [s for s in specs if s.split == "query"]
     assert all(s.partial in ("half", "third") for s in queries) and not any(s.partial for s in specs if s.split != "query")
+    assert sum(s.partial == "half" for s in queries) == len(queries) // 2  # an exact split, like Partial-Duke
     rows = PARTIAL_ROWS[crop]
     for spec in queries[:10]:
         part = render_sample(replace(spec, partial=crop), identities, SEED, preset, clean=True)
@@ -204,11 +219,13 @@ def test_identities_are_distinct_but_many_pairs_differ_in_one_or_two_part_local_
 
 
 def test_loader_reads_the_generated_dataset(dataset):
-    loaders = pytest.importorskip("occreid.data.datasets", reason="the dataset loaders are not in this checkout")
     root, _ = dataset
-    ds = loaders.load_dataset("synthocc", root)
-    assert ds.split_stats() == {"train": (40, 240, 6), "query": (30, 60, ds.split_stats()["query"][2]),
-                                "gallery": (40, 180, 6)}  # fmt: skip
+    ds = load_dataset("synthocc", root)
+    # query cameras: the 1-2 "query cameras" per test identity that the generator's plan drew for this seed
+    _, specs = plan_dataset(PRESETS["small"], SEED, "occluded")
+    query_cams = len({s.camid for s in specs if s.split == "query"})
+    assert 2 <= query_cams <= 6
+    assert ds.split_stats() == {"train": (40, 240, 6), "query": (30, 60, query_cams), "gallery": (40, 180, 6)}
     assert all(r.occluded for r in ds.query) and sum(bool(r.occluded) for r in ds.gallery) == 18
 
     from typer.testing import CliRunner
@@ -244,3 +261,71 @@ def test_cli_generates_previews_and_refuses_to_overwrite(tmp_path):
     assert not (tmp_path / "x").exists()  # nothing written for a bad option
     missing = runner.invoke(app, ["synth", "preview", str(tmp_path / "nothing")])
     assert isinstance(missing.exception, OccreidError) and "annotations.json" in str(missing.exception)
+
+
+def test_partial_queries_are_an_exact_half_third_split_for_any_seed():
+    for seed in range(4):
+        _, specs = plan_dataset(PRESETS["small"], seed, "partial")
+        crops = [s.partial for s in specs if s.split == "query"]
+        assert (crops.count("half"), crops.count("third")) == (30, 30), seed
+    _, a = plan_dataset(PRESETS["small"], 0, "partial")
+    _, b = plan_dataset(PRESETS["small"], 1, "partial")
+    assert [s.partial for s in a if s.split == "query"] != [s.partial for s in b if s.split == "query"]
+
+
+def _silhouette(seed: int) -> tuple[np.ndarray, float]:
+    identity = sample_identities(1, np.random.default_rng(seed))[0]
+    pose = sample_pose(np.random.default_rng(seed), "front")
+    size = 200 / identity.height
+    prims, _ = person_primitives(identity, pose, Placement(cx=64, feet_y=250, size=size))
+    return person_mask(prims, (128, 256)), size * identity.height
+
+
+@pytest.mark.parametrize("direction", ["bottom", "top", "left", "right"])
+def test_clamp_holds_any_occluder_mask_to_the_band(direction):
+    person, _ = _silhouette(0)
+    H, W = person.shape
+    total = person.sum()
+    lo, hi = COVER_RANGE
+    share = lambda m: (m & person).sum() / total
+    opposite = {"top": "bottom", "bottom": "top", "left": "right", "right": "left"}[direction]
+    far_side = half_plane(person.shape, opposite, H // 2 if direction in ("top", "bottom") else W // 2)
+    for occ_mask in (np.ones_like(person), np.zeros_like(person), far_side):  # all, nothing, the wrong side
+        assert lo <= share(clamp_to_band(occ_mask, person, direction, COVER_RANGE)) <= hi
+    # Hiding everything is clipped to the widest half-plane from `direction` that holds <= hi of the person.
+    clipped = clamp_to_band(np.ones_like(person), person, direction, COVER_RANGE)
+    rows, cols = clipped.any(axis=1).sum(), clipped.any(axis=0).sum()
+    cut, step = {"top": (rows, 1), "bottom": (H - rows, -1), "left": (cols, 1), "right": (W - cols, -1)}[direction]
+    assert np.array_equal(clipped, half_plane(person.shape, direction, cut))
+    assert share(half_plane(person.shape, direction, cut + step)) > hi
+
+
+@pytest.mark.parametrize("kind, direction", [("vehicle", "bottom"), ("pole", "left"), ("person", "right"),
+                                             ("clutter", "right"), ("board", "top")])  # fmt: skip
+def test_place_occluder_hits_the_band_even_when_asked_for_too_much(kind, direction):
+    person, height = _silhouette(1)
+    other = sample_identities(2, np.random.default_rng(5))[1]
+    lo, hi = COVER_RANGE
+    for fraction, tries in ((0.4, 4), (0.95, 1), (0.02, 1)):  # one try at an absurd target: only the clamp helps
+        occ = place_occluder(kind, direction, fraction, person, np.random.default_rng(7), other=other,
+                             person_size=height, tries=tries)  # fmt: skip
+        measured = (occ.mask & person).sum() / person.sum()
+        assert lo <= measured <= hi and measured == pytest.approx(occ.covered)
+        # the unclamped occluder of the same draws: clamped exactly when it missed the band
+        raw = make_occluder(kind, direction, fraction, person, np.random.default_rng(7), other=other, person_size=height)
+        raw_covered = (person_mask(raw.prims, (128, 256)) & person).sum() / person.sum()
+        assert occ.clamped == (not lo <= raw_covered <= hi)
+        assert occ.clamped or fraction != 0.02  # every kind asked for 2% hides less than 20%: the clamp is tested
+        again = place_occluder(kind, direction, fraction, person, np.random.default_rng(7), other=other,
+                               person_size=height, tries=tries)  # fmt: skip
+        assert np.array_equal(again.mask, occ.mask)  # a function of the rng state
+        canvas = occ.draw(Image.new("RGB", (128, 256), (0, 255, 0)))
+        painted = np.abs(np.asarray(canvas, int) - GREEN).sum(axis=2) > 0
+        assert not (painted & ~occ.mask).any()  # nothing is painted outside the occluder's mask
+
+
+@pytest.mark.parametrize("seed", [-1, -100])
+def test_negative_seed_is_a_user_error(tmp_path, seed):
+    with pytest.raises(OccreidError, match=rf"--seed must be an integer >= 0, got {seed}"):
+        generate(tmp_path / "neg", preset="small", seed=seed, progress=False)
+    assert not (tmp_path / "neg").exists()

@@ -179,3 +179,25 @@ def test_eval_command_prints_table_and_writes_settings(synth_root, tmp_path):
     assert s["rerank"] == {"enabled": True, "k1": 20, "k2": 6, "lambda_value": 0.3}
     bad = runner.invoke(app, ["eval", "--checkpoint", str(tmp_path / "missing.pt")])
     assert bad.exit_code != 0
+
+
+def test_missing_keypoints_are_an_error_or_no_pose_on_request(synth_root, tmp_path, capsys):
+    from occreid.data.datasets import load_dataset
+    from occreid.engine.trainer import keypoints_for
+    from occreid.errors import OccreidError
+    from occreid.pose.store import KeypointStore
+
+    ds = load_dataset("synthocc", synth_root)
+    store = KeypointStore.load(synth_root / "keypoints.npz")
+    dropped = [ds.relpath(r) for r in ds.train[:2]]
+    for relpath in dropped:
+        del store.keypoints[relpath]
+    store.save(tmp_path / "partial.npz")
+    with pytest.raises(OccreidError, match=r"lacks 2 image\(s\)"):
+        keypoints_for(ds, ds.train, str(tmp_path / "partial.npz"))
+    kpts = keypoints_for(ds, ds.train, str(tmp_path / "partial.npz"), allow_missing=True)
+    assert len(kpts) == len(ds.train)
+    assert (kpts[0][:, 2] == 0).all() and (kpts[1][:, 2] == 0).all() and kpts[2][:, 2].max() > 0
+    assert "lacks 2 of" in capsys.readouterr().out
+    cfg = load_config(None, ["data.allow_missing_keypoints=true"])
+    assert cfg.data.allow_missing_keypoints is True

@@ -24,7 +24,12 @@ def list_datasets() -> None:
 @data_app.command("summary")
 def summary(
     name: str = typer.Argument(..., help="Dataset name (see `occreid data list`)."),
-    root: Path = typer.Option(..., "--root", help="Dataset folder (or its parent), or a CSV for `folder`."),
+    root: Path | None = typer.Option(
+        None,
+        "--root",
+        help="Dataset folder (or its parent), or a CSV for `folder`; with --csv, the folder its relative paths "
+        "are resolved against (default: the CSV's folder).",
+    ),
     csv: Path | None = typer.Option(
         None, "--csv", help="`folder` only: a CSV of path,pid,camid[,split[,occluded]]."
     ),
@@ -37,7 +42,10 @@ def summary(
     import warnings
 
     from occreid.data.datasets import load_dataset
+    from occreid.errors import OccreidError
 
+    if root is None and not (name == "folder" and csv is not None):
+        raise OccreidError(f"--root is required: the {name} dataset folder (or the folder that contains it)")
     kwargs = {}
     if csv is not None:
         kwargs["csv"] = csv

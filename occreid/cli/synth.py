@@ -20,7 +20,7 @@ def synth(
     ctx: typer.Context,
     out: Path = typer.Option(None, "--out", help="Folder to write the dataset to (Market-1501 layout)."),
     preset: str = typer.Option("default", help="small (tests, ~500 images) or default (~4,100 images)."),
-    seed: int = typer.Option(0, help="Dataset seed: the same seed gives byte-identical images."),
+    seed: int = typer.Option(0, help="Dataset seed (>= 0): the same seed gives byte-identical images."),
     protocol: str = typer.Option("occluded", help="occluded, partial or holistic (what the query/gallery hold)."),
     workers: int = typer.Option(2, help="Rendering processes; the output does not depend on it."),
     preview: bool = typer.Option(False, "--preview", help="Also save <out>/preview.png, a contact sheet."),

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from occreid.data.images import read_image
 from occreid.data.records import ImageRecord
 from occreid.data.samplers import PKSampler
 from occreid.data.transforms import build_transforms
@@ -32,24 +33,6 @@ if TYPE_CHECKING:
     from occreid.config import Config
 
 ReidTransformFn = Callable[[Any, np.ndarray | None], tuple[torch.Tensor, np.ndarray | None]]
-
-
-def read_image(path: str) -> Any:
-    """Open an image with PIL as RGB; an unreadable or corrupt file raises OccreidError naming it."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except FileNotFoundError:
-        raise OccreidError(
-            f"image not found: {path}; check data.root (the dataset folder) and that the file was not moved"
-        ) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise OccreidError(
-            f"cannot read image {path} ({type(exc).__name__}: {exc}); the file is corrupt or not an image, "
-            f"re-download it or remove it from the dataset"
-        ) from None
 
 
 class ImageDataset(Dataset):
@@ -126,7 +109,7 @@ def build_train_loader(
 ) -> DataLoader:
     """Augmented P x K training loader (`PKSampler`, p = cfg.data.p, k = cfg.data.k, batch = p * k).
 
-    The epoch length is cfg.train.steps_per_epoch batches per rank (None: one pass over the identities). Call
+    The epoch length is cfg.train.steps_per_epoch batches per rank (None: BoT's epoch, about one pass over the images). Call
     `loader.batch_sampler.set_epoch(epoch)` before each epoch. Augmentations are reproducible: worker w of rank r
     is seeded by torch from a loader generator seeded with (seed, rank) (seed: cfg.train.seed by default); with
     num_workers = 0 the augmentations use torch's global generator, so seed it (torch.manual_seed) yourself.

@@ -68,6 +68,7 @@ def make_partial_duke(
 
     from occreid.data.datasets.common import find_dataset_dir, list_images, parse_camera_name
     from occreid.data.datasets.duke import DUKE_DIRS
+    from occreid.data.images import IMAGE_ERRORS, image_error
 
     source = find_dataset_dir(duke_root, DUKE_DIRS, [[d] for d in SPLIT_DIRS], "make-partial-duke --duke")
     out_root = Path(out_root).expanduser().resolve()
@@ -99,16 +100,20 @@ def make_partial_duke(
         rows = []
         for relpath, src, crop in tqdm(jobs, desc="Partial-Duke", unit="img", disable=not progress):
             dst = tmp / relpath
-            with Image.open(src) as image:
-                width, height = image.size
-                if crop == NO_CROP:
-                    image.close()
-                    shutil.copyfile(src, dst)
-                else:
+            try:  # an empty or corrupt file is an error naming it (copied files are only opened, not decoded)
+                with Image.open(src) as image:
+                    width, height = image.size
                     fmt = image.format or "JPEG"
-                    part = image.crop((0, 0, width, crop_height(height, crop)))
-                    options = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {}
-                    part.save(dst, format=fmt, **options)
+                    part = None if crop == NO_CROP else image.crop((0, 0, width, crop_height(height, crop)))
+                    if part is not None:
+                        part.load()
+            except IMAGE_ERRORS as exc:
+                raise image_error(src, exc) from None
+            if part is None:
+                shutil.copyfile(src, dst)
+            else:
+                options = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {}
+                part.save(dst, format=fmt, **options)
             rows.append((relpath, crop, height, crop_height(height, crop)))
         with (tmp / MANIFEST_NAME).open("w", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")

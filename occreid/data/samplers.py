@@ -32,8 +32,10 @@ class PKSampler:
       - an identity with n < k images gives all n images plus k - n drawn with replacement, shuffled.
     Batch i of the stream depends only on the seed and epoch, not on the epoch length.
 
-    Length (per rank): `num_batches` if given, else (num_identities // p) // world_size (at least 1), i.e. one
-    pass over the identities split between the ranks; every rank gets the same number of batches.
+    Length (per rank): `num_batches` if given, else the epoch of BoT's identity sampler, on which the paper's
+    30/70/120-epoch recipe is built: about one pass over the training images, sum over identities of
+    max(1, n_images // k) groups of k, divided by p and split between the ranks (at least 1 batch). Every
+    rank gets the same number of batches.
     Each `__iter__` uses the epoch set by `set_epoch` and then advances it by one, so iterating again without
     calling `set_epoch` gives the next epoch's batches rather than a repeat.
     """
@@ -67,9 +69,10 @@ class PKSampler:
         self.p, self.k = p, k
         self.seed = seed
         self.rank, self.world_size = rank, world_size
-        self.num_batches = (
-            num_batches if num_batches is not None else max(1, len(self.pids) // p // world_size)
-        )
+        if num_batches is None:
+            groups = sum(max(1, len(indices) // k) for indices in self.indices_of)
+            num_batches = max(1, groups // p // world_size)
+        self.num_batches = num_batches
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

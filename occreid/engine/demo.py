@@ -28,17 +28,20 @@ TITLES = {"baseline": "Baseline", "pgfl_kd": "PGFL-KD"}
 
 
 def _make_data(root: Path, seed: int) -> None:
+    """SynthOcc (default preset, occluded protocol) at `root`, reused when a complete one of this generator
+    version and seed is already there."""
     from occreid.data.synthocc import generate as generate_synthocc
+    from occreid.data.synthocc.generate import VERSION
 
     meta = root / "synthocc.json"
     if meta.is_file():
         settings = json.loads(meta.read_text())
-        if settings.get("seed") == seed and settings.get("protocol") == "occluded" and settings.get("preset") == "default":
+        wanted = {"seed": seed, "protocol": "occluded", "preset": "default", "version": VERSION}
+        if all(settings.get(key) == value for key, value in wanted.items()):
             print(f"reusing SynthOcc at {root}")
             return
-        shutil.rmtree(root)
     print(f"generating SynthOcc (occluded protocol, seed {seed}) at {root}")
-    generate_synthocc(root, preset="default", seed=seed, protocol="occluded")
+    generate_synthocc(root, preset="default", seed=seed, protocol="occluded", force=True)
 
 
 @torch.inference_mode()

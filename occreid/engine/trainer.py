@@ -62,15 +62,19 @@ def method_needs_keypoints(cfg: Config, for_test: bool = False) -> bool:
 
 
 def keypoints_for(
-    dataset: ReidDataset, records: list[ImageRecord], store_path: str | None
+    dataset: ReidDataset, records: list[ImageRecord], store_path: str | None, allow_missing: bool = False
 ) -> list[np.ndarray]:
-    """(17, 3) keypoints per record from the dataset's keypoint store (default `<root>/keypoints.npz`)."""
+    """(17, 3) keypoints per record from the dataset's keypoint store (default `<root>/keypoints.npz`).
+    Images the store lacks are an error, or with `allow_missing` "no pose" (all confidences 0)."""
     from occreid.pose.store import DEFAULT_STORE_NAME, KeypointStore
 
     path = Path(store_path) if store_path else dataset.root / DEFAULT_STORE_NAME
     store = KeypointStore.load(path)
     relpaths = [dataset.relpath(r) for r in records]
-    store.check_coverage(relpaths, source=str(path))
+    missing = store.check_coverage(relpaths, allow_missing=allow_missing, source=str(path))
+    if missing:
+        print(f"warning: {path} lacks {missing} of {len(relpaths)} images; they train/test with no pose "
+              "(data.allow_missing_keypoints=true)", flush=True)  # fmt: skip
     return [store[p] for p in relpaths]
 
 
@@ -85,8 +89,9 @@ def load_test_split(cfg: Config, train_set: ReidDataset | None = None) -> ReidDa
 def test_keypoints(cfg: Config, test_set: ReidDataset) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
     if not method_needs_keypoints(cfg, for_test=True):
         return None, None
-    store = cfg.data.keypoints if cfg.data.test_dataset is None else None
-    return keypoints_for(test_set, test_set.query, store), keypoints_for(test_set, test_set.gallery, store)
+    store = cfg.data.keypoints if cfg.data.test_dataset is None else cfg.data.test_keypoints
+    allow = cfg.data.allow_missing_keypoints
+    return keypoints_for(test_set, test_set.query, store, allow), keypoints_for(test_set, test_set.gallery, store, allow)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -257,7 +262,11 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
     dataset = load_dataset(cfg.data.dataset, cfg.data.root)
     if not dataset.train:
         raise OccreidError(f"dataset {cfg.data.dataset} at {cfg.data.root} has no training split (test-only set)")
-    train_kpts = keypoints_for(dataset, dataset.train, cfg.data.keypoints) if method_needs_keypoints(cfg) else None
+    train_kpts = (
+        keypoints_for(dataset, dataset.train, cfg.data.keypoints, cfg.data.allow_missing_keypoints)
+        if method_needs_keypoints(cfg)
+        else None
+    )
     loader = build_train_loader(
         cfg, dataset.train, train_kpts, rank=info.rank, world_size=info.world_size, seed=t.seed
     )

@@ -51,8 +51,8 @@ DATASET_DESCRIPTIONS: dict[str, str] = {
 }
 
 
-def load_dataset(name: str, root: str | Path, *, check_stats: bool = True, **kwargs) -> ReidDataset:
-    """Load the dataset `name` (one of `DATASET_NAMES`) from `root`.
+def load_dataset(name: str, root: str | Path | None, *, check_stats: bool = True, **kwargs) -> ReidDataset:
+    """Load the dataset `name` (one of `DATASET_NAMES`) from `root` (None only for "folder" with `csv=`).
 
     check_stats: compare ids/images per split with the published numbers and `warnings.warn` on a mismatch
         (expected on subsets). kwargs go to the loader: `csv=` for "folder", `camids=` for "p_dukemtmc".
@@ -65,6 +65,10 @@ def load_dataset(name: str, root: str | Path, *, check_stats: bool = True, **kwa
     if unknown:
         options = ", ".join(accepted) or "none"
         raise OccreidError(f"dataset {name}: unknown option(s) {', '.join(unknown)}; it takes: {options}")
+    if root is None and name != "folder":
+        raise OccreidError(
+            f"dataset {name}: no root given; pass the dataset folder (or the folder that contains it)"
+        )
     return loader(root, check_stats=check_stats, **kwargs)
 
 

@@ -18,7 +18,9 @@
 
    A header row is optional; the columns are path, pid, camid (0-based, used as is), then optional
    split (train/query/gallery; a row without one is a TRAIN image) and occluded (1/0/true/false/empty).
-   Relative paths are relative to the CSV's folder, which is the dataset root (the keypoint store keys).
+   Relative paths are resolved against the root folder when one is given with `csv=` (`--root images/
+   --csv lists/mine.csv`), else against the CSV's folder; that folder is the dataset root (the keypoint
+   store keys).
 
 In both forms train pids are relabelled to 0..N-1; query and gallery keep theirs.
 """
@@ -43,12 +45,28 @@ _TRUE = {"1", "true", "yes", "y"}
 _FALSE = {"0", "false", "no", "n"}
 
 
-def load_folder(root: str | Path, *, check_stats: bool = True, csv: str | Path | None = None) -> ReidDataset:
-    """Your own data: a Market-style folder, or a CSV list (the root itself, or `csv`). See the module doc."""
+def load_folder(
+    root: str | Path | None, *, check_stats: bool = True, csv: str | Path | None = None
+) -> ReidDataset:
+    """Your own data: a Market-style folder, or a CSV list (the root itself, or `csv`). See the module doc.
+
+    With `csv`, `root` (may be None) is the folder the CSV's relative paths are resolved against; None: the
+    CSV's own folder.
+    """
     del check_stats  # nothing published to compare with
-    root = Path(root).expanduser()
     if csv is not None:
-        return _load_csv(Path(csv).expanduser())
+        base = None
+        if root is not None:
+            base = Path(root).expanduser()
+            if not base.is_dir():
+                raise OccreidError(
+                    f"folder: --root {base} is not a folder; with --csv, --root is the folder the CSV's relative "
+                    "paths are resolved against (leave it out to resolve them against the CSV's folder)"
+                )
+        return _load_csv(Path(csv).expanduser(), base)
+    if root is None:
+        raise OccreidError("folder: give the dataset folder or CSV file as --root, or a CSV with --csv")
+    root = Path(root).expanduser()
     if root.suffix.lower() == ".csv":
         return _load_csv(root)
     if not root.is_dir():
@@ -68,10 +86,11 @@ def load_folder(root: str | Path, *, check_stats: bool = True, csv: str | Path |
     return finish("folder", folder, splits["train"], splits["query"], splits["gallery"], False)
 
 
-def _load_csv(path: Path) -> ReidDataset:
+def _load_csv(path: Path, base: Path | None = None) -> ReidDataset:
+    """Records from the CSV `path`; relative image paths are resolved against `base` (default: its folder)."""
     if not path.is_file():
         raise OccreidError(f"folder: CSV file {path} does not exist")
-    base = path.resolve().parent
+    base = (base or path.parent).resolve()
     splits: dict[str, list[ImageRecord]] = {"train": [], "query": [], "gallery": []}
     with path.open(newline="") as handle:
         rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
@@ -106,7 +125,10 @@ def _load_csv(path: Path) -> ReidDataset:
         splits[split].append(ImageRecord(str(image), pid, camid, occluded))
     if missing:
         shown = "; ".join(missing[:3]) + (f"; and {len(missing) - 3} more" if len(missing) > 3 else "")
-        raise OccreidError(f"folder: {len(missing)} image(s) listed in {path} do not exist: {shown}")
+        raise OccreidError(
+            f"folder: {len(missing)} image(s) listed in {path} do not exist (relative paths are resolved against "
+            f"{base}): {shown}"
+        )
     all_paths = [r.path for recs in splits.values() for r in recs]
     root = base
     if not all(_is_under(p, base) for p in all_paths):  # absolute paths elsewhere: their common folder

@@ -34,16 +34,24 @@ def load_market1501(root: str | Path, *, check_stats: bool = True) -> ReidDatase
 
 
 ANNOTATIONS_NAME = "annotations.json"
+SYNTHOCC_MARKER = "synthocc.json"  # written last by `occreid synth`: its presence marks a complete dataset
 
 
 def load_synthocc(root: str | Path, *, check_stats: bool = True) -> ReidDataset:
     """SynthOcc, occreid's synthetic occluded dataset, in Market-1501 layout and naming.
 
-    `<root>/annotations.json` (relpath -> {"occluded": bool, ...}), when present, sets each record's
-    `occluded` flag; images it does not list get None. There are no published statistics to check.
+    `<root>/synthocc.json` must exist: the generator writes it last, so without it the folder is a run that
+    was interrupted (or is still running) and is refused. `<root>/annotations.json` (relpath ->
+    {"occluded": bool, ...}), when present, sets each record's `occluded` flag; images it does not list get
+    None. There are no published statistics to check.
     """
     del check_stats  # nothing published to compare with
     folder = find_dataset_dir(root, ("synthocc",), [[d] for d in SPLIT_DIRS.values()], "synthocc")
+    if not (folder / SYNTHOCC_MARKER).is_file():
+        raise OccreidError(
+            f"synthocc: {folder} has no {SYNTHOCC_MARKER}, which `occreid synth` writes last, so the dataset is "
+            f"incomplete (an interrupted or running generation); re-run `occreid synth --out {folder} --force`"
+        )
     flags = _read_occlusion_flags(folder / ANNOTATIONS_NAME)
 
     def occluded(path: Path) -> bool | None:

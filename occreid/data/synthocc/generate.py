@@ -29,12 +29,12 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from occreid.data.synthocc.camera import apply_style, background_texture, camera_style
 from occreid.data.synthocc.identity import Identity, sample_identities
-from occreid.data.synthocc.occluders import make_occluder, person_mask, sample_occluder_kind
+from occreid.data.synthocc.occluders import COVER_RANGE, person_mask, place_occluder, sample_occluder_kind
 from occreid.data.synthocc.render import Placement, paint, person_primitives, sample_pose
 from occreid.errors import OccreidError
 from occreid.pose.schema import NUM_KEYPOINTS
 
-VERSION = "1.0"
+VERSION = "1.1"  # 1.1: occluders held to 20-60% coverage; partial queries an exact half/third split
 HEIGHT, WIDTH = 128, 64  # output image size (Market-1501's)
 SS = 2  # supersampling: scenes are drawn at (SS*HEIGHT, SS*WIDTH) and box-filtered down
 JPEG_QUALITY = 90
@@ -137,7 +137,9 @@ def plan_dataset(preset: Preset, seed: int, protocol: str) -> tuple[list[Identit
         elif split == "query" and protocol == "occluded":
             occluded[:] = True
         elif split == "query" and protocol == "partial":
-            partial = ["half" if rng.random() < 0.5 else "third" for _ in range(n)]
+            # an exact split, as in Partial-Duke: floor(n/2) upper halves, the rest upper thirds
+            halves = set(rng.permutation(n)[: n // 2].tolist())
+            partial = ["half" if i in halves else "third" for i in range(n)]
         elif split == "gallery" and protocol == "occluded":
             occluded[rng.permutation(n)[: round(preset.gallery_occluded * n)]] = True
         specs += [
@@ -200,15 +202,18 @@ def render_sample(
     if spec.occluded and not clean:
         pmask = person_mask(prims, (CW, CH))
         kind, direction = sample_occluder_kind(rng_occ)
-        fraction = float(rng_occ.uniform(0.2, 0.6))
+        fraction = float(rng_occ.uniform(*COVER_RANGE))
         other_pid = int(rng_occ.integers(lo, hi))  # a different identity of the same side of the split
         other = identities[(other_pid if other_pid < spec.pid else other_pid + 1) - 1]
-        occ = make_occluder(kind, direction, fraction, pmask, rng_occ, other=other, person_size=size * identity.height)
-        occ_mask = person_mask(occ.prims, (CW, CH))
-        paint(draw, occ.prims)
+        occ = place_occluder(
+            kind, direction, fraction, pmask, rng_occ, other=other, person_size=size * identity.height
+        )
+        occ_mask = occ.mask
+        canvas = occ.draw(canvas)
         ys, xs = np.nonzero(occ_mask)
-        covered = float((pmask & occ_mask).sum() / max(pmask.sum(), 1))
-        annotation.update(occluded=True, occluder_type=kind, occluder_direction=direction, occluded_fraction=round(covered, 3))
+        annotation.update(
+            occluded=True, occluder_type=kind, occluder_direction=direction, occluded_fraction=round(occ.covered, 3)
+        )
         if len(xs):
             annotation["occluder_boxes"] = [_output_box(xs.min(), ys.min(), xs.max(), ys.max(), spec.partial)]
 
@@ -298,6 +303,8 @@ def generate(
 
     if preset not in PRESETS:
         raise OccreidError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise OccreidError(f"--seed must be an integer >= 0, got {seed!r}")
     if workers < 1:
         raise OccreidError(f"--workers must be >= 1, got {workers}")
     cfg = PRESETS[preset]
@@ -360,5 +367,7 @@ def generate(
         "settings": asdict(cfg),
         "counts": counts,
     }
-    (out / "synthocc.json").write_text(json.dumps(info, indent=2))
+    marker = out / "synthocc.json"  # the completion marker: written last, and atomically
+    marker.with_suffix(".json.tmp").write_text(json.dumps(info, indent=2))
+    marker.with_suffix(".json.tmp").replace(marker)
     return info

@@ -2,8 +2,10 @@
 
 Each occluder is placed from the person's silhouette: for a target fraction f of the person's pixels and a
 direction (bottom, top, left or right), the cut line is where the silhouette's cumulative row (or column) mass
-reaches f, and the occluder covers everything beyond it (up to its own irregular edge). The generator then
-measures the fraction actually hidden. Occluder colours are drawn partly from the clothing palette, so a model
+reaches f, and the occluder covers everything beyond it (up to its own irregular edge). `place_occluder` then
+measures the fraction actually hidden and holds it to COVER_RANGE (20-60%): it redraws the occluder, asking for
+a fraction corrected by the last miss, up to PLACEMENT_TRIES times, and if every try misses, clamps the last
+one's geometry (see `clamp_to_band`). Occluder colours are drawn partly from the clothing palette, so a model
 that looks at the whole image can mistake an occluder for clothing.
 """
 
@@ -18,6 +20,8 @@ from occreid.data.synthocc.identity import UPPER, Identity
 from occreid.data.synthocc.render import Placement, Primitive, paint, person_primitives, sample_pose
 
 OCCLUDER_TYPES = ("vehicle", "pole", "board", "person", "clutter")
+COVER_RANGE = (0.2, 0.6)  # fraction of the person's pixels an occluder hides
+PLACEMENT_TRIES = 4
 DIRECTIONS: dict[str, dict[str, float]] = {
     "vehicle": {"bottom": 1.0},
     "pole": {"left": 0.45, "right": 0.45, "top": 0.1},  # top: tree foliage
@@ -35,6 +39,21 @@ class Occluder:
     kind: str
     direction: str
     prims: list[Primitive]
+    # Set by `place_occluder`: the (H, W) canvas pixels the occluder covers, the fraction of the person it
+    # hides, and whether its geometry was clamped (then `mask` is not simply the painted primitives).
+    mask: np.ndarray | None = None
+    covered: float = 0.0
+    clamped: bool = False
+
+    def draw(self, canvas: Image.Image) -> Image.Image:
+        """`canvas` with the occluder on top; a clamped occluder is painted through its mask, with the part
+        added by the clamp in the colour of its first primitive."""
+        if not self.clamped:
+            paint(ImageDraw.Draw(canvas), self.prims)
+            return canvas
+        layer = Image.new("RGB", canvas.size, tuple(int(c) for c in self.prims[0][2]))
+        paint(ImageDraw.Draw(layer), self.prims)
+        return Image.composite(layer, canvas, Image.fromarray(self.mask.astype(np.uint8) * 255))
 
 
 def person_mask(prims: list[Primitive], size: tuple[int, int]) -> np.ndarray:
@@ -50,6 +69,78 @@ def cut_line(mask: np.ndarray, direction: str, fraction: float) -> int:
     cum = np.cumsum(counts) / max(counts.sum(), 1.0)
     target = fraction if direction in ("top", "left") else 1.0 - fraction
     return int(np.searchsorted(cum, target))
+
+
+def half_plane(shape: tuple[int, int], direction: str, cut: int) -> np.ndarray:
+    """(H, W) mask of the rows (top/bottom) or columns (left/right) beyond `cut` seen from `direction`:
+    top: rows < cut, bottom: rows >= cut, left: columns < cut, right: columns >= cut."""
+    H, W = shape
+    rows, cols = np.arange(H)[:, None], np.arange(W)[None, :]
+    beyond = {"top": rows < cut, "bottom": rows >= cut, "left": cols < cut, "right": cols >= cut}[direction]
+    return np.broadcast_to(beyond, shape)
+
+
+def clamp_to_band(
+    occ_mask: np.ndarray, person: np.ndarray, direction: str, band: tuple[float, float]
+) -> np.ndarray:
+    """The occluder mask clamped so that it hides a fraction of `person` inside `band` = (lo, hi).
+
+    With A the smallest half-plane from `direction` holding >= lo of the person and B the largest holding
+    <= hi (A inside B), the result is (occ_mask & B) | A: it hides at least A's share and at most B's, so the
+    fraction is in the band whenever one row/column of the silhouette holds less than hi - lo of it.
+    """
+    lo, hi = band
+    along = person.sum(axis=1 if direction in ("top", "bottom") else 0).astype(np.float64)
+    total = max(along.sum(), 1.0)
+    n = len(along)
+    # mass[c] = the person's share beyond cut c, for c = 0..n
+    before = np.concatenate([[0.0], np.cumsum(along)]) / total
+    mass = before if direction in ("top", "left") else 1.0 - before
+    cuts = np.arange(n + 1)
+    inner = cuts[mass <= hi]
+    outer = cuts[mass >= lo]
+    b = int(inner[np.argmax(mass[inner])])
+    a = int(outer[np.argmin(mass[outer])])
+    if mass[a] > hi:  # one row/column spans the whole band: stay under hi
+        a = b
+    return (occ_mask & half_plane(person.shape, direction, b)) | half_plane(person.shape, direction, a)
+
+
+def place_occluder(
+    kind: str,
+    direction: str,
+    fraction: float,
+    person: np.ndarray,
+    rng: np.random.Generator,
+    other: Identity | None = None,
+    person_size: float = 200.0,
+    band: tuple[float, float] = COVER_RANGE,
+    tries: int = PLACEMENT_TRIES,
+) -> Occluder:
+    """An occluder from `direction` hiding a fraction of the silhouette `person` (H, W) inside `band`, aimed
+    at `fraction`. Each try draws a new occluder from `rng` (so the result is a function of the rng's state)
+    asking for the target corrected by the previous miss; after `tries` misses the try closest to the band is
+    clamped with `clamp_to_band`. The returned Occluder has `mask`, `covered` and `clamped` set."""
+    lo, hi = band
+    H, W = person.shape
+    total = max(int(person.sum()), 1)
+    request = fraction
+    best: tuple[float, Occluder] | None = None
+    for _ in range(tries):
+        occ = make_occluder(kind, direction, request, person, rng, other=other, person_size=person_size)
+        occ.mask = person_mask(occ.prims, (W, H))
+        occ.covered = float((person & occ.mask).sum() / total)
+        if lo <= occ.covered <= hi:
+            return occ
+        miss = max(lo - occ.covered, occ.covered - hi)
+        if best is None or miss < best[0]:
+            best = (miss, occ)
+        request = float(np.clip(request + fraction - occ.covered, 0.02, 0.98))
+    occ = best[1]
+    occ.mask = clamp_to_band(occ.mask, person, direction, band)
+    occ.covered = float((person & occ.mask).sum() / total)
+    occ.clamped = True
+    return occ
 
 
 def _pick(rng: np.random.Generator, options: list):

@@ -112,11 +112,11 @@ class PGFLKD(ReidMethod):
                     f["f_G"].view(b, k, -1), f["f_P"].view(b, k, -1), self.positive, f["visible"],
                     m.mcl_similarity, m.mcl_temperature)  # Eq. 5, f_P detached inside
             elif m.mcl:
-                terms["cl_sab"] = loss.lambda_mcl * consistency_loss(f["f_G"], f["f_P"])  # Table 7
+                terms["cl_sab"] = loss.lambda_mcl * consistency_loss(f["f_G"], f["f_P"], loss.cl_reduction)  # Table 7
         if self.use_feb:
             terms |= self.reid_loss("E", f["f_E"], pids)[0]  # L_ReID^E
             if m.consistency:
-                terms["cl"] = loss.lambda_cl * consistency_loss(f["f_G"], f["f_E"])  # Eq. 4, f_E detached
+                terms["cl"] = loss.lambda_cl * consistency_loss(f["f_G"], f["f_E"], loss.cl_reduction)  # Eq. 4
         terms["acc"] = self.accuracy(logits, pids)
         return terms
 
