@@ -1,4 +1,7 @@
+import importlib
 import json
+import os
+import time
 
 import numpy as np
 import pytest
@@ -6,11 +9,17 @@ from PIL import Image
 
 from occreid.errors import OccreidError
 from occreid.pose.estimators import build_estimator
-from occreid.pose.estimators.base import PoseEstimator, has_pose, no_pose, upscale_to_canvas
+from occreid.pose.estimators.base import (
+    PoseEstimator,
+    has_pose,
+    no_pose,
+    outside_image_to_zero,
+    upscale_to_canvas,
+)
 from occreid.pose.estimators.coco_json import import_coco_json
 from occreid.pose.estimators.synthetic import import_synthetic
 from occreid.pose.extract import extract_keypoints, folder_relpaths
-from occreid.pose.schema import COCO_KEYPOINTS
+from occreid.pose.schema import COCO_KEYPOINTS, PART_GROUPS
 from occreid.pose.store import KeypointStore
 
 NOSE, LSH, RSH = (COCO_KEYPOINTS.index(n) for n in ("nose", "left_shoulder", "right_shoulder"))
@@ -68,6 +77,46 @@ def test_coco_json_matching_duplicates_and_report(tmp_path, relpaths):
     assert sorted(report.missing) == ["bounding_box_test/0002_c2s1_000003_00.jpg", "query/dup.jpg"]
     assert not has_pose(kpts["query/dup.jpg"])
     assert "1 entries match no dataset image (e.g. nobody.jpg)" in report.summary()
+
+
+def test_coco_json_longest_suffix_wins_and_contradicting_folders_do_not_match(tmp_path):
+    relpaths = ["occluded_body_images/001/001_01.tif", "a/b/x.jpg", "c/d/x.jpg", "query/y.jpg", "train/y.jpg"]
+    data = [
+        entry("whole_body_images/001/001_01.tif", 1.0, 0.9),  # unique basename, another folder: another image
+        entry("/data/occluded_reid/occluded_body_images/001/001_01.tif", 2.0, 0.9),  # relpath is a suffix
+        entry("b/x.jpg", 3.0, 0.9),  # a suffix of a/b/x.jpg only (c/d/x.jpg shares just the basename)
+        entry("y.jpg", 4.0, 0.9),  # bare basename shared by two images
+        entry("val/y.jpg", 5.0, 0.9),  # contradicts both
+    ]
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    kpts, report = import_coco_json(tmp_path / "r.json", relpaths)
+    assert kpts["occluded_body_images/001/001_01.tif"][0, 0] == 2.0
+    assert kpts["a/b/x.jpg"][0, 0] == 3.0 and not has_pose(kpts["c/d/x.jpg"])
+    assert report.conflicting == ["whole_body_images/001/001_01.tif", "val/y.jpg"]
+    assert report.ambiguous == ["y.jpg"] and report.unmatched == [] and report.matched_images == 2
+    summary = report.summary()
+    assert "2 entries whose folders contradict" in summary and "strip the folders" in summary
+
+
+def test_coco_json_zeroes_keypoints_outside_the_image_like_the_estimators(tmp_path):
+    root = tmp_path / "imgs"
+    (root / "q").mkdir(parents=True)
+    Image.fromarray(np.zeros((128, 64, 3), np.uint8)).save(root / "q" / "a.png")
+    e = entry("q/a.png", 0.0, 1.0, conf=0.8)
+    xy = {0: (-0.5, 10), 1: (64.0, 10), 2: (63.9, 127.9), 3: (10, 128.0), 4: (10, -1.0), 5: (0.0, 0.0)}
+    for i, (x, y) in xy.items():
+        e["keypoints"][3 * i : 3 * i + 2] = [x, y]
+    (tmp_path / "r.json").write_text(json.dumps([e]))
+    kpts, report = import_coco_json(tmp_path / "r.json", ["q/a.png"], root=root)
+    k = kpts["q/a.png"]
+    outside = [0, 1, 3, 4]  # x < 0, x >= W, y >= H, y < 0; keypoints 2 and 5 are just inside
+    expected = np.where(np.isin(np.arange(17), outside), 0.0, 0.8)
+    np.testing.assert_allclose(k[:, 2], expected)
+    np.testing.assert_array_equal(k, outside_image_to_zero(k, 128, 64))  # the rule mediapipe / rtmlib apply
+    assert report.outside_zeroed == 4 and "4 keypoints outside their image" in report.summary()
+    # Without the root (image sizes unknown) nothing is zeroed.
+    kpts, report = import_coco_json(tmp_path / "r.json", ["q/a.png"])
+    assert (kpts["q/a.png"][:, 2] == np.float32(0.8)).all() and report.outside_zeroed == 0
 
 
 def test_coco_json_integer_ids_and_visibility_flags(tmp_path, relpaths):
@@ -205,22 +254,220 @@ def test_cli_extract_coco_json_and_show(image_folder, tmp_path):
     assert "5 dataset images without an entry" in res.output and "no person in 5" in res.output
     store = KeypointStore.load(image_folder / "keypoints.npz")
     assert store.estimator == "coco-json" and store["sub/5.png"][0, 0] == 20.0 + 10.0
-    png = tmp_path / "grid.png"
-    res = runner.invoke(app, ["pose", "show", "--images", str(image_folder), "--num", "3", "--out", str(png)])
-    assert res.exit_code == 0, res.output
-    assert Image.open(png).size[0] > 500
     res = runner.invoke(app, ["pose", "extract", "--images", str(image_folder), "--estimator", "nope"])
     assert isinstance(res.exception, OccreidError) and "coco-json" in str(res.exception)
+
+
+def marker_colour_near(png: np.ndarray, xy_display: np.ndarray, colour: tuple, tol: int = 12) -> bool:
+    """True when a pixel within 1 px of the display point (matplotlib: origin bottom left) has `colour`."""
+    x, y = int(round(xy_display[0])), png.shape[0] - int(round(xy_display[1]))
+    patch = png[y - 1 : y + 2, x - 1 : x + 2, :3].astype(int)
+    target = np.round(np.asarray(colour) * 255).astype(int)
+    return bool((np.abs(patch - target).max(axis=-1) <= tol).any())
+
+
+def test_cli_show_draws_the_grid_with_keypoints_where_they_are(tmp_path):
+    """`pose show` on 2 images: the PNG has the documented size and the markers sit on the keypoints."""
+    import matplotlib.pyplot as plt
+    from typer.testing import CliRunner
+
+    from occreid.cli import app
+    from occreid.pose.visualize import pose_grid_figure
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((128, 64, 3), 60, np.uint8)).save(root / name)
+    nose, lknee = COCO_KEYPOINTS.index("nose"), COCO_KEYPOINTS.index("left_knee")
+    kpts = {"a.png": no_pose(), "b.png": no_pose()}
+    kpts["a.png"][nose] = (32.0, 20.0, 1.0)  # in the 64 x 128 original; at (64, 60) in the 128 x 384 input
+    kpts["b.png"][lknee] = (16.0, 100.0, 1.0)  # shown at (32, 300)
+    store = KeypointStore(estimator="test")
+    store.update(kpts)
+    store.save(root / "keypoints.npz")
+    png_path = tmp_path / "grid.png"
+    args = ["pose", "show", "--images", str(root), "--num", "2", "--out", str(png_path)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    png = np.asarray(Image.open(png_path))
+    assert png.shape[:2] == (660, 1089)  # 2 rows x 3.0 in, (1 + 8) panels x 1.1 in, at 110 dpi
+    # Where the markers must be: the same layout's data -> pixel transform (rows are the sorted relpaths).
+    blank = np.zeros((128, 64, 3), np.uint8)
+    fig = pose_grid_figure([blank, blank], [kpts["a.png"], kpts["b.png"]], titles=["a.png", "b.png"])
+    fig.canvas.draw()  # places the equal-aspect image axes
+    head_xy = fig.axes[0].transData.transform((64.0 - 0.5, 60.0 - 0.5))
+    knee_xy = fig.axes[9].transData.transform((32.0 - 0.5, 300.0 - 0.5))
+    wrong_xy = fig.axes[0].transData.transform((32.0 - 0.5, 20.0 - 0.5))
+    plt.close(fig)
+    tab10 = plt.get_cmap("tab10").colors
+    head, knee = tab10[PART_GROUPS.index("head")], tab10[PART_GROUPS.index("left_knee")]
+    assert marker_colour_near(png, head_xy, head) and marker_colour_near(png, knee_xy, knee)
+    assert not marker_colour_near(png, head_xy, knee) and not marker_colour_near(png, knee_xy, head)
+    # Keypoints drawn unscaled (at the original 64 x 128 coordinates) would not be there.
+    assert not marker_colour_near(png, wrong_xy, head)
+
+
+@pytest.mark.parametrize(("args", "feature_size"), [([], (24, 8)), (["--last-stride", "2"], (12, 4))])
+def test_cli_show_renders_heatmaps_at_the_backbone_feature_size(image_folder, tmp_path, monkeypatch, args,
+                                                                  feature_size):
+    from typer.testing import CliRunner
+
+    import occreid.pose.heatmaps as heatmaps
+    from occreid.cli import app
+
+    store = KeypointStore(estimator="test")
+    store.update({p: no_pose() for p in folder_relpaths(image_folder)})
+    store.save(image_folder / "keypoints.npz")
+    seen = []
+    real = heatmaps.render_part_heatmaps
+
+    def spy(keypoints, image_size, feature_size, cfg):
+        seen.append((tuple(image_size), tuple(feature_size)))
+        return real(keypoints, image_size, feature_size, cfg)
+
+    monkeypatch.setattr(heatmaps, "render_part_heatmaps", spy)
+    out = tmp_path / "g.png"
+    show = ["pose", "show", "--images", str(image_folder), "--num", "1", "--out", str(out)]
+    res = CliRunner().invoke(app, [*show, *args])
+    assert res.exit_code == 0, res.output
+    assert seen == [((384, 128), feature_size)]
+
+
+def test_heatmap_size_follows_the_backbone():
+    from occreid.modeling.backbone import ResNetBackbone
+    from occreid.pose.heatmaps import feature_map_size
+
+    torch = pytest.importorskip("torch")
+    for last_stride in (1, 2):
+        backbone = ResNetBackbone("resnet18", last_stride).eval()
+        for size in [(384, 128), (256, 128), (250, 100)]:
+            with torch.no_grad():
+                f = backbone(torch.zeros(1, 3, *size))
+            assert feature_map_size(size, last_stride) == tuple(f.shape[2:])
+
+
+class ClosingEstimator(FakeEstimator):
+    name = "closing"
+    closed = 0
+
+    def close(self):
+        ClosingEstimator.closed += 1
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_cli_closes_the_estimator(image_folder, tmp_path, monkeypatch, fail):
+    from typer.testing import CliRunner
+
+    import occreid.pose.estimators as estimators
+    from occreid.cli import app
+
+    built = []
+
+    def fake_build(name, model=None, device="cpu"):
+        built.append((name, model, device))
+        return ClosingEstimator(fail_after=0 if fail else None)
+
+    ClosingEstimator.closed = 0
+    monkeypatch.setattr(estimators, "build_estimator", fake_build)
+    runner = CliRunner()
+    res = runner.invoke(app, ["pose", "extract", "--images", str(image_folder), "--estimator", "mediapipe"])
+    assert (res.exit_code != 0) == fail and ClosingEstimator.closed == 1
+    show = ["pose", "show", "--images", str(image_folder), "--num", "1", "--out", str(tmp_path / "g.png")]
+    res = runner.invoke(app, [*show, "--estimator", "rtmlib", "--model", "m.onnx", "--device", "cuda"])
+    assert (res.exit_code != 0) == fail and ClosingEstimator.closed == 2
+    assert built == [("mediapipe", None, "cpu"), ("rtmlib", "m.onnx", "cuda")]
 
 
 # ---------------------------------------------------------------- rtmlib (no weights here: a fake ONNX model)
 
 
-def test_rtmlib_needs_a_local_model(tmp_path):
-    with pytest.raises(OccreidError, match="--model PATH"):
-        build_estimator("rtmlib")
-    with pytest.raises(OccreidError, match="file not found"):
+def test_rtmlib_local_model_errors_name_the_path(tmp_path):
+    with pytest.raises(OccreidError, match=r"--model .*rtmpose.onnx: file not found.*--model PATH"):
         build_estimator("rtmlib", model=tmp_path / "rtmpose.onnx")
+    (tmp_path / "model.pt").write_bytes(b"x")
+    with pytest.raises(OccreidError, match=r"model.pt: expected an .onnx file"):
+        build_estimator("rtmlib", model=tmp_path / "model.pt")
+
+
+@pytest.fixture
+def rtmlib_offline(tmp_path, monkeypatch):
+    """rtmlib with an empty model cache and a network that fails at once; yields the list of URLs tried."""
+    rtmlib_file = pytest.importorskip("rtmlib.tools.file")
+    pytest.importorskip("onnxruntime")
+    from urllib.error import URLError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "rtmlib_cache"))  # where rtmlib caches its downloads
+    tried = []
+
+    def no_network(url, dst, *args, **kwargs):
+        tried.append(url)
+        raise URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(rtmlib_file, "download_url_to_file", no_network)
+    return tried
+
+
+@pytest.mark.parametrize("model", [None, "https://example.org/models/rtmpose-t.onnx"])
+def test_rtmlib_download_without_network_says_to_pass_a_local_path(rtmlib_offline, model):
+    from occreid.pose.estimators.rtmlib import DEFAULT_MODEL_URL
+
+    start = time.perf_counter()
+    with pytest.raises(OccreidError) as err:
+        build_estimator("rtmlib", model=model)
+    assert time.perf_counter() - start < 5
+    url = model or DEFAULT_MODEL_URL
+    assert rtmlib_offline[0] == url  # rtmlib itself was asked to download it (then maybe its mirror)
+    message = str(err.value)
+    assert f"could not download {url}" in message and "no network" in message
+    assert "Pass a local model" in message and "--model PATH" in message
+
+
+def test_rtmlib_downloads_a_url_through_rtmlib(rtmlib_offline, tmp_path, monkeypatch):
+    import shutil
+
+    import rtmlib.tools.file as rtmlib_file
+
+    n = np.arange(17)
+    fake_rtmpose_onnx(tmp_path / "served.onnx", (2 * (40 + 5 * n)), (2 * (30 + 10 * n)))
+
+    def serve(url, dst, *args, **kwargs):
+        shutil.copy(tmp_path / "served.onnx", dst)
+
+    monkeypatch.setattr(rtmlib_file, "download_url_to_file", serve)
+    est = build_estimator("rtmlib", model="https://example.org/models/rtmpose-fake.onnx")
+    assert est.model == tmp_path / "rtmlib_cache" / "hub" / "checkpoints" / "rtmpose-fake.onnx"
+    assert est.settings["model"] == "rtmpose-fake.onnx" and est.settings["family"] == "rtmpose"
+    assert est.predict([np.zeros((128, 64, 3), np.uint8)])[0].shape == (17, 3)
+    est.close()
+
+
+def test_rtmlib_default_model_is_rtmlibs_own():
+    rtmlib = pytest.importorskip("rtmlib")
+    from occreid.pose.estimators.rtmlib import DEFAULT_MODEL_URL
+
+    assert DEFAULT_MODEL_URL == rtmlib.Body.MODE["balanced"]["pose"]
+
+
+def test_device_option(tmp_path, monkeypatch):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("rtmlib")
+    from typer.testing import CliRunner
+
+    from occreid.cli import app
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(OccreidError, match="--device cuda: onnxruntime has no CUDAExecutionProvider.*-gpu"):
+        build_estimator("rtmlib", model=tmp_path / "m.onnx", device="cuda")
+    with pytest.raises(OccreidError, match="--device tpu: the rtmlib estimator runs on cpu or cuda"):
+        build_estimator("rtmlib", model=tmp_path / "m.onnx", device="tpu")
+    with pytest.raises(OccreidError, match="mediapipe's pose solution runs on the CPU only"):
+        build_estimator("mediapipe", device="cuda")
+    # The CLI passes --device through to the estimator.
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(np.zeros((8, 4, 3), np.uint8)).save(tmp_path / "imgs" / "a.png")
+    extract = ["pose", "extract", "--images", str(tmp_path / "imgs"), "--estimator", "rtmlib"]
+    res = CliRunner().invoke(app, [*extract, "--model", str(tmp_path / "m.onnx"), "--device", "cuda"])
+    assert isinstance(res.exception, OccreidError) and "--device cuda" in str(res.exception)
 
 
 def constant_onnx(path, outputs):
@@ -269,12 +516,47 @@ def test_rtmlib_full_crop_box_maps_back_to_image_pixels(tmp_path):
 # ---------------------------------------------------------------- mediapipe on a real photo
 
 
+def in_ci() -> bool:
+    """CI sets CI=true (GitHub Actions, GitLab, most others)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_pose_extra(module: str):
+    """Import `module` from the pose extra. Outside CI a failed import skips (naming the extra); in CI, which
+    installs the extra, it is a test failure showing the import error, so a broken install cannot hide."""
+    try:
+        return importlib.import_module(module)
+    except Exception as exc:  # a broken install raises all sorts (ImportError, AttributeError, ...)
+        if in_ci():
+            error = f"{type(exc).__name__}: {exc}"
+            pytest.fail(f"CI installs the pose extra, but importing {module} failed: {error}", pytrace=False)
+        pytest.skip(f"{module} is not importable ({type(exc).__name__}: {exc}); install the pose extra: "
+                    "pip install 'occreid[pose]'")  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def mediapipe_pose():
-    pytest.importorskip("mediapipe", reason="mediapipe not installed: pip install 'occreid[pose]'")
-    est = build_estimator("mediapipe")
-    yield est
-    est.close()
+    require_pose_extra("mediapipe.python.solutions.pose")
+    with build_estimator("mediapipe") as est:
+        yield est
+
+
+def test_blazepose_to_coco_table_matches_mediapipes_landmark_names():
+    from occreid.pose.estimators.mediapipe import BLAZEPOSE_TO_COCO
+
+    landmark = require_pose_extra("mediapipe.python.solutions.pose").PoseLandmark
+    assert len(BLAZEPOSE_TO_COCO) == len(COCO_KEYPOINTS) == 17
+    for name, index in zip(COCO_KEYPOINTS, BLAZEPOSE_TO_COCO):
+        assert landmark[name.upper()].value == index, f"COCO {name} -> BlazePose {landmark(index).name}"
+
+
+def test_require_pose_extra_fails_in_ci_and_skips_elsewhere(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI installs the pose extra, but importing no_such_pose"):
+        require_pose_extra("no_such_pose_lib")
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match=r"no_such_pose_lib is not importable.*occreid\[pose\]"):
+        require_pose_extra("no_such_pose_lib")
 
 
 @pytest.fixture(scope="module")

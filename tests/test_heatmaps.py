@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from occreid.config import PoseConfig
+from occreid.data.transforms import flip_keypoints
 from occreid.pose.heatmaps import mass_near_peak, part_visibility, render_part_heatmaps
-from occreid.pose.schema import COCO_KEYPOINTS, KEYPOINT_FLIP, PART_FLIP, PART_GROUPS
+from occreid.pose.schema import COCO_KEYPOINTS, PART_FLIP, PART_GROUPS
 
 IMAGE, FEAT = (384, 128), (24, 8)  # stride 16 both ways
 HEAD, TORSO = PART_GROUPS.index("head"), PART_GROUPS.index("torso")
@@ -114,17 +115,22 @@ def test_merge_max_and_sum():
 
 @pytest.mark.parametrize("feat", [(24, 8), (8, 4)])
 def test_flip_symmetry(feat):
-    """Flipping the heatmap equals rendering the flipped keypoints (x -> W - x, names swapped) with the part
-    channels swapped by PART_FLIP."""
+    """Flipping the heatmap equals rendering the keypoints as the training flip transforms them
+    (`flip_keypoints`: x -> W - x, left/right swapped) with the part channels swapped by PART_FLIP."""
     k = random_keypoints(b=5, seed=1)
     k[0, :, 2] = 1.0
     cfg = PoseConfig()
     maps = render_part_heatmaps(k, IMAGE, feat, cfg)
-    flipped = k[:, list(KEYPOINT_FLIP)].clone()
-    flipped[..., 0] = IMAGE[1] - flipped[..., 0]
+    flipped = flip_keypoints(k, IMAGE[1])
     maps_of_flipped = render_part_heatmaps(flipped, IMAGE, feat, cfg)
     torch.testing.assert_close(maps.flip(-1)[:, list(PART_FLIP)], maps_of_flipped, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(part_visibility(k, cfg)[:, list(PART_FLIP)], part_visibility(flipped, cfg))
+    # Image side too: a keypoint in pixel column i lands in column W - 1 - i of the flipped image, so its
+    # heatmap peak moves to the mirrored feature cell.
+    one = kp(left_knee=(40.5, 200.0, 1.0))  # pixel column 40 -> cell 2 of 8 (stride 16)
+    rknee = PART_GROUPS.index("right_knee")
+    peak = render_part_heatmaps(flip_keypoints(one, IMAGE[1]), IMAGE, feat, cfg)[0, rknee]
+    assert int(peak.argmax()) % feat[1] == feat[1] - 1 - int(40.5 * feat[1] / IMAGE[1])
 
 
 def test_dtype_device_and_bad_input():

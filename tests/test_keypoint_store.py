@@ -1,3 +1,7 @@
+import os
+import stat
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -84,3 +88,38 @@ def test_load_errors_name_the_file(tmp_path):
     np.savez(wrong, paths=np.array(["a.jpg"]), keypoints=np.zeros((1, 33, 3)), meta=np.array("{}"))
     with pytest.raises(OccreidError, match=r"wrong.npz.*\(N, 17, 3\)"):
         KeypointStore.load(wrong)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_saved_file_gets_normal_permissions(tmp_path, umask, mode):
+    """Not the 0o600 of the temporary file: what any new file gets under the umask (also when replacing)."""
+    old = os.umask(umask)
+    try:
+        make_store().save(tmp_path / "k.npz")
+        assert stat.S_IMODE(os.stat(tmp_path / "k.npz").st_mode) == mode
+        make_store(2).save(tmp_path / "k.npz")  # replacing an existing store
+        assert stat.S_IMODE(os.stat(tmp_path / "k.npz").st_mode) == mode
+    finally:
+        os.umask(old)
+    assert os.umask(old) == old  # save() left the process umask as it was
+
+
+def test_save_syncs_the_data_before_the_rename(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.fstat(fd).st_size))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", Path(dst).name))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    make_store().save(tmp_path / "k.npz")
+    kinds = [kind for kind, _ in events]
+    assert kinds[:2] == ["fsync", "replace"] and events[1][1] == "k.npz"
+    assert events[0][1] == os.path.getsize(tmp_path / "k.npz")  # the whole file was written when synced

@@ -8,6 +8,12 @@ import typer
 
 from occreid.errors import OccreidError
 
+MODEL_HELP = (
+    "rtmlib: a local RTMPose/ViTPose .onnx file (works offline), or a URL; default: rtmlib's RTMPose-m body "
+    "model. URLs and the default are downloaded by rtmlib on first use and cached; this needs a network."
+)
+DEVICE_HELP = "rtmlib: cpu or cuda (ONNX Runtime's provider; cuda needs onnxruntime-gpu); mediapipe: cpu."
+
 pose_app = typer.Typer(help="Keypoints: extract them once per dataset, and look at them.", no_args_is_help=True)
 
 
@@ -35,8 +41,13 @@ def extract(
     images: Path | None = typer.Option(None, help="A plain folder of images instead of a dataset."),
     estimator: str = typer.Option(..., help="mediapipe | rtmlib | coco-json | synthetic"),
     out: Path | None = typer.Option(None, help="Keypoint store; default <root>/keypoints.npz."),
-    batch_size: int = typer.Option(16, help="Images read and estimated per step."),
-    model: Path | None = typer.Option(None, help="rtmlib: a local RTMPose/ViTPose .onnx file."),
+    batch_size: int = typer.Option(
+        16,
+        help="Images read per step (one progress update). The estimators are single-person top-down models "
+        "and run one image per forward pass whatever this is.",
+    ),
+    model: str | None = typer.Option(None, help=MODEL_HELP),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
     input: Path | None = typer.Option(
         None, "--input", help="coco-json: the results file; synthetic: the source store (default <root>/keypoints.npz)."
     ),
@@ -62,7 +73,7 @@ def extract(
             raise OccreidError("--estimator coco-json needs --input RESULTS.json (COCO keypoint results format)")
         if out.exists() and not overwrite:
             raise OccreidError(f"{out} exists; pass --overwrite to replace it with the imported keypoints")
-        keypoints, report = import_coco_json(input, relpaths, images_json)
+        keypoints, report = import_coco_json(input, relpaths, images_json, root=root_dir)
         store = KeypointStore(estimator="coco-json", settings={"source": str(input)})
         store.update(keypoints)
         store.save(out)
@@ -82,8 +93,10 @@ def extract(
         typer.echo(f"synthetic keypoints for {len(relpaths)} images OK in {out}; no visible keypoint in {no_person}")
         return
 
-    est = build_estimator(estimator, model=model)
-    summary = extract_keypoints(est, root_dir, relpaths, out, batch_size=batch_size, save_every=save_every, overwrite=overwrite)
+    with build_estimator(estimator, model=model, device=device) as est:
+        summary = extract_keypoints(
+            est, root_dir, relpaths, out, batch_size=batch_size, save_every=save_every, overwrite=overwrite
+        )
     typer.echo(str(summary))
 
 
@@ -93,7 +106,13 @@ def show(
     images: Path | None = typer.Option(None, help="A plain folder of images instead of a dataset."),
     keypoints: Path | None = typer.Option(None, help="Keypoint store; default <root>/keypoints.npz."),
     estimator: str | None = typer.Option(None, help="Estimate on the fly instead (mediapipe | rtmlib)."),
-    model: Path | None = typer.Option(None, help="rtmlib: a local .onnx model."),
+    model: str | None = typer.Option(None, help=MODEL_HELP),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    last_stride: int | None = typer.Option(
+        None,
+        help="The backbone's last stride, which sets the heatmap size: 1 -> input / 16 (24 x 8 for "
+        "384 x 128), 2 -> input / 32. Default: model.last_stride of the config.",
+    ),
     num: int = typer.Option(8, help="Number of images."),
     seed: int = typer.Option(0, help="Which images: a seeded sample."),
     config: Path | None = typer.Option(None, help="Config for pose.* and data.image_size (default: built-in)."),
@@ -108,6 +127,9 @@ def show(
     from occreid.pose.visualize import draw_pose_grid
 
     cfg = load_config(config)
+    last_stride = cfg.model.last_stride if last_stride is None else last_stride
+    if last_stride not in (1, 2):
+        raise OccreidError(f"--last-stride must be 1 or 2, got {last_stride}")
     root_dir, relpaths = _image_source(dataset, root, images)
     if num < 1:
         raise OccreidError(f"--num must be >= 1, got {num}")
@@ -116,12 +138,14 @@ def show(
     if estimator is not None:
         from occreid.pose.estimators import build_estimator
 
-        kpts = build_estimator(estimator, model=model).predict(arrays)
+        with build_estimator(estimator, model=model, device=device) as est:
+            kpts = est.predict(arrays)
     else:
         store = KeypointStore.load(keypoints or root_dir / DEFAULT_STORE_NAME)
         store.check_coverage(chosen, source=str(keypoints or root_dir / DEFAULT_STORE_NAME))
         kpts = [store[p] for p in chosen]
-    path = draw_pose_grid(arrays, kpts, out, cfg.pose, image_size=tuple(cfg.data.image_size), titles=chosen)
+    image_size = tuple(cfg.data.image_size)
+    path = draw_pose_grid(arrays, kpts, out, cfg.pose, image_size, last_stride=last_stride, titles=chosen)
     typer.echo(f"wrote {path} ({len(chosen)} images)")
 
 

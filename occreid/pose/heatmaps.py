@@ -41,6 +41,20 @@ def _check_keypoints(keypoints: Tensor) -> None:
         raise ValueError(f"keypoints must have shape (B, 17, 3), got {tuple(keypoints.shape)}")
 
 
+def feature_map_size(image_size: tuple[int, int], last_stride: int = 1) -> tuple[int, int]:
+    """(h, w) of the ResNet feature map F for an (H, W) input: output stride 16 with last_stride 1, 32 with 2.
+
+    Each of the ResNet's stride-2 stages (stem conv, max pool, layer2, layer3, and layer4 unless last_stride
+    is 1) maps n pixels to ceil(n / 2), so 384 x 128 gives 24 x 8 (last stride 1) or 12 x 4 (last stride 2).
+    """
+    if last_stride not in (1, 2):
+        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+    h, w = image_size
+    for _ in range(4 if last_stride == 1 else 5):
+        h, w = -(-h // 2), -(-w // 2)
+    return h, w
+
+
 def part_membership(device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
     """(8, 17) 0/1 matrix: entry (k, n) is 1 when keypoint n belongs to part group k."""
     member = torch.zeros(NUM_PARTS, NUM_KEYPOINTS, dtype=dtype, device=device)

@@ -2,7 +2,9 @@
 in original-image pixels, plus the estimator's name and settings.
 
 Stored as a `.npz` with arrays `paths` (N,) str, `keypoints` (N, 17, 3) float32 and `meta` (a JSON string).
-Writing is atomic: a temporary file in the same folder, then a rename.
+Writing is atomic and durable: a temporary file in the same folder, flushed to disk (fsync), then a rename.
+The file gets the permissions of any newly created file (0o666 minus the umask, usually 0o644), not the
+owner-only 0o600 of the temporary file.
 """
 
 from __future__ import annotations
@@ -21,6 +23,24 @@ from occreid.errors import OccreidError
 from occreid.pose.schema import NUM_KEYPOINTS
 
 DEFAULT_STORE_NAME = "keypoints.npz"
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (POSIX; a no-op where folders cannot be opened, e.g. Windows)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -62,10 +82,14 @@ class KeypointStore:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, paths=np.array(paths, dtype=str), keypoints=array, meta=np.array(meta))
+                f.flush()
+                os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0o600; os.replace would keep that
+                os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        _fsync_dir(path.parent)
 
     @classmethod
     def load(cls, path: str | Path) -> KeypointStore:
@@ -93,7 +117,7 @@ class KeypointStore:
             examples = ", ".join(missing[:3])
             raise OccreidError(
                 f"keypoint file {source or '(in memory)'} lacks {len(missing)} image(s), e.g. {examples}; "
-                "run `occreid pose extract` (it resumes), or allow missing keypoints to treat them as 'no pose'"
+                "run `occreid pose extract` (it resumes), or set data.allow_missing_keypoints=true to treat them as 'no pose'"
             )
         for p in missing:
             self.keypoints[p] = np.zeros((NUM_KEYPOINTS, 3), np.float32)

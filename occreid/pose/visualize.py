@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from occreid.config import PoseConfig
 from occreid.pose.schema import COCO_KEYPOINTS, NUM_PARTS, PART_GROUPS, PART_KEYPOINT_INDICES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # COCO's skeleton as pairs of keypoint indices.
 SKELETON: tuple[tuple[int, int], ...] = (
@@ -39,35 +43,35 @@ def resize_with_keypoints(
     return resized, kpts
 
 
-def draw_pose_grid(
+# Layout of the grid: one row per image, 1 + 8 panels per row.
+PANEL_WIDTH_IN, ROW_HEIGHT_IN, DPI = 1.1, 3.0, 110
+
+
+def pose_grid_figure(
     images: Sequence[np.ndarray],
     keypoints: Sequence[np.ndarray],
-    out: str | Path,
     cfg: PoseConfig | None = None,
     image_size: tuple[int, int] = (384, 128),
-    stride: int = 16,
+    last_stride: int = 1,
     titles: Sequence[str] | None = None,
-) -> Path:
-    """Write a PNG grid: per image, the skeleton and the 8 part heatmaps (feature size = image_size / stride).
-
-    Each heatmap panel is titled with the group name and the share of its mass within one cell of its peak;
-    empty (invisible) groups are drawn greyed with "empty".
-    """
+) -> Figure:
+    """The grid as a Figure (see `draw_pose_grid`); fig.axes[9 * row] shows image `row` in input pixels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import torch
 
-    from occreid.pose.heatmaps import mass_near_peak, part_visibility, render_part_heatmaps
+    from occreid.pose.heatmaps import feature_map_size, mass_near_peak, part_visibility, render_part_heatmaps
 
     cfg = cfg or PoseConfig()
-    height, width = image_size
-    feature_size = (height // stride, width // stride)
+    image_size = (int(image_size[0]), int(image_size[1]))
+    feature_size = feature_map_size(image_size, last_stride)
     colors = plt.get_cmap("tab10").colors
     n = len(images)
     cols = 1 + NUM_PARTS
-    fig, axes = plt.subplots(n, cols, figsize=(cols * 1.1, n * 3.0), squeeze=False)
+    figsize = (cols * PANEL_WIDTH_IN, n * ROW_HEIGHT_IN)
+    fig, axes = plt.subplots(n, cols, figsize=figsize, dpi=DPI, squeeze=False)
     for row, (image, kpts) in enumerate(zip(images, keypoints)):
         img, k = resize_with_keypoints(image, kpts, image_size)
         kt = torch.from_numpy(k)[None]
@@ -99,8 +103,31 @@ def draw_pose_grid(
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout(pad=0.2)
+    return fig
+
+
+def draw_pose_grid(
+    images: Sequence[np.ndarray],
+    keypoints: Sequence[np.ndarray],
+    out: str | Path,
+    cfg: PoseConfig | None = None,
+    image_size: tuple[int, int] = (384, 128),
+    last_stride: int = 1,
+    titles: Sequence[str] | None = None,
+) -> Path:
+    """Write a PNG grid: per image (resized to `image_size`, keypoints with it), the skeleton and the 8 part
+    heatmaps at the feature-map size of a ResNet with `last_stride` (`heatmaps.feature_map_size`: 24 x 8 for
+    384 x 128 at last stride 1, 12 x 4 at 2), upsampled to the image.
+
+    The PNG is (1 + 8) * PANEL_WIDTH_IN * DPI wide and len(images) * ROW_HEIGHT_IN * DPI high. Keypoint
+    markers take their group's tab10 colour. Each heatmap panel is titled with the group name and the share of
+    its mass within one cell of its peak; empty (invisible) groups are drawn greyed with "empty".
+    """
+    import matplotlib.pyplot as plt
+
+    fig = pose_grid_figure(images, keypoints, cfg, image_size, last_stride, titles)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=DPI)
     plt.close(fig)
     return out

@@ -17,7 +17,15 @@ from occreid.pose.schema import NUM_KEYPOINTS
 
 
 class PoseEstimator(ABC):
-    """Keypoints for a batch of RGB uint8 images (H, W, 3) -> list of (17, 3) float32 arrays."""
+    """Keypoints for a list of RGB uint8 images (H, W, 3) -> list of (17, 3) float32 arrays.
+
+    The single-person estimators here run one image per forward pass; `predict` takes a list so that callers
+    need not care. Estimators hold native resources (graphs, sessions): use them as a context manager, or call
+    `close()`, when done.
+
+        with build_estimator("mediapipe") as estimator:
+            keypoints = estimator.predict(images)
+    """
 
     name: str = "unknown"
 
@@ -29,6 +37,15 @@ class PoseEstimator(ABC):
     @abstractmethod
     def predict(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """images: RGB uint8 arrays (H, W, 3) of any size -> (17, 3) float32 x, y, conf per image."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook: estimators without native resources need no close
+        """Release the estimator's resources; it cannot predict afterwards."""
+
+    def __enter__(self) -> PoseEstimator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def no_pose() -> np.ndarray:

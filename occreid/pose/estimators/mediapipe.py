@@ -7,7 +7,8 @@ runs them with `static_image_mode=True` (detect in every image) and `model_compl
 ReID crops are small (128 x 64), so each image is upscaled to `input_height` rows (aspect kept) and centred on a
 square canvas before running; landmarks are mapped back to the original pixels. The confidence is BlazePose's
 per-landmark `visibility` in [0, 1]; landmarks that fall outside the original crop get confidence 0, and an
-image where no person is detected gets all-zero confidences.
+image where no person is detected gets all-zero confidences. Images run one at a time (the solution API has no
+batch mode; `predict` loops); close the estimator (`with` block or `close()`) to free mediapipe's graph.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ class MediaPipePose(PoseEstimator):
 
     def predict_one(self, image: np.ndarray) -> np.ndarray:
         image = check_image(image)
+        if self._pose is None:
+            raise RuntimeError("this MediaPipePose is closed; build a new one")
         h, w = image.shape[:2]
         canvas, (sx, sy), (ox, oy) = upscale_to_canvas(image, self.input_height)
         result = self._pose.process(canvas)
@@ -93,4 +96,6 @@ class MediaPipePose(PoseEstimator):
         return [self.predict_one(image) for image in images]
 
     def close(self) -> None:
-        self._pose.close()
+        if self._pose is not None:
+            self._pose.close()
+            self._pose = None
