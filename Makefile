@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-# pip resolves torch/torchvision from this machine's local disk; elsewhere from PyPI.
-TORCH := torch torchvision
+# The torch build this project's machines hold on local disk (a fresh install in about a minute); newer ones
+# work too: `make test TORCH="torch torchvision"` takes the registry's newest.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: demo test install-demo install-test bench clean
 
