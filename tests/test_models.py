@@ -296,6 +296,8 @@ def test_test_features(feature, dim):
         torch.testing.assert_close(feats, method.necks[feature[-1]].bn(raw))
     else:  # f_F and (with interaction) f_P never had a BNNeck: raw
         torch.testing.assert_close(feats, raw)
+    if feature != "f_G":  # one pass of all branches gives the same feature (the demo extracts all four at once)
+        torch.testing.assert_close(method.test_feature(f, feature), feats)
     if feature != "f_G":
         with pytest.raises(OccreidError, match=f"test_feature={feature} needs keypoints"):
             method(batch["images"])

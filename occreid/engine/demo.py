@@ -122,19 +122,37 @@ def _response_maps(models: dict[str, nn.Module], cfg: Config, paths: list[str], 
     plt.close(fig)
 
 
+POSE_FEATURES = ("f_P", "f_V", "f_F", "f_E")
+
+
+class _PoseFeatures(nn.Module):
+    """PGFL-KD's pose-at-test features (Table 8) from one forward pass, concatenated in POSE_FEATURES order."""
+
+    def __init__(self, method: nn.Module) -> None:
+        super().__init__()
+        self.method = method
+
+    def forward(self, images: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+        branches = self.method.branches(images, keypoints)
+        return torch.cat([self.method.test_feature(branches, name) for name in POSE_FEATURES], dim=1)
+
+
 def _pose_at_test(checkpoint: Path, dataset) -> dict[str, dict[str, float]]:
     """PGFL-KD's pose-based test features (Table 8) with SynthOcc's ground-truth keypoints: what f_G is
     distilled from, to see how much of it the pose-free model keeps."""
+    from occreid.config import apply_overrides
     from occreid.engine.checkpoint import load_method
-    from occreid.engine.evaluate import evaluate_model
     from occreid.engine.trainer import keypoints_for
 
-    q_kpts = keypoints_for(dataset, dataset.query, None)
-    g_kpts = keypoints_for(dataset, dataset.gallery, None)
+    method, cfg = load_method(checkpoint, "cpu")
+    model, device = _PoseFeatures(method), torch.device("cpu")
+    qf = extract_features(model, dataset.query, cfg, device, keypoints_for(dataset, dataset.query, None), desc="query")
+    gf = extract_features(model, dataset.gallery, cfg, device, keypoints_for(dataset, dataset.gallery, None),
+                          desc="gallery")  # fmt: skip
     out = {}
-    for feature in ("f_P", "f_V", "f_F", "f_E"):
-        method, cfg = load_method(checkpoint, "cpu", [f"model.test_feature={feature}"])
-        r = evaluate_model(method, cfg, dataset.query, dataset.gallery, torch.device("cpu"), q_kpts, g_kpts).result
+    for feature, q, g in zip(POSE_FEATURES, qf.chunk(len(POSE_FEATURES), 1), gf.chunk(len(POSE_FEATURES), 1)):
+        feature_cfg = apply_overrides(cfg, [f"model.test_feature={feature}"])
+        r = evaluate_features(q, g, dataset.query, dataset.gallery, feature_cfg).result
         out[feature] = {"rank1": float(r.cmc[0]), "mAP": float(r.mAP), "mINP": float(r.mINP)}
     return out
 

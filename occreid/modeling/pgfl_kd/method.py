@@ -131,8 +131,11 @@ class PGFLKD(ReidMethod):
         if keypoints is None:
             raise OccreidError(f"model.test_feature={feature} needs keypoints for the query and gallery images; "
                                "use model.test_feature=f_G to match without pose")
-        f = self.branches(images, keypoints, only=feature)
-        if feature not in f:
+        return self.test_feature(self.branches(images, keypoints, only=feature), feature)
+
+    def test_feature(self, branches: dict[str, Tensor], feature: str) -> Tensor:
+        """`feature` (f_P, f_V, f_F or f_E) from the output of `branches`, through its BNNeck where it has one."""
+        if feature not in branches:
             raise OccreidError(f"model.test_feature={feature} is not produced with the current model switches")
         neck = self.necks[feature[-1]] if feature[-1] in self.necks else None  # ModuleDict has no .get
-        return neck.test_feature(f[feature], self.cfg.model.neck_feat) if neck is not None else f[feature]
+        return neck.test_feature(branches[feature], self.cfg.model.neck_feat) if neck is not None else branches[feature]
