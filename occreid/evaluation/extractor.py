@@ -110,12 +110,10 @@ class FeatureExtractor:
         import torch
         from PIL import Image
 
+        from occreid.data.images import read_image
+
         if isinstance(item, (str, Path)):
-            try:
-                with Image.open(item) as im:
-                    image = im.convert("RGB")
-            except (OSError, ValueError) as exc:
-                raise OccreidError(f"cannot read image {item}: {exc}") from None
+            image = read_image(item)
         elif isinstance(item, Image.Image):
             image = item.convert("RGB")
         elif isinstance(item, np.ndarray):

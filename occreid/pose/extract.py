@@ -58,13 +58,9 @@ def folder_relpaths(root: str | Path) -> list[str]:
 
 def read_rgb(path: str | Path) -> np.ndarray:
     """An image file as an RGB uint8 array (H, W, 3); OccreidError naming the file if it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
+    from occreid.data.images import read_image
 
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise OccreidError(f"cannot read image {path} ({exc}); replace or remove it and run again (it resumes)") from None
+    return np.asarray(read_image(path))
 
 
 def open_store_for(estimator_name: str, settings: dict, out: Path, overwrite: bool) -> KeypointStore:

@@ -123,13 +123,15 @@ class _NameMatcher:
 
 def _image_size(root: Path, relpath: str) -> tuple[int, int]:
     """(H, W) of an image file, read from its header."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from occreid.data.images import IMAGE_ERRORS, image_error
 
     try:
         with Image.open(root / relpath) as im:
             return im.height, im.width
-    except (OSError, UnidentifiedImageError) as exc:
-        raise OccreidError(f"cannot read image {root / relpath} ({exc})") from None
+    except IMAGE_ERRORS as exc:
+        raise image_error(root / relpath, exc) from None
 
 
 def import_coco_json(
