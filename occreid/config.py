@@ -69,10 +69,22 @@ class PoseConfig(_Section):
 
 class ModelConfig(_Section):
     name: Literal["baseline", "pgfl_kd"] = "pgfl_kd"
-    backbone: Literal["resnet18", "resnet34", "resnet50"] = "resnet50"
+    backbone: Literal[
+        "resnet18", "resnet34", "resnet50",
+        "vit_base_patch16", "vit_small_patch16", "vit_tiny_patch16", "vit_hybrid_mnv2",
+    ] = "resnet50"  # fmt: skip
     # True: ImageNet weights from torchvision's cache; a path: a state dict file; False: random init.
+    # ViTs (occreid.modeling.vit): a path to a local timm checkpoint; vit_hybrid_mnv2: as for mobilenet_v2.
     pretrained: bool | str = True
-    last_stride: int = 1
+    last_stride: int = 1  # CNNs only
+    # ViT backbones: patch-embedding stride (16, or 12 for TransReID's overlapping patches), number of blocks
+    # (None: the architecture's), stochastic depth, and TransReID's camera embedding (SIE): num_cameras > 0
+    # adds camera_coef x a learnt vector per camera (camids must be < num_cameras; see vit.py for test time).
+    vit_stride: int = Field(16, ge=1, le=16)
+    vit_depth: int | None = Field(None, ge=1)
+    drop_path: float = Field(0.1, ge=0.0, lt=1.0)
+    num_cameras: int = Field(0, ge=0)
+    camera_coef: float = 3.0
     num_parts: int = 8
     # Which BNNeck feature is used at test time: "after" BN (BoT's default) or "before" it.
     neck_feat: Literal["before", "after"] = "after"
@@ -107,8 +119,12 @@ class TrainConfig(_Section):
     lr: float = 3.5e-4
     weight_decay: float = 5e-4
     momentum: float = 0.9  # sgd only
+    # Per-epoch learning-rate schedule after the warm-up: "step" (x gamma at each milestone, the strong
+    # baseline's) or "cosine" (half cosine down to lr x cosine_min_factor at the last epoch, TransReID's).
+    schedule: Literal["step", "cosine"] = "step"
     milestones: list[int] = [30, 70]
     gamma: float = 0.1
+    cosine_min_factor: float = 0.002
     warmup_epochs: int = 10
     warmup_factor: float = 0.01
     amp: Literal["none", "bf16", "fp16"] = "none"

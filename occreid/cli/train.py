@@ -60,7 +60,7 @@ def evaluate(
     device = resolve_device(cfg.train.device)
     method.to(device)
     test_set = load_test_split(cfg)
-    q_kpts, g_kpts = test_keypoints(cfg, test_set)
+    q_kpts, g_kpts = test_keypoints(cfg, test_set, method.batch_needs().test_keypoints)
     output = evaluate_model(method, cfg, test_set.query, test_set.gallery, device, q_kpts, g_kpts)
     ranks = (1, 3) if test_set.name in PARTIAL_SETS else (1, 5, 10)
     typer.echo(f"{test_set.name}: {len(test_set.query)} queries, {len(test_set.gallery)} gallery images")

@@ -103,6 +103,7 @@ def build_train_loader(
     records: Sequence[ImageRecord],
     keypoints: Sequence[np.ndarray] | None = None,
     *,
+    paired_views: bool = False,
     rank: int = 0,
     world_size: int = 1,
     seed: int | None = None,
@@ -116,6 +117,8 @@ def build_train_loader(
     """
     if len(records) == 0:
         raise OccreidError("the training split has no images; check data.root and the dataset layout")
+    if paired_views:
+        raise OccreidError("paired holistic/occluded views are not available in this version")
     seed = cfg.train.seed if seed is None else seed
     dataset = ImageDataset(records, build_transforms(cfg.data, train=True), keypoints)
     sampler = PKSampler(

@@ -1,22 +1,22 @@
 """The training loop, for every method.
 
-A method (occreid.modeling) supplies `training_step(batch) -> {name: loss term}` and, in eval mode,
-`forward(images[, keypoints]) -> features`; this loop owns the data, optimisation, schedule, mixed precision,
-logging, checkpoints and evaluation. It reads top to bottom like nanoGPT's train.py:
+A method (occreid.modeling.base.ReidMethod) declares what it needs and supplies its loss terms; this loop owns
+the data, optimisation, schedule, mixed precision, logging, checkpoints and evaluation, and never asks which
+method it runs. It reads top to bottom like nanoGPT's train.py:
 
-    data -> model -> optimiser/schedule -> (resume) -> for each epoch: for each batch: forward, loss, backward,
-    step, log -> evaluate -> checkpoint
+    model -> data (what `method.batch_needs()` asks for) -> optimisers (`method.parameter_groups`, plus
+    `method.extra_optimizers()`, e.g. OGFR's agent) / schedule -> (resume) -> for each epoch:
+    `method.set_epoch(e)`, for each batch: forward (`training_step` -> named terms), loss, backward, step every
+    optimiser, log -> checkpoint -> evaluate
 
-OGFR (next, ../shared/papers/ogfr-spec.md) is meant to fit the same contract: its batch carries both views,
-its training_step runs teacher, agent and student and returns the agent's REINFORCE term as one more named term
-(the agent's state and reward are detached, so one backward gives every part only its own gradients). What it
-will add here is small and waits for it: a second optimiser over the agent's parameters (left out of the
-first), a cosine schedule, and the epoch handed to training_step for the agent's warm-up.
+A method with several parts (OGFR's teacher, agent and student) returns each part's loss as one more named term
+and detaches what a part must not learn from, so one backward gives every part only its own gradients.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import platform
 import subprocess
 import sys
@@ -54,13 +54,6 @@ class TrainingDiverged(OccreidError):
 # What the loop needs from the data and the method
 
 
-def method_needs_keypoints(cfg: Config, for_test: bool = False) -> bool:
-    """PGFL-KD's pose-guided branches need keypoints in training; at test only features other than f_G do."""
-    if for_test:
-        return cfg.model.test_feature != "f_G"
-    return cfg.model.name == "pgfl_kd" and (cfg.model.sab or cfg.model.feb)
-
-
 def keypoints_for(
     dataset: ReidDataset, records: list[ImageRecord], store_path: str | None, allow_missing: bool = False
 ) -> list[np.ndarray]:
@@ -86,8 +79,11 @@ def load_test_split(cfg: Config, train_set: ReidDataset | None = None) -> ReidDa
     return load_dataset(cfg.data.test_dataset, cfg.data.test_root or cfg.data.root)
 
 
-def test_keypoints(cfg: Config, test_set: ReidDataset) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
-    if not method_needs_keypoints(cfg, for_test=True):
+def test_keypoints(
+    cfg: Config, test_set: ReidDataset, needed: bool
+) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
+    """Query and gallery keypoints where the method's test feature needs them (`BatchNeeds.test_keypoints`)."""
+    if not needed:
         return None, None
     store = cfg.data.keypoints if cfg.data.test_dataset is None else cfg.data.test_keypoints
     allow = cfg.data.allow_missing_keypoints
@@ -98,30 +94,35 @@ def test_keypoints(cfg: Config, test_set: ReidDataset) -> tuple[list[np.ndarray]
 # Optimisation
 
 
-def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(cfg: Config, groups: list[dict]) -> torch.optim.Optimizer:
+    """The main optimiser (train.optimizer, train.lr) over a method's parameter groups."""
     t = cfg.train
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
-    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if t.optimizer == "adam":
         return torch.optim.Adam(groups, lr=t.lr)
     return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
 
 
-def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-epoch schedule of the strong baseline: linear warm-up from warmup_factor, then x gamma at milestones."""
+def lr_factor(cfg: Config, epoch: int) -> float:
+    """The learning-rate factor of a 0-based epoch: linear warm-up from warmup_factor over warmup_epochs, then
+    x gamma at each milestone ("step", the strong baseline's) or a half cosine from 1 down to
+    cosine_min_factor at the last epoch ("cosine", TransReID's)."""
     t = cfg.train
-
-    def factor(epoch: int) -> float:
+    if epoch < t.warmup_epochs:
+        alpha = epoch / t.warmup_epochs
+        warm = t.warmup_factor * (1 - alpha) + alpha
+    else:
         warm = 1.0
-        if epoch < t.warmup_epochs:
-            alpha = epoch / t.warmup_epochs
-            warm = t.warmup_factor * (1 - alpha) + alpha
+    if t.schedule == "step":
         return warm * t.gamma ** sum(epoch >= m for m in t.milestones)
+    if epoch < t.warmup_epochs:
+        return warm
+    progress = (epoch - t.warmup_epochs) / max(1, t.epochs - 1 - t.warmup_epochs)
+    return t.cosine_min_factor + (1 - t.cosine_min_factor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-epoch schedule of the main optimiser (`lr_factor`)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(cfg, epoch))
 
 
 class _TrainStep(nn.Module):
@@ -258,24 +259,26 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
     torch.manual_seed(t.seed)
     np.random.seed(t.seed)
 
-    # ---- data
+    # ---- the method, then the data it asks for
     dataset = load_dataset(cfg.data.dataset, cfg.data.root)
     if not dataset.train:
         raise OccreidError(f"dataset {cfg.data.dataset} at {cfg.data.root} has no training split (test-only set)")
+    method = build_model(cfg, num_classes=dataset.num_train_pids).to(device)
+    needs = method.batch_needs()
     train_kpts = (
         keypoints_for(dataset, dataset.train, cfg.data.keypoints, cfg.data.allow_missing_keypoints)
-        if method_needs_keypoints(cfg)
+        if needs.keypoints
         else None
     )
     loader = build_train_loader(
-        cfg, dataset.train, train_kpts, rank=info.rank, world_size=info.world_size, seed=t.seed
-    )
+        cfg, dataset.train, train_kpts, paired_views=needs.paired_views, rank=info.rank,
+        world_size=info.world_size, seed=t.seed,
+    )  # fmt: skip
     sampler = loader.batch_sampler
     test_set = load_test_split(cfg, dataset)
-    q_kpts, g_kpts = test_keypoints(cfg, test_set)
+    q_kpts, g_kpts = test_keypoints(cfg, test_set, needs.test_keypoints)
 
-    # ---- model and optimisation
-    method = build_model(cfg, num_classes=dataset.num_train_pids).to(device)
+    # ---- optimisation
     if t.channels_last:
         method = method.to(memory_format=torch.channels_last)
     if t.sync_bn and info.enabled:
@@ -283,7 +286,10 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
             raise OccreidError("train.sync_bn=true needs CUDA devices (PyTorch's SyncBatchNorm is GPU-only); "
                                "set train.sync_bn=false for CPU runs")  # fmt: skip
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
-    optimizer = build_optimizer(cfg, method)
+    extra_optimizers = method.extra_optimizers()  # e.g. OGFR's agent: its own optimiser, left out of the main one
+    owned = {id(p) for opt in extra_optimizers.values() for group in opt.param_groups for p in group["params"]}
+    optimizer = build_optimizer(cfg, method.parameter_groups(t.weight_decay, exclude=owned))
+    optimizers = [optimizer, *extra_optimizers.values()]
     scheduler = build_scheduler(cfg, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
     step_module: nn.Module = _TrainStep(method)
@@ -299,6 +305,8 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
         state = load_checkpoint(resume_path, map_location=device)
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        for name, opt in extra_optimizers.items():
+            opt.load_state_dict(state["extra_optimizers"][name])
         scheduler.load_state_dict(state["scheduler"])
         if "scaler" in state:  # fp16 loss scale; absent from checkpoints of older versions
             scaler.load_state_dict(state["scaler"])
@@ -321,6 +329,7 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
         torch.manual_seed(t.seed * 100_003 + epoch)
         loader.generator.manual_seed(t.seed * 100_003 + epoch * 1_009 + info.rank)  # worker augmentation seeds
         sampler.set_epoch(epoch)
+        method.set_epoch(epoch)
         method.train()
         t_data, t_end = 0.0, time.perf_counter()
         for batch in loader:
@@ -337,9 +346,11 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
                     f"loss became {loss.item()} at step {step + 1} (epoch {epoch + 1}) on rank {info.rank} or "
                     f"another rank: {values}; lower train.lr, enable train.grad_clip, or check the data"
                 )
-            optimizer.zero_grad(set_to_none=True)
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
+            for opt in optimizers:
+                scaler.unscale_(opt)
             grad_norm = nn.utils.clip_grad_norm_(method.parameters(), t.grad_clip or float("inf"))
             # fp16's GradScaler skips steps with inf gradients by design; otherwise they would poison the weights.
             # DDP has averaged the gradients, so every rank sees the same norm and stops together.
@@ -348,7 +359,8 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
                     f"gradient norm became {float(grad_norm)} at step {step + 1} (epoch {epoch + 1}) with a finite "
                     f"loss {loss.item():.4g}; lower train.lr or enable train.grad_clip"
                 )
-            scaler.step(optimizer)
+            for opt in optimizers:
+                scaler.step(opt)
             scaler.update()
             step += 1
             if step % t.log_period == 0 or step == 1:
@@ -384,6 +396,7 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
         if info.is_main:
             state = {
                 "model": method.state_dict(), "optimizer": optimizer.state_dict(),
+                "extra_optimizers": {name: opt.state_dict() for name, opt in extra_optimizers.items()},
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": done, "step": step,
                 "rng": rng_state(),
                 "config": cfg.model_dump(mode="json"), "num_classes": dataset.num_train_pids,

@@ -12,6 +12,7 @@ from occreid.modeling.base import ReidMethod
 from occreid.modeling.baseline import Baseline
 from occreid.modeling.deploy import DeployedReid
 from occreid.modeling.pgfl_kd import ABLATION_PRESETS, PGFLKD
+from occreid.modeling.vit import VIT_ARCHS
 
 
 def build_model(cfg: Config, num_classes: int) -> ReidMethod:
@@ -21,6 +22,9 @@ def build_model(cfg: Config, num_classes: int) -> ReidMethod:
     if cfg.model.name == "baseline":
         return Baseline(cfg, num_classes)
     if cfg.model.name == "pgfl_kd":
+        if cfg.model.backbone in VIT_ARCHS:
+            raise OccreidError(f"model.backbone={cfg.model.backbone}: PGFL-KD pools a CNN's spatial feature map; "
+                               "choose resnet18/34/50 or mobilenet_v2, or model.name=baseline for a ViT")  # fmt: skip
         return PGFLKD(cfg, num_classes)
     raise OccreidError(f"model.name={cfg.model.name!r} is not a method; choose baseline or pgfl_kd")
 

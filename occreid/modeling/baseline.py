@@ -1,5 +1,7 @@
-"""The Baseline of the PGFL-KD paper (Table 6 row 1, BoT-style): ResNet -> F -> GAP -> f_G -> BNNeck,
-trained with L_ReID^G = label-smoothed ID cross-entropy + batch-hard triplet loss. Needs no pose."""
+"""The Baseline of both papers, trained with L_ReID^G = label-smoothed ID cross-entropy + batch-hard triplet loss;
+needs no pose. With a CNN it is PGFL-KD's Table 6 row 1 (BoT-style: ResNet -> F -> GAP -> f_G -> BNNeck); with
+a ViT backbone it is TransReID's baseline, the one OGFR must beat (class token -> BNNeck, optional camera
+embedding)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from torch import Tensor
 from occreid.config import Config
 from occreid.errors import OccreidError
 from occreid.modeling.base import ReidMethod
+from occreid.modeling.deploy import pool_feature_map
 
 
 class Baseline(ReidMethod):
@@ -19,7 +22,7 @@ class Baseline(ReidMethod):
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         images, pids = batch["images"], batch["pids"]
-        f_g = self.feature_map(images).mean(dim=(2, 3))  # (B, C)
+        f_g = pool_feature_map(self.feature_map(images, self.training_cameras(batch)))  # (B, C)
         terms, logits = self.reid_loss("G", f_g, pids)
         terms["acc"] = self.accuracy(logits, pids)
         return terms

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from occreid.config import Config
 from occreid.errors import OccreidError
-from occreid.modeling.base import ReidMethod
+from occreid.modeling.base import BatchNeeds, ReidMethod
 from occreid.modeling.bnneck import BNNeck
 from occreid.modeling.losses import consistency_loss, multi_part_contrastive_loss, part_positive_mask
 from occreid.modeling.pgfl_kd.feb import ForegroundEnhancedBranch
@@ -59,6 +59,10 @@ class PGFLKD(ReidMethod):
         if not needs[m.test_feature]:
             branch = "model.sab" if m.test_feature in ("f_P", "f_V") else "model.feb"
             raise OccreidError(f"model.test_feature={m.test_feature} needs {branch}=true")
+
+    def batch_needs(self) -> BatchNeeds:
+        """The pose-guided branches need keypoints in training; at test only the pose-at-test features do."""
+        return BatchNeeds(keypoints=self.use_sab or self.use_feb, test_keypoints=self.cfg.model.test_feature != "f_G")
 
     # ---- pose ---------------------------------------------------------------------------------------------
     def part_heatmaps(self, keypoints: Tensor | None, image_size: tuple[int, int],
