@@ -244,7 +244,7 @@ def _log_eval(cfg: Config, out: EvalOutput, epoch: int, step: int) -> dict[str, 
 
 
 def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) -> TrainResult:
-    """Train `cfg.model` on `cfg.data`; write the run directory `cfg.train.output_dir`.
+    """Train the method the config describes on `cfg.data`; write the run directory `cfg.train.output_dir`.
 
     `resume`: a checkpoint path, or "auto" for `<output_dir>/last.pt` when it exists.
     """
@@ -319,7 +319,7 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
         save_config(cfg, run_dir / "config.yaml")
         (run_dir / "environment.json").write_text(json.dumps(environment_info(info), indent=2))
         print(dataset.summary())
-        print(f"training {cfg.model.name} ({cfg.model.backbone}) on {device}, {len(sampler)} steps/epoch, "
+        print(f"training {type(method).__name__} on {device}, {len(sampler)} steps/epoch, "
               f"epochs {start_epoch}->{t.epochs}, run dir {run_dir}")  # fmt: skip
 
     last_eval: dict[str, Any] | None = None
