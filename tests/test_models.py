@@ -106,16 +106,6 @@ def test_imagenet_weights_missing_from_cache_is_a_clear_error(offline_hub, tmp_p
     assert len(offline_hub) == 1  # one failed attempt, no retries
 
 
-def test_imagenet_weights_load_from_cache_offline(offline_hub):
-    reference = torchvision.models.resnet18(weights=None)
-    cache = torchvision_cache_path("resnet18")
-    cache.parent.mkdir(parents=True)
-    torch.save(reference.state_dict(), cache)
-    backbone = build_backbone("resnet18", pretrained=True)
-    torch.testing.assert_close(backbone.layer1[0].conv1.weight, reference.layer1[0].conv1.weight)
-    assert offline_hub == []  # the cached file was used, no download attempted
-
-
 # ---- BNNeck and components -----------------------------------------------------------------------------------
 def test_bnneck_bot_init_and_frozen_bias():
     neck = BNNeck(16, 5)

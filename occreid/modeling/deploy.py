@@ -12,7 +12,6 @@ import copy
 from torch import Tensor, nn
 
 
-
 def pool_feature_map(feature_map: Tensor) -> Tensor:
     """F -> f_G (B, C): global average pooling of a CNN map (B, C, h, w); the class token of ViT tokens
     (B, 1 + N, D)."""

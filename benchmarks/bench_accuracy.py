@@ -1,0 +1,165 @@
+"""Accuracy study: PGFL-KD's Table 6 ablation rows on SynthOcc, over N seeds, from the demo's pretrained backbone.
+
+Each seed is a fresh SynthOcc (default preset, occluded protocol, generated with that seed) and that seed for
+training; every row of a seed gets the same data, seed and schedule (occreid/configs/demo/base.yaml: MobileNetV2
+from ImageNet, 16 x 18 steps, 128 x 64). f_G is the test feature of every row (the paper's Table 6); the
+pose-at-test features f_P, f_V, f_F, f_E of the rows that have them are recorded beside it (Table 8).
+
+    python benchmarks/bench_accuracy.py                              # Table 6 rows 1-6, seeds 0 1 2
+    python benchmarks/bench_accuracy.py --rows table6_row1_baseline table6_row6_pgfl_kd --seeds 0 1 2 3 4
+    python benchmarks/bench_accuracy.py --rows "ogfr=configs/demo/ogfr.yaml" table6_row1_baseline
+    python benchmarks/bench_accuracy.py --rows "pgfl_kd_sum=configs/demo/pgfl_kd.yaml,loss.cl_reduction=sum"
+
+A row is a preset name of occreid.modeling.ABLATION_PRESETS (its model switches on configs/demo/base.yaml), or
+`label=CONFIG[,key=value,...]`: a config file (packaged or a path) with overrides. Finished (row, seed) runs are
+kept in <out>/results.json and not run again, so an interrupted study continues where it stopped (use a new
+--out, or --fresh, to start over). Prints mean +- std over seeds (Rank-1, mAP, mINP), and writes the JSON and a
+markdown table to benchmarks/results/ (--name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from occreid.config import load_config
+from occreid.engine.demo import POSE_FEATURES, _make_data, pose_at_test
+from occreid.engine.trainer import train
+from occreid.modeling import ABLATION_PRESETS
+
+RESULTS = Path(__file__).parent / "results"
+BASE = "configs/demo/base.yaml"
+TABLE6 = [f"table6_row{i}_{s}" for i, s in enumerate(["baseline", "sab", "sab_i", "sab_im", "sab_im_feb",
+                                                      "pgfl_kd"], start=1)]
+PAPER = {  # Occluded-Duke, Table 6 (Rank-1, mAP)
+    "table6_row1_baseline": (52.7, 45.9), "table6_row2_sab": (54.0, 46.5), "table6_row3_sab_i": (56.4, 48.1),
+    "table6_row4_sab_im": (59.4, 52.0), "table6_row5_sab_im_feb": (61.2, 52.1),
+    "table6_row6_pgfl_kd": (63.0, 54.1),
+}  # fmt: skip
+
+
+def parse_row(spec: str) -> tuple[str, str, list[str]]:
+    """A row spec -> (label, config, overrides)."""
+    if "=" not in spec.split(",")[0]:
+        if spec not in ABLATION_PRESETS:
+            raise SystemExit(f"--rows: {spec!r} is neither a preset ({', '.join(ABLATION_PRESETS)}) nor "
+                             "label=CONFIG[,key=value,...]")
+        switches = [f"model.{k}={str(v).lower() if isinstance(v, bool) else v}"
+                    for k, v in ABLATION_PRESETS[spec].items()]
+        return spec, BASE, switches
+    label, rest = spec.split("=", 1)
+    config, *overrides = rest.split(",")
+    return label, config, overrides
+
+
+def _stats(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def table(results: dict, labels: list[str], seeds: list[int]) -> str:
+    lines = ["| row | test feature | Rank-1 | mAP | mINP | mAP per seed | paper R1 / mAP |", "|" + "---|" * 7]
+    for label in labels:
+        runs = [results[label][str(s)] for s in seeds if str(s) in results.get(label, {})]
+        if not runs:
+            continue
+        paper = PAPER.get(label)
+        paper_txt = f"{paper[0]} / {paper[1]}" if paper else "-"
+        features = ["f_G"] + [f for f in POSE_FEATURES if f in runs[0].get("pose_at_test", {})]
+        for feature in features:
+            recs = [r if feature == "f_G" else r["pose_at_test"][feature] for r in runs]
+            per_seed = " ".join(f"{100 * r['mAP']:.1f}" for r in recs)
+            name = label if feature == "f_G" else f"  {label}"
+            kind = "f_G" if feature == "f_G" else f"{feature} (pose at test)"
+            lines.append(f"| {name} | {kind} | {_stats([r['rank1'] for r in recs])} | "
+                         f"{_stats([r['mAP'] for r in recs])} | {_stats([r['mINP'] for r in recs])} | {per_seed} | "
+                         f"{paper_txt if feature == 'f_G' else ''} |")
+    return "\n".join(lines)
+
+
+def gains(results: dict, labels: list[str], seeds: list[int]) -> list[str]:
+    """Each row's f_G mAP minus the first row's, per seed (same data and seed: a paired difference)."""
+    first = labels[0]
+    out = []
+    for label in labels[1:]:
+        pairs = [(results[label][str(s)]["mAP"], results[first][str(s)]["mAP"]) for s in seeds
+                 if str(s) in results.get(label, {}) and str(s) in results.get(first, {})]
+        if pairs:
+            diffs = [a - b for a, b in pairs]
+            out.append(f"- {label} - {first}: mAP {_stats(diffs)} (per seed: "
+                       + ", ".join(f"{100 * d:+.1f}" for d in diffs) + ")")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--rows", nargs="+", default=TABLE6, help="preset names or label=CONFIG[,key=value...]")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_accuracy"), help="runs and SynthOcc per seed")
+    parser.add_argument("--name", default="bench_accuracy", help="results file stem in benchmarks/results/")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[],
+                        help="overrides applied to every row (e.g. train.epochs=32)")
+    parser.add_argument("--fresh", action="store_true", help="ignore finished runs recorded in <out>/results.json")
+    args = parser.parse_args()
+
+    from occreid.data.datasets import load_dataset
+
+    rows = [parse_row(spec) for spec in args.rows]
+    labels = [label for label, _, _ in rows]
+    state_path = args.out / "results.json"
+    results: dict = {} if args.fresh or not state_path.is_file() else json.loads(state_path.read_text())
+    started = time.perf_counter()
+    for seed in args.seeds:
+        data_root = args.out / f"seed{seed}" / "synthocc"
+        _make_data(data_root, seed)
+        dataset = load_dataset("synthocc", data_root)
+        for label, config, overrides in rows:
+            if str(seed) in results.get(label, {}):
+                print(f"seed {seed} {label}: done before, kept")
+                continue
+            run_dir = args.out / f"seed{seed}" / label
+            cfg = load_config(config, [*overrides, *args.overrides, f"data.root={data_root}", f"train.seed={seed}",
+                                       f"train.output_dir={run_dir}", "model.test_feature=f_G",
+                                       "train.eval_period=0"])  # fmt: skip
+            print(f"\n=== seed {seed}: {label} ({config} {' '.join(overrides)}) ===", flush=True)
+            t0 = time.perf_counter()
+            result = train(cfg, progress=False)
+            seconds = time.perf_counter() - t0
+            record = {k: result.last_eval[k] for k in ("rank1", "rank5", "mAP", "mINP")}
+            record |= {"train_seconds": round(seconds, 1), "steps": result.steps, "config": config,
+                       "overrides": overrides + args.overrides, "backbone": cfg.model.backbone,
+                       "pretrained": cfg.model.pretrained}  # fmt: skip
+            record["pose_at_test"] = pose_at_test(run_dir / "last.pt", dataset)
+            results.setdefault(label, {})[str(seed)] = record
+            args.out.mkdir(parents=True, exist_ok=True)
+            state_path.write_text(json.dumps(results, indent=2))  # after every run: nothing finished is lost
+            print(f"seed {seed} {label}: mAP {100 * record['mAP']:.1f} rank-1 {100 * record['rank1']:.1f} "
+                  f"({seconds:.0f} s, {seconds / max(result.steps, 1):.2f} s/step incl. eval)", flush=True)
+
+    text = table(results, labels, args.seeds)
+    lines = [
+        f"# Accuracy study: {', '.join(labels)}", "",
+        f"SynthOcc (default preset, occluded protocol), seeds {' '.join(map(str, args.seeds))}: each seed a fresh "
+        "SynthOcc and that training seed, every row the same data, seed and schedule "
+        f"({BASE}{', ' + ' '.join(args.overrides) if args.overrides else ''}). "
+        "f_G at test unless marked; pose-at-test rows use the ground-truth keypoints.", "",
+        f"`python benchmarks/bench_accuracy.py --seeds {' '.join(map(str, args.seeds))} --rows {' '.join(args.rows)}"
+        f"{' --set ' + ' '.join(args.overrides) if args.overrides else ''}`", "",
+        text, "", "Paired f_G gains over the first row (same seed):", "", *gains(results, labels, args.seeds), "",
+        f"Wall time of this invocation: {time.perf_counter() - started:.0f} s (contended 2-core CPU; per-run "
+        "train seconds in the JSON).",
+    ]  # fmt: skip
+    print("\n" + "\n".join(lines))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps({"seeds": args.seeds, "rows": args.rows,
+                                                           "overrides": args.overrides, "results": results},
+                                                          indent=2))  # fmt: skip
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
