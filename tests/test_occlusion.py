@@ -239,3 +239,37 @@ def test_deterministic_per_seed_in_two_dataloader_workers(tmp_path):
     for key in ("images", "occluded", "occ_type", "occ_mask"):
         assert all(torch.equal(x[key], y[key]) for x, y in zip(a, b)), key
     assert not all(torch.equal(x["occluded"], y["occluded"]) for x, y in zip(a, c))
+
+
+def test_preview_shows_both_views_and_the_mask(tmp_path):
+    from occreid.data.occlusion.preview import make_augment_preview
+
+    records = _make_images(tmp_path / "images")
+    scale = 2
+    for types, expect_occluder in ((("none",), False), (("top",), True)):
+        cfg = _cfg(types=types, sources=("shape",))
+        cfg.data.erasing_prob = 0.0
+        out = make_augment_preview(cfg, records, tmp_path / "p.png", num=3, per_row=3, scale=scale)
+        sheet = np.asarray(Image.open(out).convert("RGB")).astype(int)
+        tw, th = W * scale, H * scale
+        assert sheet.shape == (th + 16 + 4, 3 * (3 * tw + 12) + 4, 3)
+        x, xo, mask = (sheet[4 : 4 + th, 4 + c * (tw + 4) : 4 + c * (tw + 4) + tw] for c in range(3))
+        if not expect_occluder:
+            assert np.array_equal(x, xo) and mask.max() == 0
+        else:
+            band = (mask[:, tw // 2 + 5] == 255).all(
+                -1
+            )  # white: the mask (red: outlines of patches with m = 1)
+            rows = np.nonzero(band)[0]
+            assert rows.min() <= 1 and round(0.25 * th) - scale <= rows.max() < round(0.5 * th) + scale
+            assert np.array_equal(x[rows.max() + 1 :], xo[rows.max() + 1 :])  # x~ = x below the occluder
+            assert (mask[:, :, 1] == 0).any() and ((mask[:, :, 0] == 255) & (mask[:, :, 1] == 0)).any()
+
+
+def test_augment_preview_cli_refuses_to_overwrite(tmp_path):
+    from tests.test_cli import assert_user_error, run
+
+    out = tmp_path / "mine.png"
+    out.write_bytes(b"not yours")
+    assert_user_error(run("data", "augment-preview", "--out", str(out), cwd=tmp_path), str(out), "--force")
+    assert out.read_bytes() == b"not yours"

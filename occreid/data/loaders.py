@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from occreid.data.images import read_image
-from occreid.data.occlusion import OcclusionAugment
+from occreid.data.occlusion import OcclusionAugment, OcclusionDraw
 from occreid.data.records import ImageRecord
 from occreid.data.samplers import PKSampler
 from occreid.data.transforms import Resize, build_transforms
@@ -115,11 +115,16 @@ class PairedViewDataset(ImageDataset):
         img, _ = self._resize(read_image(record.path), None)
         return np.asarray(img, dtype=np.uint8)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def views(self, index: int) -> tuple[dict[str, Any], OcclusionDraw]:
+        """The plain item (holistic view x) and the occlusion drawn for it (type, source, box, occluder)."""
         item = super().__getitem__(index)
         pid = self.records[index].pid
-        occluded, occ_type, occ_mask = self.augment(item["images"], lambda: self.other_image(pid))
-        item.update(occluded=occluded, occ_type=occ_type, occ_mask=occ_mask)
+        return item, self.augment.sample(lambda: self.other_image(pid))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item, draw = self.views(index)
+        occluded, occ_mask = self.augment.paste(item["images"], draw)
+        item.update(occluded=occluded, occ_type=draw.type_index, occ_mask=occ_mask)
         return item
 
 

@@ -106,7 +106,10 @@ def _check(cfg: OcclusionConfig) -> None:
 
 
 class OcclusionAugment:
-    """x (3, H, W) normalised -> (x~ (3, H, W), t, mask (1, H, W) float32 in {0, 1}), see the module docstring.
+    """Draws occlusions (`sample`) and pastes them onto a view (`paste`); see the module docstring.
+
+        draw = augment.sample(other_image)             # type t = draw.type_index, source, box, occluder
+        occluded, mask = augment.paste(x, draw)        # x (3, H, W) normalised -> x~ (3, H, W), (1, H, W)
 
     `mean`/`std` are the normalisation of x (cfg.data.mean/std), applied to the occluder's pixels too.
     Random numbers come from `generator` (torch's global generator if None, as in DataLoader workers).
@@ -203,13 +206,6 @@ class OcclusionAugment:
         region[:, alpha] = occ[:, alpha]
         mask[0, top : top + h, left : left + w] = alpha.float()
         return out, mask
-
-    def __call__(
-        self, x: torch.Tensor, other_image: OtherImage, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, int, torch.Tensor]:
-        draw = self.sample(other_image, generator)
-        occluded, mask = self.paste(x, draw)
-        return occluded, draw.type_index, mask
 
 
 def patch_mask(occ_mask: torch.Tensor, patch_size: int, stride: int, threshold: float) -> torch.Tensor:

@@ -116,27 +116,51 @@ def synthocc_occluder(
     """SynthOcc's renderer `source` (e.g. "synthocc_vehicle") attached to `side` of a (h, w) box.
 
     The box stands in for the person's silhouette: the renderer is asked to hide 85-100% of it from `side`,
-    so the occluder starts at that edge. Drawn at `render_scale` times the box (SynthOcc's own pixel scale:
+    so the occluder starts at that edge. The person renderer draws a pedestrian of a random SynthOcc identity
+    instead (`_pedestrian`). Drawn at `render_scale` times the box (SynthOcc's own pixel scale:
     its canvas is 256 rows high) and box-filtered down; alpha is the drawn silhouette at >= half coverage.
     """
     from PIL import Image, ImageDraw
 
-    from occreid.data.synthocc.identity import sample_identity
     from occreid.data.synthocc.occluders import make_occluder, person_mask
     from occreid.data.synthocc.render import paint
 
     kind = source.removeprefix(SYNTHOCC_PREFIX)
     rng = np.random.default_rng(int(torch.randint(0, 2**62, (), generator=generator)))
     H, W = max(2, round(h * render_scale)), max(2, round(w * render_scale))
-    fraction = float(rng.uniform(0.85, 1.0))
-    other = sample_identity(rng) if kind == "person" else None
-    occ = make_occluder(kind, side, fraction, np.ones((H, W), bool), rng, other=other, person_size=0.8 * H)
-    layer = Image.new("RGB", (W, H), tuple(int(c) for c in occ.prims[0][2]))
-    paint(ImageDraw.Draw(layer), occ.prims)
-    alpha = Image.fromarray(person_mask(occ.prims, (W, H)).astype(np.uint8) * 255)
+    if kind == "person":
+        prims = _pedestrian(side, H, W, rng)
+    else:
+        fraction = float(rng.uniform(0.85, 1.0))
+        prims = make_occluder(kind, side, fraction, np.ones((H, W), bool), rng).prims
+    layer = Image.new("RGB", (W, H), tuple(int(c) for c in prims[0][2]))
+    paint(ImageDraw.Draw(layer), prims)
+    alpha = Image.fromarray(person_mask(prims, (W, H)).astype(np.uint8) * 255)
     if (H, W) != (h, w):
         layer, alpha = layer.resize((w, h), Image.BOX), alpha.resize((w, h), Image.BOX)
     return np.asarray(layer), np.asarray(alpha) >= 128
+
+
+def _pedestrian(side: str, H: int, W: int, rng: np.random.Generator) -> list:
+    """SynthOcc primitives of a random pedestrian in an (H, W) canvas attached to `side`: beside the target
+    (left/right: standing, body 85-100% of H, centred in the strip) or closer to the camera (bottom: head and
+    shoulders, body 3-4.5 x H, head near the top of the box)."""
+    from occreid.data.synthocc.identity import sample_identity
+    from occreid.data.synthocc.render import VIEWS, Placement, person_primitives, sample_pose
+
+    other = sample_identity(rng)
+    pose = sample_pose(rng, VIEWS[int(rng.integers(len(VIEWS)))])
+    if side == "bottom":
+        body = H * rng.uniform(3.0, 4.5)
+        place = Placement(
+            W / 2 + rng.uniform(-0.1, 0.1) * W, H * rng.uniform(0.0, 0.2) + body, body / other.height
+        )
+    else:
+        body = H * rng.uniform(0.85, 1.0)
+        place = Placement(
+            W / 2 + rng.uniform(-0.1, 0.1) * W, H - rng.uniform(0, 0.03) * H, body / other.height
+        )
+    return person_primitives(other, pose, place)[0]
 
 
 def draw_occluder(
