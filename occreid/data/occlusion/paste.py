@@ -14,7 +14,8 @@ can fill that box (`occreid.data.occlusion.sources`), and pastes the occluder's 
 Sources per type: every source for the sides and the block, except that a SynthOcc renderer is only attached
 to the sides it knows (a vehicle only from the bottom); for "person" the image source (another identity's
 image, its centre columns) and synthocc_person. Held-out types and sources are never drawn in training
-(`held_out=False`); `held_out=True` draws only them (for test-time views).
+(`held_out=False`); `held_out=True` draws only what training never draws, a held-out type (from any source) or a
+held-out source (for any type), for test-time views.
 
 Outside the occluder's pixels x~ equals x exactly; `mask` is 1 exactly where x~ took occluder pixels.
 """
@@ -126,28 +127,30 @@ class OcclusionAugment:
         _check(cfg)
         self.cfg = cfg
         self.size = (int(image_size[0]), int(image_size[1]))
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        std_ = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)  # x = rgb * scale - shift, as ToTensorNormalize
+        self._scale = 1.0 / (255.0 * std_)
+        self._shift = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1) / std_
         self.render_scale = 256 / self.size[0]  # SynthOcc draws its occluders on a 256-row canvas
-        if held_out:
-            types = [t for t in cfg.types if t in cfg.held_out_types] or [t for t in cfg.types if t != "none"]
-            sources = [s for s in cfg.sources if s in cfg.held_out_sources] or list(cfg.sources)
+        if held_out:  # what training never draws: a held-out type (any source) or a held-out source (any type)
             if not cfg.held_out_types and not cfg.held_out_sources:
-                raise OccreidError(
-                    "held-out occlusion views need occlusion.held_out_types or held_out_sources"
-                )
+                raise OccreidError("held-out occlusion views need occlusion.held_out_types or held_out_sources")
+            self.sources = {
+                t: sources_for(t, cfg.sources if t in cfg.held_out_types else cfg.held_out_sources)
+                for t in cfg.types
+            }
+            types = [t for t in cfg.types if t in cfg.held_out_types or self.sources[t]]
         else:
             types = [t for t in cfg.types if t not in cfg.held_out_types]
             sources = [s for s in cfg.sources if s not in cfg.held_out_sources]
-        self.sources = {t: sources_for(t, sources) for t in types}
-        for t in types:
-            if t != "none" and not self.sources[t] and not held_out:
-                raise OccreidError(
-                    f"occlusion type {t!r} has no source to draw it from: add one of "
-                    f"{sources_for(t, cfg.sources) or list(PERSON_SOURCES)} to occlusion.sources (and not to "
-                    f"held_out_sources), or hold the type out"
-                )
-        self.types = [t for t in types if t == "none" or self.sources[t]]
+            self.sources = {t: sources_for(t, sources) for t in types}
+            for t in types:
+                if t != "none" and not self.sources[t]:
+                    raise OccreidError(
+                        f"occlusion type {t!r} has no source to draw it from: add one of "
+                        f"{sources_for(t, cfg.sources) or list(PERSON_SOURCES)} to occlusion.sources (and not to "
+                        f"held_out_sources), or hold the type out"
+                    )
+        self.types = types
         if not self.types:
             raise OccreidError(
                 f"occlusion: no type left to draw ({'held-out' if held_out else 'training'} views); "
@@ -192,20 +195,19 @@ class OcclusionAugment:
         return OcclusionDraw(index, name, source, (top, left, h, w), rgb, alpha)
 
     def paste(self, x: torch.Tensor, draw: OcclusionDraw) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (3, H, W) -> (x~ (3, H, W), mask (1, H, W) float32): the occluder's covered pixels pasted."""
-        mask = torch.zeros(1, *x.shape[-2:], dtype=torch.float32)
-        if draw.rgb is None:
-            return x.clone(), mask
-        top, left, h, w = draw.box
-        occ = (
-            torch.from_numpy(np.array(draw.rgb, dtype=np.uint8)).permute(2, 0, 1).float() / 255 - self.mean
-        ) / self.std
-        alpha = torch.from_numpy(np.array(draw.alpha, dtype=bool))  # (h, w) bool
-        out = x.clone()
-        region = out[:, top : top + h, left : left + w]  # a view into out
-        region[:, alpha] = occ[:, alpha]
-        mask[0, top : top + h, left : left + w] = alpha.float()
-        return out, mask
+        """x (3, H, W) -> (x~ (3, H, W), mask (1, H, W) float32): the occluder's covered pixels pasted.
+
+        In numpy, single-threaded like ToTensorNormalize (torch's intra-op pool would fight the trainer for
+        cores in a loader worker), and normalised with the same arithmetic.
+        """
+        out = x.numpy().copy()
+        mask = np.zeros((1, *out.shape[1:]), dtype=np.float32)
+        if draw.rgb is not None:
+            top, left, h, w = draw.box
+            occ = draw.rgb.transpose(2, 0, 1).astype(np.float32) * self._scale - self._shift  # (3, h, w)
+            np.copyto(out[:, top : top + h, left : left + w], occ, where=draw.alpha[None])
+            mask[0, top : top + h, left : left + w] = draw.alpha
+        return torch.from_numpy(out), torch.from_numpy(mask)
 
 
 def patch_mask(occ_mask: torch.Tensor, patch_size: int, stride: int, threshold: float) -> torch.Tensor:
