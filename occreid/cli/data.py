@@ -41,6 +41,7 @@ def summary(
 ) -> None:
     """Print ids / images / cameras per split (and how many images are occluded, where the dataset says)."""
     import warnings
+    from collections import Counter
 
     from occreid.data.datasets import load_dataset
     from occreid.errors import OccreidError
@@ -63,6 +64,21 @@ def summary(
             occluded = sum(r.occluded for r in known)
             unknown = f", {len(records) - len(known)} unknown" if len(known) < len(records) else ""
             typer.echo(f"  {split:<8}  occluded: {occluded} of {len(records)} images{unknown}")
+    for split in ("train", "query", "gallery"):
+        types = Counter(r.occluder_type for r in getattr(dataset, split) if r.occluder_type is not None)
+        if types:
+            ordered = sorted(types.items(), key=lambda kv: (kv[0] == "none", kv[0]))
+            listed = ", ".join(f"{t} {n}" for t, n in ordered)
+            typer.echo(f"  {split:<8}  occluder types: {listed}")
+    if name == "synthocc":
+        import json
+
+        info = json.loads((dataset.root / "synthocc.json").read_text())
+        line = f"  SynthOcc {info.get('preset')} preset, seed {info.get('seed')}, protocol {info.get('protocol')}"
+        if info.get("train_occluders"):
+            line += (f"; unseen occluders: training {'/'.join(info['train_occluders'])}, "
+                     f"query and gallery {'/'.join(info['test_occluders'])}")  # fmt: skip
+        typer.echo(line)
     for warning in caught:
         typer.secho(f"warning: {warning.message}", fg=typer.colors.YELLOW, err=True)
 
