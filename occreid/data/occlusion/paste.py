@@ -127,13 +127,17 @@ class OcclusionAugment:
         _check(cfg)
         self.cfg = cfg
         self.size = (int(image_size[0]), int(image_size[1]))
-        std_ = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)  # x = rgb * scale - shift, as ToTensorNormalize
+        # x = rgb * scale - shift per channel, the arithmetic of ToTensorNormalize
+        std_ = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
         self._scale = 1.0 / (255.0 * std_)
         self._shift = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1) / std_
         self.render_scale = 256 / self.size[0]  # SynthOcc draws its occluders on a 256-row canvas
-        if held_out:  # what training never draws: a held-out type (any source) or a held-out source (any type)
+        # Held-out views: what training never draws, a held-out type (any source) or a held-out source (any type).
+        if held_out:
             if not cfg.held_out_types and not cfg.held_out_sources:
-                raise OccreidError("held-out occlusion views need occlusion.held_out_types or held_out_sources")
+                raise OccreidError(
+                    "held-out views need occlusion.held_out_types or occlusion.held_out_sources"
+                )
             self.sources = {
                 t: sources_for(t, cfg.sources if t in cfg.held_out_types else cfg.held_out_sources)
                 for t in cfg.types
