@@ -118,7 +118,8 @@ def synthocc_occluder(
     The box stands in for the person's silhouette: the renderer is asked to hide 85-100% of it from `side`,
     so the occluder starts at that edge. The person renderer draws a pedestrian of a random SynthOcc identity
     instead (`_pedestrian`). Drawn at `render_scale` times the box (SynthOcc's own pixel scale:
-    its canvas is 256 rows high) and box-filtered down; alpha is the drawn silhouette at >= half coverage.
+    its canvas is 256 rows high) and box-filtered down; alpha is the drawn silhouette at >= half coverage (the
+    whole box if that leaves nothing, so an occluder is never empty).
     """
     from PIL import Image, ImageDraw
 
@@ -138,7 +139,10 @@ def synthocc_occluder(
     alpha = Image.fromarray(person_mask(prims, (W, H)).astype(np.uint8) * 255)
     if (H, W) != (h, w):
         layer, alpha = layer.resize((w, h), Image.BOX), alpha.resize((w, h), Image.BOX)
-    return np.asarray(layer), np.asarray(alpha) >= 128
+    covered = np.asarray(alpha) >= 128
+    if not covered.any():  # drawn thinner than a pixel of the box: the box in the occluder's first colour
+        covered = np.ones((h, w), bool)
+    return np.asarray(layer), covered
 
 
 def _pedestrian(side: str, H: int, W: int, rng: np.random.Generator) -> list:
