@@ -153,6 +153,42 @@ class EvalConfig(_Section):
     max_rank: int = 50
 
 
+OcclusionType = Literal["none", "top", "bottom", "left", "right", "block", "person"]
+OccluderSource = Literal[
+    "image", "background", "shape",
+    "synthocc_vehicle", "synthocc_pole", "synthocc_board", "synthocc_person", "synthocc_clutter",
+]  # fmt: skip
+
+
+class OcclusionConfig(_Section):
+    """Typed occlusion augmentation for paired holistic/occluded views (OGFR spec section 1; occreid.data.occlusion).
+
+    Only methods that ask for paired views use it. Types: none (x~ = x), top/bottom (full width, height in
+    `side_range` x H), left/right (full height, width in `side_range` x W), block (area in `block_area` x H x W
+    anywhere), person (another identity, full height at the left or right, width in `side_range` x W).
+    Sources: image (a crop of another training image, FED), background (a crop of another training image's
+    outer columns), shape (synthetic shapes), synthocc_* (SynthOcc's occluder renderers).
+    """
+
+    types: Annotated[tuple[OcclusionType, ...], _LIST_AS_TUPLE] = (
+        "none", "top", "bottom", "left", "right", "block", "person",
+    )  # fmt: skip
+    # Probabilities of `types` (same length; renormalised over the types not held out); None: uniform.
+    type_probs: Annotated[tuple[float, ...] | None, _LIST_AS_TUPLE] = None
+    sources: Annotated[tuple[OccluderSource, ...], _LIST_AS_TUPLE] = (
+        "image", "background", "shape",
+        "synthocc_vehicle", "synthocc_pole", "synthocc_board", "synthocc_person", "synthocc_clutter",
+    )  # fmt: skip
+    # Never drawn in training (kept for test-time views, `held_out=True`); their type indices stay valid.
+    held_out_types: Annotated[tuple[OcclusionType, ...], _LIST_AS_TUPLE] = ()
+    held_out_sources: Annotated[tuple[OccluderSource, ...], _LIST_AS_TUPLE] = ()
+    side_range: Annotated[tuple[float, float], _LIST_AS_TUPLE] = (0.25, 0.5)  # FED: H/4-H/2 or W/4-W/2
+    block_area: Annotated[tuple[float, float], _LIST_AS_TUPLE] = (0.1, 0.3)  # fraction of H x W
+    block_ratio: Annotated[tuple[float, float], _LIST_AS_TUPLE] = (0.5, 2.0)  # height / width, log-uniform
+    # A ViT patch is occluded (m = 1) when at least this fraction of its pixels is covered (`patch_mask`).
+    mask_threshold: float = 0.5
+
+
 class Config(_Section):
     data: DataConfig = DataConfig()
     pose: PoseConfig = PoseConfig()
@@ -160,6 +196,7 @@ class Config(_Section):
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    occlusion: OcclusionConfig = OcclusionConfig()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 data_app = typer.Typer(
-    help="Datasets: list them, summarise one, generate Partial-Duke.", no_args_is_help=True
+    help="Datasets: list them, summarise one, generate Partial-Duke, preview the occlusion augmentation.",
+    no_args_is_help=True,
 )
 
 
@@ -40,6 +41,7 @@ def summary(
 ) -> None:
     """Print ids / images / cameras per split (and how many images are occluded, where the dataset says)."""
     import warnings
+    from collections import Counter
 
     from occreid.data.datasets import load_dataset
     from occreid.errors import OccreidError
@@ -62,6 +64,21 @@ def summary(
             occluded = sum(r.occluded for r in known)
             unknown = f", {len(records) - len(known)} unknown" if len(known) < len(records) else ""
             typer.echo(f"  {split:<8}  occluded: {occluded} of {len(records)} images{unknown}")
+    for split in ("train", "query", "gallery"):
+        types = Counter(r.occluder_type for r in getattr(dataset, split) if r.occluder_type is not None)
+        if types:
+            ordered = sorted(types.items(), key=lambda kv: (kv[0] == "none", kv[0]))
+            listed = ", ".join(f"{t} {n}" for t, n in ordered)
+            typer.echo(f"  {split:<8}  occluder types: {listed}")
+    if name == "synthocc":
+        import json
+
+        info = json.loads((dataset.root / "synthocc.json").read_text())
+        line = f"  SynthOcc {info.get('preset')} preset, seed {info.get('seed')}, protocol {info.get('protocol')}"
+        if info.get("train_occluders"):
+            line += (f"; unseen occluders: training {'/'.join(info['train_occluders'])}, "
+                     f"query and gallery {'/'.join(info['test_occluders'])}")  # fmt: skip
+        typer.echo(line)
     for warning in caught:
         typer.secho(f"warning: {warning.message}", fg=typer.colors.YELLOW, err=True)
 
@@ -84,6 +101,41 @@ def make_partial_duke_command(
         f"Partial-Duke (seed {seed}) written to {out_root}: {counts['none']} whole, {counts['upper_half']} upper "
         f"half, {counts['upper_third']} upper third; manifest {MANIFEST_NAME}"
     )
+
+
+@data_app.command("augment-preview")
+def augment_preview(
+    out: Path = typer.Option(..., "--out", help="PNG to write (refused if it exists, unless --force)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (its data and occlusion)."),
+    set_: list[str] | None = typer.Option(None, "--set", "-s", help="override, e.g. occlusion.types=[top]"),
+    num: int = typer.Option(16, "--num", help="Training images to draw."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draws."),
+    held_out: bool = typer.Option(False, "--held-out", help="Draw only the held-out types and sources."),
+    patch: str = typer.Option("16/16", "--patch", help="ViT patch size/stride of the red grid, e.g. 16/12."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+) -> None:
+    """Save a grid of the typed occlusion augmentation: x, occluded view, mask (patches with m = 1 in red), type."""
+    from occreid.config import load_config
+    from occreid.data.datasets import load_dataset
+    from occreid.data.occlusion.preview import make_augment_preview
+    from occreid.errors import OccreidError
+
+    if out.exists() and not force:
+        raise OccreidError(f"--out {out} exists; choose another file or pass --force to replace it")
+    try:
+        patch_size, stride = (int(v) for v in patch.split("/"))
+    except ValueError:
+        raise OccreidError(f"--patch must look like SIZE/STRIDE, e.g. 16/12; got {patch!r}") from None
+    if num < 1:
+        raise OccreidError(f"--num must be >= 1, got {num}")
+    cfg = load_config(config, list(set_ or []))
+    dataset = load_dataset(cfg.data.dataset, cfg.data.root)
+    if not dataset.train:
+        raise OccreidError(f"dataset {cfg.data.dataset} at {cfg.data.root} has no training images to draw")
+    path = make_augment_preview(
+        cfg, dataset.train, out, num=num, seed=seed, held_out=held_out, patch_size=patch_size, stride=stride
+    )
+    typer.echo(f"preview: {path}")
 
 
 def register(app: typer.Typer) -> None:

@@ -25,6 +25,12 @@ def synth(
     workers: int = typer.Option(2, help="Rendering processes; the output does not depend on it."),
     preview: bool = typer.Option(False, "--preview", help="Also save <out>/preview.png, a contact sheet."),
     force: bool = typer.Option(False, "--force", help="Replace the SynthOcc folders/files already in --out."),
+    train_occluders: str | None = typer.Option(
+        None,
+        "--train-occluders",
+        help="Unseen occluders: training images occluded only by these types (e.g. vehicle,pole), queries and "
+        "gallery only by the others. Types: vehicle, pole, board, person, clutter.",
+    ),
 ) -> None:
     """Render a SynthOcc dataset with ground-truth keypoints and occlusion labels."""
     if ctx.invoked_subcommand is not None:
@@ -33,10 +39,16 @@ def synth(
         raise OccreidError("--out is required: the folder to write the dataset to, e.g. `occreid synth --out data/synthocc`")
     from occreid.data.synthocc import generate, make_contact_sheet
 
-    info = generate(out, preset=preset, seed=seed, protocol=protocol, workers=workers, force=force)
+    kinds = None if train_occluders is None else [k.strip() for k in train_occluders.split(",") if k.strip()]
+    info = generate(
+        out, preset=preset, seed=seed, protocol=protocol, workers=workers, force=force, train_occluders=kinds
+    )
     for split, c in info["counts"].items():
         typer.echo(f"{split:<8} {c['identities']:>5} ids {c['images']:>6} images {c['occluded']:>5} occluded")
     typer.echo(f"wrote {out} (protocol {protocol}, seed {seed})")
+    if info["train_occluders"]:
+        typer.echo(f"unseen occluders: training {', '.join(info['train_occluders'])}; "
+                   f"query/gallery {', '.join(info['test_occluders'])}")  # fmt: skip
     if preview:
         typer.echo(f"preview: {make_contact_sheet(out)}")
 

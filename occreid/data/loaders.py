@@ -9,6 +9,15 @@
         batch["index"]      # (B,) int64, positions in `records`
         batch["keypoints"]  # (B, 17, 3) float32 (x, y, conf) in the pixels of `images`; only with keypoints
 
+With `paired_views=True` (OGFR spec section 1; occreid.data.occlusion) each batch also has the occluded view of
+the same augmented image (same resize, flip, pad + crop and random erasing; the occluder is pasted last):
+        batch["occluded"]   # (B, 3, H, W) float32, normalised like "images" (x~; "images" stays x)
+        batch["occ_type"]   # (B,) int64, index into cfg.occlusion.types
+        batch["occ_mask"]   # (B, 1, H, W) float32 in {0, 1}, 1 where the occluder covers the pixel
+`occreid.data.occlusion.patch_mask(batch["occ_mask"], patch_size, stride, cfg.occlusion.mask_threshold)` gives
+the (B, N) per-patch mask. Keypoints belong to both views (the geometry is shared) and are not changed by the
+occluder.
+
 `keypoints[i]` belongs to `records[i]` and is in that image's original pixel coordinates (as in the keypoint
 store, occreid.pose.store).
 """
@@ -23,9 +32,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from occreid.data.images import read_image
+from occreid.data.occlusion import OcclusionAugment, OcclusionDraw
 from occreid.data.records import ImageRecord
 from occreid.data.samplers import PKSampler
-from occreid.data.transforms import build_transforms
+from occreid.data.transforms import Resize, build_transforms
 from occreid.errors import OccreidError
 from occreid.pose.schema import NUM_KEYPOINTS
 
@@ -80,6 +90,44 @@ class ImageDataset(Dataset):
         return item
 
 
+class PairedViewDataset(ImageDataset):
+    """ImageDataset items plus an occluded view of the same augmented image ("occluded", "occ_type",
+    "occ_mask"; see the module docstring). The occluder's source images are other identities' records."""
+
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        transform: ReidTransformFn,
+        augment: OcclusionAugment,
+        keypoints: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        super().__init__(records, transform, keypoints)
+        self.augment = augment
+        self._resize = Resize(augment.size)
+
+    def other_image(self, pid: int) -> np.ndarray:
+        """(H, W, 3) uint8: a random training image of another identity (of any, if every record has `pid`),
+        resized to the training size. Drawn with torch's global generator, like the other augmentations."""
+        for _ in range(16):
+            record = self.records[int(torch.randint(0, len(self.records), ()))]
+            if record.pid != pid:
+                break
+        img, _ = self._resize(read_image(record.path), None)
+        return np.asarray(img, dtype=np.uint8)
+
+    def views(self, index: int) -> tuple[dict[str, Any], OcclusionDraw]:
+        """The plain item (holistic view x) and the occlusion drawn for it (type, source, box, occluder)."""
+        item = super().__getitem__(index)
+        pid = self.records[index].pid
+        return item, self.augment.sample(lambda: self.other_image(pid))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item, draw = self.views(index)
+        occluded, occ_mask = self.augment.paste(item["images"], draw)
+        item.update(occluded=occluded, occ_type=draw.type_index, occ_mask=occ_mask)
+        return item
+
+
 class ReidDataLoader(DataLoader):
     """A DataLoader that re-raises an OccreidError from a worker process with its original one-line message.
 
@@ -110,6 +158,9 @@ def build_train_loader(
 ) -> DataLoader:
     """Augmented P x K training loader (`PKSampler`, p = cfg.data.p, k = cfg.data.k, batch = p * k).
 
+    `paired_views`: each batch also holds the occluded view, its occlusion type and pixel mask (`cfg.occlusion`,
+    held-out types and sources never drawn; see the module docstring).
+
     The epoch length is cfg.train.steps_per_epoch batches per rank (None: BoT's epoch, about one pass over the images). Call
     `loader.batch_sampler.set_epoch(epoch)` before each epoch. Augmentations are reproducible: worker w of rank r
     is seeded by torch from a loader generator seeded with (seed, rank) (seed: cfg.train.seed by default); with
@@ -120,7 +171,12 @@ def build_train_loader(
     if paired_views:
         raise OccreidError("paired holistic/occluded views are not available in this version")
     seed = cfg.train.seed if seed is None else seed
-    dataset = ImageDataset(records, build_transforms(cfg.data, train=True), keypoints)
+    transform = build_transforms(cfg.data, train=True)
+    if paired_views:
+        augment = OcclusionAugment(cfg.occlusion, cfg.data.image_size, cfg.data.mean, cfg.data.std)
+        dataset: ImageDataset = PairedViewDataset(records, transform, augment, keypoints)
+    else:
+        dataset = ImageDataset(records, transform, keypoints)
     sampler = PKSampler(
         [r.pid for r in records],
         cfg.data.p,

@@ -12,6 +12,9 @@ class ImageRecord:
     pid: int  # person id; train pids are relabelled to 0..num_train_pids-1
     camid: int  # 0-based camera id
     occluded: bool | None = None  # where the dataset says
+    # What occludes the person, where the dataset says (SynthOcc: vehicle, pole, board, person, clutter, or
+    # "none" for an unoccluded image); evaluation reports metrics per type of query (docs/evaluation.md).
+    occluder_type: str | None = None
 
 
 @dataclass

@@ -44,19 +44,28 @@ MODELS: list[DemoModel] = [
 ]
 
 
-def _make_data(root: Path, seed: int) -> None:
-    """SynthOcc (default preset, occluded protocol) at `root`, reused when a complete one of this generator
-    version and seed is already there."""
-    from occreid.data.synthocc import generate as generate_synthocc
+def _reusable(root: Path, seed: int) -> bool:
+    """Whether `root` holds a complete SynthOcc of this generator version made with the demo's settings (seed,
+    default preset, occluded protocol, not an unseen-occluder split)."""
     from occreid.data.synthocc.generate import VERSION
 
     meta = root / "synthocc.json"
-    if meta.is_file():
-        settings = json.loads(meta.read_text())
-        wanted = {"seed": seed, "protocol": "occluded", "preset": "default", "version": VERSION}
-        if all(settings.get(key) == value for key, value in wanted.items()):
-            print(f"reusing SynthOcc at {root}")
-            return
+    if not meta.is_file():
+        return False
+    settings = json.loads(meta.read_text())
+    # train_occluders is absent from datasets written before the unseen-occluder split existed: None as well
+    wanted = {"seed": seed, "protocol": "occluded", "preset": "default", "version": VERSION}
+    wanted["train_occluders"] = None
+    return all(settings.get(key) == value for key, value in wanted.items())
+
+
+def _make_data(root: Path, seed: int) -> None:
+    """SynthOcc (default preset, occluded protocol) at `root`, reused when `_reusable`."""
+    from occreid.data.synthocc import generate as generate_synthocc
+
+    if _reusable(root, seed):
+        print(f"reusing SynthOcc at {root}")
+        return
     print(f"generating SynthOcc (occluded protocol, seed {seed}) at {root}")
     generate_synthocc(root, preset="default", seed=seed, protocol="occluded", force=True)
 

@@ -71,6 +71,12 @@ class EvalOutput:
     distmat: np.ndarray = field(repr=False)
     query_paths: list[str] = field(repr=False)
     gallery_paths: list[str] = field(repr=False)
+    # occluder type -> that type's queries against the whole gallery; empty where the queries have no types.
+    per_type: dict = field(default_factory=dict)  # str -> occreid.evaluation.EvalResult
+
+    def table_rows(self, name: str) -> dict:
+        """{name: overall, "name [type]": per type, ...} for `format_results_table`."""
+        return {name: self.result, **{f"{name} [{t}]": r for t, r in self.per_type.items()}}
 
 
 def eval_settings(cfg: Config, num_query: int, num_gallery: int) -> dict:
@@ -104,9 +110,13 @@ def evaluate_features(
 
     On a CUDA `device` the distance matrix and the ranking stay on the GPU (the torch path of evaluate_rank);
     otherwise they run on the CPU. Re-ranking works from the features (`re_ranking_features`), so its memory
-    grows with (Q + G) x k1, never with (Q + G)^2. `EvalOutput.distmat` is always a CPU numpy array.
+    grows with (Q + G) x k1, never with (Q + G)^2. `EvalOutput.distmat` is always a CPU numpy array. Where the
+    queries know their occluder type (`ImageRecord.occluder_type`), `EvalOutput.per_type` holds each type's
+    metrics (occreid.evaluation.by_type) and the settings say so.
     """
     from occreid.evaluation import compute_distance, evaluate_rank, re_ranking_features
+    from occreid.evaluation.by_type import PROTOCOL as BY_TYPE_PROTOCOL
+    from occreid.evaluation.by_type import evaluate_by_type
 
     e = cfg.eval
     target = device if device is not None and device.type == "cuda" else torch.device("cpu")
@@ -131,10 +141,15 @@ def evaluate_features(
     )
     if isinstance(distmat, torch.Tensor):
         distmat = distmat.float().cpu().numpy()
-    return EvalOutput(
-        result, eval_settings(cfg, len(query), len(gallery)), distmat,
-        [r.path for r in query], [r.path for r in gallery],
-    )  # fmt: skip
+    settings = eval_settings(cfg, len(query), len(gallery))
+    per_type = {}
+    if any(r.occluder_type is not None for r in query):
+        per_type = evaluate_by_type(
+            distmat, [r.pid for r in query], [r.pid for r in gallery], [r.camid for r in query],
+            [r.camid for r in gallery], [r.occluder_type for r in query], max_rank=e.max_rank,
+        )  # fmt: skip
+        settings["per_occluder_type"] = BY_TYPE_PROTOCOL
+    return EvalOutput(result, settings, distmat, [r.path for r in query], [r.path for r in gallery], per_type)
 
 
 def evaluate_model(

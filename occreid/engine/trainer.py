@@ -240,6 +240,9 @@ def _log_eval(cfg: Config, out: EvalOutput, epoch: int, step: int) -> dict[str, 
     return {
         "kind": "eval", "epoch": epoch, "step": step, "mAP": float(r.mAP), "mINP": float(r.mINP),
         **{f"rank{k}": float(r.cmc[k - 1]) for k in (1, 3, 5, 10) if k <= len(r.cmc)},
+        # per occluder type of the queries (against the whole gallery), where the dataset knows the types
+        **{f"{key}[{t}]": float(v) for t, pr in out.per_type.items()
+           for key, v in (("rank1", pr.cmc[0]), ("mAP", pr.mAP), ("mINP", pr.mINP))},
     }  # fmt: skip
 
 

@@ -66,26 +66,45 @@ def normalise_settings(settings: Mapping[str, Any], max_rank: int | None = None)
     return merged
 
 
-def results_to_json(result: EvalResult, settings: Mapping[str, Any]) -> dict[str, Any]:
+def results_to_json(
+    result: EvalResult, settings: Mapping[str, Any], per_type: Mapping[str, EvalResult] | None = None
+) -> dict[str, Any]:
     """A JSON-ready dict: metrics (fractions), the CMC curve, query/gallery counts and the exact settings.
 
     `settings` must hold feature, normalize, metric, flip and rerank (a dict with enabled, k1, k2,
     lambda_value, or a bool with flat k1, k2, lambda_value keys); see `normalise_settings`. max_rank is taken
-    from `result`. Other keys (dataset, checkpoint, ...) are copied too.
+    from `result`. Other keys (dataset, checkpoint, ...) are copied too. `per_type` (occluder type -> result
+    of that type's queries against the whole gallery, occreid.evaluation.by_type) adds "per_occluder_type":
+    type -> {metrics, num_query, num_valid_queries, num_skipped_queries}.
 
     Raises:
         OccreidError: a setting is missing or None.
     """
-    return {
-        "metrics": {
-            **{f"rank{k}": float(result.cmc[k - 1]) for k in (1, 3, 5, 10, 20) if k <= result.max_rank},
-            "mAP": result.mAP,
-            "mINP": result.mINP,
-        },
+    out = {
+        "metrics": _metrics(result),
         "cmc": [float(x) for x in result.cmc],
         "num_query": len(result.AP),
         "num_gallery": int(result.num_gallery),
         "num_valid_queries": result.num_valid_queries,
         "num_skipped_queries": result.num_skipped_queries,
         "settings": normalise_settings(settings, result.max_rank),
+    }
+    if per_type:
+        out["per_occluder_type"] = {
+            name: {
+                "metrics": _metrics(r),
+                "num_query": len(r.AP),
+                "num_valid_queries": r.num_valid_queries,
+                "num_skipped_queries": r.num_skipped_queries,
+            }
+            for name, r in per_type.items()
+        }
+    return out
+
+
+def _metrics(result: EvalResult) -> dict[str, float]:
+    return {
+        **{f"rank{k}": float(result.cmc[k - 1]) for k in (1, 3, 5, 10, 20) if k <= result.max_rank},
+        "mAP": result.mAP,
+        "mINP": result.mINP,
     }

@@ -7,6 +7,7 @@ known statistics (on the original ids, so they compare with the papers) and then
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -127,7 +128,7 @@ def relabel(records: Iterable[ImageRecord]) -> list[ImageRecord]:
     """Train records with pids mapped to 0..N-1 in increasing order of the original pid."""
     records = list(records)
     mapping = {pid: label for label, pid in enumerate(sorted({r.pid for r in records}))}
-    return [ImageRecord(r.path, mapping[r.pid], r.camid, r.occluded) for r in records]
+    return [dataclasses.replace(r, pid=mapping[r.pid]) for r in records]
 
 
 def sort_records(records: Iterable[ImageRecord]) -> list[ImageRecord]:

@@ -15,11 +15,12 @@ relabelled to 0..750; query and gallery keep the original pids so they match eac
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from occreid.data.datasets.common import camera_named_records, find_dataset_dir, finish
-from occreid.data.records import ReidDataset
+from occreid.data.records import ImageRecord, ReidDataset
 from occreid.errors import OccreidError
 
 MARKET_DIRS = ("Market-1501-v15.09.15", "Market-1501", "market1501", "Market1501")
@@ -42,8 +43,9 @@ def load_synthocc(root: str | Path, *, check_stats: bool = True) -> ReidDataset:
 
     `<root>/synthocc.json` must exist: the generator writes it last, so without it the folder is a run that
     was interrupted (or is still running) and is refused. `<root>/annotations.json` (relpath ->
-    {"occluded": bool, ...}), when present, sets each record's `occluded` flag; images it does not list get
-    None. There are no published statistics to check.
+    {"occluded": bool, "occluder_type": str | None, ...}), when present, sets each record's `occluded` flag and
+    `occluder_type` (see `_read_occlusion_labels`); images it does not list get None. There are no published
+    statistics to check.
     """
     del check_stats  # nothing published to compare with
     folder = find_dataset_dir(root, ("synthocc",), [[d] for d in SPLIT_DIRS.values()], "synthocc")
@@ -52,16 +54,26 @@ def load_synthocc(root: str | Path, *, check_stats: bool = True) -> ReidDataset:
             f"synthocc: {folder} has no {SYNTHOCC_MARKER}, which `occreid synth` writes last, so the dataset is "
             f"incomplete (an interrupted or running generation); re-run `occreid synth --out {folder} --force`"
         )
-    flags = _read_occlusion_flags(folder / ANNOTATIONS_NAME)
+    labels = _read_occlusion_labels(folder / ANNOTATIONS_NAME)
 
     def occluded(path: Path) -> bool | None:
-        return flags.get(path.relative_to(folder).as_posix())
+        return labels.get(path.relative_to(folder).as_posix(), (None, None))[0]
 
-    splits = {s: camera_named_records(folder / d, f"synthocc {s}", occluded) for s, d in SPLIT_DIRS.items()}
+    def with_type(record: ImageRecord) -> ImageRecord:
+        occluder_type = labels.get(Path(record.path).relative_to(folder).as_posix(), (None, None))[1]
+        return dataclasses.replace(record, occluder_type=occluder_type)
+
+    splits = {
+        s: [with_type(r) for r in camera_named_records(folder / d, f"synthocc {s}", occluded)]
+        for s, d in SPLIT_DIRS.items()
+    }
     return finish("synthocc", folder, splits["train"], splits["query"], splits["gallery"], False)
 
 
-def _read_occlusion_flags(path: Path) -> dict[str, bool | None]:
+def _read_occlusion_labels(path: Path) -> dict[str, tuple[bool | None, str | None]]:
+    """relpath -> (occluded, occluder type) from SynthOcc's annotations.json. The type is the annotation's
+    "occluder_type", "none" for an image annotated as not occluded, and None for a partial crop (occluded by
+    the frame, not by an object) or where the annotation does not say."""
     if not path.is_file():
         return {}
     try:
@@ -70,10 +82,15 @@ def _read_occlusion_flags(path: Path) -> dict[str, bool | None]:
         raise OccreidError(f"{path} is not valid JSON ({exc}); regenerate it or delete it") from None
     if not isinstance(data, dict):
         raise OccreidError(f'{path} must map image paths to objects like {{"occluded": true}}')
-    flags: dict[str, bool | None] = {}
+    labels: dict[str, tuple[bool | None, str | None]] = {}
     for relpath, entry in data.items():
-        value = entry.get("occluded") if isinstance(entry, dict) else None
+        entry = entry if isinstance(entry, dict) else {}
+        value, kind = entry.get("occluded"), entry.get("occluder_type")
         if value is not None and not isinstance(value, bool):
             raise OccreidError(f'{path}: "occluded" of {relpath} must be true or false, got {value!r}')
-        flags[relpath] = value
-    return flags
+        if kind is not None and not isinstance(kind, str):
+            raise OccreidError(f'{path}: "occluder_type" of {relpath} must be a name or null, got {kind!r}')
+        if kind is None and value is False and not entry.get("partial"):
+            kind = "none"
+        labels[relpath] = (value, kind)
+    return labels

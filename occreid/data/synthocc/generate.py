@@ -21,6 +21,7 @@ import io
 import json
 import math
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,7 +30,13 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from occreid.data.synthocc.camera import apply_style, background_texture, camera_style
 from occreid.data.synthocc.identity import Identity, sample_identities
-from occreid.data.synthocc.occluders import COVER_RANGE, person_mask, place_occluder, sample_occluder_kind
+from occreid.data.synthocc.occluders import (
+    COVER_RANGE,
+    OCCLUDER_TYPES,
+    person_mask,
+    place_occluder,
+    sample_occluder_kind,
+)
 from occreid.data.synthocc.render import Placement, paint, person_primitives, sample_pose
 from occreid.errors import OccreidError
 from occreid.pose.schema import NUM_KEYPOINTS
@@ -76,6 +83,7 @@ class ImageSpec:
     camid: int  # 1-based
     occluded: bool  # draw an occluder
     partial: str | None = None  # None, "half" or "third"
+    occluder_kinds: tuple[str, ...] = OCCLUDER_TYPES  # the types it may draw (unseen-occluder split)
 
     @property
     def relpath(self) -> str:
@@ -95,12 +103,39 @@ def _spread(rng: np.random.Generator, n: int, cams: list[int]) -> list[int]:
     return [int(c) for c in (order + list(rng.choice(cams, size=max(0, n - len(cams)))))[:n]]
 
 
-def plan_dataset(preset: Preset, seed: int, protocol: str) -> tuple[list[Identity], list[ImageSpec]]:
+def check_train_occluders(train_occluders: Sequence[str], protocol: str) -> tuple[str, ...]:
+    """The unseen-occluder split's training types, validated: a non-empty proper subset of OCCLUDER_TYPES, and
+    only with the occluded protocol (the other protocols' queries have no occluder)."""
+    names = tuple(dict.fromkeys(train_occluders))
+    unknown = [n for n in names if n not in OCCLUDER_TYPES]
+    if unknown or not names or len(names) == len(OCCLUDER_TYPES):
+        raise OccreidError(
+            f"--train-occluders must name some but not all of {', '.join(OCCLUDER_TYPES)} (comma-separated), "
+            f"got {','.join(train_occluders) or 'nothing'}"
+        )
+    if protocol != "occluded":
+        raise OccreidError(
+            f"--train-occluders needs --protocol occluded (got {protocol}): queries are occluded"
+        )
+    return tuple(n for n in OCCLUDER_TYPES if n in names)
+
+
+def plan_dataset(
+    preset: Preset, seed: int, protocol: str, train_occluders: Sequence[str] | None = None
+) -> tuple[list[Identity], list[ImageSpec]]:
     """All identities (index pid - 1) and image specs. Train pids come first, then test pids, then gallery-only
     pids; every identity is seen by >= 2 cameras; queries come from 1-2 "query cameras" of the identity and ~80%
-    of its gallery images from its other cameras (at least 2), so every query has a cross-camera match."""
+    of its gallery images from its other cameras (at least 2), so every query has a cross-camera match.
+
+    `train_occluders` (the unseen-occluder split): training images draw their occluders only from these types,
+    query and gallery images only from the other types. Which images are occluded does not change."""
     if protocol not in PROTOCOLS:
         raise OccreidError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    kinds = {split: OCCLUDER_TYPES for split in SPLITS}
+    if train_occluders is not None:
+        seen = check_train_occluders(train_occluders, protocol)
+        unseen = tuple(k for k in OCCLUDER_TYPES if k not in seen)
+        kinds = {"train": seen, "query": unseen, "gallery": unseen}
     n_ids = preset.train_ids + preset.test_ids + preset.gallery_only_ids
     identities = sample_identities(n_ids, np.random.default_rng([seed, 1]))
     rng = np.random.default_rng([seed, 2])
@@ -143,7 +178,8 @@ def plan_dataset(preset: Preset, seed: int, protocol: str) -> tuple[list[Identit
         elif split == "gallery" and protocol == "occluded":
             occluded[rng.permutation(n)[: round(preset.gallery_occluded * n)]] = True
         specs += [
-            ImageSpec(split, i, pid, cam, bool(occluded[i]), partial[i]) for i, (pid, cam) in enumerate(split_rows)
+            ImageSpec(split, i, pid, cam, bool(occluded[i]), partial[i], kinds[split])
+            for i, (pid, cam) in enumerate(split_rows)
         ]
     return identities, specs
 
@@ -201,7 +237,7 @@ def render_sample(
                         "occluded_fraction": 0.0, "view": pose.view, "yaw": round(pose.yaw, 1), "partial": spec.partial}  # fmt: skip
     if spec.occluded and not clean:
         pmask = person_mask(prims, (CW, CH))
-        kind, direction = sample_occluder_kind(rng_occ)
+        kind, direction = sample_occluder_kind(rng_occ, spec.occluder_kinds)
         fraction = float(rng_occ.uniform(*COVER_RANGE))
         other_pid = int(rng_occ.integers(lo, hi))  # a different identity of the same side of the split
         other = identities[(other_pid if other_pid < spec.pid else other_pid + 1) - 1]
@@ -297,8 +333,12 @@ def generate(
     workers: int = 2,
     force: bool = False,
     progress: bool = True,
+    train_occluders: Sequence[str] | None = None,
 ) -> dict:
-    """Render a SynthOcc dataset to `out` and return the contents of its synthocc.json."""
+    """Render a SynthOcc dataset to `out` and return the contents of its synthocc.json.
+
+    `train_occluders`: the unseen-occluder split (see `plan_dataset`); recorded in synthocc.json as
+    "train_occluders" and "test_occluders" (both null without it)."""
     from occreid.pose.store import KeypointStore
 
     if preset not in PRESETS:
@@ -308,7 +348,7 @@ def generate(
     if workers < 1:
         raise OccreidError(f"--workers must be >= 1, got {workers}")
     cfg = PRESETS[preset]
-    identities, specs = plan_dataset(cfg, seed, protocol)
+    identities, specs = plan_dataset(cfg, seed, protocol, train_occluders)
     out = Path(out)
     _prepare_out(out, force)
 
@@ -339,6 +379,9 @@ def generate(
 
     store = KeypointStore(estimator="synthetic", settings={"generator": "synthocc", "version": VERSION, "seed": seed,
                                                             "preset": preset, "protocol": protocol})  # fmt: skip
+    split_kinds = {spec.split: spec.occluder_kinds for spec in specs}
+    if train_occluders is not None:  # visibility depends on the occluders
+        store.settings["train_occluders"] = list(split_kinds["train"])
     annotations = {}
     for relpath, kpts, ann in results:
         store.add(relpath, kpts)
@@ -366,6 +409,9 @@ def generate(
         "num_cameras": cfg.num_cameras,
         "settings": asdict(cfg),
         "counts": counts,
+        # the unseen-occluder split: training occluders only of these types, query/gallery ones of the others
+        "train_occluders": list(split_kinds["train"]) if train_occluders is not None else None,
+        "test_occluders": list(split_kinds["query"]) if train_occluders is not None else None,
     }
     marker = out / "synthocc.json"  # the completion marker: written last, and atomically
     marker.with_suffix(".json.tmp").write_text(json.dumps(info, indent=2))
