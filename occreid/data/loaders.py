@@ -168,8 +168,6 @@ def build_train_loader(
     """
     if len(records) == 0:
         raise OccreidError("the training split has no images; check data.root and the dataset layout")
-    if paired_views:
-        raise OccreidError("paired holistic/occluded views are not available in this version")
     seed = cfg.train.seed if seed is None else seed
     transform = build_transforms(cfg.data, train=True)
     if paired_views:
