@@ -186,7 +186,7 @@ class OGFRConfig(_Section):
     erase_ratio: float = Field(0.2, ge=0.0, lt=1.0)  # rho: k = round(rho x N) tokens erased
     agent_hidden: int = Field(128, ge=1)
     agent_lr: float = Field(1e-4, gt=0.0)  # Adam, the agent's own optimiser (no schedule)
-    agent_warmup_epochs: int = Field(2, ge=0)  # epochs of random erasing (the untrained agent) before it learns
+    agent_warmup_epochs: int = Field(5, ge=0)  # epochs of random erasing (the untrained agent) before it learns
     entropy_coef: float = Field(0.01, ge=0.0)
     # ---- reinforced knowledge distillation (spec section 5)
     distill: bool = True  # feature + logit distillation from the purified teacher
