@@ -414,7 +414,7 @@ def test_resume_of_a_run_with_an_agent_is_exact(tmp_path):
     def cfg(out, *extra):
         return load_config("configs/demo/ogfr.yaml", [
             f"data.root={root}", "data.image_size=[64,32]", "data.p=4", "data.k=2", "data.num_workers=0",
-            "data.pad=4", "model.vit_depth=2", "ogfr.agent_block=1", "ogfr.agent_warmup_epochs=1",
+            "data.pad=4", "model.vit_depth=2", "ogfr.agent_block=1", "ogfr.shared_blocks=1", "ogfr.agent_warmup_epochs=1",
             "train.epochs=2", "train.steps_per_epoch=2", "train.warmup_epochs=0", "train.eval_period=0",
             "train.log_period=1", "train.device=cpu", f"train.output_dir={out}", "eval.batch_size=64", *extra,
         ])  # fmt: skip
