@@ -68,7 +68,7 @@ class PoseConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: Literal["baseline", "pgfl_kd"] = "pgfl_kd"
+    name: Literal["baseline", "pgfl_kd", "ogfr"] = "pgfl_kd"
     backbone: Literal[
         "resnet18", "resnet34", "resnet50", "mobilenet_v2",
         "vit_base_patch16", "vit_small_patch16", "vit_tiny_patch16", "vit_hybrid_mnv2",
@@ -189,6 +189,49 @@ class OcclusionConfig(_Section):
     mask_threshold: float = 0.5
 
 
+class OGFRConfig(_Section):
+    """OGFR (occreid.modeling.ogfr; docs/models.md "OGFR"). Every [ours] choice of the spec is a field here.
+
+    Ablation switches (spec section 7): `distill`, `patterns`, `fepm`, `erase_ratio`, `pattern_groups`, `share`.
+    """
+
+    # ---- teacher and student (spec section 3)
+    # What the holistic teacher shares with the occluded student: nothing, the patch/position/camera embedding and
+    # the first `shared_blocks` blocks ("first"), or everything but the last block and the final norm.
+    share: Literal["none", "first", "all_but_last"] = "first"
+    shared_blocks: int = Field(2, ge=0)  # share="first" only
+    # ---- occlusion pattern embeddings (spec section 2)
+    patterns: bool = True
+    # Pattern index of each occlusion type (length len(occlusion.types), every index 0..P-1 used); None: one
+    # pattern per type (P = len(occlusion.types)).
+    pattern_groups: Annotated[tuple[int, ...] | None, _LIST_AS_TUPLE] = None
+    pattern_block: int = Field(1, ge=1)  # the head reads the tokens after blocks [0, pattern_block)
+    pattern_hidden: int = Field(64, ge=1)  # per-token width of the light head
+    pattern_coef: float = 1.0  # tokens += pattern_coef * sum_p w_p E_p (SIE-style)
+    # The mixture added in training: the head's prediction ("predicted", as at test) or the true type's
+    # embedding ("true_type", teacher forcing). Test time always uses the prediction.
+    pattern_train_mixture: Literal["predicted", "true_type"] = "predicted"
+    lambda_pattern: float = 1.0
+    occlusion_head: bool = False  # per-patch occlusion head on the pattern head's token features, BCE with m
+    lambda_occlusion: float = 1.0
+    # ---- feature erasing and purification module (spec section 4)
+    fepm: Literal["agent", "random", "off"] = "agent"  # "random": k uniformly random tokens (ablation)
+    agent_block: int = Field(2, ge=1)  # the agent reads the teacher's tokens after blocks [0, agent_block)
+    erase_ratio: float = Field(0.2, ge=0.0, lt=1.0)  # rho: k = round(rho x N) tokens erased
+    agent_hidden: int = Field(128, ge=1)
+    agent_lr: float = Field(1e-4, gt=0.0)  # Adam, the agent's own optimiser (no schedule)
+    agent_warmup_epochs: int = Field(5, ge=0)  # epochs of random erasing (the untrained agent) before it learns
+    entropy_coef: float = Field(0.01, ge=0.0)
+    # ---- reinforced knowledge distillation (spec section 5)
+    distill: bool = True  # feature + logit distillation from the purified teacher
+    feature_distill: Literal["cosine", "mse"] = "cosine"
+    lambda_feat: float = 1.0
+    lambda_logit: float = 1.0
+    kd_temperature: float = Field(4.0, gt=0.0)
+    token_distill: bool = False  # patch tokens the occluder does not cover (and the agent kept)
+    lambda_token: float = 1.0
+
+
 class Config(_Section):
     data: DataConfig = DataConfig()
     pose: PoseConfig = PoseConfig()
@@ -197,6 +240,7 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     occlusion: OcclusionConfig = OcclusionConfig()
+    ogfr: OGFRConfig = OGFRConfig()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,129 @@
+"""OGFR against the ViT baseline, side by side in one run (issue 12's benchmark).
+
+1. Training-step time with the same backbone and batch: the ViT baseline, and OGFR with its FEPM off, with random
+   erasing and with the agent learning (teacher + student + the reward's three no-grad passes of the teacher's
+   last blocks + REINFORCE).
+2. Inference: parameters, FLOPs and throughput of the deployed student vs the deployed ViT baseline (OGFR adds
+   only the pattern head and embeddings).
+
+    python benchmarks/bench_ogfr.py            # vit_tiny (4 blocks) at 128x64, batch 32; ViT-B/16 at 256x128, batch 8
+    python benchmarks/bench_ogfr.py --quick    # the CPU scale only
+
+fp32. On a shared CPU, set OMP_NUM_THREADS to the free cores (oversubscribed OpenMP threads slow a step >10x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from occreid.config import load_config
+from occreid.modeling import build_model
+from occreid.modeling.complexity import count_flops, count_parameters
+
+RESULTS = Path(__file__).parent / "results"
+SCALES = {  # name: (backbone, depth, image size, training batch, timed steps)
+    "CPU scale": ("vit_tiny_patch16", 4, (128, 64), 32, 5),
+    "paper scale": ("vit_base_patch16", 12, (256, 128), 8, 2),
+}
+VARIANTS = {  # row label: model.name and ogfr overrides
+    "ViT baseline": ("baseline", []),
+    "OGFR, FEPM off": ("ogfr", ["ogfr.fepm=off"]),
+    "OGFR, random erasing": ("ogfr", ["ogfr.fepm=random"]),
+    "OGFR, agent learning": ("ogfr", ["ogfr.fepm=agent"]),
+}
+
+
+def config(name: str, backbone: str, depth: int, size: tuple[int, int], *extra: str):
+    # 12 blocks: pattern head after 1, agent after 6 (configs/ogfr.yaml); 4 blocks: after 1 and 2 (demo).
+    agent_block = 6 if depth >= 12 else 2
+    return load_config(None, [f"model.name={name}", f"model.backbone={backbone}", f"model.vit_depth={depth}",
+                              "model.pretrained=false", f"data.image_size=[{size[0]},{size[1]}]",
+                              f"ogfr.agent_block={agent_block}", "ogfr.agent_warmup_epochs=0", *extra])  # fmt: skip
+
+
+def batch_of(size: tuple[int, int], batch: int) -> dict[str, torch.Tensor]:
+    h, w = size
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, h, w, generator=g)
+    mask = torch.zeros(batch, 1, h, w)
+    mask[:, :, h // 2 :] = 1.0
+    return {"images": images, "occluded": images * (1 - mask), "occ_mask": mask, "pids": torch.arange(batch) // 4,
+            "camids": torch.zeros(batch, dtype=torch.long), "occ_type": torch.randint(0, 7, (batch,), generator=g)}  # fmt: skip
+
+
+def step_time(cfg, size: tuple[int, int], batch: int, steps: int) -> float:
+    """Best of `steps` training steps (forward, one backward, SGD + the agent's Adam), after one warm-up step."""
+    torch.manual_seed(0)
+    method = build_model(cfg, num_classes=max(batch // 4, 2))
+    method.set_epoch(0)
+    extra = list(method.extra_optimizers().values())
+    owned = {id(p) for opt in extra for g in opt.param_groups for p in g["params"]}
+    opts = [torch.optim.SGD(method.parameter_groups(1e-4, exclude=owned), lr=0.008, momentum=0.9), *extra]
+    data = batch_of(size, batch)
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        terms = method.training_step(data)
+        loss = sum(v for k, v in terms.items() if k not in method.metric_names)
+        for opt in opts:
+            opt.zero_grad()
+        loss.backward()
+        for opt in opts:
+            opt.step()
+        times.append(time.perf_counter() - start)
+    return min(times[1:])
+
+
+def inference_rows(backbone: str, depth: int, size: tuple[int, int]) -> list[str]:
+    h, w = size
+    rows = ["| deployed model | params (M) | GFLOPs / image | images/s (batch 32) |", "|---|---|---|---|"]
+    base = None
+    for label, name in (("ViT baseline", "baseline"), ("OGFR student", "ogfr")):
+        deployed = build_model(config(name, backbone, depth, size), num_classes=100).deploy().eval()
+        params, flops = count_parameters(deployed), count_flops(deployed, (1, 3, h, w))
+        x = torch.randn(32, 3, h, w)
+        with torch.inference_mode():
+            deployed(x)
+            best = float("inf")
+            for _ in range(3):
+                start = time.perf_counter()
+                deployed(x)
+                best = min(best, time.perf_counter() - start)
+        base = base or (params, flops)
+        rows.append(f"| {label} | {params / 1e6:.3f} (+{(params - base[0]) / 1e3:.1f} k) | {flops / 1e9:.4f} "
+                    f"({flops / base[1]:.4f}x) | {32 / best:.1f} |")  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    scales = {k: v for k, v in SCALES.items() if not args.quick or k == "CPU scale"}
+    lines = [f"# OGFR vs the ViT baseline (CPU, fp32, {torch.get_num_threads()} threads)", "",
+             "## Training step", "", "| scale | backbone | input | batch | model | s/step | vs ViT baseline |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for scale, (backbone, depth, size, batch, steps) in scales.items():
+        base = None
+        for label, (name, extra) in VARIANTS.items():
+            t = step_time(config(name, backbone, depth, size, *extra), size, batch, steps)
+            base = base or t
+            lines.append(f"| {scale} | {backbone} ({depth} blocks) | {size[0]}x{size[1]} | {batch} | {label} | "
+                         f"{t:.3f} | {t / base:.2f}x |")  # fmt: skip
+            print(lines[-1], flush=True)
+    lines += ["", "## Inference: the deployed student vs the deployed ViT baseline", ""]
+    for scale, (backbone, depth, size, *_) in scales.items():
+        lines += [f"{scale}, {backbone} ({depth} blocks) at {size[0]}x{size[1]}:", ""]
+        lines += inference_rows(backbone, depth, size) + [""]
+    text = "\n".join(lines)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "bench_ogfr.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
