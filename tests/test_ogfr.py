@@ -2,7 +2,6 @@
 erasing, the pattern mixture at test, deployment (features, cost, ONNX, extractor, index), the ablation files,
 the pictures and exact resume through the trainer."""
 
-import importlib.util
 import inspect
 import json
 import math
@@ -401,8 +400,6 @@ def test_pictures(tmp_path):
 
 # ---- resume ------------------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("occreid.data.occlusion") is None,
-                    reason="needs occreid.data.occlusion")  # fmt: skip
 def test_resume_of_a_run_with_an_agent_is_exact(tmp_path):
     from occreid.data.synthocc import generate as generate_synthocc
     from occreid.engine.checkpoint import load_checkpoint

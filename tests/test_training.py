@@ -130,15 +130,26 @@ def test_nan_loss_stops_with_the_step_number(synth_root, tmp_path, monkeypatch):
         train(tiny_cfg(synth_root, tmp_path / "nan", "model.name=baseline"), progress=False)
 
 
-def test_ddp_two_processes_on_gloo_end_with_identical_weights(synth_root, tmp_path):
+DDP_METHODS = {
+    # keypoints in the batch
+    "pgfl_kd": ["model.name=pgfl_kd", "model.backbone=resnet18"],
+    # paired holistic/occluded views in the batch and a second optimiser (the agent), learning from step 1
+    "ogfr": ["model.name=ogfr", "model.backbone=vit_tiny_patch16", "model.vit_depth=2", "ogfr.pattern_block=1",
+             "ogfr.agent_block=1", "ogfr.shared_blocks=1", "ogfr.agent_warmup_epochs=0"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("method", sorted(DDP_METHODS))
+def test_ddp_two_processes_on_gloo_end_with_identical_weights(synth_root, tmp_path, method):
     out = tmp_path / "ddp"
     overrides = [
         "data.dataset=synthocc", f"data.root={synth_root}", "data.image_size=[64,32]", "data.p=4", "data.k=4",
-        "data.num_workers=0", "model.name=pgfl_kd", "model.backbone=resnet18", "model.pretrained=false",
+        "data.num_workers=0", *DDP_METHODS[method], "model.pretrained=false",
         "train.epochs=1", "train.steps_per_epoch=2", "train.warmup_epochs=0", "train.device=cpu",
         "train.log_period=1", f"train.output_dir={out}",
     ]  # fmt: skip
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    port = {"pgfl_kd": "29517", "ogfr": "29518"}[method]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
            "-m", "occreid", "train"]  # fmt: skip
     for o in overrides:
         cmd += ["--set", o]
@@ -155,7 +166,12 @@ def test_ddp_two_processes_on_gloo_end_with_identical_weights(synth_root, tmp_pa
     method, _ = load_method(out / "last.pt")
     assert parameter_fingerprint(method) == pytest.approx(ddp[0]["fingerprints"][0], rel=1e-12)
     # The two ranks trained on disjoint batches: 2 steps per epoch each, 2 ranks.
-    assert load_checkpoint(out / "last.pt")["step"] == 2
+    state = load_checkpoint(out / "last.pt")
+    assert state["step"] == 2
+    if method == "ogfr":  # the agent's own optimiser stepped on both ranks with the same averaged gradients
+        assert state["extra_optimizers"]["agent"]["state"]
+        train_records = [r for r in records if r["kind"] == "train"]
+        assert all(r["rl"] != 0 for r in train_records) and {"feat", "logit", "pattern"} <= set(train_records[0])
     # Evaluation gathered both ranks' features of one model (rank 0's BatchNorm statistics, which are also the
     # checkpoint's): it equals a single-process evaluation of the checkpoint.
     (ddp_eval,) = [r for r in records if r["kind"] == "eval"]

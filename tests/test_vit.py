@@ -241,7 +241,8 @@ def test_vit_baseline_overfits_a_tiny_set(synth_root, tmp_path, monkeypatch):
     # The CPU-scale ViT (ImageNet MobileNetV2 stem + 2 blocks); a ViT-Tiny from scratch needs far more steps.
     cfg = tiny_vit_cfg(synth_root, tmp_path / "fit", "model.backbone=vit_hybrid_mnv2", "model.pretrained=true",
                        "train.epochs=10", "train.steps_per_epoch=4", "data.p=8", "data.erasing_prob=0",
-                       "train.lr=1e-3", "train.warmup_epochs=0", "model.drop_path=0")  # fmt: skip
+                       "train.lr=1e-3", "train.warmup_epochs=0", "model.drop_path=0", "model.vit_depth=4",
+                       "train.schedule=step", "train.milestones=[100]")  # fmt: skip
     load = datasets_module.load_dataset
     dataset = load("synthocc", synth_root)
     keep = sorted({r.pid for r in dataset.train})[:8]
