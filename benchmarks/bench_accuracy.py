@@ -114,13 +114,15 @@ def main() -> None:
     results: dict = {} if args.fresh or not state_path.is_file() else json.loads(state_path.read_text())
     started = time.perf_counter()
     for seed in args.seeds:
+        todo = [row for row in rows if str(seed) not in results.get(row[0], {})]
+        for label in sorted(set(labels) - {row[0] for row in todo}):
+            print(f"seed {seed} {label}: done before, kept")
+        if not todo:
+            continue
         data_root = args.out / f"seed{seed}" / "synthocc"
         _make_data(data_root, seed)
         dataset = load_dataset("synthocc", data_root)
-        for label, config, overrides in rows:
-            if str(seed) in results.get(label, {}):
-                print(f"seed {seed} {label}: done before, kept")
-                continue
+        for label, config, overrides in todo:
             run_dir = args.out / f"seed{seed}" / label
             cfg = load_config(config, [*overrides, *args.overrides, f"data.root={data_root}", f"train.seed={seed}",
                                        f"train.output_dir={run_dir}", "model.test_feature=f_G",

@@ -203,10 +203,6 @@ def _table(rows: dict[str, dict[str, Any]]) -> str:
 
 
 def run_demo(out: Path, seed: int = 0, epochs: int | None = None) -> dict[str, dict[str, Any]]:
-    from occreid.data.datasets import load_dataset
-    from occreid.evaluation import visualize_ranked_results
-    from occreid.modeling.complexity import count_flops, count_parameters
-
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -215,13 +211,9 @@ def run_demo(out: Path, seed: int = 0, epochs: int | None = None) -> dict[str, d
 
     runs: dict[str, Path] = {}
     cfgs: dict[str, Config] = {}
-    titles = {m.key: m.title for m in MODELS}
     seconds: dict[str, float] = {}
     for m in MODELS:
-        overrides = [f"data.root={data_root}", f"train.seed={seed}", f"train.output_dir={out / m.key}"]
-        if epochs is not None:
-            overrides.append(f"train.epochs={epochs}")
-        cfg = load_config(m.config, overrides)
+        cfg = demo_config(m, out, seed, epochs)
         shutil.rmtree(out / m.key, ignore_errors=True)
         print(f"\n=== training {m.title} ===")
         t0 = time.perf_counter()
@@ -229,7 +221,30 @@ def run_demo(out: Path, seed: int = 0, epochs: int | None = None) -> dict[str, d
         seconds[m.key] = time.perf_counter() - t0
         print(f"{m.title} trained in {seconds[m.key]:.0f} s")
         runs[m.key], cfgs[m.key] = out / m.key, cfg
+    rows = report(out, seed, runs, cfgs, seconds)
+    print(f"\nreport: {out / 'report.md'}; results: {out / 'results.json'}; "
+          f"total {time.perf_counter() - started:.0f} s")  # fmt: skip
+    return rows
 
+
+def demo_config(model: DemoModel, out: Path, seed: int, epochs: int | None = None) -> Config:
+    """A demo model's config: its packaged file on the demo's SynthOcc at <out>/synthocc, seed and run folder."""
+    overrides = [f"data.root={out / 'synthocc'}", f"train.seed={seed}", f"train.output_dir={out / model.key}"]
+    if epochs is not None:
+        overrides.append(f"train.epochs={epochs}")
+    return load_config(model.config, overrides)
+
+
+def report(out: Path, seed: int, runs: dict[str, Path], cfgs: dict[str, Config],
+           seconds: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Evaluate the trained MODELS (`runs`: key -> run folder with last.pt) on <out>/synthocc and write the
+    table, `results.json` and `report.md`."""
+    from occreid.data.datasets import load_dataset
+    from occreid.evaluation import visualize_ranked_results
+    from occreid.modeling.complexity import count_flops, count_parameters
+
+    data_root = out / "synthocc"
+    titles = {m.key: m.title for m in MODELS}
     dataset = load_dataset("synthocc", data_root)
     rows: dict[str, dict[str, Any]] = {}
     deployed: dict[str, nn.Module] = {}
@@ -245,7 +260,8 @@ def run_demo(out: Path, seed: int = 0, epochs: int | None = None) -> dict[str, d
         r = output.result
         rows[name] = {
             "title": m.title, "config": m.config, "train_seconds": round(seconds[name], 1),
-            "pretrained": cfg.model.pretrained, "rank1": float(r.cmc[0]), "rank5": float(r.cmc[4]), "rank10": float(r.cmc[9]),
+            "pretrained": cfg.model.pretrained,
+            "rank1": float(r.cmc[0]), "rank5": float(r.cmc[4]), "rank10": float(r.cmc[9]),
             "mAP": float(r.mAP), "mINP": float(r.mINP),
             "params": count_parameters(model), "flops": count_flops(model, (1, 3, h, w)),
             "ms_per_query": _ms_per_query(model, cfg, [q.path for q in dataset.query], gf),
@@ -281,6 +297,7 @@ def run_demo(out: Path, seed: int = 0, epochs: int | None = None) -> dict[str, d
         "Every model evaluated with f_G only: the deployed models take images only, no pose.", "",
         f"{len(dataset.query)} occluded queries, {len(dataset.gallery)} gallery images; settings: "
         f"`{json.dumps(rows[MODELS[0].key]['settings'])}`", "",
+        "Training wall time: " + ", ".join(f"{titles[k]} {v:.0f} s" for k, v in seconds.items()) + ".", "",
         table, "", "## Training curves", "", "![curves](curves.png)", "",
         "## Feature-response maps (channel mean of F; cf. the paper's Figures 1 and 4)", "",
         "![response maps](response_maps.png)", "", "## Ranked lists (green: same identity, red: different)", "",
@@ -289,6 +306,4 @@ def run_demo(out: Path, seed: int = 0, epochs: int | None = None) -> dict[str, d
         lines += [f"### {titles[name]}", ""] + [f"![{Path(p).stem}]({Path(p).relative_to(out)})" for p in ranked[name]]
         lines.append("")
     (out / "report.md").write_text("\n".join(lines))
-    print(f"\nreport: {out / 'report.md'}; results: {out / 'results.json'}; "
-          f"total {time.perf_counter() - started:.0f} s")  # fmt: skip
     return rows

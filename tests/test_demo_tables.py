@@ -1,0 +1,73 @@
+"""The demo's model list and table, and the accuracy study's row specs and mean +- std table."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from occreid.config import load_config
+from occreid.engine.demo import MODELS, POSE_FEATURES, _table
+from occreid.modeling import ABLATION_PRESETS
+
+_spec = importlib.util.spec_from_file_location(
+    "bench_accuracy", Path(__file__).parents[1] / "benchmarks" / "bench_accuracy.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+def test_demo_models_share_backbone_schedule_and_start_from_imagenet():
+    cfgs = [load_config(m.config) for m in MODELS]
+    assert [m.key for m in MODELS] == ["baseline", "pgfl_kd"] and [c.model.name for c in cfgs] == [m.key for m in MODELS]
+    for cfg in cfgs:
+        assert cfg.model.backbone == "mobilenet_v2" and cfg.model.pretrained is True
+        assert cfg.model.test_feature == "f_G"
+        assert cfg.train.model_dump() == cfgs[0].train.model_dump() | {"output_dir": cfg.train.output_dir}
+        assert cfg.data.model_dump() == cfgs[0].data.model_dump() and cfg.loss == cfgs[0].loss
+    assert MODELS[1].pose_features == POSE_FEATURES
+
+
+def _row(title, map_, pose=None):
+    row = {"title": title, "rank1": 0.5, "rank5": 0.7, "mAP": map_, "mINP": 0.1, "params": 2.2e6, "flops": 1.2e8,
+           "ms_per_query": 3.0}
+    if pose:
+        row["pose_at_test"] = pose
+    return row
+
+
+def test_demo_table_has_one_f_g_line_per_model_then_pose_lines():
+    pose = {"f_P": {"rank1": 0.4, "mAP": 0.25, "mINP": 0.1}, "f_E": {"rank1": 0.6, "mAP": 0.35, "mINP": 0.2}}
+    text = _table({"a": _row("Baseline", 0.30), "b": _row("PGFL-KD", 0.31, pose), "c": _row("OGFR", 0.4)})
+    lines = text.splitlines()[2:]
+    assert [line.split("|")[1:3] for line in lines] == [
+        [" Baseline ", " f_G "], [" PGFL-KD ", " f_G "], [" OGFR ", " f_G "],
+        [" PGFL-KD ", " f_P, pose at test (not deployable pose-free) "],
+        [" PGFL-KD ", " f_E, pose at test (not deployable pose-free) "]]
+    assert "| 30.0 |" in lines[0] and "| 2.20 | 0.120 | 3.0 |" in lines[0] and "| 35.0 |" in lines[4]
+
+
+def test_bench_row_specs():
+    label, config, overrides = bench.parse_row("table6_row2_sab")
+    assert (label, config) == ("table6_row2_sab", "configs/demo/base.yaml")
+    assert "model.sab=true" in overrides and "model.interaction=false" in overrides
+    assert "model.name=pgfl_kd" in overrides and len(overrides) == len(ABLATION_PRESETS["table6_row2_sab"])
+    cfg = load_config(config, overrides)
+    assert cfg.model.sab and not cfg.model.interaction and not cfg.model.feb and cfg.model.backbone == "mobilenet_v2"
+    assert bench.parse_row("ogfr=configs/x.yaml,train.epochs=3,loss.lambda_cl=1") == (
+        "ogfr", "configs/x.yaml", ["train.epochs=3", "loss.lambda_cl=1"])
+    with pytest.raises(SystemExit, match="neither a preset"):
+        bench.parse_row("table6_row9")
+    assert bench.TABLE6 == [k for k in ABLATION_PRESETS if k.startswith("table6")]
+
+
+def test_bench_table_mean_std_and_paired_gains():
+    def rec(m, pose=None):
+        return {"rank1": m, "mAP": m, "mINP": m / 2, **({"pose_at_test": pose} if pose else {})}
+
+    pose = {"f_P": {"rank1": 0.2, "mAP": 0.2, "mINP": 0.1}}
+    results = {"table6_row1_baseline": {"0": rec(0.30), "1": rec(0.32)},
+               "table6_row6_pgfl_kd": {"0": rec(0.35, pose), "1": rec(0.33, pose)}}
+    text = bench.table(results, list(results), [0, 1])
+    assert "| table6_row1_baseline | f_G | 31.0 ± 1.4 | 31.0 ± 1.4 | 15.5 ± 0.7 | 30.0 32.0 | 52.7 / 45.9 |" in text
+    assert "|   table6_row6_pgfl_kd | f_P (pose at test) | 20.0 ± 0.0 |" in text
+    (gain,) = bench.gains(results, list(results), [0, 1])
+    assert gain == "- table6_row6_pgfl_kd - table6_row1_baseline: mAP 3.0 ± 2.8 (per seed: +5.0, +1.0)"
