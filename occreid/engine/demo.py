@@ -9,7 +9,6 @@ with training curves, ranked lists and feature-response maps.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -27,21 +26,55 @@ MODELS = ("baseline", "pgfl_kd")
 TITLES = {"baseline": "Baseline", "pgfl_kd": "PGFL-KD"}
 
 
-def _make_data(root: Path, seed: int) -> None:
-    """SynthOcc (default preset, occluded protocol) at `root`, reused when a complete one of this generator
-    version and seed is already there."""
-    from occreid.data.synthocc import generate as generate_synthocc
+def _reusable_data(root: Path, seed: int) -> bool:
+    """A complete SynthOcc of this generator version, preset and seed is at `root`."""
     from occreid.data.synthocc.generate import VERSION
 
     meta = root / "synthocc.json"
-    if meta.is_file():
+    if not meta.is_file():
+        return False
+    try:
         settings = json.loads(meta.read_text())
-        wanted = {"seed": seed, "protocol": "occluded", "preset": "default", "version": VERSION}
-        if all(settings.get(key) == value for key, value in wanted.items()):
-            print(f"reusing SynthOcc at {root}")
-            return
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    wanted = {"seed": seed, "protocol": "occluded", "preset": "default", "version": VERSION}
+    return isinstance(settings, dict) and all(settings.get(key) == value for key, value in wanted.items())
+
+
+def _make_data(root: Path, seed: int, overwrite: bool = False) -> None:
+    """SynthOcc (default preset, occluded protocol) at `root`, reused when a complete one of this generator
+    version and seed is already there; another one there is replaced only with `overwrite`."""
+    from occreid.data.synthocc import generate as generate_synthocc
+
+    if _reusable_data(root, seed):
+        print(f"reusing SynthOcc at {root}")
+        return
     print(f"generating SynthOcc (occluded protocol, seed {seed}) at {root}")
-    generate_synthocc(root, preset="default", seed=seed, protocol="occluded", force=True)
+    generate_synthocc(root, preset="default", seed=seed, protocol="occluded", force=overwrite)
+
+
+DEMO_OUTPUTS = ("results.json", "report.md", "curves.png", "response_maps.png", "ranked_baseline", "ranked_pgfl_kd")
+
+
+def _check_out(out: Path, seed: int, overwrite: bool) -> None:
+    """Before any work: an --out holding an earlier demo (runs, report, other SynthOcc data) is refused unless
+    `overwrite` (the rule of occreid.engine.rundir)."""
+    from occreid.engine.rundir import check_writable_dir, run_files
+    from occreid.errors import OccreidError
+
+    check_writable_dir(out, "--out")
+    if overwrite:
+        return
+    found = [out / name / p.name for name in MODELS for p in run_files(out / name)]
+    found += [out / name for name in DEMO_OUTPUTS if (out / name).exists()]
+    data = out / "synthocc"
+    if data.exists() and any(data.iterdir()) and not _reusable_data(data, seed):
+        found.append(data)
+    if found:
+        raise OccreidError(
+            f"--out {out} already holds an earlier demo ({', '.join(str(p.relative_to(out)) for p in found[:4])}"
+            f"{', ...' if len(found) > 4 else ''}); pass --overwrite to replace it, or choose another --out"
+        )
 
 
 @torch.inference_mode()
@@ -172,16 +205,16 @@ def _table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(out: Path, seed: int = 0, epochs: int | None = None) -> dict[str, dict[str, Any]]:
+def run_demo(out: Path, seed: int = 0, epochs: int | None = None, overwrite: bool = False) -> dict[str, dict[str, Any]]:
     from occreid.data.datasets import load_dataset
     from occreid.evaluation import visualize_ranked_results
     from occreid.modeling.complexity import count_flops, count_parameters
 
     started = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_out(out, seed, overwrite)
     data_root = out / "synthocc"
-    _make_data(data_root, seed)
+    _make_data(data_root, seed, overwrite)
 
     runs: dict[str, Path] = {}
     cfgs: dict[str, Config] = {}
@@ -190,10 +223,9 @@ def run_demo(out: Path, seed: int = 0, epochs: int | None = None) -> dict[str, d
         if epochs is not None:
             overrides.append(f"train.epochs={epochs}")
         cfg = load_config(f"configs/demo/{name}.yaml", overrides)
-        shutil.rmtree(out / name, ignore_errors=True)
         print(f"\n=== training {TITLES[name]} ===")
         t0 = time.perf_counter()
-        train(cfg)
+        train(cfg, overwrite=overwrite)
         print(f"{TITLES[name]} trained in {time.perf_counter() - t0:.0f} s")
         runs[name], cfgs[name] = out / name, cfg
 

@@ -98,7 +98,10 @@ def _file_state_dict(path: str) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise OccreidError(f"model.pretrained: cannot read {path} as a PyTorch state dict: {exc}") from None
+        from occreid.errors import torch_load_problem
+
+        raise OccreidError(f"model.pretrained: cannot read {path} as a PyTorch state dict: "
+                           f"{torch_load_problem(exc)}") from None  # fmt: skip
     for key in ("state_dict", "model"):  # common checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
