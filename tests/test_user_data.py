@@ -612,7 +612,8 @@ def test_training_and_evaluation_progress_in_a_log_file_is_plain_lines(synth_roo
     err = result.stderr.splitlines()
     assert "epoch 1/1: 1/2 steps (50%)" in result.stderr and "ETA" in result.stderr
     assert any(line.startswith("epoch 1/1: 2/2 steps (100%) in ") for line in err), err
-    assert any(line.startswith("gallery: 1/1 batches (100%)") for line in err), err
+    assert any(line.startswith("query: 1/1 batches (100%) in ") for line in err), err  # 60 images
+    assert any(line.startswith("gallery: 3/3 batches (100%) in ") for line in err), err  # 180 images
     records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "train"] == [1]  # log_period lines are kept as before
 
