@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from occreid.errors import OccreidError
 
@@ -32,6 +32,18 @@ class _Section(BaseModel):
 
 # Tuples are written as YAML lists (and dumped as lists by `to_yaml`); strict mode alone would refuse a list.
 _LIST_AS_TUPLE = BeforeValidator(lambda value: tuple(value) if isinstance(value, list) else value)
+_Positive = Annotated[int, Field(gt=0)]
+_PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+def _at_least_two(what: str):
+    def check(value: int) -> int:
+        if value < 2:
+            raise ValueError(f"must be >= 2: the batch-hard triplet loss needs at least 2 {what}, "
+                             "else it is 0 on every step")
+        return value
+
+    return check
 
 
 class DataConfig(_Section):
@@ -46,24 +58,26 @@ class DataConfig(_Section):
     test_keypoints: str | None = None
     # Images the store lacks: an error (default), or true: "no pose" (every confidence 0), counted in a warning.
     allow_missing_keypoints: bool = False
-    image_size: Annotated[tuple[int, int], _LIST_AS_TUPLE] = (384, 128)  # (height, width)
-    p: int = 4  # identities per batch
-    k: int = 16  # images per identity
-    num_workers: int = 2
-    flip_prob: float = 0.5
-    pad: int = 10
-    erasing_prob: float = 0.5
+    image_size: Annotated[tuple[_Positive, _Positive], _LIST_AS_TUPLE] = (384, 128)  # (height, width)
+    # The batch-hard triplet loss needs a positive and a negative for every anchor: >= 2 identities per batch and
+    # >= 2 images per identity (with 1 it is 0 on every step and silently off).
+    p: Annotated[int, AfterValidator(_at_least_two("identities per batch (p)"))] = 4  # identities per batch
+    k: Annotated[int, AfterValidator(_at_least_two("images per identity (k)"))] = 16  # images per identity
+    num_workers: int = Field(2, ge=0)
+    flip_prob: float = Field(0.5, ge=0, le=1)
+    pad: int = Field(10, ge=0)
+    erasing_prob: float = Field(0.5, ge=0, le=1)
     mean: Annotated[tuple[float, float, float], _LIST_AS_TUPLE] = (0.485, 0.456, 0.406)
-    std: Annotated[tuple[float, float, float], _LIST_AS_TUPLE] = (0.229, 0.224, 0.225)
+    std: Annotated[tuple[_PositiveFloat, _PositiveFloat, _PositiveFloat], _LIST_AS_TUPLE] = (0.229, 0.224, 0.225)
 
 
 class PoseConfig(_Section):
     """How keypoints become the K = 8 part heatmaps H_k of the PGFL-KD paper (section 3.1)."""
 
-    sigma: float = 1.0  # Gaussian std in feature-map cells
-    conf_threshold: float = 0.2  # keypoints below this confidence are dropped
+    sigma: float = Field(1.0, gt=0)  # Gaussian std in feature-map cells
+    conf_threshold: float = Field(0.2, ge=0, le=1)  # keypoints below this confidence are dropped
     merge: Literal["max", "sum"] = "max"  # how a group's keypoint Gaussians are merged
-    softmax_temperature: float = 0.1  # H_k = softmax(merged / T) over positions
+    softmax_temperature: float = Field(0.1, gt=0)  # H_k = softmax(merged / T) over positions
     empty_group: Literal["uniform", "zero"] = "zero"  # a group with no visible keypoint
 
 
@@ -86,7 +100,7 @@ class ModelConfig(_Section):
     drop_path: float = Field(0.1, ge=0.0, lt=1.0)
     num_cameras: int = Field(0, ge=0)
     camera_coef: float = 3.0
-    num_parts: int = 8
+    num_parts: int = Field(8, ge=1)
     # Which BNNeck feature is used at test time: "after" BN (BoT's default) or "before" it.
     neck_feat: Literal["before", "after"] = "after"
     # Feature matched at test (Table 8). f_G needs no pose; the others need query/gallery keypoints.
@@ -99,58 +113,58 @@ class ModelConfig(_Section):
     feb: bool = True  # foreground-enhanced branch, S of FEB
     consistency: bool = True  # C: L_CL between f_G and sg(f_E)
     feb_similarity: Literal["cosine", "dot"] = "cosine"  # Eq. 2
-    feb_temperature: float = 0.1  # a_ij = softmax(sim / T)
+    feb_temperature: float = Field(0.1, gt=0)  # a_ij = softmax(sim / T)
     mcl_similarity: Literal["cosine", "dot"] = "cosine"  # Eq. 5
-    mcl_temperature: float = 0.1
+    mcl_temperature: float = Field(0.1, gt=0)
 
 
 class LossConfig(_Section):
-    label_smoothing: float = 0.1
-    triplet_margin: float | None = 0.3  # None: soft-margin triplet
-    lambda_cl: float = 0.25
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    triplet_margin: float | None = Field(0.3, ge=0)  # None: soft-margin triplet
+    lambda_cl: float = Field(0.25, ge=0)
     # ||.||^2 of Eq. 4 (and Table 7's SAB consistency): "mean" over channels (default, on the ReID losses'
     # scale; see docs/models.md) or "sum", the paper's squared norm literally (C times larger).
     cl_reduction: Literal["mean", "sum"] = "mean"
-    lambda_mcl: float = 0.25
+    lambda_mcl: float = Field(0.25, ge=0)
 
 
 class TrainConfig(_Section):
-    epochs: int = 120
+    epochs: int = Field(120, ge=1)
     optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = 3.5e-4
-    weight_decay: float = 5e-4
-    momentum: float = 0.9  # sgd only
+    lr: float = Field(3.5e-4, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
     # Per-epoch learning-rate schedule after the warm-up: "step" (x gamma at each milestone, the strong
     # baseline's) or "cosine" (half cosine down to lr x cosine_min_factor at the last epoch, TransReID's).
     schedule: Literal["step", "cosine"] = "step"
-    milestones: list[int] = [30, 70]
-    gamma: float = 0.1
-    cosine_min_factor: float = 0.002
-    warmup_epochs: int = 10
-    warmup_factor: float = 0.01
+    milestones: list[Annotated[int, Field(ge=0)]] = [30, 70]
+    gamma: float = Field(0.1, gt=0)
+    cosine_min_factor: float = Field(0.002, ge=0, le=1)
+    warmup_epochs: int = Field(10, ge=0)
+    warmup_factor: float = Field(0.01, gt=0, le=1)
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
     sync_bn: bool = False
-    grad_clip: float | None = None
+    grad_clip: float | None = Field(None, gt=0)
     seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's seed range
     device: str = "auto"  # auto: cuda if available, else cpu
     # None: BoT's epoch (about one pass over the training images), which the papers' epoch counts assume.
-    steps_per_epoch: int | None = None
-    eval_period: int = 10  # epochs; 0: only at the end
-    log_period: int = 20  # steps
+    steps_per_epoch: int | None = Field(None, ge=1)
+    eval_period: int = Field(10, ge=0)  # epochs; 0: only at the end
+    log_period: int = Field(20, ge=1)  # steps
     output_dir: str = "runs/default"
 
 
 class EvalConfig(_Section):
-    batch_size: int = 128
+    batch_size: int = Field(128, ge=1)
     metric: Literal["euclidean", "cosine"] = "euclidean"
     normalize: bool = True
     flip: bool = False
     rerank: bool = False
-    k1: int = 20
-    k2: int = 6
-    lambda_value: float = 0.3
-    max_rank: int = 50
+    k1: int = Field(20, ge=1)
+    k2: int = Field(6, ge=1)
+    lambda_value: float = Field(0.3, ge=0, le=1)
+    max_rank: int = Field(50, ge=1)
 
 
 OcclusionType = Literal["none", "top", "bottom", "left", "right", "block", "person"]
@@ -385,8 +399,9 @@ def build_config(data: dict[str, Any], source: str = "config") -> Config:
                 problems[".".join(str(part) for part in err["loc"])] = ([], _UNKNOWN)
                 continue
             messages, _ = problems.setdefault(_error_key(err["loc"]), ([], err.get("input")))
-            if err["msg"] not in messages:
-                messages.append(err["msg"])
+            message = err["msg"].removeprefix("Value error, ")
+            if message not in messages:
+                messages.append(message)
         text = [
             f"unknown key '{key}'"
             if value is _UNKNOWN

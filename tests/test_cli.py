@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-PROGRESS_BAR = re.compile(r"^[\w -]+: +\d+%\|")  # a tqdm line, e.g. "Partial-Duke:   0%|   | 0/3 [00:00<?, ?img/s]"
+# a tqdm line, e.g. "Partial-Duke:   0%|   | 0/3 [00:00<?, ?img/s]", or the plain line occreid.engine.progress
+# prints when stderr is not a terminal, e.g. "epoch 1/2: 3/9 steps (33%) in 0:00:02, 1.5 steps/s"
+PROGRESS_BAR = re.compile(r"^[\w /-]+: +(\d+%\||\d+/\d+ \w+ \(\d+%\))")
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:

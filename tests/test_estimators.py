@@ -587,6 +587,27 @@ def test_mediapipe_on_a_reid_sized_crop(mediapipe_pose, astronaut):
     assert (k[:, 0][k[:, 2] > 0] < 64).all() and (k[:, 1][k[:, 2] > 0] < 128).all()
 
 
+def test_mediapipe_finds_the_upper_body_crop_its_black_square_canvas_misses(mediapipe_pose, astronaut):
+    """Issue 13 item 18: the astronaut cropped to 320 x 512, resized to 128 x 256 and saved as JPEG. Raw
+    mediapipe finds her on the image as it is; the square black canvas alone finds nobody. The estimator tries
+    more canvases and keeps the best result (benchmarks/results/bench_pose_canvas.md has the rates)."""
+    import io
+
+    from occreid.pose.estimators.mediapipe import MediaPipePose
+
+    buffer = io.BytesIO()
+    Image.fromarray(astronaut[0:512, 96:416]).resize((128, 256), Image.BILINEAR).save(buffer, "JPEG", quality=90)
+    crop = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    with MediaPipePose(canvases=("square",)) as square_only:
+        assert not has_pose(square_only.predict_one(crop))
+        assert has_pose(square_only.predict_on_canvas(crop, "crop"))  # the image as it is
+    k = mediapipe_pose.predict([crop])[0]
+    nose, ls, rs = k[NOSE], k[LSH], k[RSH]
+    assert min(nose[2], ls[2], rs[2]) > 0.5
+    assert nose[1] < min(ls[1], rs[1]) and rs[0] < nose[0] < ls[0]  # her face above her shoulders, facing us
+    assert mediapipe_pose.settings["canvases"] == ["square", "crop", "grey", "margin"]
+
+
 def test_mediapipe_finds_no_person_in_a_blank_image(mediapipe_pose):
     k = mediapipe_pose.predict([np.full((128, 64, 3), 127, np.uint8)])[0]
     assert not has_pose(k)

@@ -3,7 +3,10 @@ modules import heavy libraries (torch, PIL) inside the command functions so `occ
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import typer
 
@@ -36,11 +39,42 @@ def info() -> None:
     typer.echo(f"occreid {__version__}, python {platform.python_version()}, torch {torch.__version__}, device {device}")
 
 
+class _Interrupted(Exception):
+    """Ctrl-C inside a command. (typer turns a KeyboardInterrupt into a silent exit 130 before main sees it.)"""
+
+
+INTERRUPTED = (
+    "interrupted (Ctrl-C); what was written so far is kept: `occreid train ... --resume auto` continues a run "
+    "from its last epoch and `occreid pose extract` resumes where it stopped"
+)
+
+
+def _catch_interrupt(callback: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(callback)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
+
+    return wrapper
+
+
+def _wrap_commands(group: typer.Typer) -> None:
+    for command in group.registered_commands:
+        command.callback = _catch_interrupt(command.callback)
+    if group.registered_callback is not None and group.registered_callback.callback is not None:
+        group.registered_callback.callback = _catch_interrupt(group.registered_callback.callback)
+    for sub in group.registered_groups:
+        _wrap_commands(sub.typer_instance)
+
+
 def _register_all() -> None:
     from occreid.cli import data, evaluation, export, pose, synth, train
 
     for module in (synth, data, pose, train, evaluation, export):
         module.register(app)
+    _wrap_commands(app)
 
 
 _register_all()
@@ -52,6 +86,6 @@ def main() -> None:
     except OccreidError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.secho("interrupted", err=True)
+    except (KeyboardInterrupt, _Interrupted):
+        typer.secho(INTERRUPTED, err=True)
         sys.exit(130)

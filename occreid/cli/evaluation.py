@@ -20,9 +20,9 @@ def _load_model(checkpoint: Path):
     """(model, cfg) of a deployed checkpoint; a separate function so tests can patch it."""
     import importlib
 
-    if not checkpoint.is_file():
-        raise OccreidError(f"checkpoint not found: {checkpoint}")
     module = importlib.import_module("occreid.engine.checkpoint")
+    if not checkpoint.is_file():
+        module.load_checkpoint(checkpoint)  # "is a folder ..." or "not found"
     return module.load_deployed_model(checkpoint, device="cpu")
 
 
@@ -36,24 +36,61 @@ def list_images(folder: Path) -> list[Path]:
     return images
 
 
+def file_sha256(path: Path) -> str:
+    """The content hash that identifies a model: new weights at the same path get a new hash."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _settings(checkpoint: Path, cfg: Any) -> dict[str, Any]:
-    """What must match for two feature sets to be comparable; stored in the index metadata."""
+    """What must match for two feature sets to be comparable; stored in the index metadata. The model is
+    identified by the checkpoint's content hash; its path is only where it was when the index was built.
+    `feature` is what the deployed model computes: always f_G (whatever test feature the config names)."""
     return {
         "checkpoint": str(checkpoint.resolve()),
+        "checkpoint_sha256": file_sha256(checkpoint) if checkpoint.is_file() else None,
         "image_size": list(cfg.data.image_size),
         "mean": list(cfg.data.mean),
         "std": list(cfg.data.std),
         "flip": bool(cfg.eval.flip),
-        "test_feature": getattr(cfg.model, "test_feature", None),
+        "feature": "f_G",
     }
 
 
-def _recorded_checkpoint(index: Any, index_path: Path, hint: str) -> Path:
-    """The checkpoint the index was built with, or OccreidError "<index> records no checkpoint<hint>"."""
+def _recorded_checkpoint(index: Any, index_path: Path, hint: str, given: Path | None = None) -> Path:
+    """The checkpoint to embed with: `given` (--checkpoint) or the one the index records, or OccreidError
+    "<index> records no checkpoint<hint>". When the index records a content hash, the checkpoint must have it."""
     recorded = index.meta.get("checkpoint")
-    if not recorded:
+    if given is None and not recorded:
         raise OccreidError(f"{index_path} records no checkpoint{hint}")
-    return Path(recorded)
+    checkpoint = Path(given) if given is not None else Path(recorded)
+    expected = index.meta.get("checkpoint_sha256")
+    if expected:
+        if not checkpoint.is_file():
+            if given is None:
+                raise OccreidError(f"{index_path} was built with {checkpoint}, which is not there (moved or "
+                                   "deleted); pass --checkpoint with that model's file")  # fmt: skip
+            _load_model(checkpoint)  # its "not found" / "is a folder" message
+        if file_sha256(checkpoint) != expected:
+            raise OccreidError(
+                f"{checkpoint} is not the model {index_path} was built with (its content hash differs: "
+                f"{'new weights at the recorded path' if given is None else 'other weights'}); pass --checkpoint "
+                "with the original file, or build a new index with `occreid index build --overwrite`"
+            )
+    return checkpoint
+
+
+def _comparable(index: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings to compare with the index's: by content hash when it has one (so a moved checkpoint is
+    still the same model), else by path as indexes did before hashes."""
+    if index.meta.get("checkpoint_sha256"):
+        return {k: v for k, v in settings.items() if k != "checkpoint"}
+    return {k: v for k, v in settings.items() if k != "checkpoint_sha256"}
 
 
 def _extract(checkpoint: Path, images: list[Path], device: str, batch_size: int | None):
@@ -77,12 +114,14 @@ def index_build(
     overwrite: bool = typer.Option(False, help="Replace an existing index file."),
 ) -> None:
     """Embed every image under --images and write a searchable index."""
+    from occreid.engine.rundir import check_output_file
     from occreid.evaluation.index import GalleryIndex
 
     if out.suffix != ".npz":
         raise OccreidError(f"--out {out} must end in .npz")
     if out.exists() and not overwrite:
         raise OccreidError(f"{out} exists; use `occreid index add` to extend it or --overwrite to replace it")
+    check_output_file(out, "--out", overwrite=True)
     paths = list_images(images)
     features, cfg = _extract(checkpoint, paths, device, batch_size)
     index = GalleryIndex(
@@ -109,14 +148,14 @@ def index_add(
     from occreid.evaluation.index import GalleryIndex
 
     index = GalleryIndex.load(index_path)
-    checkpoint = checkpoint or _recorded_checkpoint(index, index_path, "; pass --checkpoint")
+    checkpoint = _recorded_checkpoint(index, index_path, "; pass --checkpoint", checkpoint)
     known = set(index.paths)
     paths = [p for p in list_images(images) if str(p.resolve()) not in known]
     if not paths:
         typer.echo(f"nothing to add: every image under {images} is already in {index_path}")
         return
     features, cfg = _extract(checkpoint, paths, device, batch_size)
-    index.check_compatible(_settings(checkpoint, cfg))
+    index.check_compatible(_comparable(index, _settings(checkpoint, cfg)))
     if (cfg.eval.metric, cfg.eval.normalize) != (index.metric, index.normalize):
         raise OccreidError(
             f"the index uses metric={index.metric}, normalize={index.normalize} but the checkpoint's config says "
@@ -134,15 +173,20 @@ def search(
     backend: str = typer.Option("torch", help="torch (exact matmul) or faiss (exact flat index)."),
     device: str = typer.Option("auto", help="Where to embed the query and search: auto, cpu, cuda, ..."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="The index's model, e.g. after moving it (default: the recorded path)."
+    ),
 ) -> None:
-    """Print the --topk gallery images closest to --image, with distances."""
+    """Print the --topk gallery images closest to --image, with distances. The query is embedded with the
+    model the index was built with (checked by content hash)."""
     from occreid.evaluation.index import GalleryIndex
 
     index = GalleryIndex.load(index_path)
     if not image.is_file():
         raise OccreidError(f"query image not found: {image}")
-    checkpoint = _recorded_checkpoint(index, index_path, " to embed the query with")
-    features, _ = _extract(checkpoint, [image], device, 1)
+    checkpoint = _recorded_checkpoint(index, index_path, " to embed the query with", checkpoint)
+    features, cfg = _extract(checkpoint, [image], device, 1)
+    index.check_compatible(_comparable(index, _settings(checkpoint, cfg)))
     results = index.search_paths(features, topk=topk, backend=backend, device=device)[0]
     if as_json:
         typer.echo(

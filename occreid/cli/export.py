@@ -15,23 +15,39 @@ def export(
     opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
     static_batch: bool = typer.Option(False, "--static-batch", help="Fix the batch size to 1 instead of dynamic."),
     atol: float = typer.Option(1e-3, "--atol", help="Fail if ONNX and PyTorch outputs differ by more than this."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Export the deployed model (backbone + GAP + BNNeck, images -> features) to ONNX and verify it with
-    onnxruntime, printing the max abs difference to PyTorch."""
+    onnxruntime, printing the max abs difference to PyTorch. The file appears at --out only once it passed the
+    check; a file that fails it is deleted."""
+    import os
+
     from occreid.engine.checkpoint import load_deployed_model
+    from occreid.engine.rundir import check_output_file
     from occreid.modeling.complexity import count_parameters
     from occreid.modeling.export import export_onnx
 
+    if checkpoint.is_dir():
+        from occreid.engine.checkpoint import load_checkpoint
+
+        load_checkpoint(checkpoint)  # its message for a folder names the checkpoints inside it
     if not checkpoint.is_file():
         raise OccreidError(f"--checkpoint {checkpoint} does not exist")
+    check_output_file(out, "--out", overwrite)
     deployed, cfg = load_deployed_model(str(checkpoint), device="cpu")
     image_size = tuple(cfg.data.image_size)
-    max_diff = export_onnx(deployed, out, image_size, opset=opset, dynamic_batch=not static_batch)
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        max_diff = export_onnx(deployed, partial, image_size, opset=opset, dynamic_batch=not static_batch)
+        typer.echo(f"onnxruntime vs PyTorch max abs difference: {max_diff:.3g}")
+        if max_diff > atol:
+            raise OccreidError(f"{out}: ONNX output differs from PyTorch by {max_diff:.3g} > --atol {atol}; the "
+                               "exported file failed this check and was deleted (nothing written to --out)")  # fmt: skip
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
     typer.echo(f"wrote {out}: input images (B, 3, {image_size[0]}, {image_size[1]}), "
                f"{count_parameters(deployed) / 1e6:.2f}M parameters, opset {opset}")
-    typer.echo(f"onnxruntime vs PyTorch max abs difference: {max_diff:.3g}")
-    if max_diff > atol:
-        raise OccreidError(f"{out}: ONNX output differs from PyTorch by {max_diff:.3g} > --atol {atol}")
 
 
 def register(app: typer.Typer) -> None:

@@ -24,7 +24,9 @@ def synth(
     protocol: str = typer.Option("occluded", help="occluded, partial or holistic (what the query/gallery hold)."),
     workers: int = typer.Option(2, help="Rendering processes; the output does not depend on it."),
     preview: bool = typer.Option(False, "--preview", help="Also save <out>/preview.png, a contact sheet."),
-    force: bool = typer.Option(False, "--force", help="Replace the SynthOcc folders/files already in --out."),
+    force: bool = typer.Option(
+        False, "--overwrite", "--force", help="Replace a SynthOcc dataset already in --out (never other data)."
+    ),
     train_occluders: str | None = typer.Option(
         None,
         "--train-occluders",

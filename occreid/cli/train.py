@@ -23,8 +23,14 @@ def train(
         str | None, typer.Option(help="checkpoint to continue from, or 'auto' for <output_dir>/last.pt")
     ] = None,
     output_dir: Annotated[Path | None, typer.Option(help="run directory (train.output_dir)")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="replace the run already in the run directory (else refused)")
+    ] = False,
 ) -> None:
-    """Train a model. Multi-GPU: torchrun --nproc_per_node N -m occreid train -c CONFIG."""
+    """Train a model. Multi-GPU: torchrun --nproc_per_node N -m occreid train -c CONFIG.
+
+    A run directory that holds a run is never overwritten silently: continue it with --resume auto, or replace
+    it with --overwrite."""
     from occreid.config import load_config
     from occreid.engine.trainer import train as run_train
 
@@ -32,7 +38,7 @@ def train(
     if output_dir is not None:
         overrides.append(f"train.output_dir={output_dir}")
     cfg = load_config(config, overrides)
-    result = run_train(cfg, resume=resume)
+    result = run_train(cfg, resume=resume, overwrite=overwrite)
     typer.echo(f"done: {result.steps} steps, best mAP {max(result.best_map, 0):.1%}, run dir {result.run_dir}")
 
 
@@ -42,32 +48,43 @@ def evaluate(
     root: Annotated[Path | None, typer.Option(help="its root folder")] = None,
     set_: SetOpt = None,
     out: Annotated[Path | None, typer.Option(help="results JSON (default: next to the checkpoint)")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing results JSON")] = False,
 ) -> None:
-    """Evaluate a checkpoint on a query/gallery split: Rank-k, mAP, mINP, with every setting recorded."""
-    from occreid.engine.checkpoint import load_method
+    """Evaluate a checkpoint on a query/gallery split: Rank-k, mAP, mINP, with every setting recorded.
+
+    --root alone evaluates the checkpoint's own dataset at another folder; --dataset NAME --root DIR another
+    dataset."""
+    from occreid.engine.checkpoint import checkpoint_config, load_checkpoint, load_method
     from occreid.engine.distributed import resolve_device
     from occreid.engine.evaluate import evaluate_model
-    from occreid.engine.trainer import load_test_split, test_keypoints
+    from occreid.engine.rundir import check_output_file
+    from occreid.engine.trainer import check_split_images, load_test_split, test_keypoints
     from occreid.errors import OccreidError
     from occreid.evaluation import format_results_table, results_to_json
 
     overrides = list(set_ or [])
-    if dataset is not None:
-        if root is None:
-            raise OccreidError(f"--dataset {dataset} needs --root, the folder that holds it")
+    if dataset is not None and root is None:
+        raise OccreidError(f"--dataset {dataset} needs --root, the folder that holds it")
+    if root is not None:
+        if dataset is None:  # the checkpoint's own (test) dataset, found at --root
+            stored = checkpoint_config(load_checkpoint(checkpoint), checkpoint)
+            dataset = stored.data.test_dataset or stored.data.dataset
+            typer.echo(f"evaluating {dataset} (the checkpoint's dataset) at --root {root}")
         overrides += [f"data.test_dataset={dataset}", f"data.test_root={root}"]
     method, cfg = load_method(checkpoint, "cpu", overrides)
     device = resolve_device(cfg.train.device)
     method.to(device)
     test_set = load_test_split(cfg)
+    out = out or Path(checkpoint).with_name(f"eval_{test_set.name}_{cfg.model.test_feature}.json")
+    check_output_file(out, "--out", overwrite)
     q_kpts, g_kpts = test_keypoints(cfg, test_set, method.batch_needs().test_keypoints)
+    check_split_images(test_set, splits=("query", "gallery"))
     output = evaluate_model(method, cfg, test_set.query, test_set.gallery, device, q_kpts, g_kpts)
     ranks = (1, 3) if test_set.name in PARTIAL_SETS else (1, 5, 10)
     typer.echo(f"{test_set.name}: {len(test_set.query)} queries, {len(test_set.gallery)} gallery images")
     typer.echo(format_results_table(output.table_rows(f"{cfg.model.name}/{cfg.model.test_feature}"), ranks=ranks))
     payload = results_to_json(output.result, output.settings, output.per_type)
     payload.update({"checkpoint": str(checkpoint), "dataset": test_set.name, "root": str(test_set.root)})
-    out = out or Path(checkpoint).with_name(f"eval_{test_set.name}_{cfg.model.test_feature}.json")
     out.write_text(json.dumps(payload, indent=2))
     typer.echo(f"results written to {out}")
 
@@ -76,11 +93,16 @@ def demo(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/demo"),
     seed: Annotated[int, typer.Option(help="seed for the data and both trainings")] = 0,
     epochs: Annotated[int | None, typer.Option(help="training epochs per model (default: the demo preset)")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="replace the demo's earlier runs, data and report in --out")
+    ] = False,
 ) -> None:
-    """SynthOcc (occluded) -> train Baseline and PGFL-KD on the CPU -> compare with f_G only (no pose at test)."""
+    """SynthOcc (occluded) -> train Baseline and PGFL-KD on the CPU -> compare with f_G only (no pose at test).
+
+    An --out that holds an earlier demo is refused unless --overwrite is given."""
     from occreid.engine.demo import run_demo
 
-    run_demo(out, seed=seed, epochs=epochs)
+    run_demo(out, seed=seed, epochs=epochs, overwrite=overwrite)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,7 @@ A checkpoint is a dict with `format`, `model` (state dict of the training method
 
 from __future__ import annotations
 
+import glob
 import os
 import pickle
 import random
@@ -19,35 +20,59 @@ import torch
 from torch import nn
 
 from occreid.config import Config, build_config
-from occreid.errors import OccreidError
+from occreid.errors import OccreidError, torch_load_problem
 
 FORMAT = "occreid-checkpoint-v1"
 
 
+def remove_stale_temp_files(path: str | Path) -> list[Path]:
+    """Delete the temp files `save_checkpoint(path)` leaves when it is killed mid-write (`<name>*.tmp` beside
+    `path`). Only one process writes a given checkpoint, so any such file is left over. Returns what it removed."""
+    path = Path(path)
+    stale = sorted(path.parent.glob(f"{glob.escape(path.name)}*.tmp")) if path.parent.is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write `state` to `path` atomically: a crash mid-write never leaves a truncated checkpoint behind."""
+    """Write `state` to `path` atomically and durably: a temp file in the same folder, flushed to disk (fsync),
+    then a rename, so a crash mid-write never leaves a truncated checkpoint behind. Temp files of an earlier
+    write that was killed are removed first."""
+    from occreid.pose.store import _fsync_dir, _umask
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save({"format": FORMAT, **state}, f)
+            f.flush()
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0o600; os.replace would keep that
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by `save_checkpoint`; a missing, truncated or foreign file is an OccreidError."""
     path = Path(path)
+    if path.is_dir():
+        inside = [n for n in ("last.pt", "best.pt") if (path / n).is_file()]
+        hint = f"; it holds {' and '.join(inside)}, e.g. {path / inside[0]}" if inside else ""
+        raise OccreidError(f"checkpoint {path} is a folder, not a file: give the checkpoint file{hint}")
     if not path.is_file():
         raise OccreidError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise OccreidError(f"{path} is truncated or not a torch checkpoint ({first[:160]})") from None
+    except pickle.UnpicklingError as exc:
+        raise OccreidError(f"{path}: not loaded: {torch_load_problem(exc)}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise OccreidError(f"{path} is truncated or not a torch checkpoint ({torch_load_problem(exc)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
         raise OccreidError(
             f"{path} is not an occreid checkpoint (no '{FORMAT}' marker); to use foreign weights, "
@@ -94,13 +119,46 @@ def load_method(
         cfg = apply_overrides(cfg, overrides)
     cfg.model.pretrained = False  # the checkpoint holds the weights
     method = build_model(cfg, num_classes=state["num_classes"])
-    missing, unexpected = method.load_state_dict(state["model"], strict=False)
-    if missing or unexpected:
-        raise OccreidError(
-            f"{path}: weights do not fit model '{cfg.model.name}' ({cfg.model.backbone}): "
-            f"{len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
-        )
+    load_weights(method, state, path, cfg, checkpoint_config(state, path), action="evaluate")
     return method.to(device).eval(), cfg
+
+
+def _model_summary(cfg: Config, num_classes: int | None) -> str:
+    ids = f", {num_classes} training identities" if num_classes is not None else ""
+    return f"{cfg.model.name} ({cfg.model.backbone}) on {cfg.data.dataset}{ids}"
+
+
+def load_weights(
+    method: nn.Module, state: dict[str, Any], path: str | Path, cfg: Config, stored: Config | None = None,
+    num_classes: int | None = None, action: str = "resume",
+) -> None:
+    """Load a checkpoint's `model` weights into `method` (built from `cfg`). Weights of another model, backbone
+    or dataset (identity count) are an OccreidError that says what the checkpoint holds and what `cfg` asks for,
+    instead of torch's load_state_dict traceback."""
+    stored = stored if stored is not None else checkpoint_config(state, path)
+    own = method.state_dict()
+    weights = state["model"]
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    wrong = [k for k in own if k in weights and tuple(weights[k].shape) != tuple(own[k].shape)]
+    if not (missing or unexpected or wrong):
+        method.load_state_dict(weights)
+        return
+    differs = [
+        f"{key}={getattr(getattr(stored, s), f)} (config: {getattr(getattr(cfg, s), f)})"
+        for key, (s, f) in {"model.name": ("model", "name"), "model.backbone": ("model", "backbone"),
+                            "data.dataset": ("data", "dataset")}.items()  # fmt: skip
+        if getattr(getattr(stored, s), f) != getattr(getattr(cfg, s), f)
+    ]
+    if num_classes is not None and state.get("num_classes") not in (None, num_classes):
+        differs.append(f"{state['num_classes']} training identities (dataset: {num_classes})")
+    counts = ", ".join(f"{len(keys)} {label} (e.g. {keys[0]})" for label, keys in
+                       (("missing", missing), ("unexpected", unexpected), ("of another shape", wrong)) if keys)  # fmt: skip
+    cause = f"the checkpoint has {'; '.join(differs)}" if differs else f"weights {counts}"
+    fix = ("resume only with the config the run was started with (its config.yaml), or start a new run without "
+           "--resume" if action == "resume" else "drop the --set overrides of model.* that differ from the checkpoint")
+    raise OccreidError(f"cannot {action} from {path}: it holds {_model_summary(stored, state.get('num_classes'))}, "
+                       f"which does not fit {cfg.model.name} ({cfg.model.backbone}): {cause}; {fix}")  # fmt: skip
 
 
 def load_deployed_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Config]:

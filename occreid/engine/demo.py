@@ -10,7 +10,6 @@ curves, ranked lists and feature-response maps. A new model is one more DemoMode
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,22 +51,49 @@ def _reusable(root: Path, seed: int) -> bool:
     meta = root / "synthocc.json"
     if not meta.is_file():
         return False
-    settings = json.loads(meta.read_text())
+    try:
+        settings = json.loads(meta.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
     # train_occluders is absent from datasets written before the unseen-occluder split existed: None as well
-    wanted = {"seed": seed, "protocol": "occluded", "preset": "default", "version": VERSION}
-    wanted["train_occluders"] = None
-    return all(settings.get(key) == value for key, value in wanted.items())
+    wanted = {"seed": seed, "protocol": "occluded", "preset": "default", "version": VERSION, "train_occluders": None}
+    return isinstance(settings, dict) and all(settings.get(key) == value for key, value in wanted.items())
 
 
-def _make_data(root: Path, seed: int) -> None:
-    """SynthOcc (default preset, occluded protocol) at `root`, reused when `_reusable`."""
+def _make_data(root: Path, seed: int, overwrite: bool = False) -> None:
+    """SynthOcc (default preset, occluded protocol) at `root`, reused when `_reusable`; another one there is
+    replaced only with `overwrite`."""
     from occreid.data.synthocc import generate as generate_synthocc
 
     if _reusable(root, seed):
         print(f"reusing SynthOcc at {root}")
         return
     print(f"generating SynthOcc (occluded protocol, seed {seed}) at {root}")
-    generate_synthocc(root, preset="default", seed=seed, protocol="occluded", force=True)
+    generate_synthocc(root, preset="default", seed=seed, protocol="occluded", force=overwrite)
+
+
+DEMO_OUTPUTS = ("results.json", "report.md", "curves.png", "response_maps.png", *(f"ranked_{m.key}" for m in MODELS))
+
+
+def _check_out(out: Path, seed: int, overwrite: bool) -> None:
+    """Before any work: an --out holding an earlier demo (runs, report, other SynthOcc data) is refused unless
+    `overwrite` (the rule of occreid.engine.rundir)."""
+    from occreid.engine.rundir import check_writable_dir, run_files
+    from occreid.errors import OccreidError
+
+    check_writable_dir(out, "--out")
+    if overwrite:
+        return
+    found = [out / m.key / p.name for m in MODELS for p in run_files(out / m.key)]
+    found += [out / name for name in DEMO_OUTPUTS if (out / name).exists()]
+    data = out / "synthocc"
+    if data.exists() and any(data.iterdir()) and not _reusable(data, seed):
+        found.append(data)
+    if found:
+        raise OccreidError(
+            f"--out {out} already holds an earlier demo ({', '.join(str(p.relative_to(out)) for p in found[:4])}"
+            f"{', ...' if len(found) > 4 else ''}); pass --overwrite to replace it, or choose another --out"
+        )
 
 
 @torch.inference_mode()
@@ -202,22 +228,21 @@ def _table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(out: Path, seed: int = 0, epochs: int | None = None) -> dict[str, dict[str, Any]]:
+def run_demo(out: Path, seed: int = 0, epochs: int | None = None, overwrite: bool = False) -> dict[str, dict[str, Any]]:
     started = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_out(out, seed, overwrite)
     data_root = out / "synthocc"
-    _make_data(data_root, seed)
+    _make_data(data_root, seed, overwrite)
 
     runs: dict[str, Path] = {}
     cfgs: dict[str, Config] = {}
     seconds: dict[str, float] = {}
     for m in MODELS:
         cfg = demo_config(m, out, seed, epochs)
-        shutil.rmtree(out / m.key, ignore_errors=True)
         print(f"\n=== training {m.title} ===")
         t0 = time.perf_counter()
-        train(cfg)
+        train(cfg, overwrite=overwrite)
         seconds[m.key] = time.perf_counter() - t0
         print(f"{m.title} trained in {seconds[m.key]:.0f} s")
         runs[m.key], cfgs[m.key] = out / m.key, cfg

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from occreid.errors import OccreidError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -30,10 +32,26 @@ class DistInfo:
         return self.world_size > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+def check_device(name: str, option: str = "train.device") -> torch.device:
+    """`name` as a torch device; an unknown name, or CUDA on a machine without a usable GPU, is an OccreidError
+    naming `option` (the config key or command-line option it came from)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise OccreidError(f"{option}={name}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise OccreidError(f"{option}={name}: this machine has no CUDA GPU that torch can use; "
+                               "use cpu (or auto, which picks the GPU when there is one)")  # fmt: skip
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise OccreidError(f"{option}={name}: there are only {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def resolve_device(name: str, local_rank: int = 0, option: str = "train.device") -> torch.device:
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
+    device = check_device(name, option)
     if device.type == "cuda" and device.index is None:
         device = torch.device(f"cuda:{local_rank}")
     return device

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from occreid.config import Config
 from occreid.data.records import ImageRecord
 from occreid.engine.distributed import DistInfo, all_gather_objects
+from occreid.engine.progress import progress
 
 
 @torch.inference_mode()
@@ -40,7 +40,7 @@ def extract_features(
     dtype = torch.bfloat16 if cfg.train.amp == "bf16" else torch.float16
     feats = []
     model.eval()
-    for batch in tqdm(loader, desc=desc, leave=False, disable=not info.is_main):
+    for batch in progress(loader, desc=desc, unit="batches", enabled=info.is_main):
         images = batch["images"].to(device, non_blocking=True)
         kpts = batch["keypoints"].to(device) if keypoints is not None else None
         with torch.autocast(device.type, dtype=dtype, enabled=amp):

@@ -31,7 +31,7 @@ from torch import nn
 
 from occreid.config import Config, save_config
 from occreid.data.records import ImageRecord, ReidDataset
-from occreid.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from occreid.engine.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from occreid.engine.distributed import (
     DistInfo,
     all_gather_objects,
@@ -43,6 +43,8 @@ from occreid.engine.distributed import (
     setup_distributed,
 )
 from occreid.engine.evaluate import EvalOutput, evaluate_model
+from occreid.engine.progress import progress as progress_bar
+from occreid.engine.rundir import check_run_dir, check_writable_dir, clear_run_dir
 from occreid.errors import OccreidError
 
 
@@ -77,6 +79,19 @@ def load_test_split(cfg: Config, train_set: ReidDataset | None = None) -> ReidDa
     if cfg.data.test_dataset is None:
         return train_set if train_set is not None else load_dataset(cfg.data.dataset, cfg.data.root)
     return load_dataset(cfg.data.test_dataset, cfg.data.test_root or cfg.data.root)
+
+
+def check_split_images(*datasets: ReidDataset, splits: tuple[str, ...] = ("train", "query", "gallery")) -> None:
+    """Every image training and evaluation will read can be decoded (occreid.data.images.check_images)."""
+    from occreid.data.images import check_images
+
+    seen: set[str] = set()
+    for ds in datasets:
+        for split in splits:
+            records = [r for r in getattr(ds, split) if r.path not in seen]
+            seen.update(r.path for r in records)
+            if records:
+                check_images([r.path for r in records], f"{ds.name} {split}")
 
 
 def test_keypoints(
@@ -167,6 +182,17 @@ def environment_info(info: DistInfo) -> dict[str, Any]:
     }
 
 
+def _step_of(line: str, path: Path) -> float:
+    """The step of a metrics.jsonl line; a line cut short by a crash mid-write counts as after every step, so
+    resuming drops it (with a warning) instead of failing."""
+    try:
+        return json.loads(line).get("step", 0)
+    except (json.JSONDecodeError, AttributeError):
+        print(f"warning: {path}: dropping an incomplete line (a crash while it was written): {line[:60]!r}",
+              flush=True)  # fmt: skip
+        return float("inf")
+
+
 class MetricsLog:
     """Metrics as JSON lines (`metrics.jsonl`), and TensorBoard scalars when tensorboard is installed.
 
@@ -183,7 +209,7 @@ class MetricsLog:
         if resume_step is None:
             self.path.unlink(missing_ok=True)
         elif self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
+            kept = [line for line in self.path.read_text().splitlines() if _step_of(line, self.path) <= resume_step]
             self.path.write_text("".join(line + "\n" for line in kept))
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -246,10 +272,11 @@ def _log_eval(cfg: Config, out: EvalOutput, epoch: int, step: int) -> dict[str, 
     }  # fmt: skip
 
 
-def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) -> TrainResult:
+def train(cfg: Config, resume: str | Path | None = None, progress: bool = True, overwrite: bool = False) -> TrainResult:
     """Train the method the config describes on `cfg.data`; write the run directory `cfg.train.output_dir`.
 
-    `resume`: a checkpoint path, or "auto" for `<output_dir>/last.pt` when it exists.
+    `resume`: a checkpoint path, or "auto" for `<output_dir>/last.pt` when it exists. A run directory that
+    already holds a run is refused unless the run is resumed or `overwrite` replaces it (occreid.engine.rundir).
     """
     from occreid.data.datasets import load_dataset
     from occreid.data.loaders import build_train_loader
@@ -259,6 +286,8 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
     info = setup_distributed(t.device)
     device = info.device
     run_dir = Path(t.output_dir)
+    check_run_dir(run_dir, resume, overwrite)
+    check_writable_dir(run_dir, "train.output_dir")
     torch.manual_seed(t.seed)
     np.random.seed(t.seed)
 
@@ -280,6 +309,7 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
     sampler = loader.batch_sampler
     test_set = load_test_split(cfg, dataset)
     q_kpts, g_kpts = test_keypoints(cfg, test_set, needs.test_keypoints)
+    check_split_images(dataset, test_set)
 
     # ---- optimisation
     if t.channels_last:
@@ -306,7 +336,7 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
     resume_path = run_dir / "last.pt" if resume == "auto" else (Path(resume) if resume else None)
     if resume_path is not None and (resume != "auto" or resume_path.is_file()):
         state = load_checkpoint(resume_path, map_location=device)
-        method.load_state_dict(state["model"])
+        load_weights(method, state, resume_path, cfg, num_classes=dataset.num_train_pids)
         optimizer.load_state_dict(state["optimizer"])
         for name, opt in extra_optimizers.items():
             opt.load_state_dict(state["extra_optimizers"][name])
@@ -316,6 +346,8 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
         start_epoch, step, best_map = state["epoch"], state["step"], state["best_map"]
         set_rng_state(state["rng"])
 
+    if overwrite and info.is_main:
+        clear_run_dir(run_dir)
     log = MetricsLog(run_dir, info.is_main, resume_step=step if start_epoch > 0 else None)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -324,6 +356,19 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
         print(dataset.summary())
         print(f"training {type(method).__name__} on {device}, {len(sampler)} steps/epoch, "
               f"epochs {start_epoch}->{t.epochs}, run dir {run_dir}")  # fmt: skip
+
+    def save(names: list[str], epochs_done: int, best: float) -> None:
+        """The training state after `epochs_done` epochs, to each of `names` in the run directory (rank 0)."""
+        if info.is_main:
+            state = {
+                "model": method.state_dict(), "optimizer": optimizer.state_dict(),
+                "extra_optimizers": {name: opt.state_dict() for name, opt in extra_optimizers.items()},
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epochs_done,
+                "step": step, "rng": rng_state(), "config": cfg.model_dump(mode="json"),
+                "num_classes": dataset.num_train_pids, "best_map": best,
+            }  # fmt: skip
+            for name in names:
+                save_checkpoint(run_dir / name, state)
 
     last_eval: dict[str, Any] | None = None
     for epoch in range(start_epoch, t.epochs):
@@ -335,7 +380,8 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
         method.set_epoch(epoch)
         method.train()
         t_data, t_end = 0.0, time.perf_counter()
-        for batch in loader:
+        bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{t.epochs}", unit="steps", enabled=info.is_main and progress)
+        for batch in bar:
             t_data += time.perf_counter() - t_end
             batch = _to_device(batch, device, t.channels_last)
             with _autocast(cfg, device):
@@ -375,8 +421,9 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
                 log.write(record)
                 if info.is_main and progress:
                     terms_txt = " ".join(f"{k}={v.item():.3f}" for k, v in terms.items())
-                    print(f"epoch {epoch + 1} step {step} loss {loss.item():.4f} ({terms_txt}) "
-                          f"|g| {float(grad_norm):.2f} lr {optimizer.param_groups[0]['lr']:.2e}", flush=True)  # fmt: skip
+                    bar.set_postfix_str(f"loss {loss.item():.4f}")
+                    bar.write(f"epoch {epoch + 1} step {step} loss {loss.item():.4f} ({terms_txt}) "
+                              f"|g| {float(grad_norm):.2f} lr {optimizer.param_groups[0]['lr']:.2e}")  # fmt: skip
                 t_data = 0.0
             t_end = time.perf_counter()
         scheduler.step()
@@ -384,6 +431,8 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
         # ---- evaluate and checkpoint (one model on every rank: rank 0's BatchNorm statistics)
         broadcast_buffers(method, info)
         done = epoch + 1
+
+        save(["last.pt"], done, best_map)  # first: an evaluation that fails (a bad gallery image, Ctrl-C) keeps the epoch
         evaluate_now = done == t.epochs or (t.eval_period > 0 and done % t.eval_period == 0)
         improved = False
         if evaluate_now:
@@ -396,18 +445,7 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) 
                 print(f"epoch {done}: mAP {out.result.mAP:.1%} rank-1 {out.result.cmc[0]:.1%} "
                       f"mINP {out.result.mINP:.1%}", flush=True)  # fmt: skip
                 (run_dir / "eval.json").write_text(json.dumps({**last_eval, "settings": out.settings}, indent=2))
-        if info.is_main:
-            state = {
-                "model": method.state_dict(), "optimizer": optimizer.state_dict(),
-                "extra_optimizers": {name: opt.state_dict() for name, opt in extra_optimizers.items()},
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": done, "step": step,
-                "rng": rng_state(),
-                "config": cfg.model_dump(mode="json"), "num_classes": dataset.num_train_pids,
-                "best_map": best_map,
-            }  # fmt: skip
-            save_checkpoint(run_dir / "last.pt", state)
-            if improved:
-                save_checkpoint(run_dir / "best.pt", state)
+            save(["last.pt", *(["best.pt"] if improved else [])], done, best_map)  # again, with the new best_map
         barrier(info)
 
     if info.enabled:  # every rank must end with the same weights

@@ -24,12 +24,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def resolve_device(device: str) -> str:
-    """ "auto" -> "cuda" when available, else "cpu"; anything else unchanged."""
-    if device == "auto":
-        import torch
+def resolve_device(device: str, option: str = "--device") -> str:
+    """ "auto" -> "cuda" when available, else "cpu"; anything else unchanged once checked (an unknown name or
+    CUDA without a GPU is an OccreidError naming `option`)."""
+    import torch
 
+    if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    from occreid.engine.distributed import check_device
+
+    check_device(device, option)
     return device
 
 

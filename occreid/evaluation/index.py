@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from occreid.errors import OccreidError
+from occreid.errors import OccreidError, npz_problem
 
 INDEX_VERSION = 1
 
@@ -206,8 +207,9 @@ class GalleryIndex:
                 header = json.loads(str(data["header"]))
                 features = data["features"].astype(np.float32)
                 paths = [str(p) for p in data["paths"]]
-        except (OSError, ValueError, KeyError) as exc:
-            raise OccreidError(f"{path} is not an occreid gallery index: {exc}") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise OccreidError(f"{path} is not an occreid gallery index ({npz_problem(exc)}); rebuild it with "
+                               "`occreid index build --overwrite`") from None  # fmt: skip
         index = cls(metric=header["metric"], normalize=header["normalize"], meta=header.get("meta", {}))
         if len(paths):
             index.features = features

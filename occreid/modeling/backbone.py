@@ -137,8 +137,10 @@ def _load_tensors(path: Path, what: str, fix: str) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise OccreidError(f"{what} {path} cannot be read as a PyTorch state dict "
-                           f"({type(exc).__name__}: {str(exc).splitlines()[0]}); {fix}") from None
+        from occreid.errors import torch_load_problem
+
+        raise OccreidError(f"{what} {path} cannot be read as a PyTorch state dict ({torch_load_problem(exc)}); "
+                           f"{fix}") from None  # fmt: skip
     if not isinstance(state, dict):
         raise OccreidError(f"{what} {path} holds a {type(state).__name__}, not a state dict; {fix}")
     return state

