@@ -1,10 +1,12 @@
 """`occreid demo`: the main job on the built-in data, on a CPU in about ten minutes.
 
-SynthOcc (occluded protocol, ground-truth keypoints) -> train every model of MODELS (Baseline and PGFL-KD, both
-from an ImageNet-pretrained MobileNetV2) with the same schedule and seed -> evaluate each on occluded queries
-with f_G only (no pose at test) -> one table (Rank-1, mAP, mINP, parameters, FLOPs, ms per query of the
-deployed model, and PGFL-KD's pose-at-test features of Table 8), `results.json`, and `report.md` with training
-curves, ranked lists and feature-response maps. A new model is one more DemoModel in MODELS.
+SynthOcc (occluded protocol, ground-truth keypoints) -> train every model of MODELS (Baseline and PGFL-KD on an
+ImageNet-pretrained MobileNetV2; the ViT baseline and OGFR on the hybrid ViT with that MobileNetV2 stem) with the
+same data, schedule and seed -> evaluate each on occluded queries with its deployed model (images only: no pose,
+no holistic teacher) -> one table (Rank-1, mAP, mINP, parameters, FLOPs, ms per query, and PGFL-KD's
+pose-at-test features of Table 8), a table by the query's occluder type, `results.json`, and `report.md` with
+training curves, ranked lists, the CNNs' response maps, the ViTs' attention maps and the tokens OGFR's agent
+erases. A new model is one more DemoModel in MODELS.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from occreid.config import Config, load_config
 from occreid.engine.checkpoint import load_deployed_model
 from occreid.engine.evaluate import EvalOutput, evaluate_features, extract_features
 from occreid.engine.trainer import train
+from occreid.modeling.vit import VIT_ARCHS
 
 POSE_FEATURES = ("f_P", "f_V", "f_F", "f_E")
 
@@ -40,6 +43,8 @@ class DemoModel:
 MODELS: list[DemoModel] = [
     DemoModel("baseline", "Baseline", "configs/demo/baseline.yaml"),
     DemoModel("pgfl_kd", "PGFL-KD", "configs/demo/pgfl_kd.yaml", pose_features=POSE_FEATURES),
+    DemoModel("vit_baseline", "ViT baseline", "configs/demo/vit_baseline.yaml"),
+    DemoModel("ogfr", "OGFR", "configs/demo/ogfr.yaml"),
 ]
 
 
@@ -72,7 +77,8 @@ def _make_data(root: Path, seed: int, overwrite: bool = False) -> None:
     generate_synthocc(root, preset="default", seed=seed, protocol="occluded", force=overwrite)
 
 
-DEMO_OUTPUTS = ("results.json", "report.md", "curves.png", "response_maps.png", *(f"ranked_{m.key}" for m in MODELS))
+DEMO_OUTPUTS = ("results.json", "report.md", "curves.png", "response_maps.png", "attention_maps.png",
+                *(f"ranked_{m.key}" for m in MODELS), *(f"erased_tokens_{m.key}.png" for m in MODELS))
 
 
 def _check_out(out: Path, seed: int, overwrite: bool) -> None:
@@ -144,7 +150,8 @@ def _curves(runs: dict[str, Path], titles: dict[str, str], out: Path) -> None:
 @torch.inference_mode()
 def _response_maps(models: dict[str, nn.Module], titles: dict[str, str], cfg: Config, paths: list[str],
                    out: Path) -> None:
-    """Channel-mean activation of F over each image (the paper's Figures 1 and 4), per model."""
+    """Channel-mean activation of F over each image (the paper's Figures 1 and 4), per CNN model (a ViT's tokens
+    are layer-normalised, so their channel mean says nothing; its attention maps are drawn instead)."""
     import matplotlib
     from PIL import Image
 
@@ -228,6 +235,20 @@ def _table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _type_table(rows: dict[str, dict[str, Any]]) -> str:
+    """mAP / Rank-1 of each model's deployed f_G on the queries of each occluder type (against the whole
+    gallery), the number of such queries in the header."""
+    types = list(next(iter(rows.values()))["per_type"])
+    if not types:
+        return ""
+    counts = next(iter(rows.values()))["per_type_queries"]
+    lines = ["| model | " + " | ".join(f"{t} ({counts[t]} q.)" for t in types) + " |", "|---|" + "---:|" * len(types)]
+    for r in rows.values():
+        cells = [f"{100 * r['per_type'][t]['mAP']:.1f} / {100 * r['per_type'][t]['rank1']:.1f}" for t in types]
+        lines.append(f"| {r['title']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def run_demo(out: Path, seed: int = 0, epochs: int | None = None, overwrite: bool = False) -> dict[str, dict[str, Any]]:
     started = time.perf_counter()
     out = Path(out)
@@ -258,6 +279,31 @@ def demo_config(model: DemoModel, out: Path, seed: int, epochs: int | None = Non
     if epochs is not None:
         overrides.append(f"train.epochs={epochs}")
     return load_config(model.config, overrides)
+
+
+def _vit_pictures(runs: dict[str, Path], cfgs: dict[str, Config], deployed: dict[str, nn.Module],
+                  titles: dict[str, str], dataset, query_paths: list[str], out: Path) -> list[str]:
+    """The ViT models' last-block class-token attention on the occluded queries, and the tokens OGFR's agent
+    erases on holistic gallery images; report lines."""
+    from occreid.engine.checkpoint import load_method
+    from occreid.evaluation.token_maps import attention_maps, draw_erased_tokens
+
+    vits = {titles[k]: v for k, v in deployed.items() if cfgs[k].model.backbone in VIT_ARCHS}
+    if not vits:
+        return []
+    cfg = next(cfgs[k] for k in deployed if titles[k] in vits)
+    attention_maps(vits, query_paths, out / "attention_maps.png", cfg)
+    lines = ["## ViT attention on occluded queries (last block, class token over the patches)", "",
+             "![attention maps](attention_maps.png)", ""]  # fmt: skip
+    for key in deployed:
+        method, method_cfg = load_method(runs[key] / "last.pt", "cpu")
+        if getattr(method, "agent", None) is None:
+            continue
+        holistic = [g.path for g in dataset.gallery if g.occluder_type == "none"][:: 97][: len(query_paths)]
+        draw_erased_tokens(method, holistic, out / f"erased_tokens_{key}.png")
+        lines += [f"## Tokens {titles[key]}'s agent erases in the holistic teacher (greedy, "
+                  f"rho = {method_cfg.ogfr.erase_ratio})", "", f"![erased tokens](erased_tokens_{key}.png)", ""]
+    return lines
 
 
 def report(out: Path, seed: int, runs: dict[str, Path], cfgs: dict[str, Config],
@@ -291,13 +337,16 @@ def report(out: Path, seed: int, runs: dict[str, Path], cfgs: dict[str, Config],
             "params": count_parameters(model), "flops": count_flops(model, (1, 3, h, w)),
             "ms_per_query": _ms_per_query(model, cfg, [q.path for q in dataset.query], gf),
             "settings": output.settings, "seed": seed, "epochs": cfg.train.epochs, "backbone": cfg.model.backbone,
+            "per_type": {t: {"rank1": float(x.cmc[0]), "mAP": float(x.mAP), "mINP": float(x.mINP)}
+                         for t, x in output.per_type.items()},
+            "per_type_queries": {t: sum(q.occluder_type == t for q in dataset.query) for t in output.per_type},
         }  # fmt: skip
         if m.pose_features:
             rows[name]["pose_at_test"] = pose_at_test(runs[name] / "last.pt", dataset, m.pose_features)
         deployed[name], outputs[name] = model, output
 
-    table = _table(rows)
-    print("\n" + table)
+    table, type_table = _table(rows), _type_table(rows)
+    print("\n" + table + "\n\nmAP / Rank-1 (%) by occluder type of the query:\n" + type_table)
     (out / "results.json").write_text(json.dumps(rows, indent=2))
 
     # ---- report
@@ -313,7 +362,10 @@ def report(out: Path, seed: int, runs: dict[str, Path], cfgs: dict[str, Config],
             out / f"ranked_{name}", topk=8, select=names,
         )  # fmt: skip
     first = cfgs[MODELS[0].key]
-    _response_maps(deployed, titles, first, [str(data_root / "query" / n) for n in names], out / "response_maps.png")
+    query_paths = [str(data_root / "query" / n) for n in names]
+    cnns = {k: v for k, v in deployed.items() if cfgs[k].model.backbone not in VIT_ARCHS}
+    _response_maps(cnns, titles, first, query_paths, out / "response_maps.png")
+    pictures = _vit_pictures(runs, cfgs, deployed, titles, dataset, query_paths, out)
     lines = [
         f"# occreid demo: {' vs '.join(titles.values())} on SynthOcc (occluded protocol)", "",
         f"Seed {seed}; {', '.join(sorted({c.model.backbone for c in cfgs.values()}))} "
@@ -323,9 +375,11 @@ def report(out: Path, seed: int, runs: dict[str, Path], cfgs: dict[str, Config],
         f"{len(dataset.query)} occluded queries, {len(dataset.gallery)} gallery images; settings: "
         f"`{json.dumps(rows[MODELS[0].key]['settings'])}`", "",
         "Training wall time: " + ", ".join(f"{titles[k]} {v:.0f} s" for k, v in seconds.items()) + ".", "",
-        table, "", "## Training curves", "", "![curves](curves.png)", "",
-        "## Feature-response maps (channel mean of F; cf. the paper's Figures 1 and 4)", "",
-        "![response maps](response_maps.png)", "", "## Ranked lists (green: same identity, red: different)", "",
+        table, "", "mAP / Rank-1 (%) by the query's occluder type (each type's queries against the whole gallery):", "",
+        type_table, "", "## Training curves", "", "![curves](curves.png)", "",
+        "## Feature-response maps of the CNNs (channel mean of F; cf. the paper's Figures 1 and 4)", "",
+        "![response maps](response_maps.png)", "", *pictures,
+        "## Ranked lists (green: same identity, red: different)", "",
     ]  # fmt: skip
     for name in runs:
         lines += [f"### {titles[name]}", ""] + [f"![{Path(p).stem}]({Path(p).relative_to(out)})" for p in ranked[name]]

@@ -195,8 +195,9 @@ def _read_state_dict(path: str) -> dict[str, Tensor]:
             return load_file(str(file))
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise OccreidError(f"model.pretrained: cannot read {path} as weights ({first})") from None
+        from occreid.errors import torch_load_problem
+
+        raise OccreidError(f"model.pretrained: cannot read {path} as weights ({torch_load_problem(exc)})") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
