@@ -239,6 +239,10 @@ class OGFRConfig(_Section):
     # ---- reinforced knowledge distillation (spec section 5)
     distill: bool = True  # feature + logit distillation from the purified teacher
     feature_distill: Literal["cosine", "mse"] = "cosine"
+    # Which global features: after the BNNeck's BN ("bn": per-channel standardised, the ID classifier's input)
+    # or the raw class tokens ("raw"; these share a large common component: cosine ~0.9995 between any two
+    # images in a trained CPU-scale run, which makes a distance between them nearly vacuous).
+    distill_space: Literal["bn", "raw"] = "bn"
     lambda_feat: float = 1.0
     lambda_logit: float = 1.0
     kd_temperature: float = Field(4.0, gt=0.0)

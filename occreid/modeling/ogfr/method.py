@@ -32,6 +32,7 @@ from occreid.errors import OccreidError
 from occreid.modeling.base import BatchNeeds, ReidMethod
 from occreid.modeling.bnneck import BNNeck
 from occreid.modeling.deploy import DeployedReid, make_deployed
+from occreid.modeling.losses import batch_hard_triplet_loss, cross_entropy_label_smoothing
 from occreid.modeling.ogfr.distill import (
     feature_distillation,
     logit_distillation,
@@ -104,9 +105,8 @@ class OGFR(ReidMethod):
         _check_blocks(o, depth)
         groups = o.pattern_groups if o.pattern_groups is not None else tuple(range(len(cfg.occlusion.types)))
         _check_groups(groups, len(cfg.occlusion.types))
-        self.register_buffer(
-            "pattern_of_type", torch.tensor(groups, dtype=torch.long), persistent=False
-        )  # (T,)
+        # (T,) the pattern index of each occlusion type
+        self.register_buffer("pattern_of_type", torch.tensor(groups, dtype=torch.long), persistent=False)
 
         patterns = (
             OcclusionPatterns(dim, max(groups) + 1, o.pattern_hidden, o.pattern_coef) if o.patterns else None
@@ -210,7 +210,7 @@ class OGFR(ReidMethod):
         x_s, prediction = self.backbone.tokens_until(batch["occluded"], depth, cams, forced)
         tokens_s = self.backbone.finish(x_s, depth)  # (B, 1 + N, D)
         f_s = tokens_s[:, 0]  # (B, D)
-        reid_s, logits_s = self.reid_loss("S", f_s, pids)
+        reid_s, bn_s, logits_s = self._reid("S", f_s, pids)
         terms.update(reid_s)
         terms["acc_S"] = self.accuracy(logits_s, pids)
         occluded = None  # (B, N) bool: patches the occluder covers
@@ -230,7 +230,7 @@ class OGFR(ReidMethod):
         teacher = self.teacher_forward(batch["images"], cams)
         index, tokens_t = teacher.index, teacher.tokens
         f_t = tokens_t[:, 0]
-        reid_t, logits_t = self.reid_loss("T", f_t, pids)
+        reid_t, bn_t, logits_t = self._reid("T", f_t, pids)
         terms.update(reid_t)
         terms["acc_T"] = self.accuracy(logits_t, pids)
         if index is not None:
@@ -238,7 +238,8 @@ class OGFR(ReidMethod):
 
         # Reinforced knowledge distillation from the purified teacher (detached) to the student.
         if o.distill:
-            terms["feat"] = o.lambda_feat * feature_distillation(f_s, f_t, o.feature_distill)
+            pair = (bn_s, bn_t) if o.distill_space == "bn" else (f_s, f_t)
+            terms["feat"] = o.lambda_feat * feature_distillation(*pair, o.feature_distill)
             terms["logit"] = o.lambda_logit * logit_distillation(logits_s, logits_t, o.kd_temperature)
         if o.token_distill:
             keep = ~occluded
@@ -247,6 +248,17 @@ class OGFR(ReidMethod):
             terms["token"] = o.lambda_token * token_distillation(tokens_s[:, 1:], tokens_t[:, 1:], keep,
                                                                  o.feature_distill)  # fmt: skip
         return terms
+
+    def _reid(self, name: str, feat: Tensor, pids: Tensor) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        """L_ReID on one branch's feature (B, D): triplet on feat, label-smoothed CE on its BNNeck's logits.
+        Returns ({"id_<name>", "tri_<name>"}, the BN feature (B, D), the logits (B, C))."""
+        feat_bn, logits = self.necks[name](feat)
+        loss = self.cfg.loss
+        terms = {
+            f"id_{name}": cross_entropy_label_smoothing(logits, pids, loss.label_smoothing),
+            f"tri_{name}": batch_hard_triplet_loss(feat, pids, loss.triplet_margin),
+        }
+        return terms, feat_bn, logits
 
     def _agent_terms(
         self, x_t: Tensor, index: Tensor, scores: Tensor | None, pids: Tensor
