@@ -90,15 +90,27 @@ def test_train_never_overwrites_a_run_silently(synth_root, tmp_path):
     assert_user_error(again, str(run_dir), "already holds a run", "--resume auto", "--overwrite")
     assert snapshot(run_dir) == before
 
-    # --resume auto continues it; --overwrite replaces the run's own files and nothing else
-    resumed = run(*args, "--set", "train.epochs=2", "--resume", "auto", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 2
-    replaced = run(*args, "--overwrite", cwd=tmp_path)
+    # --overwrite replaces the run's own files and nothing else (--resume auto continues it: see
+    # test_resume_auto_survives_a_partial_last_metrics_line and tests/test_training.py)
+    replaced = run(*args, "--overwrite", "--set", "train.steps_per_epoch=1", cwd=tmp_path)
     assert replaced.returncode == 0, replaced.stderr[-2000:]
-    assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 1
+    assert torch.load(run_dir / "last.pt", weights_only=True)["step"] == 1
     assert (run_dir / "notes.txt").read_text() == "my notes on this run"
     assert_user_error(run(*args, "--overwrite", "--resume", "auto", cwd=tmp_path), "--resume", "--overwrite")
+
+
+def test_resuming_another_folders_checkpoint_into_a_run_is_refused_too(tmp_path):
+    from occreid.engine.rundir import check_run_dir
+
+    run_dir, other = tmp_path / "run", tmp_path / "other"
+    run_dir.mkdir()
+    (run_dir / "last.pt").write_bytes(b"this run")
+    check_run_dir(run_dir, "auto", overwrite=False)  # continue it
+    check_run_dir(run_dir, str(run_dir / "last.pt"), overwrite=False)
+    with pytest.raises(OccreidError, match="already holds a run"):
+        check_run_dir(run_dir, str(other / "last.pt"), overwrite=False)  # would replace this run with another
+    check_run_dir(run_dir, str(other / "last.pt"), overwrite=True)
+    check_run_dir(tmp_path / "new", str(other / "last.pt"), overwrite=False)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -123,7 +135,7 @@ def test_synth_force_never_deletes_a_dataset_it_did_not_write(tmp_path):
         assert_user_error(result, str(root), "did not write", "nothing was deleted")
         assert snapshot(root) == before
     # training with data.dataset left at synthocc points to the right fix, not to `synth --force`
-    result = run("data", "summary", "synthocc", "--root", str(root), cwd=tmp_path)
+    result = run("train", "--set", f"data.root={root}", "--output-dir", str(tmp_path / "run"), cwd=tmp_path)
     line = assert_user_error(result, "data.dataset=market1501")
     assert "--force" not in line and "--overwrite" not in line
     assert snapshot(root) == before
@@ -377,12 +389,11 @@ def test_nan_keypoints_are_rejected_when_the_store_loads(synth_root, tmp_path):
 # 10. a partial last line in metrics.jsonl
 
 
-def test_resume_auto_survives_a_partial_last_metrics_line(synth_root, tmp_path):
+def test_resume_auto_survives_a_partial_last_metrics_line(synth_root, tiny_run, tmp_path):
     from occreid.config import load_config
     from occreid.engine.trainer import train
 
-    out = tmp_path / "r"
-    train(load_config(None, [*TINY, f"data.root={synth_root}", f"train.output_dir={out}"]), progress=False)
+    out = copy_dataset(tiny_run, tmp_path / "r")  # a finished 1-epoch run
     with (out / "metrics.jsonl").open("a") as f:
         f.write('{"kind": "train", "epoch": 2, "st')  # the crash mid-write
     result = train(load_config(None, [*TINY, f"data.root={synth_root}", f"train.output_dir={out}", "train.epochs=2"]),

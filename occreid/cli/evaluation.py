@@ -123,6 +123,9 @@ def index_build(
         raise OccreidError(f"{out} exists; use `occreid index add` to extend it or --overwrite to replace it")
     check_output_file(out, "--out", overwrite=True)
     paths = list_images(images)
+    from occreid.data.images import check_images
+
+    check_images(paths, "gallery")
     features, cfg = _extract(checkpoint, paths, device, batch_size)
     index = GalleryIndex(
         metric=cfg.eval.metric, normalize=cfg.eval.normalize, meta=_settings(checkpoint, cfg)

@@ -72,9 +72,11 @@ def check_run_dir(run_dir: Path, resume: object, overwrite: bool, option: str = 
     """Before training: a run folder that holds a started or finished run is refused unless the run is resumed
     (`resume`) or replaced (`overwrite`); the folder must be writable. Read-only, so every DDP rank can call it."""
     run_dir = Path(run_dir)
-    if resume and overwrite:
+    # Continuing the run in this folder; `--resume PATH` of another folder's checkpoint writes a new run here.
+    here = resume == "auto" or (bool(resume) and Path(str(resume)).resolve().parent == run_dir.resolve())
+    if here and overwrite:
         raise OccreidError("--resume continues a run and --overwrite replaces it; give only one of them")
-    if not resume and not overwrite:
+    if not here and not overwrite:
         refuse_existing_run(run_dir, option)
     if run_dir.exists() and not run_dir.is_dir():
         raise OccreidError(f"{option} {run_dir} is a file, not a folder")

@@ -115,7 +115,7 @@ class KeypointStore:
             raise OccreidError(
                 f"{path}: {int(bad.sum())} of {len(paths)} images have NaN or infinite keypoints, e.g. {examples}; "
                 "a store marks a missing keypoint with confidence 0, never NaN: fix the estimator output or "
-                "re-run `occreid pose extract`"
+                "re-run `occreid pose extract --overwrite`"
             )
         store = cls(estimator=meta.get("estimator", "unknown"), settings=meta.get("settings", {}))
         store.keypoints = {str(p): a for p, a in zip(paths, array.astype(np.float32))}
