@@ -10,8 +10,16 @@ pose-at-test features f_P, f_V, f_F, f_E of the rows that have them are recorded
     python benchmarks/bench_accuracy.py --rows "ogfr=configs/demo/ogfr.yaml" table6_row1_baseline
     python benchmarks/bench_accuracy.py --rows "pgfl_kd_sum=configs/demo/pgfl_kd.yaml,loss.cl_reduction=sum"
 
-A row is a preset name of occreid.modeling.ABLATION_PRESETS (its model switches on configs/demo/base.yaml), or
-`label=CONFIG[,key=value,...]`: a config file (packaged or a path) with overrides. Finished (row, seed) runs are
+    python benchmarks/bench_accuracy.py --rows vit_baseline ogfr_row1_two_view ogfr_row2_distill \
+        ogfr_row3_patterns ogfr_row4_fepm_random ogfr_row5_fepm_agent --train-occluders vehicle pole board
+
+A row is a preset name of occreid.modeling.ABLATION_PRESETS (PGFL-KD's switches on configs/demo/base.yaml), of
+OGFR_ABLATIONS (OGFR's spec section 7 switches on configs/demo/ogfr.yaml, the CPU-scale hybrid ViT; the number
+of blocks the teacher shares stays the demo's), `vit_baseline` (configs/demo/vit_baseline.yaml), or
+`label=CONFIG[,key=value,...]`: a config file (packaged or a path) with overrides. With `--train-occluders`,
+every seed's SynthOcc is the unseen-occluder split (training images occluded only by those types, queries only
+by the others) and the paired-view augmentation holds out SynthOcc's renderers of the query types, so the query
+occluders are unseen by every row; the per-type table then separates seen from unseen types. Finished (row, seed) runs are
 kept in <out>/results.json and not run again, so an interrupted study continues where it stopped (use a new
 --out, or --fresh, to start over). Prints mean +- std over seeds (Rank-1, mAP, mINP), and writes the JSON and a
 markdown table to benchmarks/results/ (--name).
@@ -29,6 +37,7 @@ from occreid.config import load_config
 from occreid.engine.demo import POSE_FEATURES, _make_data, pose_at_test
 from occreid.engine.trainer import train
 from occreid.modeling import ABLATION_PRESETS
+from occreid.modeling.ogfr.presets import OGFR_ABLATIONS
 
 RESULTS = Path(__file__).parent / "results"
 BASE = "configs/demo/base.yaml"
@@ -41,12 +50,27 @@ PAPER = {  # Occluded-Duke, Table 6 (Rank-1, mAP)
 }  # fmt: skip
 
 
+def _yaml(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, tuple):
+        return "[" + ",".join(map(str, value)) + "]"
+    return str(value)
+
+
 def parse_row(spec: str) -> tuple[str, str, list[str]]:
     """A row spec -> (label, config, overrides)."""
+    if spec == "vit_baseline":
+        return spec, "configs/demo/vit_baseline.yaml", []
+    if spec in OGFR_ABLATIONS:
+        switches = {k: v for k, v in OGFR_ABLATIONS[spec].items() if k != "shared_blocks"}
+        return spec, "configs/demo/ogfr.yaml", [f"ogfr.{k}={_yaml(v)}" for k, v in switches.items()]
     if "=" not in spec.split(",")[0]:
         if spec not in ABLATION_PRESETS:
-            raise SystemExit(f"--rows: {spec!r} is neither a preset ({', '.join(ABLATION_PRESETS)}) nor "
-                             "label=CONFIG[,key=value,...]")
+            raise SystemExit(f"--rows: {spec!r} is neither a preset ({', '.join([*ABLATION_PRESETS, *OGFR_ABLATIONS])}, "
+                             "vit_baseline) nor label=CONFIG[,key=value,...]")
         switches = [f"model.{k}={str(v).lower() if isinstance(v, bool) else v}"
                     for k, v in ABLATION_PRESETS[spec].items()]
         return spec, BASE, switches
@@ -81,6 +105,24 @@ def table(results: dict, labels: list[str], seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
+def type_table(results: dict, labels: list[str], seeds: list[int], unseen: set[str]) -> str:
+    """f_G mAP / Rank-1 (mean over seeds) of each row on each occluder type's queries; unseen types marked."""
+    types = sorted({t for label in labels for r in results.get(label, {}).values() for t in r.get("per_type", {})})
+    if not types:
+        return ""
+    head = [f"{t} (unseen)" if t in unseen else t for t in types]
+    lines = ["| row | " + " | ".join(head) + " |", "|---|" + "---:|" * len(types)]
+    for label in labels:
+        runs = [results[label][str(s)] for s in seeds if str(s) in results.get(label, {})]
+        cells = []
+        for t in types:
+            recs = [r["per_type"][t] for r in runs if t in r.get("per_type", {})]
+            cells.append(f"{_stats([r['mAP'] for r in recs])} / {_stats([r['rank1'] for r in recs])}" if recs else "-")
+        if runs:
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def gains(results: dict, labels: list[str], seeds: list[int]) -> list[str]:
     """Each row's f_G mAP minus the first row's, per seed (same data and seed: a paired difference)."""
     first = labels[0]
@@ -104,11 +146,17 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", nargs="*", default=[],
                         help="overrides applied to every row (e.g. train.epochs=32)")
     parser.add_argument("--fresh", action="store_true", help="ignore finished runs recorded in <out>/results.json")
+    parser.add_argument("--train-occluders", nargs="+", default=None,
+                        help="the unseen-occluder split: SynthOcc training images occluded only by these types")
     args = parser.parse_args()
 
     from occreid.data.datasets import load_dataset
+    from occreid.data.synthocc import generate as generate_synthocc
+    from occreid.data.synthocc.occluders import OCCLUDER_TYPES
 
     rows = [parse_row(spec) for spec in args.rows]
+    unseen = set(OCCLUDER_TYPES) - set(args.train_occluders) if args.train_occluders else set()
+    held_out = [f"occlusion.held_out_sources=[{','.join(f'synthocc_{t}' for t in sorted(unseen))}]"] if unseen else []
     labels = [label for label, _, _ in rows]
     state_path = args.out / "results.json"
     results: dict = {} if args.fresh or not state_path.is_file() else json.loads(state_path.read_text())
@@ -120,11 +168,16 @@ def main() -> None:
         if not todo:
             continue
         data_root = args.out / f"seed{seed}" / "synthocc"
-        _make_data(data_root, seed)
+        if args.train_occluders:
+            if not (data_root / "synthocc.json").is_file():
+                generate_synthocc(data_root, preset="default", seed=seed, protocol="occluded",
+                                  train_occluders=args.train_occluders)  # fmt: skip
+        else:
+            _make_data(data_root, seed)
         dataset = load_dataset("synthocc", data_root)
         for label, config, overrides in todo:
             run_dir = args.out / f"seed{seed}" / label
-            cfg = load_config(config, [*overrides, *args.overrides, f"data.root={data_root}", f"train.seed={seed}",
+            cfg = load_config(config, [*overrides, *args.overrides, *held_out, f"data.root={data_root}", f"train.seed={seed}",
                                        f"train.output_dir={run_dir}", "model.test_feature=f_G",
                                        "train.eval_period=0"])  # fmt: skip
             print(f"\n=== seed {seed}: {label} ({config} {' '.join(overrides)}) ===", flush=True)
@@ -132,6 +185,10 @@ def main() -> None:
             result = train(cfg, progress=False)
             seconds = time.perf_counter() - t0
             record = {k: result.last_eval[k] for k in ("rank1", "rank5", "mAP", "mINP")}
+            record["per_type"] = {  # the trainer's eval log: "mAP[vehicle]", ...
+                key[len("mAP["):-1]: {m: result.last_eval[f"{m}[{key[len('mAP['):-1]}]"] for m in ("rank1", "mAP", "mINP")}
+                for key in result.last_eval if key.startswith("mAP[")
+            }
             record |= {"train_seconds": round(seconds, 1), "steps": result.steps, "config": config,
                        "overrides": overrides + args.overrides, "backbone": cfg.model.backbone,
                        "pretrained": cfg.model.pretrained}  # fmt: skip
@@ -152,6 +209,9 @@ def main() -> None:
         f"`python benchmarks/bench_accuracy.py --seeds {' '.join(map(str, args.seeds))} --rows {' '.join(args.rows)}"
         f"{' --set ' + ' '.join(args.overrides) if args.overrides else ''}`", "",
         text, "", "Paired f_G gains over the first row (same seed):", "", *gains(results, labels, args.seeds), "",
+        "f_G mAP / Rank-1 by the query's occluder type (each type's queries against the whole gallery"
+        f"{'; unseen: no training image has it' if unseen else ''}):", "",
+        type_table(results, labels, args.seeds, unseen), "",
         f"Wall time of this invocation: {time.perf_counter() - started:.0f} s (contended 2-core CPU; per-run "
         "train seconds in the JSON).",
     ]  # fmt: skip

@@ -566,15 +566,7 @@ def _plant_npz(path: Path, sentinel: Path, **arrays) -> None:
 LOADERS = ["checkpoint", "model.pretrained", "torch hub cache", "keypoint store", "index"]
 
 
-@pytest.mark.parametrize(
-    "loader",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="hub cache: issue 10"))
-        if name == "torch hub cache"
-        else name
-        for name in LOADERS
-    ],
-)
+@pytest.mark.parametrize("loader", LOADERS)
 def test_a_planted_pickle_never_runs(loader, synth_root, tmp_path):
     sentinel = tmp_path / "PWNED"
     evil = tmp_path / "evil.pt"
