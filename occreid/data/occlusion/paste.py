@@ -194,7 +194,7 @@ class OcclusionAugment:
             sides = synthocc_sides(source) if source.startswith(SYNTHOCC_PREFIX) else SIDE_TYPES
             side = sides[_index(len(sides), generator)]
         rgb, alpha = draw_occluder(
-            source, side, h, w, other_image, generator, self.render_scale, person=name == "person"
+            source, side, h, w, other_image, self.size, generator, self.render_scale, person=name == "person"
         )
         return OcclusionDraw(index, name, source, (top, left, h, w), rgb, alpha)
 
