@@ -68,7 +68,8 @@ def image_crop(
 
 def person_crop(other: np.ndarray, h: int, w: int, stretch: float = 1.0) -> Occluder:
     """The central columns of `other` (another identity's image, where its person stands) with the box's
-    aspect ratio (in the view's geometry, see `image_crop`) at full height, resized to (h, w); covers the box."""
+    aspect ratio (in the view's geometry, see `image_crop`) at full height, resized to (h, w); covers the
+    box."""
     H, W = other.shape[:2]
     cw = max(1, min(W, round(H * w / (h * stretch))))
     left = (W - cw) // 2
@@ -86,7 +87,7 @@ def background_crop(other: np.ndarray, h: int, w: int, generator: torch.Generato
 
 
 def synthetic_shape(h: int, w: int, generator: torch.Generator | None = None) -> Occluder:
-    """A random base colour with 1-4 random ellipses, bars or stripes in other colours; covers the whole box."""
+    """A random base colour with 1-4 random ellipses, bars or stripes in other colours; covers the box."""
     from PIL import Image, ImageDraw
 
     def colour() -> tuple[int, int, int]:
@@ -182,8 +183,8 @@ def draw_occluder(
     render_scale: float = 1.0,
     person: bool = False,
 ) -> Occluder:
-    """An occluder of `source` for a (h, w) box of a `view_size` = (H, W) view, attached to `side` (top, bottom,
-    left, right; for a block, the side a SynthOcc renderer grows from). `other_image` gives another identity's
+    """An occluder of `source` for a (h, w) box of a `view_size` = (H, W) view, attached to `side` (top,
+    bottom, left, right; for a block, the side a SynthOcc renderer grows from). `other_image` gives another identity's
     training image (image, background, person); it is cropped as stored and only the crop is resized.
     `person`: the occluder is another person (the image source then crops its centre)."""
     if source == "image":
