@@ -175,7 +175,7 @@ OccluderSource = Literal[
 
 
 class OcclusionConfig(_Section):
-    """Typed occlusion augmentation for paired holistic/occluded views (OGFR spec section 1; occreid.data.occlusion).
+    """Typed occlusion for paired holistic/occluded views (OGFR spec section 1; occreid.data.occlusion).
 
     Only methods that ask for paired views use it. Types: none (x~ = x), top/bottom (full width, height in
     `side_range` x H), left/right (full height, width in `side_range` x W), block (area in `block_area` x H x W

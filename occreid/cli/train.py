@@ -82,7 +82,8 @@ def evaluate(
     output = evaluate_model(method, cfg, test_set.query, test_set.gallery, device, q_kpts, g_kpts)
     ranks = (1, 3) if test_set.name in PARTIAL_SETS else (1, 5, 10)
     typer.echo(f"{test_set.name}: {len(test_set.query)} queries, {len(test_set.gallery)} gallery images")
-    typer.echo(format_results_table(output.table_rows(f"{cfg.model.name}/{cfg.model.test_feature}"), ranks=ranks))
+    name = f"{cfg.model.name}/{cfg.model.test_feature}"
+    typer.echo(format_results_table(output.table_rows(name), ranks=ranks))  # overall, then per occluder type
     payload = results_to_json(output.result, output.settings, output.per_type)
     payload.update({"checkpoint": str(checkpoint), "dataset": test_set.name, "root": str(test_set.root)})
     out.write_text(json.dumps(payload, indent=2))

@@ -35,7 +35,7 @@ from occreid.data.images import read_image
 from occreid.data.occlusion import OcclusionAugment, OcclusionDraw
 from occreid.data.records import ImageRecord
 from occreid.data.samplers import PKSampler
-from occreid.data.transforms import Resize, build_transforms
+from occreid.data.transforms import build_transforms
 from occreid.errors import OccreidError
 from occreid.pose.schema import NUM_KEYPOINTS
 
@@ -103,17 +103,16 @@ class PairedViewDataset(ImageDataset):
     ) -> None:
         super().__init__(records, transform, keypoints)
         self.augment = augment
-        self._resize = Resize(augment.size)
 
     def other_image(self, pid: int) -> np.ndarray:
-        """(H, W, 3) uint8: a random training image of another identity (of any, if every record has `pid`),
-        resized to the training size. Drawn with torch's global generator, like the other augmentations."""
+        """(H0, W0, 3) uint8: a random training image of another identity (of any, if every record has `pid`),
+        as stored (the occluder sources crop it and resize only the crop). Drawn with torch's global
+        generator, like the other augmentations."""
         for _ in range(16):
             record = self.records[int(torch.randint(0, len(self.records), ()))]
             if record.pid != pid:
                 break
-        img, _ = self._resize(read_image(record.path), None)
-        return np.asarray(img, dtype=np.uint8)
+        return np.asarray(read_image(record.path), dtype=np.uint8)
 
     def views(self, index: int) -> tuple[dict[str, Any], OcclusionDraw]:
         """The plain item (holistic view x) and the occlusion drawn for it (type, source, box, occluder)."""

@@ -14,8 +14,8 @@ can fill that box (`occreid.data.occlusion.sources`), and pastes the occluder's 
 Sources per type: every source for the sides and the block, except that a SynthOcc renderer is only attached
 to the sides it knows (a vehicle only from the bottom); for "person" the image source (another identity's
 image, its centre columns) and synthocc_person. Held-out types and sources are never drawn in training
-(`held_out=False`); `held_out=True` draws only what training never draws, a held-out type (from any source) or a
-held-out source (for any type), for test-time views.
+(`held_out=False`); `held_out=True` draws only what training never draws, a held-out type (from any source)
+or a held-out source (for any type), for test-time views.
 
 Outside the occluder's pixels x~ equals x exactly; `mask` is 1 exactly where x~ took occluder pixels.
 """
@@ -86,7 +86,8 @@ def _check(cfg: OcclusionConfig) -> None:
         unknown = [v for v in getattr(cfg, name) if v not in allowed]
         if unknown:
             raise OccreidError(
-                f"occlusion.{name}: {unknown} not in occlusion.{name.removeprefix('held_out_')} {list(allowed)}"
+                f"occlusion.{name}: {unknown} not in occlusion.{name.removeprefix('held_out_')} "
+                f"{list(allowed)}"
             )
     if cfg.type_probs is not None and (
         len(cfg.type_probs) != len(cfg.types) or any(p < 0 for p in cfg.type_probs)
@@ -132,7 +133,7 @@ class OcclusionAugment:
         self._scale = 1.0 / (255.0 * std_)
         self._shift = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1) / std_
         self.render_scale = 256 / self.size[0]  # SynthOcc draws its occluders on a 256-row canvas
-        # Held-out views: what training never draws, a held-out type (any source) or a held-out source (any type).
+        # Held-out views: what training never draws, a held-out type (any source) or source (any type).
         if held_out:
             if not cfg.held_out_types and not cfg.held_out_sources:
                 raise OccreidError(
@@ -151,8 +152,8 @@ class OcclusionAugment:
                 if t != "none" and not self.sources[t]:
                     raise OccreidError(
                         f"occlusion type {t!r} has no source to draw it from: add one of "
-                        f"{sources_for(t, cfg.sources) or list(PERSON_SOURCES)} to occlusion.sources (and not to "
-                        f"held_out_sources), or hold the type out"
+                        f"{sources_for(t, cfg.sources) or list(PERSON_SOURCES)} to occlusion.sources (and "
+                        f"not to held_out_sources), or hold the type out"
                     )
         self.types = types
         if not self.types:
@@ -167,7 +168,8 @@ class OcclusionAugment:
         self.type_probs = weights / weights.sum()
 
     def sample(self, other_image: OtherImage, generator: torch.Generator | None = None) -> OcclusionDraw:
-        """Draw a type, its box and source, and render the occluder (`other_image`: another identity's image)."""
+        """Draw a type, its box and source, and render the occluder (`other_image`: another identity's
+        image)."""
         cfg, (H, W) = self.cfg, self.size
         name = self.types[int(torch.multinomial(self.type_probs, 1, generator=generator))]
         index = cfg.types.index(name)
@@ -194,7 +196,7 @@ class OcclusionAugment:
             sides = synthocc_sides(source) if source.startswith(SYNTHOCC_PREFIX) else SIDE_TYPES
             side = sides[_index(len(sides), generator)]
         rgb, alpha = draw_occluder(
-            source, side, h, w, other_image, generator, self.render_scale, person=name == "person"
+            source, side, h, w, other_image, self.size, generator, self.render_scale, person=name == "person"
         )
         return OcclusionDraw(index, name, source, (top, left, h, w), rgb, alpha)
 
@@ -218,9 +220,10 @@ def patch_mask(occ_mask: torch.Tensor, patch_size: int, stride: int, threshold: 
     """Which ViT patches the occluder mostly covers: (B, 1, H, W) pixel mask -> (B, N) bool.
 
     Patches are those of a conv patch embedding with kernel `patch_size`, stride `stride` and no padding
-    (timm's PatchEmbed with that stride, TransReID's overlapping patches for stride < patch_size), in row-major
-    order over the (1 + (H - patch_size) // stride) x (1 + (W - patch_size) // stride) grid. A patch is covered
-    when the covered fraction of its patch_size^2 pixels is >= `threshold` (cfg.occlusion.mask_threshold).
+    (timm's PatchEmbed with that stride, TransReID's overlapping patches for stride < patch_size), in
+    row-major order over the (1 + (H - patch_size) // stride) x (1 + (W - patch_size) // stride) grid. A patch
+    is covered when the covered fraction of its patch_size^2 pixels is >= `threshold`
+    (cfg.occlusion.mask_threshold).
     """
     if occ_mask.dim() != 4 or occ_mask.shape[1] != 1:
         raise ValueError(f"occ_mask must be (B, 1, H, W), got {tuple(occ_mask.shape)}")

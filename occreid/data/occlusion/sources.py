@@ -24,7 +24,7 @@ import torch
 
 SYNTHOCC_PREFIX = "synthocc_"
 
-OtherImage = Callable[[], np.ndarray]  # -> (H, W, 3) uint8: another training image at the training size
+OtherImage = Callable[[], np.ndarray]  # -> (H0, W0, 3) uint8: another training image, as stored
 Occluder = tuple[np.ndarray, np.ndarray]  # rgb (h, w, 3) uint8, alpha (h, w) bool
 
 
@@ -50,23 +50,28 @@ def synthocc_sides(source: str) -> tuple[str, ...]:
     return tuple(DIRECTIONS[source.removeprefix(SYNTHOCC_PREFIX)])
 
 
-def image_crop(other: np.ndarray, h: int, w: int, generator: torch.Generator | None = None) -> Occluder:
-    """A random crop of `other` (H, W, 3) with the box's aspect ratio, 1/2 to all of the largest such crop,
-    resized to (h, w); covers the whole box."""
+def image_crop(
+    other: np.ndarray, h: int, w: int, generator: torch.Generator | None = None, stretch: float = 1.0
+) -> Occluder:
+    """A random crop of `other` (H0, W0, 3) with the box's aspect ratio in the view's geometry, 1/2 to all of
+    the largest such crop, resized to (h, w); covers the whole box. `stretch` = (H0 / H) / (W0 / W), how much
+    taller `other` is than the (H, W) view it is pasted into, relative to its width."""
     H, W = other.shape[:2]
+    aspect = h / w * stretch  # rows per column of the crop in `other`'s pixels
     scale = 0.5 + 0.5 * _rand(generator)
-    largest_w = min(W, H * w / h)  # the widest crop of the box's aspect ratio that fits
+    largest_w = min(W, H / aspect)  # the widest crop of that aspect ratio that fits
     cw = max(1, min(W, round(scale * largest_w)))
-    ch = max(1, min(H, round(scale * largest_w * h / w)))
+    ch = max(1, min(H, round(scale * largest_w * aspect)))
     top, left = _randint(0, H - ch, generator), _randint(0, W - cw, generator)
     return _resize(np.ascontiguousarray(other[top : top + ch, left : left + cw]), h, w), np.ones((h, w), bool)
 
 
-def person_crop(other: np.ndarray, h: int, w: int) -> Occluder:
+def person_crop(other: np.ndarray, h: int, w: int, stretch: float = 1.0) -> Occluder:
     """The central columns of `other` (another identity's image, where its person stands) with the box's
-    aspect ratio at full height, resized to (h, w); covers the whole box."""
+    aspect ratio (in the view's geometry, see `image_crop`) at full height, resized to (h, w); covers the
+    box."""
     H, W = other.shape[:2]
-    cw = max(1, min(W, round(H * w / h)))
+    cw = max(1, min(W, round(H * w / (h * stretch))))
     left = (W - cw) // 2
     return _resize(np.ascontiguousarray(other[:, left : left + cw]), h, w), np.ones((h, w), bool)
 
@@ -82,7 +87,7 @@ def background_crop(other: np.ndarray, h: int, w: int, generator: torch.Generato
 
 
 def synthetic_shape(h: int, w: int, generator: torch.Generator | None = None) -> Occluder:
-    """A random base colour with 1-4 random ellipses, bars or stripes in other colours; covers the whole box."""
+    """A random base colour with 1-4 random ellipses, bars or stripes in other colours; covers the box."""
     from PIL import Image, ImageDraw
 
     def colour() -> tuple[int, int, int]:
@@ -173,17 +178,21 @@ def draw_occluder(
     h: int,
     w: int,
     other_image: OtherImage,
+    view_size: tuple[int, int],
     generator: torch.Generator | None = None,
     render_scale: float = 1.0,
     person: bool = False,
 ) -> Occluder:
-    """An occluder of `source` for a (h, w) box attached to `side` (top/bottom/left/right; for a block, the
-    side a SynthOcc renderer grows from). `other_image` gives another identity's training image (image,
-    background, person). `person`: the occluder is another person (the image source then crops its centre)."""
-    if source == "image" and person:
-        return person_crop(other_image(), h, w)
+    """An occluder of `source` for a (h, w) box of a `view_size` = (H, W) view, attached to `side` (top,
+    bottom, left, right; for a block, the side a SynthOcc renderer grows from). `other_image` gives another identity's
+    training image (image, background, person); it is cropped as stored and only the crop is resized.
+    `person`: the occluder is another person (the image source then crops its centre)."""
     if source == "image":
-        return image_crop(other_image(), h, w, generator)
+        other = other_image()
+        stretch = (other.shape[0] / view_size[0]) / (other.shape[1] / view_size[1])
+        if person:
+            return person_crop(other, h, w, stretch)
+        return image_crop(other, h, w, generator, stretch)
     if source == "background":
         return background_crop(other_image(), h, w, generator)
     if source == "shape":
