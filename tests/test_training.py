@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from occreid.cli import app
 from occreid.config import load_config
-from occreid.engine.checkpoint import load_checkpoint, load_deployed_model, load_method
+from occreid.engine.checkpoint import load_checkpoint, load_method
 from occreid.engine.evaluate import evaluate_model
 from occreid.engine.trainer import TrainingDiverged, train
 
@@ -72,37 +72,13 @@ def test_resume_after_interruption_gives_the_same_weights(synth_root, tmp_path, 
         assert {"cl", "mcl", "id_G", "id_E", "id_V"} <= set(train_terms[0])
 
 
-def test_tiny_run_overfits(synth_root, tmp_path, monkeypatch):
+def test_tiny_run_overfits(synth_root, tmp_path, assert_overfits):
     """Train on 8 identities until the training loss falls and training-set rank-1 is near 1."""
-    import occreid.data.datasets as datasets_module
-    from occreid.engine.evaluate import extract_features
-
     cfg = tiny_cfg(
         synth_root, tmp_path / "fit", "model.name=pgfl_kd", "train.epochs=15", "train.steps_per_epoch=4",
         "data.erasing_prob=0", "train.lr=1e-3", "data.p=8", "train.eval_period=100",
     )  # fmt: skip
-    load = datasets_module.load_dataset
-    dataset = load("synthocc", synth_root)
-    keep = sorted({r.pid for r in dataset.train})[:8]
-
-    def eight_identities(name, root, **kwargs):
-        ds = load(name, root, **kwargs)
-        ds.train = [r for r in ds.train if r.pid in keep]
-        return ds
-
-    monkeypatch.setattr(datasets_module, "load_dataset", eight_identities)
-    result = train(cfg, progress=False)
-    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
-    losses = [r["loss"] for r in records if r["kind"] == "train"]
-    assert np.mean(losses[-4:]) < 0.5 * np.mean(losses[:4])
-    model, cfg = load_deployed_model(result.run_dir / "last.pt")
-    train_records = [r for r in dataset.train if r.pid in keep]
-    feats = torch.nn.functional.normalize(extract_features(model, train_records, cfg, torch.device("cpu")), dim=1)
-    dist = torch.cdist(feats, feats)
-    dist.fill_diagonal_(float("inf"))
-    pids = torch.tensor([r.pid for r in train_records])
-    rank1 = (pids[dist.argmin(1)] == pids).float().mean().item()
-    assert rank1 >= 0.9
+    assert_overfits(cfg, synth_root)
 
 
 def test_nan_loss_stops_with_the_step_number(synth_root, tmp_path, monkeypatch):
