@@ -17,10 +17,13 @@ _spec.loader.exec_module(bench)
 
 def test_demo_models_share_backbone_schedule_and_start_from_imagenet():
     cfgs = [load_config(m.config) for m in MODELS]
-    assert [m.key for m in MODELS] == ["baseline", "pgfl_kd"] and [c.model.name for c in cfgs] == [m.key for m in MODELS]
+    assert [m.key for m in MODELS] == ["baseline", "pgfl_kd", "vit_baseline", "ogfr"]
+    assert [c.model.name for c in cfgs] == ["baseline", "pgfl_kd", "baseline", "ogfr"]
+    # The CNNs share the ImageNet MobileNetV2, the ViTs the hybrid on its ImageNet stem.
+    assert [c.model.backbone for c in cfgs] == ["mobilenet_v2"] * 2 + ["vit_hybrid_mnv2"] * 2
     for cfg in cfgs:
-        assert cfg.model.backbone == "mobilenet_v2" and cfg.model.pretrained is True
-        assert cfg.model.test_feature == "f_G"
+        assert cfg.model.pretrained is True and cfg.model.test_feature == "f_G"
+        # Every model has the same schedule, data and ReID loss settings.
         assert cfg.train.model_dump() == cfgs[0].train.model_dump() | {"output_dir": cfg.train.output_dir}
         assert cfg.data.model_dump() == cfgs[0].data.model_dump() and cfg.loss == cfgs[0].loss
     assert MODELS[1].pose_features == POSE_FEATURES

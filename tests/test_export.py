@@ -14,9 +14,11 @@ ort = pytest.importorskip("onnxruntime")
 H, W = 64, 32
 
 
-def make_method(neck_feat="after"):
+def make_method(neck_feat="after", backbone="resnet18"):
     cfg = Config()
-    cfg.model = cfg.model.model_copy(update=dict(backbone="resnet18", pretrained=False, neck_feat=neck_feat))
+    name = "baseline" if backbone.startswith("vit") else cfg.model.name  # the ViT baseline; PGFL-KD for CNNs
+    cfg.model = cfg.model.model_copy(update=dict(name=name, backbone=backbone, pretrained=False,
+                                                 neck_feat=neck_feat, vit_depth=2))  # fmt: skip
     cfg.data.image_size = (H, W)
     torch.manual_seed(0)
     method = build_model(cfg, num_classes=4)
@@ -26,9 +28,10 @@ def make_method(neck_feat="after"):
     return method, cfg
 
 
-@pytest.mark.parametrize("neck_feat", ["after", "before"])
-def test_export_onnx_matches_pytorch_dynamic_batch(tmp_path, neck_feat):
-    method, _ = make_method(neck_feat)
+@pytest.mark.parametrize(("neck_feat", "backbone"), [("after", "resnet18"), ("before", "resnet18"),
+                                                     ("after", "vit_tiny_patch16")])  # fmt: skip
+def test_export_onnx_matches_pytorch_dynamic_batch(tmp_path, neck_feat, backbone):
+    method, _ = make_method(neck_feat, backbone)
     deployed = method.deploy()
     path = tmp_path / "model.onnx"
     max_diff = export_onnx(deployed, path, (H, W), opset=17)
@@ -39,7 +42,7 @@ def test_export_onnx_matches_pytorch_dynamic_batch(tmp_path, neck_feat):
     (got,) = session.run(["features"], {"images": x.numpy()})
     with torch.no_grad():
         expected = deployed(x).numpy()
-    assert got.shape == (5, 512)
+    assert got.shape == (5, method.channels)  # 512 for ResNet-18, 192 for ViT-Tiny
     assert np.abs(got - expected).max() < 1e-4
 
 

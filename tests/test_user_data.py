@@ -531,8 +531,11 @@ def test_torch_errors_are_complete_sentences(tiny_run, tmp_path):
 
 def test_ctrl_c_says_what_happened_and_exits_130(tmp_path):
     out = tmp_path / "s"
+    # pytest-xdist's workers ignore SIGINT, and a child inherits that: give the command the default disposition, as
+    # a shell would, so Python turns Ctrl-C into KeyboardInterrupt.
     proc = subprocess.Popen([sys.executable, "-m", "occreid", "synth", "--out", str(out), "--workers", "1"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.time() + 60
     while not any((out / "query").glob("*.jpg")) and time.time() < deadline:
         time.sleep(0.05)
