@@ -1,6 +1,7 @@
 """Shared test helpers."""
 
 import json
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -42,3 +43,18 @@ def assert_overfits(monkeypatch):
         assert (pids[dist.argmin(1)] == pids).float().mean().item() >= 0.9
 
     return check
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """An empty torch hub cache and a download function that fails at once, as without internet."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    attempts = []
+
+    def no_network(url, *args, **kwargs):
+        attempts.append(url)
+        raise urllib.error.URLError("no internet")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return attempts

@@ -6,7 +6,6 @@ import importlib.util
 import shutil
 import subprocess
 import sys
-import urllib.error
 from importlib import metadata
 
 import pytest
@@ -171,21 +170,6 @@ def test_deep_sort_package_is_not_imported():
 
 
 # ---- torchvision's hub cache: hash checked, weights only --------------------------------------------------------
-@pytest.fixture
-def offline_hub(tmp_path, monkeypatch):
-    """An empty torch hub cache and a download function that fails at once, as without internet."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)
-    attempts = []
-
-    def no_network(url, *args, **kwargs):
-        attempts.append(url)
-        raise urllib.error.URLError("no internet")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    return attempts
-
-
 class _Planted:
     """Unpickling this calls open(marker, "w"): a stand-in for any code a planted file could run."""
 

@@ -2,7 +2,6 @@
 deployment (parameters, FLOPs, outputs) and the test features."""
 
 import math
-import urllib.error
 
 import pytest
 import torch
@@ -79,21 +78,6 @@ def test_pretrained_state_dict_with_wrong_keys_is_a_clear_error(tmp_path):
         build_backbone("resnet50", pretrained=str(path))
     with pytest.raises(OccreidError, match="nope.pth does not exist"):
         build_backbone("resnet18", pretrained=str(tmp_path / "nope.pth"))
-
-
-@pytest.fixture
-def offline_hub(tmp_path, monkeypatch):
-    """An empty torch hub cache and a download function that fails at once, as without internet."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)
-    attempts = []
-
-    def no_network(url, *args, **kwargs):
-        attempts.append(url)
-        raise urllib.error.URLError("no internet")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    return attempts
 
 
 def test_imagenet_weights_missing_from_cache_is_a_clear_error(offline_hub, tmp_path):

@@ -36,21 +36,12 @@ def list_images(folder: Path) -> list[Path]:
     return images
 
 
-def file_sha256(path: Path) -> str:
-    """The content hash that identifies a model: new weights at the same path get a new hash."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _settings(checkpoint: Path, cfg: Any) -> dict[str, Any]:
     """What must match for two feature sets to be comparable; stored in the index metadata. The model is
     identified by the checkpoint's content hash; its path is only where it was when the index was built.
     `feature` is what the deployed model computes: always f_G (whatever test feature the config names)."""
+    from occreid.engine.checkpoint import file_sha256
+
     return {
         "checkpoint": str(checkpoint.resolve()),
         "checkpoint_sha256": file_sha256(checkpoint) if checkpoint.is_file() else None,
@@ -65,6 +56,8 @@ def _settings(checkpoint: Path, cfg: Any) -> dict[str, Any]:
 def _recorded_checkpoint(index: Any, index_path: Path, hint: str, given: Path | None = None) -> Path:
     """The checkpoint to embed with: `given` (--checkpoint) or the one the index records, or OccreidError
     "<index> records no checkpoint<hint>". When the index records a content hash, the checkpoint must have it."""
+    from occreid.engine.checkpoint import file_sha256
+
     recorded = index.meta.get("checkpoint")
     if given is None and not recorded:
         raise OccreidError(f"{index_path} records no checkpoint{hint}")

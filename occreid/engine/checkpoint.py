@@ -7,6 +7,7 @@ A checkpoint is a dict with `format`, `model` (state dict of the training method
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pickle
 import random
@@ -33,6 +34,16 @@ def remove_stale_temp_files(path: str | Path) -> list[Path]:
     for tmp in stale:
         tmp.unlink(missing_ok=True)
     return stale
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes: what identifies a checkpoint or a weight file (new weights at the same path
+    get a new hash)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

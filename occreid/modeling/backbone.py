@@ -24,7 +24,6 @@ Weights (`pretrained`), every file read with `torch.load(weights_only=True)`, so
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from importlib import metadata
@@ -33,6 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from occreid.engine.checkpoint import file_sha256
 from occreid.errors import OccreidError
 
 # name -> (torchvision constructor name, weights enum name, output channels)
@@ -124,14 +124,6 @@ def set_last_stride(backbone: ResNetBackbone, stride: int) -> None:
     block.downsample[0].stride = (stride, stride)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _load_tensors(path: Path, what: str, fix: str) -> dict[str, Tensor]:
     """`torch.load(weights_only=True)`: tensors and containers only, a pickle that would run code is refused."""
     try:
@@ -179,7 +171,7 @@ def _imagenet_state_dict(name: str) -> dict[str, Tensor]:
         except Exception as exc:
             raise OccreidError(f"ImageNet weights for {name} are not in the torch hub cache and could not be "
                                f"downloaded ({type(exc).__name__}: {exc}); {fix}") from None
-    digest = _sha256(cache)
+    digest = file_sha256(cache)
     if not digest.startswith(prefix):
         raise OccreidError(f"ImageNet weights for {name}: {cache} has sha256 {digest[:16]}..., not torchvision's "
                            f"published {prefix}...; the file is corrupt or was replaced and was not read. "
@@ -211,7 +203,7 @@ def _deep_sort_state_dict() -> dict[str, Tensor]:
     depthwise conv) -> `features.1.conv.0.0.weight` (torchvision's Conv2dNormActivation), each shape checked."""
     path = deep_sort_weights_path()
     reinstall = f"reinstall it with `{DEEP_SORT_INSTALL} --force-reinstall`"
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if digest != DEEP_SORT_SHA256:
         raise OccreidError(f"model.pretrained: {path} has sha256 {digest[:16]}..., not that of "
                            f"{DEEP_SORT_DIST} {DEEP_SORT_VERSION} ({DEEP_SORT_SHA256[:16]}...): the file is altered "
