@@ -182,7 +182,7 @@ def main() -> None:
                                        "train.eval_period=0"])  # fmt: skip
             print(f"\n=== seed {seed}: {label} ({config} {' '.join(overrides)}) ===", flush=True)
             t0 = time.perf_counter()
-            result = train(cfg, progress=False)
+            result = train(cfg, resume="auto", progress=False)  # a run an interrupted study left continues
             seconds = time.perf_counter() - t0
             record = {k: result.last_eval[k] for k in ("rank1", "rank5", "mAP", "mINP")}
             record["per_type"] = {  # the trainer's eval log: "mAP[vehicle]", ...

@@ -143,7 +143,7 @@ class TrainConfig(_Section):
     warmup_epochs: int = Field(10, ge=0)
     warmup_factor: float = Field(0.01, gt=0, le=1)
     amp: Literal["none", "bf16", "fp16"] = "none"
-    channels_last: bool = False
+    channels_last: bool = False  # NHWC images and conv weights in training, NHWC images in feature extraction
     sync_bn: bool = False
     grad_clip: float | None = Field(None, gt=0)
     seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's seed range
@@ -233,9 +233,13 @@ class OGFRConfig(_Section):
     agent_block: int = Field(2, ge=1)  # the agent reads the teacher's tokens after blocks [0, agent_block)
     erase_ratio: float = Field(0.2, ge=0.0, lt=1.0)  # rho: k = round(rho x N) tokens erased
     agent_hidden: int = Field(128, ge=1)
-    agent_lr: float = Field(1e-4, gt=0.0)  # Adam, the agent's own optimiser (no schedule)
+    agent_lr: float = Field(1e-3, gt=0.0)  # Adam, the agent's own optimiser (no schedule)
     agent_warmup_epochs: int = Field(5, ge=0)  # epochs of random erasing (the untrained agent) before it learns
     entropy_coef: float = Field(0.01, ge=0.0)
+    # Divide the self-critical advantages r - r_greedy by their batch standard deviation before REINFORCE:
+    # rewards are ~1e-3 nats at the CPU scale, too small for the raw policy gradient to move the policy
+    # (docs/models.md, "the agent").
+    advantage_norm: bool = True
     # ---- reinforced knowledge distillation (spec section 5)
     distill: bool = True  # feature + logit distillation from the purified teacher
     feature_distill: Literal["cosine", "mse"] = "cosine"

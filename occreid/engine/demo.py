@@ -125,23 +125,20 @@ def _ms_per_query(model: nn.Module, cfg: Config, query_paths: list[str], gallery
 
 
 def _curves(runs: dict[str, Path], titles: dict[str, str], out: Path) -> None:
+    """Each model's total training loss per logged step (the demo evaluates once, at the end: see the table)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, ax = plt.subplots(figsize=(6, 3.5))
     for name, run_dir in runs.items():
         records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         train_recs = [r for r in records if r["kind"] == "train"]
-        eval_recs = [r for r in records if r["kind"] == "eval"]
-        ax_loss.plot([r["step"] for r in train_recs], [r["loss"] for r in train_recs], label=titles[name])
-        ax_map.plot([r["epoch"] for r in eval_recs], [100 * r["mAP"] for r in eval_recs], "o-", label=titles[name])
-    ax_loss.set(xlabel="step", ylabel="total training loss", yscale="log", title="training loss")
-    ax_map.set(xlabel="epoch", ylabel="mAP (%)", title="mAP on occluded queries (f_G)")
-    for ax in (ax_loss, ax_map):
-        ax.grid(alpha=0.3)
-        ax.legend()
+        ax.plot([r["step"] for r in train_recs], [r["loss"] for r in train_recs], label=titles[name])
+    ax.set(xlabel="step", ylabel="total training loss", yscale="log", title="training loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -42,6 +42,8 @@ def extract_features(
     model.eval()
     for batch in progress(loader, desc=desc, unit="batches", enabled=info.is_main):
         images = batch["images"].to(device, non_blocking=True)
+        if cfg.train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         kpts = batch["keypoints"].to(device) if keypoints is not None else None
         with torch.autocast(device.type, dtype=dtype, enabled=amp):
             f = model(images, kpts) if kpts is not None else model(images)

@@ -249,8 +249,10 @@ class TrainResult:
 
 def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
     out = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-    if channels_last:
-        out["images"] = out["images"].contiguous(memory_format=torch.channels_last)
+    if channels_last:  # every image-shaped tensor: the images, and the occluded views of paired-view methods
+        for key, value in out.items():
+            if isinstance(value, torch.Tensor) and value.ndim == 4 and value.is_floating_point():
+                out[key] = value.contiguous(memory_format=torch.channels_last)
     return out
 
 

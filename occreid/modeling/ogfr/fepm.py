@@ -55,8 +55,17 @@ def policy_entropy(scores: Tensor) -> Tensor:
     return -(log_p.exp() * log_p).sum(dim=1)
 
 
+def scaled_advantage(advantage: Tensor, eps: float = 1e-8) -> Tensor:
+    """advantage (B,) / its batch standard deviation: the policy gradient's size no longer depends on the reward's
+    scale; the sign (better or worse than the greedy action) is kept."""
+    if advantage.numel() < 2:
+        return advantage
+    return advantage / (advantage.std() + eps)
+
+
 def reinforce_loss(scores: Tensor, index: Tensor, advantage: Tensor, entropy_coef: float) -> Tensor:
-    """-E[(r - r_greedy) log pi(a)] - entropy_coef * H(pi): the agent's loss; `advantage` (B,) is detached."""
+    """-E[A log pi(a)] - entropy_coef * H(pi): the agent's loss; the advantage A (B,), r - r_greedy or that
+    scaled (`scaled_advantage`), is detached."""
     log_prob = log_prob_without_replacement(scores, index)  # (B,)
     return -(advantage.detach() * log_prob).mean() - entropy_coef * policy_entropy(scores).mean()
 

@@ -47,6 +47,7 @@ from occreid.modeling.ogfr.fepm import (
     random_tokens,
     reinforce_loss,
     sample_tokens,
+    scaled_advantage,
 )
 from occreid.modeling.ogfr.oavit import OcclusionAwareViT
 from occreid.modeling.ogfr.patterns import OcclusionPatterns
@@ -276,7 +277,10 @@ class OGFR(ReidMethod):
         terms.update(reward=reward.mean(), reward_greedy=reward_greedy.mean(),
                      entropy=policy_entropy(scores).mean().detach())  # fmt: skip
         if self.agent_learns:  # self-critical: the advantage over the greedy action
-            terms["rl"] = reinforce_loss(scores, index, reward - reward_greedy, self.cfg.ogfr.entropy_coef)
+            advantage = reward - reward_greedy  # (B,)
+            if self.cfg.ogfr.advantage_norm:
+                advantage = scaled_advantage(advantage)
+            terms["rl"] = reinforce_loss(scores, index, advantage, self.cfg.ogfr.entropy_coef)
         else:
             terms["rl"] = scores.new_zeros(())
         return terms
