@@ -96,7 +96,7 @@ def table(results: dict, labels: list[str], seeds: list[int]) -> str:
         features = ["f_G"] + [f for f in POSE_FEATURES if f in runs[0].get("pose_at_test", {})]
         for feature in features:
             recs = [r if feature == "f_G" else r["pose_at_test"][feature] for r in runs]
-            per_seed = " ".join(f"{100 * r['mAP']:.1f}" for r in recs)
+            per_seed = " ".join(f"{100 * r['mAP']:.1f}" for r in recs) + (f" ({len(recs)} of {len(seeds)} seeds)" if len(recs) < len(seeds) else "")
             name = label if feature == "f_G" else f"  {label}"
             kind = "f_G" if feature == "f_G" else f"{feature} (pose at test)"
             lines.append(f"| {name} | {kind} | {_stats([r['rank1'] for r in recs])} | "
@@ -123,17 +123,17 @@ def type_table(results: dict, labels: list[str], seeds: list[int], unseen: set[s
     return "\n".join(lines)
 
 
-def gains(results: dict, labels: list[str], seeds: list[int]) -> list[str]:
-    """Each row's f_G mAP minus the first row's, per seed (same data and seed: a paired difference)."""
-    first = labels[0]
+def gains(results: dict, labels: list[str], seeds: list[int], previous: bool = False) -> list[str]:
+    """Each row's f_G mAP minus the first row's (`previous`: the row above it, an ablation ladder's step), per
+    seed (same data and seed: a paired difference)."""
     out = []
-    for label in labels[1:]:
-        pairs = [(results[label][str(s)]["mAP"], results[first][str(s)]["mAP"]) for s in seeds
-                 if str(s) in results.get(label, {}) and str(s) in results.get(first, {})]
+    for i, label in enumerate(labels[1:], start=1):
+        reference = labels[i - 1] if previous else labels[0]
+        pairs = [(s, results[label][str(s)]["mAP"] - results[reference][str(s)]["mAP"]) for s in seeds
+                 if str(s) in results.get(label, {}) and str(s) in results.get(reference, {})]  # fmt: skip
         if pairs:
-            diffs = [a - b for a, b in pairs]
-            out.append(f"- {label} - {first}: mAP {_stats(diffs)} (per seed: "
-                       + ", ".join(f"{100 * d:+.1f}" for d in diffs) + ")")
+            out.append(f"- {label} - {reference}: mAP {_stats([d for _, d in pairs])} (per seed: "
+                       + ", ".join(f"{s}: {100 * d:+.1f}" for s, d in pairs) + ")")
     return out
 
 
@@ -146,6 +146,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", nargs="*", default=[],
                         help="overrides applied to every row (e.g. train.epochs=32)")
     parser.add_argument("--fresh", action="store_true", help="ignore finished runs recorded in <out>/results.json")
+    parser.add_argument("--report", action="store_true",
+                        help="train nothing: the tables from the runs <out>/results.json records")
     parser.add_argument("--train-occluders", nargs="+", default=None,
                         help="the unseen-occluder split: SynthOcc training images occluded only by these types")
     args = parser.parse_args()
@@ -161,7 +163,7 @@ def main() -> None:
     state_path = args.out / "results.json"
     results: dict = {} if args.fresh or not state_path.is_file() else json.loads(state_path.read_text())
     started = time.perf_counter()
-    for seed in args.seeds:
+    for seed in [] if args.report else args.seeds:
         todo = [row for row in rows if str(seed) not in results.get(row[0], {})]
         for label in sorted(set(labels) - {row[0] for row in todo}):
             print(f"seed {seed} {label}: done before, kept")
@@ -209,6 +211,7 @@ def main() -> None:
         f"`python benchmarks/bench_accuracy.py --seeds {' '.join(map(str, args.seeds))} --rows {' '.join(args.rows)}"
         f"{' --set ' + ' '.join(args.overrides) if args.overrides else ''}`", "",
         text, "", "Paired f_G gains over the first row (same seed):", "", *gains(results, labels, args.seeds), "",
+        "Over the row above (each ablation step):", "", *gains(results, labels, args.seeds, previous=True), "",
         "f_G mAP / Rank-1 by the query's occluder type (each type's queries against the whole gallery"
         f"{'; unseen: no training image has it' if unseen else ''}):", "",
         type_table(results, labels, args.seeds, unseen), "",
