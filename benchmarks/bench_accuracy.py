@@ -80,9 +80,11 @@ def parse_row(spec: str) -> tuple[str, str, list[str]]:
 
 
 def _stats(values: list[float]) -> str:
+    """mean ± std in percent; a single value alone (one seed has no spread)."""
     mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+    if len(values) == 1:
+        return f"{100 * mean:.1f}"
+    return f"{100 * mean:.1f} ± {100 * statistics.stdev(values):.1f}"
 
 
 def table(results: dict, labels: list[str], seeds: list[int]) -> str:
