@@ -211,7 +211,8 @@ def main() -> None:
         f"({BASE}{', ' + ' '.join(args.overrides) if args.overrides else ''}). "
         "f_G at test unless marked; pose-at-test rows use the ground-truth keypoints.", "",
         f"`python benchmarks/bench_accuracy.py --seeds {' '.join(map(str, args.seeds))} --rows {' '.join(args.rows)}"
-        f"{' --set ' + ' '.join(args.overrides) if args.overrides else ''}`", "",
+        f"{' --set ' + ' '.join(args.overrides) if args.overrides else ''}"
+        f"{' --train-occluders ' + ' '.join(args.train_occluders) if args.train_occluders else ''}`", "",
         text, "", "Paired f_G gains over the first row (same seed):", "", *gains(results, labels, args.seeds), "",
         "Over the row above (each ablation step):", "", *gains(results, labels, args.seeds, previous=True), "",
         "f_G mAP / Rank-1 by the query's occluder type (each type's queries against the whole gallery"
