@@ -73,4 +73,11 @@ def test_bench_table_mean_std_and_paired_gains():
     assert "| table6_row1_baseline | f_G | 31.0 ± 1.4 | 31.0 ± 1.4 | 15.5 ± 0.7 | 30.0 32.0 | 52.7 / 45.9 |" in text
     assert "|   table6_row6_pgfl_kd | f_P (pose at test) | 20.0 ± 0.0 |" in text
     (gain,) = bench.gains(results, list(results), [0, 1])
-    assert gain == "- table6_row6_pgfl_kd - table6_row1_baseline: mAP 3.0 ± 2.8 (per seed: +5.0, +1.0)"
+    assert gain == "- table6_row6_pgfl_kd - table6_row1_baseline: mAP 3.0 ± 2.8 (per seed: 0: +5.0, 1: +1.0)"
+    # A ladder: each row over the one above; a row with fewer seeds says so and a single value has no spread.
+    results["table6_row2_sab"] = {"1": rec(0.40)}
+    labels = ["table6_row1_baseline", "table6_row2_sab", "table6_row6_pgfl_kd"]
+    steps = bench.gains(results, labels, [0, 1], previous=True)
+    assert steps == ["- table6_row2_sab - table6_row1_baseline: mAP 8.0 (per seed: 1: +8.0)",
+                     "- table6_row6_pgfl_kd - table6_row2_sab: mAP -7.0 (per seed: 1: -7.0)"]  # fmt: skip
+    assert "| table6_row2_sab | f_G | 40.0 | 40.0 | 20.0 | 40.0 (1 of 2 seeds) |" in bench.table(results, labels, [0, 1])
