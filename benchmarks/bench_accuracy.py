@@ -21,7 +21,9 @@ every seed's SynthOcc is the unseen-occluder split (training images occluded onl
 by the others) and the paired-view augmentation holds out SynthOcc's renderers of the query types, so the query
 occluders are unseen by every row; the per-type table then separates seen from unseen types. Finished (row, seed) runs are
 kept in <out>/results.json and not run again, so an interrupted study continues where it stopped (use a new
---out, or --fresh, to start over). Prints mean +- std over seeds (Rank-1, mAP, mINP), and writes the JSON and a
+--out, or --fresh, to start over). To use several cores, run studies side by side with one thread each
+(`OMP_NUM_THREADS=1`) and separate --out folders, then `--out ALL --merge OUT1 OUT2 ... --report` prints one
+table over them. Prints mean +- std over seeds (Rank-1, mAP, mINP), and writes the JSON and a
 markdown table to benchmarks/results/ (--name).
 """
 
@@ -150,6 +152,9 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="ignore finished runs recorded in <out>/results.json")
     parser.add_argument("--report", action="store_true",
                         help="train nothing: the tables from the runs <out>/results.json records")
+    parser.add_argument("--merge", type=Path, nargs="+", default=[],
+                        help="add the finished runs of other --out folders (studies run side by side, e.g. one "
+                             "per core) to <out>/results.json first")
     parser.add_argument("--train-occluders", nargs="+", default=None,
                         help="the unseen-occluder split: SynthOcc training images occluded only by these types")
     args = parser.parse_args()
@@ -164,6 +169,12 @@ def main() -> None:
     labels = [label for label, _, _ in rows]
     state_path = args.out / "results.json"
     results: dict = {} if args.fresh or not state_path.is_file() else json.loads(state_path.read_text())
+    for other in args.merge:  # finished runs only ever added, none dropped
+        for label, runs in json.loads((other / "results.json").read_text()).items():
+            results.setdefault(label, {}).update(runs)
+    if args.merge:
+        args.out.mkdir(parents=True, exist_ok=True)
+        state_path.write_text(json.dumps(results, indent=2))
     started = time.perf_counter()
     for seed in [] if args.report else args.seeds:
         todo = [row for row in rows if str(seed) not in results.get(row[0], {})]

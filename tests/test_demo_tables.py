@@ -81,3 +81,30 @@ def test_bench_table_mean_std_and_paired_gains():
     assert steps == ["- table6_row2_sab - table6_row1_baseline: mAP 8.0 (per seed: 1: +8.0)",
                      "- table6_row6_pgfl_kd - table6_row2_sab: mAP -7.0 (per seed: 1: -7.0)"]  # fmt: skip
     assert "| table6_row2_sab | f_G | 40.0 | 40.0 | 20.0 | 40.0 (1 of 2 seeds) |" in bench.table(results, labels, [0, 1])
+
+
+def test_bench_merge_adds_side_by_side_studies_and_trains_nothing_with_report(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    def rec(m):
+        return {"rank1": m, "mAP": m, "mINP": m / 2}
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "all").mkdir()
+    (tmp_path / "a" / "results.json").write_text(json.dumps({"table6_row1_baseline": {"0": rec(0.3)}}))
+    (tmp_path / "b" / "results.json").write_text(json.dumps({"table6_row1_baseline": {"1": rec(0.4)},
+                                                             "table6_row2_sab": {"0": rec(0.5)}}))  # fmt: skip
+    (tmp_path / "all" / "results.json").write_text(json.dumps({"table6_row2_sab": {"1": rec(0.6)}}))
+    monkeypatch.setattr(bench, "train", lambda *a, **k: pytest.fail("--report trained"))
+    monkeypatch.setattr(bench, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(sys, "argv", ["bench_accuracy.py", "--out", str(tmp_path / "all"), "--report", "--seeds", "0",
+                                      "1", "--rows", "table6_row1_baseline", "table6_row2_sab", "--merge",
+                                      str(tmp_path / "a"), str(tmp_path / "b")])  # fmt: skip
+    bench.main()
+    merged = json.loads((tmp_path / "all" / "results.json").read_text())
+    assert {k: sorted(v) for k, v in merged.items()} == {"table6_row1_baseline": ["0", "1"],
+                                                         "table6_row2_sab": ["0", "1"]}  # fmt: skip
+    text = (tmp_path / "results" / "bench_accuracy.md").read_text()
+    assert "- table6_row2_sab - table6_row1_baseline: mAP 20.0 ± 0.0 (per seed: 0: +20.0, 1: +20.0)" in text
