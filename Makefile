@@ -37,6 +37,8 @@ demo: install-demo
 	$(VENV)/bin/occreid demo --out runs/demo
 
 test: install-test
+	$(VENV)/bin/ruff format --check occreid tests benchmarks
+	$(VENV)/bin/ruff check occreid tests benchmarks
 	$(PY) -m pytest -n 2 -q
 
 bench: install-test

@@ -43,13 +43,18 @@ from occreid.modeling.ogfr.presets import OGFR_ABLATIONS
 
 RESULTS = Path(__file__).parent / "results"
 BASE = "configs/demo/base.yaml"
-TABLE6 = [f"table6_row{i}_{s}" for i, s in enumerate(["baseline", "sab", "sab_i", "sab_im", "sab_im_feb",
-                                                      "pgfl_kd"], start=1)]
+TABLE6 = [
+    f"table6_row{i}_{s}"
+    for i, s in enumerate(["baseline", "sab", "sab_i", "sab_im", "sab_im_feb", "pgfl_kd"], start=1)
+]
 PAPER = {  # Occluded-Duke, Table 6 (Rank-1, mAP)
-    "table6_row1_baseline": (52.7, 45.9), "table6_row2_sab": (54.0, 46.5), "table6_row3_sab_i": (56.4, 48.1),
-    "table6_row4_sab_im": (59.4, 52.0), "table6_row5_sab_im_feb": (61.2, 52.1),
+    "table6_row1_baseline": (52.7, 45.9),
+    "table6_row2_sab": (54.0, 46.5),
+    "table6_row3_sab_i": (56.4, 48.1),
+    "table6_row4_sab_im": (59.4, 52.0),
+    "table6_row5_sab_im_feb": (61.2, 52.1),
     "table6_row6_pgfl_kd": (63.0, 54.1),
-}  # fmt: skip
+}
 
 
 def _yaml(value: object) -> str:
@@ -71,10 +76,14 @@ def parse_row(spec: str) -> tuple[str, str, list[str]]:
         return spec, "configs/demo/ogfr.yaml", [f"ogfr.{k}={_yaml(v)}" for k, v in switches.items()]
     if "=" not in spec.split(",")[0]:
         if spec not in ABLATION_PRESETS:
-            raise SystemExit(f"--rows: {spec!r} is neither a preset ({', '.join([*ABLATION_PRESETS, *OGFR_ABLATIONS])}, "
-                             "vit_baseline) nor label=CONFIG[,key=value,...]")
-        switches = [f"model.{k}={str(v).lower() if isinstance(v, bool) else v}"
-                    for k, v in ABLATION_PRESETS[spec].items()]
+            raise SystemExit(
+                f"--rows: {spec!r} is neither a preset ({', '.join([*ABLATION_PRESETS, *OGFR_ABLATIONS])}, "
+                "vit_baseline) nor label=CONFIG[,key=value,...]"
+            )
+        switches = [
+            f"model.{k}={str(v).lower() if isinstance(v, bool) else v}"
+            for k, v in ABLATION_PRESETS[spec].items()
+        ]
         return spec, BASE, switches
     label, rest = spec.split("=", 1)
     config, *overrides = rest.split(",")
@@ -100,18 +109,24 @@ def table(results: dict, labels: list[str], seeds: list[int]) -> str:
         features = ["f_G"] + [f for f in POSE_FEATURES if f in runs[0].get("pose_at_test", {})]
         for feature in features:
             recs = [r if feature == "f_G" else r["pose_at_test"][feature] for r in runs]
-            per_seed = " ".join(f"{100 * r['mAP']:.1f}" for r in recs) + (f" ({len(recs)} of {len(seeds)} seeds)" if len(recs) < len(seeds) else "")
+            per_seed = " ".join(f"{100 * r['mAP']:.1f}" for r in recs) + (
+                f" ({len(recs)} of {len(seeds)} seeds)" if len(recs) < len(seeds) else ""
+            )
             name = label if feature == "f_G" else f"  {label}"
             kind = "f_G" if feature == "f_G" else f"{feature} (pose at test)"
-            lines.append(f"| {name} | {kind} | {_stats([r['rank1'] for r in recs])} | "
-                         f"{_stats([r['mAP'] for r in recs])} | {_stats([r['mINP'] for r in recs])} | {per_seed} | "
-                         f"{paper_txt if feature == 'f_G' else ''} |")
+            lines.append(
+                f"| {name} | {kind} | {_stats([r['rank1'] for r in recs])} | "
+                f"{_stats([r['mAP'] for r in recs])} | {_stats([r['mINP'] for r in recs])} | {per_seed} | "
+                f"{paper_txt if feature == 'f_G' else ''} |"
+            )
     return "\n".join(lines)
 
 
 def type_table(results: dict, labels: list[str], seeds: list[int], unseen: set[str]) -> str:
     """f_G mAP / Rank-1 (mean over seeds) of each row on each occluder type's queries; unseen types marked."""
-    types = sorted({t for label in labels for r in results.get(label, {}).values() for t in r.get("per_type", {})})
+    types = sorted(
+        {t for label in labels for r in results.get(label, {}).values() for t in r.get("per_type", {})}
+    )
     if not types:
         return ""
     head = [f"{t} (unseen)" if t in unseen else t for t in types]
@@ -121,7 +136,9 @@ def type_table(results: dict, labels: list[str], seeds: list[int], unseen: set[s
         cells = []
         for t in types:
             recs = [r["per_type"][t] for r in runs if t in r.get("per_type", {})]
-            cells.append(f"{_stats([r['mAP'] for r in recs])} / {_stats([r['rank1'] for r in recs])}" if recs else "-")
+            cells.append(
+                f"{_stats([r['mAP'] for r in recs])} / {_stats([r['rank1'] for r in recs])}" if recs else "-"
+            )
         if runs:
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -133,30 +150,61 @@ def gains(results: dict, labels: list[str], seeds: list[int], previous: bool = F
     out = []
     for i, label in enumerate(labels[1:], start=1):
         reference = labels[i - 1] if previous else labels[0]
-        pairs = [(s, results[label][str(s)]["mAP"] - results[reference][str(s)]["mAP"]) for s in seeds
-                 if str(s) in results.get(label, {}) and str(s) in results.get(reference, {})]  # fmt: skip
+        pairs = [
+            (s, results[label][str(s)]["mAP"] - results[reference][str(s)]["mAP"])
+            for s in seeds
+            if str(s) in results.get(label, {}) and str(s) in results.get(reference, {})
+        ]
         if pairs:
-            out.append(f"- {label} - {reference}: mAP {_stats([d for _, d in pairs])} (per seed: "
-                       + ", ".join(f"{s}: {100 * d:+.1f}" for s, d in pairs) + ")")
+            out.append(
+                f"- {label} - {reference}: mAP {_stats([d for _, d in pairs])} (per seed: "
+                + ", ".join(f"{s}: {100 * d:+.1f}" for s, d in pairs)
+                + ")"
+            )
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rows", nargs="+", default=TABLE6, help="preset names or label=CONFIG[,key=value...]")
-    parser.add_argument("--out", type=Path, default=Path("runs/bench_accuracy"), help="runs and SynthOcc per seed")
+    parser.add_argument(
+        "--rows", nargs="+", default=TABLE6, help="preset names or label=CONFIG[,key=value...]"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/bench_accuracy"), help="runs and SynthOcc per seed"
+    )
     parser.add_argument("--name", default="bench_accuracy", help="results file stem in benchmarks/results/")
-    parser.add_argument("--set", dest="overrides", nargs="*", default=[],
-                        help="overrides applied to every row (e.g. train.epochs=32)")
-    parser.add_argument("--fresh", action="store_true", help="ignore finished runs recorded in <out>/results.json")
-    parser.add_argument("--report", action="store_true",
-                        help="train nothing: the tables from the runs <out>/results.json records")
-    parser.add_argument("--merge", type=Path, nargs="+", default=[],
-                        help="add the finished runs of other --out folders (studies run side by side, e.g. one "
-                             "per core) to <out>/results.json first")
-    parser.add_argument("--train-occluders", nargs="+", default=None,
-                        help="the unseen-occluder split: SynthOcc training images occluded only by these types")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="*",
+        default=[],
+        help="overrides applied to every row (e.g. train.epochs=32)",
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="ignore finished runs recorded in <out>/results.json"
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="train nothing: the tables from the runs <out>/results.json records",
+    )
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="add the finished runs of other --out folders (studies run side by side, e.g. one "
+        "per core) to <out>/results.json first",
+    )
+    parser.add_argument(
+        "--train-occluders",
+        nargs="+",
+        default=None,
+        help="the unseen-occluder split: SynthOcc training images occluded only by these types",
+    )
     args = parser.parse_args()
 
     from occreid.data.datasets import load_dataset
@@ -165,7 +213,11 @@ def main() -> None:
 
     rows = [parse_row(spec) for spec in args.rows]
     unseen = set(OCCLUDER_TYPES) - set(args.train_occluders) if args.train_occluders else set()
-    held_out = [f"occlusion.held_out_sources=[{','.join(f'synthocc_{t}' for t in sorted(unseen))}]"] if unseen else []
+    held_out = (
+        [f"occlusion.held_out_sources=[{','.join(f'synthocc_{t}' for t in sorted(unseen))}]"]
+        if unseen
+        else []
+    )
     labels = [label for label, _, _ in rows]
     state_path = args.out / "results.json"
     results: dict = {} if args.fresh or not state_path.is_file() else json.loads(state_path.read_text())
@@ -185,58 +237,100 @@ def main() -> None:
         data_root = args.out / f"seed{seed}" / "synthocc"
         if args.train_occluders:
             if not (data_root / "synthocc.json").is_file():
-                generate_synthocc(data_root, preset="default", seed=seed, protocol="occluded",
-                                  train_occluders=args.train_occluders)  # fmt: skip
+                generate_synthocc(
+                    data_root,
+                    preset="default",
+                    seed=seed,
+                    protocol="occluded",
+                    train_occluders=args.train_occluders,
+                )
         else:
             _make_data(data_root, seed)
         dataset = load_dataset("synthocc", data_root)
         for label, config, overrides in todo:
             run_dir = args.out / f"seed{seed}" / label
-            cfg = load_config(config, [*overrides, *args.overrides, *held_out, f"data.root={data_root}", f"train.seed={seed}",
-                                       f"train.output_dir={run_dir}", "model.test_feature=f_G",
-                                       "train.eval_period=0"])  # fmt: skip
+            cfg = load_config(
+                config,
+                [
+                    *overrides,
+                    *args.overrides,
+                    *held_out,
+                    f"data.root={data_root}",
+                    f"train.seed={seed}",
+                    f"train.output_dir={run_dir}",
+                    "model.test_feature=f_G",
+                    "train.eval_period=0",
+                ],
+            )
             print(f"\n=== seed {seed}: {label} ({config} {' '.join(overrides)}) ===", flush=True)
             t0 = time.perf_counter()
             result = train(cfg, resume="auto", progress=False)  # a run an interrupted study left continues
             seconds = time.perf_counter() - t0
             record = {k: result.last_eval[k] for k in ("rank1", "rank5", "mAP", "mINP")}
             record["per_type"] = {  # the trainer's eval log: "mAP[vehicle]", ...
-                key[len("mAP["):-1]: {m: result.last_eval[f"{m}[{key[len('mAP['):-1]}]"] for m in ("rank1", "mAP", "mINP")}
-                for key in result.last_eval if key.startswith("mAP[")
+                key[len("mAP[") : -1]: {
+                    m: result.last_eval[f"{m}[{key[len('mAP[') : -1]}]"] for m in ("rank1", "mAP", "mINP")
+                }
+                for key in result.last_eval
+                if key.startswith("mAP[")
             }
-            record |= {"train_seconds": round(seconds, 1), "steps": result.steps, "config": config,
-                       "overrides": overrides + args.overrides, "backbone": cfg.model.backbone,
-                       "pretrained": cfg.model.pretrained}  # fmt: skip
+            record |= {
+                "train_seconds": round(seconds, 1),
+                "steps": result.steps,
+                "config": config,
+                "overrides": overrides + args.overrides,
+                "backbone": cfg.model.backbone,
+                "pretrained": cfg.model.pretrained,
+            }
             record["pose_at_test"] = pose_at_test(run_dir / "last.pt", dataset)
             results.setdefault(label, {})[str(seed)] = record
             args.out.mkdir(parents=True, exist_ok=True)
             state_path.write_text(json.dumps(results, indent=2))  # after every run: nothing finished is lost
-            print(f"seed {seed} {label}: mAP {100 * record['mAP']:.1f} rank-1 {100 * record['rank1']:.1f} "
-                  f"({seconds:.0f} s, {seconds / max(result.steps, 1):.2f} s/step incl. eval)", flush=True)
+            print(
+                f"seed {seed} {label}: mAP {100 * record['mAP']:.1f} rank-1 {100 * record['rank1']:.1f} "
+                f"({seconds:.0f} s, {seconds / max(result.steps, 1):.2f} s/step incl. eval)",
+                flush=True,
+            )
 
     text = table(results, labels, args.seeds)
     lines = [
-        f"# Accuracy study: {', '.join(labels)}", "",
+        f"# Accuracy study: {', '.join(labels)}",
+        "",
         f"SynthOcc (default preset, occluded protocol), seeds {' '.join(map(str, args.seeds))}: each seed a fresh "
         "SynthOcc and that training seed, every row the same data, seed and schedule "
         f"({BASE}{', ' + ' '.join(args.overrides) if args.overrides else ''}). "
-        "f_G at test unless marked; pose-at-test rows use the ground-truth keypoints.", "",
+        "f_G at test unless marked; pose-at-test rows use the ground-truth keypoints.",
+        "",
         f"`python benchmarks/bench_accuracy.py --seeds {' '.join(map(str, args.seeds))} --rows {' '.join(args.rows)}"
         f"{' --set ' + ' '.join(args.overrides) if args.overrides else ''}"
-        f"{' --train-occluders ' + ' '.join(args.train_occluders) if args.train_occluders else ''}`", "",
-        text, "", "Paired f_G gains over the first row (same seed):", "", *gains(results, labels, args.seeds), "",
-        "Over the row above (each ablation step):", "", *gains(results, labels, args.seeds, previous=True), "",
+        f"{' --train-occluders ' + ' '.join(args.train_occluders) if args.train_occluders else ''}`",
+        "",
+        text,
+        "",
+        "Paired f_G gains over the first row (same seed):",
+        "",
+        *gains(results, labels, args.seeds),
+        "",
+        "Over the row above (each ablation step):",
+        "",
+        *gains(results, labels, args.seeds, previous=True),
+        "",
         "f_G mAP / Rank-1 by the query's occluder type (each type's queries against the whole gallery"
-        f"{'; unseen: no training image has it' if unseen else ''}):", "",
-        type_table(results, labels, args.seeds, unseen), "",
+        f"{'; unseen: no training image has it' if unseen else ''}):",
+        "",
+        type_table(results, labels, args.seeds, unseen),
+        "",
         f"Wall time of this invocation: {time.perf_counter() - started:.0f} s (contended 2-core CPU; per-run "
         "train seconds in the JSON).",
-    ]  # fmt: skip
+    ]
     print("\n" + "\n".join(lines))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps({"seeds": args.seeds, "rows": args.rows,
-                                                           "overrides": args.overrides, "results": results},
-                                                          indent=2))  # fmt: skip
+    (RESULTS / f"{args.name}.json").write_text(
+        json.dumps(
+            {"seeds": args.seeds, "rows": args.rows, "overrides": args.overrides, "results": results},
+            indent=2,
+        )
+    )
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
 
 

@@ -49,14 +49,20 @@ def _extract(deployed: torch.nn.Module, images: torch.Tensor) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("runs/demo/synthocc"), help="a SynthOcc (occreid synth)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data", type=Path, default=Path("runs/demo/synthocc"), help="a SynthOcc (occreid synth)"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
     dataset = load_dataset("synthocc", args.data)
-    rows = ["| model | step NCHW (s) | step NHWC (s) | speed-up | extract 128 NCHW (s) | extract 128 NHWC (s) |",
-            "|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| model | step NCHW (s) | step NHWC (s) | speed-up | extract 128 NCHW (s) | extract 128 NHWC (s) |",
+        "|---|---|---|---|---|---|",
+    ]
     for demo_model in MODELS:
         cfg = load_config(demo_model.config, [f"data.root={args.data}"])
         torch.manual_seed(0)
@@ -77,13 +83,22 @@ def main() -> None:
             test_images = images.contiguous(memory_format=layout)
             step[nhwc] = _median_seconds(partial(_train_step, method, on_device), args.repeats)
             extract[nhwc] = _median_seconds(partial(_extract, deployed, test_images), args.repeats)
-        rows.append(f"| {demo_model.title} | {step[False]:.3f} | {step[True]:.3f} | {step[False] / step[True]:.2f}x | "
-                    f"{extract[False]:.3f} | {extract[True]:.3f} |")  # fmt: skip
+        rows.append(
+            f"| {demo_model.title} | {step[False]:.3f} | {step[True]:.3f} | {step[False] / step[True]:.2f}x | "
+            f"{extract[False]:.3f} | {extract[True]:.3f} |"
+        )
         print(rows[-1], flush=True)
-    text = "\n".join(["# The demo's models in NCHW and NHWC", "",
-                      f"`python benchmarks/bench_demo_steps.py --repeats {args.repeats}`, "
-                      f"{torch.get_num_threads()} threads, batch {cfg.data.p * cfg.data.k} at "
-                      f"{cfg.data.image_size[0]} x {cfg.data.image_size[1]}.", "", *rows])  # fmt: skip
+    text = "\n".join(
+        [
+            "# The demo's models in NCHW and NHWC",
+            "",
+            f"`python benchmarks/bench_demo_steps.py --repeats {args.repeats}`, "
+            f"{torch.get_num_threads()} threads, batch {cfg.data.p * cfg.data.k} at "
+            f"{cfg.data.image_size[0]} x {cfg.data.image_size[1]}.",
+            "",
+            *rows,
+        ]
+    )
     print("\n" + text)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bench_demo_steps.md").write_text(text + "\n")

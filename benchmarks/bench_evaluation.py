@@ -129,8 +129,14 @@ def run_variant(variant: str, size: str) -> dict:
             r = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=50)
             rank1, m_ap, m_inp = r.rank(1), r.mAP, r.mINP
         seconds = time.perf_counter() - start
-    return {"seconds": seconds, "extra_peak_mb": mem.extra_mb, "total_peak_mb": mem.total_mb, "rank1": rank1,
-            "mAP": m_ap, "mINP": m_inp}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "extra_peak_mb": mem.extra_mb,
+        "total_peak_mb": mem.total_mb,
+        "rank1": rank1,
+        "mAP": m_ap,
+        "mINP": m_inp,
+    }
 
 
 def main() -> None:

@@ -107,9 +107,11 @@ def main() -> None:
         threads = torch.get_num_threads()
         dataset = load_dataset("synthocc", Path(tmp) / "synthocc")
         records = dataset.train
-        print(f"SynthOcc small: {len(records)} training images; batch 8 x 4 = 32; torch {torch.__version__}; "
-              f"loader: num_workers = 0 with 1 thread, as a worker runs (the augmentation's own CPU cost); "
-              f"ViT step: {threads} threads")  # fmt: skip
+        print(
+            f"SynthOcc small: {len(records)} training images; batch 8 x 4 = 32; torch {torch.__version__}; "
+            f"loader: num_workers = 0 with 1 thread, as a worker runs (the augmentation's own CPU cost); "
+            f"ViT step: {threads} threads"
+        )
         rows = []
         for size in args.sizes:
             height, width = (int(v) for v in size.lower().split("x"))
@@ -123,17 +125,24 @@ def main() -> None:
             torch.set_num_threads(threads)
             step = vit_step_seconds((height, width), 32, args.steps, dataset.num_train_pids)
             rows.append((size, plain, paired, step))
-            print(f"\n{size}: per-source ms per occluder (draw + paste): "
-                  + ", ".join(f"{k} {v:.2f}" for k, v in sources.items()))  # fmt: skip
+            print(
+                f"\n{size}: per-source ms per occluder (draw + paste): "
+                + ", ".join(f"{k} {v:.2f}" for k, v in sources.items())
+            )
         print("\nwall s (CPU s): loader, paired loader, what paired views add (per batch); one ViT step")
-        print(f"{'size':>8} | {'loader':>13} | {'paired':>13} | {'added':>13} | {'ViT step':>13} | "
-              f"{'added/step wall':>15} | {'added/step CPU':>14}")  # fmt: skip
+        print(
+            f"{'size':>8} | {'loader':>13} | {'paired':>13} | {'added':>13} | {'ViT step':>13} | "
+            f"{'added/step wall':>15} | {'added/step CPU':>14}"
+        )
         print("-" * 107)
         for size, plain, paired, step in rows:
             added = (paired[0] - plain[0], paired[1] - plain[1])
             cells = [f"{w:.3f} ({c:.3f})" for w, c in (plain, paired, added, step)]
-            print(f"{size:>8} | " + " | ".join(f"{c:>13}" for c in cells)
-                  + f" | {added[0] / step[0]:>15.1%} | {added[1] / step[1]:>14.1%}")  # fmt: skip
+            print(
+                f"{size:>8} | "
+                + " | ".join(f"{c:>13}" for c in cells)
+                + f" | {added[0] / step[0]:>15.1%} | {added[1] / step[1]:>14.1%}"
+            )
 
 
 if __name__ == "__main__":

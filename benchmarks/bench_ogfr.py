@@ -41,9 +41,19 @@ VARIANTS = {  # row label: model.name and ogfr overrides
 def config(name: str, backbone: str, depth: int, size: tuple[int, int], *extra: str):
     # 12 blocks: pattern head after 1, agent after 6 (configs/ogfr.yaml); 4 blocks: after 1 and 2 (demo).
     agent_block = 6 if depth >= 12 else 2
-    return load_config(None, [f"model.name={name}", f"model.backbone={backbone}", f"model.vit_depth={depth}",
-                              "model.pretrained=false", f"data.image_size=[{size[0]},{size[1]}]",
-                              f"ogfr.agent_block={agent_block}", "ogfr.agent_warmup_epochs=0", *extra])  # fmt: skip
+    return load_config(
+        None,
+        [
+            f"model.name={name}",
+            f"model.backbone={backbone}",
+            f"model.vit_depth={depth}",
+            "model.pretrained=false",
+            f"data.image_size=[{size[0]},{size[1]}]",
+            f"ogfr.agent_block={agent_block}",
+            "ogfr.agent_warmup_epochs=0",
+            *extra,
+        ],
+    )
 
 
 def batch_of(size: tuple[int, int], batch: int) -> dict[str, torch.Tensor]:
@@ -52,8 +62,14 @@ def batch_of(size: tuple[int, int], batch: int) -> dict[str, torch.Tensor]:
     images = torch.randn(batch, 3, h, w, generator=g)
     mask = torch.zeros(batch, 1, h, w)
     mask[:, :, h // 2 :] = 1.0
-    return {"images": images, "occluded": images * (1 - mask), "occ_mask": mask, "pids": torch.arange(batch) // 4,
-            "camids": torch.zeros(batch, dtype=torch.long), "occ_type": torch.randint(0, 7, (batch,), generator=g)}  # fmt: skip
+    return {
+        "images": images,
+        "occluded": images * (1 - mask),
+        "occ_mask": mask,
+        "pids": torch.arange(batch) // 4,
+        "camids": torch.zeros(batch, dtype=torch.long),
+        "occ_type": torch.randint(0, 7, (batch,), generator=g),
+    }
 
 
 def trainer_of(cfg, batch: int):
@@ -106,8 +122,10 @@ def inference_rows(backbone: str, depth: int, size: tuple[int, int]) -> list[str
                 deployed(x)
                 best = min(best, time.perf_counter() - start)
         base = base or (params, flops)
-        rows.append(f"| {label} | {params / 1e6:.3f} (+{(params - base[0]) / 1e3:.1f} k) | {flops / 1e9:.4f} "
-                    f"({flops / base[1]:.4f}x) | {32 / best:.1f} |")  # fmt: skip
+        rows.append(
+            f"| {label} | {params / 1e6:.3f} (+{(params - base[0]) / 1e3:.1f} k) | {flops / 1e9:.4f} "
+            f"({flops / base[1]:.4f}x) | {32 / best:.1f} |"
+        )
     return rows
 
 
@@ -116,9 +134,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     scales = {k: v for k, v in SCALES.items() if not args.quick or k == "CPU scale"}
-    lines = [f"# OGFR vs the ViT baseline (CPU, fp32, {torch.get_num_threads()} threads)", "",
-             "## Training step", "", "| scale | backbone | input | batch | model | s/step | vs ViT baseline |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"# OGFR vs the ViT baseline (CPU, fp32, {torch.get_num_threads()} threads)",
+        "",
+        "## Training step",
+        "",
+        "| scale | backbone | input | batch | model | s/step | vs ViT baseline |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for scale, (backbone, depth, size, batch, steps) in scales.items():
         # The paper scale times the two ends only: four ViT-B models with their optimisers need ~8 GB.
         variants = (
@@ -131,8 +154,10 @@ def main() -> None:
         }
         times = step_times(cfgs, size, batch, steps)
         for label, t in times.items():
-            lines.append(f"| {scale} | {backbone} ({depth} blocks) | {size[0]}x{size[1]} | {batch} | {label} | "
-                         f"{t:.3f} | {t / times['ViT baseline']:.2f}x |")  # fmt: skip
+            lines.append(
+                f"| {scale} | {backbone} ({depth} blocks) | {size[0]}x{size[1]} | {batch} | {label} | "
+                f"{t:.3f} | {t / times['ViT baseline']:.2f}x |"
+            )
             print(lines[-1], flush=True)
     lines += ["", "## Inference: the deployed student vs the deployed ViT baseline", ""]
     for scale, (backbone, depth, size, *_) in scales.items():

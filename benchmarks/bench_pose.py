@@ -111,9 +111,10 @@ def main() -> None:
     parser.add_argument("--step-batch", type=int, default=16, help="batch the training step is measured at")
     parser.add_argument("--step-repeats", type=int, default=2, help="timed training steps (after 1 warm-up)")
     parser.add_argument(
-        "--rtmlib-model", default=None,
+        "--rtmlib-model",
+        default=None,
         help="local .onnx or URL; default rtmlib's RTMPose-m (downloaded on first use, needs a network)",
-    )  # fmt: skip
+    )
     parser.add_argument("--tiny", action="store_true", help="smallest sizes, to check the script runs")
     args = parser.parse_args()
     if args.tiny:
@@ -152,10 +153,14 @@ def main() -> None:
         else f"measured at batch {BATCH} ({args.step_repeats} steps, median)"
     )
     render = rows[0][3]  # last stride 1, 24 x 8, merge max (the defaults)
-    print(f"\nResNet-50 training step, {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}, last stride 1, bf16 autocast, CPU: "
-          f"{step64:.2f} s at batch {BATCH} ({scaled})")  # fmt: skip
+    print(
+        f"\nResNet-50 training step, {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}, last stride 1, bf16 autocast, CPU: "
+        f"{step64:.2f} s at batch {BATCH} ({scaled})"
+    )
     share = 100 * render / step64
-    print(f"heatmap rendering (24x8, B={BATCH}, merge max): {render * 1e3:.2f} ms = {share:.3f}% of that step")
+    print(
+        f"heatmap rendering (24x8, B={BATCH}, merge max): {render * 1e3:.2f} ms = {share:.3f}% of that step"
+    )
 
 
 if __name__ == "__main__":

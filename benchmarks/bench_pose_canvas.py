@@ -45,7 +45,9 @@ def real_crops(ultralytics_assets: Path | None) -> dict[str, np.ndarray]:
 
             ultralytics_assets = Path(ultralytics.__file__).parent / "assets"
         except ImportError:
-            print("ultralytics is not installed: its bus.jpg and zidane.jpg are skipped (or pass --ultralytics-assets)")
+            print(
+                "ultralytics is not installed: its bus.jpg and zidane.jpg are skipped (or pass --ultralytics-assets)"
+            )
     if ultralytics_assets is not None:
         for name, boxes in (("bus", BUS_PEOPLE), ("zidane", ZIDANE_PEOPLE)):
             photos[name] = (np.asarray(Image.open(ultralytics_assets / f"{name}.jpg").convert("RGB")), boxes)
@@ -76,25 +78,44 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ultralytics-assets", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_pose_canvas.md")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "bench_pose_canvas.md"
+    )
     args = parser.parse_args()
 
     detail_scores: dict[str, dict[str, float]] = {}
     sets = {"real person crops": real_crops(args.ultralytics_assets)}
     with tempfile.TemporaryDirectory() as tmp:
         sets["SynthOcc partial (upper-body) queries"] = synthocc_partial_crops(Path(tmp) / "partial")
-    lines = ["# mediapipe: detection rate by canvas", "",
-             f"`python benchmarks/bench_pose_canvas.py`, {time.strftime('%Y-%m-%d')}. A crop counts as detected when any "
-             "keypoint has a confidence above 0. The timings are wall time per crop on a 2-core CPU and vary with "
-             "its load. The fallback tries up to 4 canvases, stopping at the first that scores 0.8 (mean keypoint "
-             "confidence), so it costs most on crops where the first canvases find nobody.", ""]  # fmt: skip
-    estimators = {"before: square black canvas only": MediaPipePose(canvases=("square",)),
-                  f"after: {' -> '.join(CANVASES)}, best kept": MediaPipePose()}  # fmt: skip
+    lines = [
+        "# mediapipe: detection rate by canvas",
+        "",
+        f"`python benchmarks/bench_pose_canvas.py`, {time.strftime('%Y-%m-%d')}. A crop counts as detected when any "
+        "keypoint has a confidence above 0. The timings are wall time per crop on a 2-core CPU and vary with "
+        "its load. The fallback tries up to 4 canvases, stopping at the first that scores 0.8 (mean keypoint "
+        "confidence), so it costs most on crops where the first canvases find nobody.",
+        "",
+    ]
+    estimators = {
+        "before: square black canvas only": MediaPipePose(canvases=("square",)),
+        f"after: {' -> '.join(CANVASES)}, best kept": MediaPipePose(),
+    }
     per_canvas = MediaPipePose(canvases=("square",))
-    lines += ["| crops | n | " + " | ".join(estimators) + " | " + " | ".join(f"`{c}` alone" for c in CANVASES) + " |",
-              "|---|---|" + "---|" * (len(estimators) + len(CANVASES))]  # fmt: skip
-    detail = ["", "## Real crops, mean keypoint confidence per canvas (0: nobody found)", "",
-              "| crop | " + " | ".join(CANVASES) + " | after |", "|---|" + "---|" * (len(CANVASES) + 1)]  # fmt: skip
+    lines += [
+        "| crops | n | "
+        + " | ".join(estimators)
+        + " | "
+        + " | ".join(f"`{c}` alone" for c in CANVASES)
+        + " |",
+        "|---|---|" + "---|" * (len(estimators) + len(CANVASES)),
+    ]
+    detail = [
+        "",
+        "## Real crops, mean keypoint confidence per canvas (0: nobody found)",
+        "",
+        "| crop | " + " | ".join(CANVASES) + " | after |",
+        "|---|" + "---|" * (len(CANVASES) + 1),
+    ]
     for set_name, crops in sets.items():
         rates, seconds = [], []
         for est in estimators.values():
@@ -104,7 +125,9 @@ def main() -> None:
             rates.append(f"{np.mean(found):.0%} ({sum(found)}/{len(found)}), {1000 * seconds[-1]:.0f} ms/img")
         alone = []
         for kind in CANVASES:
-            scores = {name: pose_score(per_canvas.predict_on_canvas(image, kind)) for name, image in crops.items()}
+            scores = {
+                name: pose_score(per_canvas.predict_on_canvas(image, kind)) for name, image in crops.items()
+            }
             alone.append(f"{np.mean([s > 0 for s in scores.values()]):.0%}")
             if set_name == "real person crops":
                 for name, score in scores.items():

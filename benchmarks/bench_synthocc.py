@@ -61,7 +61,9 @@ def main() -> None:
         for workers in (1, 2):
             out = Path(tmp) / f"w{workers}"
             t = time.perf_counter()
-            info = generate(out, preset=args.preset, seed=args.seed, protocol="occluded", workers=workers, progress=False)
+            info = generate(
+                out, preset=args.preset, seed=args.seed, protocol="occluded", workers=workers, progress=False
+            )
             seconds = time.perf_counter() - t
             n = sum(c["images"] for c in info["counts"].values())
             rows.append((workers, n, seconds))

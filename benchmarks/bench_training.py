@@ -35,8 +35,9 @@ class PoseNet(torch.nn.Module):
         super().__init__()
         import timm
 
-        self.body = timm.create_model("hrnet_w32", pretrained=False, features_only=True, feature_location="",
-                                      out_indices=(1,))  # fmt: skip
+        self.body = timm.create_model(
+            "hrnet_w32", pretrained=False, features_only=True, feature_location="", out_indices=(1,)
+        )
         self.head = torch.nn.Conv2d(32, 17, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -52,9 +53,27 @@ class PoseNet(torch.nn.Module):
 def _keypoints(batch: int, h: int, w: int) -> torch.Tensor:
     """Plausible standing-person keypoints with a few low-confidence ones, in input pixels."""
     g = torch.Generator().manual_seed(0)
-    base = torch.tensor([[0.5, 0.1], [0.45, 0.08], [0.55, 0.08], [0.4, 0.1], [0.6, 0.1], [0.35, 0.25], [0.65, 0.25],
-                         [0.3, 0.4], [0.7, 0.4], [0.3, 0.52], [0.7, 0.52], [0.4, 0.55], [0.6, 0.55], [0.4, 0.75],
-                         [0.6, 0.75], [0.4, 0.95], [0.6, 0.95]])  # fmt: skip
+    base = torch.tensor(
+        [
+            [0.5, 0.1],
+            [0.45, 0.08],
+            [0.55, 0.08],
+            [0.4, 0.1],
+            [0.6, 0.1],
+            [0.35, 0.25],
+            [0.65, 0.25],
+            [0.3, 0.4],
+            [0.7, 0.4],
+            [0.3, 0.52],
+            [0.7, 0.52],
+            [0.4, 0.55],
+            [0.6, 0.55],
+            [0.4, 0.75],
+            [0.6, 0.75],
+            [0.4, 0.95],
+            [0.6, 0.95],
+        ]
+    )
     xy = base[None].repeat(batch, 1, 1) * torch.tensor([w, h]) + torch.randn(batch, 17, 2, generator=g) * 2
     conf = (torch.rand(batch, 17, 1, generator=g) > 0.2).float()
     return torch.cat([xy, conf], dim=2)
@@ -64,13 +83,23 @@ def step_times(backbone: str, size: tuple[int, int], batch: int, steps: int, amp
     h, w = size
     out = {}
     for name in ("baseline", "pgfl_kd"):
-        cfg = load_config(None, [f"model.name={name}", f"model.backbone={backbone}", "model.pretrained=false",
-                                 f"data.image_size=[{h},{w}]"])  # fmt: skip
+        cfg = load_config(
+            None,
+            [
+                f"model.name={name}",
+                f"model.backbone={backbone}",
+                "model.pretrained=false",
+                f"data.image_size=[{h},{w}]",
+            ],
+        )
         torch.manual_seed(0)
         method = build_model(cfg, num_classes=max(batch // 4, 2))
         opt = torch.optim.Adam(method.parameters(), lr=3.5e-4)
-        data = {"images": torch.randn(batch, 3, h, w), "pids": torch.arange(batch) // 4,
-                "keypoints": _keypoints(batch, h, w)}  # fmt: skip
+        data = {
+            "images": torch.randn(batch, 3, h, w),
+            "pids": torch.arange(batch) // 4,
+            "keypoints": _keypoints(batch, h, w),
+        }
         times = []
         for _ in range(steps + 1):
             start = time.perf_counter()
@@ -104,8 +133,17 @@ def loader_time(size: tuple[int, int], p: int, k: int, batches: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "synthocc"
         generate_synthocc(root, preset="small", seed=0, protocol="occluded")
-        cfg = load_config(None, [f"data.root={root}", f"data.image_size=[{size[0]},{size[1]}]", f"data.p={p}",
-                                 f"data.k={k}", "data.num_workers=0", f"train.steps_per_epoch={batches + 1}"])  # fmt: skip
+        cfg = load_config(
+            None,
+            [
+                f"data.root={root}",
+                f"data.image_size=[{size[0]},{size[1]}]",
+                f"data.p={p}",
+                f"data.k={k}",
+                "data.num_workers=0",
+                f"train.steps_per_epoch={batches + 1}",
+            ],
+        )
         ds = load_dataset("synthocc", root)
         loader = build_train_loader(cfg, ds.train, keypoints_for(ds, ds.train, None))
         it = iter(loader)
@@ -125,8 +163,15 @@ def inference_table(backbone: str, size: tuple[int, int]) -> list[str]:
     pose_net = PoseNet().eval()
     pose_params, pose_flops = count_parameters(pose_net), count_flops(pose_net, (1, 3, h, w))
     for name, feature in (("baseline", "f_G"), ("pgfl_kd", "f_G"), ("pgfl_kd", "f_E")):
-        cfg = load_config(None, [f"model.name={name}", f"model.backbone={backbone}", "model.pretrained=false",
-                                 f"data.image_size=[{h},{w}]"])  # fmt: skip
+        cfg = load_config(
+            None,
+            [
+                f"model.name={name}",
+                f"model.backbone={backbone}",
+                "model.pretrained=false",
+                f"data.image_size=[{h},{w}]",
+            ],
+        )
         method = build_model(cfg, num_classes=100).eval()
         if feature == "f_G":
             deployed = method.deploy().eval()
@@ -147,9 +192,14 @@ def inference_table(backbone: str, size: tuple[int, int]) -> list[str]:
                 run(x)
                 best = min(best, time.perf_counter() - start)
         base_flops = base_flops or flops
-        rows.append(f"| {label} | {params / 1e6:.2f} | {flops / 1e9:.3f} ({flops / base_flops:.2f}x) | {32 / best:.1f} |")
-    rows += ["", f"HRNet-W32 stand-in: {pose_params / 1e6:.1f} M parameters, {pose_flops / 2e9:.2f} GMACs per image "
-             "(the published pose HRNet-W32: 28.5 M, 7.1 GMACs at 256x192)."]  # fmt: skip
+        rows.append(
+            f"| {label} | {params / 1e6:.2f} | {flops / 1e9:.3f} ({flops / base_flops:.2f}x) | {32 / best:.1f} |"
+        )
+    rows += [
+        "",
+        f"HRNet-W32 stand-in: {pose_params / 1e6:.1f} M parameters, {pose_flops / 2e9:.2f} GMACs per image "
+        "(the published pose HRNet-W32: 28.5 M, 7.1 GMACs at 256x192).",
+    ]
     return rows
 
 
@@ -161,23 +211,36 @@ def main() -> None:
     settings = [("resnet18", (128, 64), 32, 5)]
     if not args.quick:
         settings.append(("resnet50", (384, 128), 16, 2))
-    lines = ["# Training step: PGFL-KD vs baseline (CPU, bf16 autocast)", "",
-             "| backbone | input | batch | baseline s/step | PGFL-KD s/step | ratio |", "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "# Training step: PGFL-KD vs baseline (CPU, bf16 autocast)",
+        "",
+        "| backbone | input | batch | baseline s/step | PGFL-KD s/step | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
     for backbone, size, batch, steps in settings:
         t = step_times(backbone, size, batch, steps, amp=True)
-        lines.append(f"| {backbone} | {size[0]}x{size[1]} | {batch} | {t['baseline']:.3f} | {t['pgfl_kd']:.3f} | "
-                     f"{t['pgfl_kd'] / t['baseline']:.2f}x |")  # fmt: skip
+        lines.append(
+            f"| {backbone} | {size[0]}x{size[1]} | {batch} | {t['baseline']:.3f} | {t['pgfl_kd']:.3f} | "
+            f"{t['pgfl_kd'] / t['baseline']:.2f}x |"
+        )
         print(lines[-1], flush=True)
     t18 = step_times("resnet18", (128, 64), 32, 3, amp=True)["pgfl_kd"]
     load = loader_time((128, 64), 8, 4, 10)
     render = render_time(32, (128, 64), (8, 4))
     render64 = render_time(64, (384, 128), (24, 8))
-    lines += ["", "# Share of a PGFL-KD step (ResNet-18, 128x64, batch 32, data.num_workers=0)", "",
-              "| part | seconds | share of step |", "|---|---|---|",
-              f"| data loading (SynthOcc, decode + augment, 1 process) | {load:.4f} | {load / (t18 + load):.1%} |",
-              f"| heatmap rendering (8x4 map) | {render:.5f} | {render / t18:.2%} |",
-              f"| heatmap rendering, batch 64 at 384x128 (24x8 map) | {render64:.5f} | - |",
-              "", "# Inference: deployed models vs a pose-at-test pipeline", ""]  # fmt: skip
+    lines += [
+        "",
+        "# Share of a PGFL-KD step (ResNet-18, 128x64, batch 32, data.num_workers=0)",
+        "",
+        "| part | seconds | share of step |",
+        "|---|---|---|",
+        f"| data loading (SynthOcc, decode + augment, 1 process) | {load:.4f} | {load / (t18 + load):.1%} |",
+        f"| heatmap rendering (8x4 map) | {render:.5f} | {render / t18:.2%} |",
+        f"| heatmap rendering, batch 64 at 384x128 (24x8 map) | {render64:.5f} | - |",
+        "",
+        "# Inference: deployed models vs a pose-at-test pipeline",
+        "",
+    ]
     for backbone, size, *_ in settings:
         lines += [f"{backbone} at {size[0]}x{size[1]}:", ""] + inference_table(backbone, size) + [""]
     text = "\n".join(lines)

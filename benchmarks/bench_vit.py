@@ -35,13 +35,17 @@ PAPER_SCALE = [  # (label, overrides) at 256 x 128, batch 8
 
 def measure(overrides: list[str], size: tuple[int, int], batch: int, steps: int) -> dict[str, float]:
     h, w = size
-    cfg = load_config(None, ["model.name=baseline", "model.pretrained=false", f"data.image_size=[{h},{w}]",
-                             *overrides])  # fmt: skip
+    cfg = load_config(
+        None, ["model.name=baseline", "model.pretrained=false", f"data.image_size=[{h},{w}]", *overrides]
+    )
     torch.manual_seed(0)
     method = build_model(cfg, num_classes=max(batch // 4, 2))
     opt = torch.optim.Adam(method.parameters(), lr=3.5e-4)
-    data = {"images": torch.randn(batch, 3, h, w), "pids": torch.arange(batch) // 4,
-            "camids": torch.zeros(batch, dtype=torch.long)}  # fmt: skip
+    data = {
+        "images": torch.randn(batch, 3, h, w),
+        "pids": torch.arange(batch) // 4,
+        "camids": torch.zeros(batch, dtype=torch.long),
+    }
     times = []
     for _ in range(steps + 1):
         start = time.perf_counter()
@@ -67,9 +71,14 @@ def measure(overrides: list[str], size: tuple[int, int], batch: int, steps: int)
 
 
 def table(rows: list[tuple[str, dict[str, float]]]) -> str:
-    lines = ["| model | step (s) | deployed params (M) | GFLOPs / image | images/s at test |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        "| model | step (s) | deployed params (M) | GFLOPs / image | images/s at test |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for label, r in rows:
-        lines.append(f"| {label} | {r['step_s']:.3f} | {r['params_m']:.2f} | {r['gflops']:.2f} | {r['images_per_s']:.0f} |")
+        lines.append(
+            f"| {label} | {r['step_s']:.3f} | {r['params_m']:.2f} | {r['gflops']:.2f} | {r['images_per_s']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -81,7 +90,9 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     sections = [("CPU scale: 128 x 64, batch 32", CPU_SCALE, (128, 64), 32)]
     if not args.quick:
-        sections.append(("Paper scale: 256 x 128, batch 8 (the recipe's batch is 64)", PAPER_SCALE, (256, 128), 8))
+        sections.append(
+            ("Paper scale: 256 x 128, batch 8 (the recipe's batch is 64)", PAPER_SCALE, (256, 128), 8)
+        )
     text = [f"# bench_vit (torch {torch.__version__}, {torch.get_num_threads()} threads, fp32)", ""]
     for title, models, size, batch in sections:
         rows = [(label, measure(overrides, size, batch, args.steps)) for label, overrides in models]

@@ -41,8 +41,9 @@ def terms(root: str, checkpoint: str | None) -> None:
     method = build_model(cfg, dataset.num_train_pids)
     if checkpoint:
         method.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["model"])
-    loader = build_train_loader(cfg, dataset.train, keypoints_for(dataset, dataset.train, None), rank=0,
-                                world_size=1, seed=0)  # fmt: skip
+    loader = build_train_loader(
+        cfg, dataset.train, keypoints_for(dataset, dataset.train, None), rank=0, world_size=1, seed=0
+    )
     params = [p for p in method.backbone.parameters() if p.requires_grad]
     method.train()
     for b, batch in zip(range(2), loader):
@@ -51,28 +52,39 @@ def terms(root: str, checkpoint: str | None) -> None:
         values = {k: v for k, v in out.items() if k not in (*method.metric_names, "acc")}
         f_g, f_e, f_f = f["f_G"], f["f_E"], f["f_F"].detach()
         values["cl as f_G -> sg(f_F)"] = 0.25 * consistency_loss(f_g, f_f)
-        values["cl normalised"] = 0.25 * (F.normalize(f_g, dim=1) - F.normalize(f_e.detach(), dim=1)).pow(2).sum(1).mean()
-        values["cl in BNNeck space"] = 0.25 * consistency_loss(method.necks["G"].bn(f_g), method.necks["E"].bn(f_e))
+        values["cl normalised"] = (
+            0.25 * (F.normalize(f_g, dim=1) - F.normalize(f_e.detach(), dim=1)).pow(2).sum(1).mean()
+        )
+        values["cl in BNNeck space"] = 0.25 * consistency_loss(
+            method.necks["G"].bn(f_g), method.necks["E"].bn(f_e)
+        )
         grads = {}
         for name, value in values.items():
             g = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
-            grads[name] = torch.cat([x.flatten() if x is not None else torch.zeros(p.numel())
-                                     for x, p in zip(g, params)])  # fmt: skip
+            grads[name] = torch.cat(
+                [x.flatten() if x is not None else torch.zeros(p.numel()) for x, p in zip(g, params)]
+            )
         own = grads["id_G"] + grads["tri_G"]
         print(f"batch {b}: term, value, |gradient on the backbone|, cosine with the gradient of id_G + tri_G")
         for name, value in values.items():
-            print(f"  {name:24s} {value.item():9.4f}  {grads[name].norm().item():10.3e}  "
-                  f"{F.cosine_similarity(grads[name], own, dim=0).item():+.3f}")
+            print(
+                f"  {name:24s} {value.item():9.4f}  {grads[name].norm().item():10.3e}  "
+                f"{F.cosine_similarity(grads[name], own, dim=0).item():+.3f}"
+            )
         # Eq. 4 as written: value and gradient do not depend on f_G beyond sg(f_E) = f_F + f_G.
         leaf = f_g.detach().requires_grad_()
         cl = consistency_loss(leaf, f_f + leaf.detach())
         (grad,) = torch.autograd.grad(cl, leaf)
         bsz, chans = leaf.shape
-        print(f"  Eq. 4 unweighted {cl.item():.6f} vs mean(f_F^2) {f_f.pow(2).mean().item():.6f}; gradient on f_G "
-              f"equals -2 f_F/(B C): {torch.allclose(grad, -2 * f_f / (bsz * chans), rtol=1e-5, atol=1e-10)}; "
-              f"min f_F {f_f.min().item():.3f}")
-        print(f"  |f_G| {f_g.norm(dim=1).mean():.1f}  |f_F| {f_f.norm(dim=1).mean():.1f}  "
-              f"|f_P| {f['f_P'].norm(dim=1).mean():.1f}  cos(f_G, f_F) {F.cosine_similarity(f_g, f_f).mean():.3f}")
+        print(
+            f"  Eq. 4 unweighted {cl.item():.6f} vs mean(f_F^2) {f_f.pow(2).mean().item():.6f}; gradient on f_G "
+            f"equals -2 f_F/(B C): {torch.allclose(grad, -2 * f_f / (bsz * chans), rtol=1e-5, atol=1e-10)}; "
+            f"min f_F {f_f.min().item():.3f}"
+        )
+        print(
+            f"  |f_G| {f_g.norm(dim=1).mean():.1f}  |f_F| {f_f.norm(dim=1).mean():.1f}  "
+            f"|f_P| {f['f_P'].norm(dim=1).mean():.1f}  cos(f_G, f_F) {F.cosine_similarity(f_g, f_f).mean():.3f}"
+        )
 
 
 @torch.inference_mode()
@@ -108,17 +120,26 @@ def ranked(root: str, seed: int, checkpoints: list[str]) -> None:
                 diff = attribute_difference(identities[qp[i] - 1], identities[top_pid - 1])
                 n_diff[min(len(diff), 4)] += 1
                 attrs.update(diff)
-        print(f"{checkpoint}: mAP {out.result.mAP:.3f} Rank-1 {out.result.cmc[0]:.3f}; wrong top-1 {wrong} of "
-              f"{len(qp)}; from the query's camera {same_cam} ({same_cam / max(wrong, 1):.0%}, the gallery's share "
-              f"of that camera {np.mean(cam_share):.0%})")
-        print("  attributes separating the query's identity from the wrong top-1's (4 = 4 or more):",
-              dict(sorted(n_diff.items())))
+        print(
+            f"{checkpoint}: mAP {out.result.mAP:.3f} Rank-1 {out.result.cmc[0]:.3f}; wrong top-1 {wrong} of "
+            f"{len(qp)}; from the query's camera {same_cam} ({same_cam / max(wrong, 1):.0%}, the gallery's share "
+            f"of that camera {np.mean(cam_share):.0%})"
+        )
+        print(
+            "  attributes separating the query's identity from the wrong top-1's (4 = 4 or more):",
+            dict(sorted(n_diff.items())),
+        )
         print("  most often differing:", attrs.most_common(8))
-        print("  Rank-1 by occluder type:", {k: f"{np.mean(v):.2f} (n={len(v)})" for k, v in sorted(by_type.items())})
+        print(
+            "  Rank-1 by occluder type:",
+            {k: f"{np.mean(v):.2f} (n={len(v)})" for k, v in sorted(by_type.items())},
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("terms")
     t.add_argument("root")

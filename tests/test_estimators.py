@@ -44,8 +44,13 @@ def test_upscale_to_canvas_maps_back_exactly():
 
 @pytest.fixture
 def relpaths():
-    return ["query/0001_c1s1_000001_00.jpg", "bounding_box_test/0001_c2s1_000002_00.jpg",
-            "bounding_box_test/0002_c2s1_000003_00.jpg", "bounding_box_train/dup.jpg", "query/dup.jpg"]  # fmt: skip
+    return [
+        "query/0001_c1s1_000001_00.jpg",
+        "bounding_box_test/0001_c2s1_000002_00.jpg",
+        "bounding_box_test/0002_c2s1_000003_00.jpg",
+        "bounding_box_train/dup.jpg",
+        "query/dup.jpg",
+    ]
 
 
 def entry(image_id, x, score, conf=0.9):
@@ -144,7 +149,9 @@ def test_coco_json_malformed(tmp_path, relpaths):
         import_coco_json(bad, relpaths)
     short = tmp_path / "short.json"
     short.write_text(json.dumps([{"image_id": "a.jpg", "keypoints": [1, 2, 3]}]))
-    with pytest.raises(OccreidError, match=r"short.json: entry 0 \(a.jpg\) has 3 keypoint numbers, expected 51"):
+    with pytest.raises(
+        OccreidError, match=r"short.json: entry 0 \(a.jpg\) has 3 keypoint numbers, expected 51"
+    ):
         import_coco_json(short, relpaths)
     with pytest.raises(OccreidError, match="not found"):
         import_coco_json(tmp_path / "nope.json", relpaths)
@@ -218,7 +225,15 @@ def test_extract_resume_and_interrupt(image_folder):
     assert relpaths == ["0.png", "1.png", "2.png", "3.png", "sub/4.png", "sub/5.png", "sub/6.png"]
     out = image_folder / "keypoints.npz"
     with pytest.raises(KeyboardInterrupt):
-        extract_keypoints(FakeEstimator(fail_after=4), image_folder, relpaths, out, batch_size=2, save_every=100, progress=False)
+        extract_keypoints(
+            FakeEstimator(fail_after=4),
+            image_folder,
+            relpaths,
+            out,
+            batch_size=2,
+            save_every=100,
+            progress=False,
+        )
     assert len(KeypointStore.load(out)) == 4  # the two completed batches were saved on the way out
     est = FakeEstimator()
     summary = extract_keypoints(est, image_folder, relpaths, out, batch_size=2, progress=False)
@@ -237,7 +252,13 @@ def test_extract_resume_and_interrupt(image_folder):
 def test_extract_names_an_unreadable_image(image_folder):
     (image_folder / "broken.jpg").write_bytes(b"not an image")
     with pytest.raises(OccreidError, match="broken.jpg"):
-        extract_keypoints(FakeEstimator(), image_folder, folder_relpaths(image_folder), image_folder / "k.npz", progress=False)
+        extract_keypoints(
+            FakeEstimator(),
+            image_folder,
+            folder_relpaths(image_folder),
+            image_folder / "k.npz",
+            progress=False,
+        )
     assert len(KeypointStore.load(image_folder / "k.npz")) == 0  # saved, resumable
 
 
@@ -249,7 +270,19 @@ def test_cli_extract_coco_json_and_show(image_folder, tmp_path):
     results = tmp_path / "res.json"
     results.write_text(json.dumps([entry("1.png", 20.0, 0.9), entry("5.png", 30.0, 0.9)]))
     runner = CliRunner()
-    res = runner.invoke(app, ["pose", "extract", "--images", str(image_folder), "--estimator", "coco-json", "--input", str(results)])
+    res = runner.invoke(
+        app,
+        [
+            "pose",
+            "extract",
+            "--images",
+            str(image_folder),
+            "--estimator",
+            "coco-json",
+            "--input",
+            str(results),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "5 dataset images without an entry" in res.output and "no person in 5" in res.output
     store = KeypointStore.load(image_folder / "keypoints.npz")
@@ -308,8 +341,9 @@ def test_cli_show_draws_the_grid_with_keypoints_where_they_are(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "feature_size"), [([], (24, 8)), (["--last-stride", "2"], (12, 4))])
-def test_cli_show_renders_heatmaps_at_the_backbone_feature_size(image_folder, tmp_path, monkeypatch, args,
-                                                                  feature_size):
+def test_cli_show_renders_heatmaps_at_the_backbone_feature_size(
+    image_folder, tmp_path, monkeypatch, args, feature_size
+):
     from typer.testing import CliRunner
 
     import occreid.pose.heatmaps as heatmaps
@@ -475,12 +509,19 @@ def constant_onnx(path, outputs):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    nodes = [helper.make_node("Constant", [], [name], value=numpy_helper.from_array(a.astype(np.float32)))
-             for name, a in outputs.items()]  # fmt: skip
+    nodes = [
+        helper.make_node("Constant", [], [name], value=numpy_helper.from_array(a.astype(np.float32)))
+        for name, a in outputs.items()
+    ]
     graph = helper.make_graph(
-        nodes, "fake", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 256, 192])],
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(a.shape)) for name, a in outputs.items()],
-    )  # fmt: skip
+        nodes,
+        "fake",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 256, 192])],
+        [
+            helper.make_tensor_value_info(name, TensorProto.FLOAT, list(a.shape))
+            for name, a in outputs.items()
+        ],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, path)
@@ -530,8 +571,10 @@ def require_pose_extra(module: str):
         if in_ci():
             error = f"{type(exc).__name__}: {exc}"
             pytest.fail(f"CI installs the pose extra, but importing {module} failed: {error}", pytrace=False)
-        pytest.skip(f"{module} is not importable ({type(exc).__name__}: {exc}); install the pose extra: "
-                    "pip install 'occreid[pose]'")  # fmt: skip
+        pytest.skip(
+            f"{module} is not importable ({type(exc).__name__}: {exc}); install the pose extra: "
+            "pip install 'occreid[pose]'"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -562,7 +605,9 @@ def test_require_pose_extra_fails_in_ci_and_skips_elsewhere(monkeypatch):
 @pytest.fixture(scope="module")
 def astronaut():
     data = pytest.importorskip("skimage.data", reason="scikit-image not installed (test extra)")
-    return data.astronaut()  # 512 x 512, Eileen Collins facing the camera, head and shoulders in the upper half
+    return (
+        data.astronaut()
+    )  # 512 x 512, Eileen Collins facing the camera, head and shoulders in the upper half
 
 
 def test_mediapipe_on_astronaut(mediapipe_pose, astronaut):
@@ -596,7 +641,9 @@ def test_mediapipe_finds_the_upper_body_crop_its_black_square_canvas_misses(medi
     from occreid.pose.estimators.mediapipe import MediaPipePose
 
     buffer = io.BytesIO()
-    Image.fromarray(astronaut[0:512, 96:416]).resize((128, 256), Image.BILINEAR).save(buffer, "JPEG", quality=90)
+    Image.fromarray(astronaut[0:512, 96:416]).resize((128, 256), Image.BILINEAR).save(
+        buffer, "JPEG", quality=90
+    )
     crop = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
     with MediaPipePose(canvases=("square",)) as square_only:
         assert not has_pose(square_only.predict_one(crop))
@@ -616,7 +663,9 @@ def test_mediapipe_finds_no_person_in_a_blank_image(mediapipe_pose):
 def fake_vitpose_onnx(path, peaks_u, peaks_v, score=0.9):
     """A 'ViTPose' (input 1x3x256x192) whose one output is constant 64x48 heatmaps, a Gaussian at each peak."""
     yy, xx = np.mgrid[0:64, 0:48]
-    heat = np.stack([score * np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / (2 * 2.0**2)) for u, v in zip(peaks_u, peaks_v)])
+    heat = np.stack(
+        [score * np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / (2 * 2.0**2)) for u, v in zip(peaks_u, peaks_v)]
+    )
     constant_onnx(path, {"heatmaps": heat[None]})
 
 

@@ -17,8 +17,9 @@ H, W = 64, 32
 def make_method(neck_feat="after", backbone="resnet18"):
     cfg = Config()
     name = "baseline" if backbone.startswith("vit") else cfg.model.name  # the ViT baseline; PGFL-KD for CNNs
-    cfg.model = cfg.model.model_copy(update=dict(name=name, backbone=backbone, pretrained=False,
-                                                 neck_feat=neck_feat, vit_depth=2))  # fmt: skip
+    cfg.model = cfg.model.model_copy(
+        update=dict(name=name, backbone=backbone, pretrained=False, neck_feat=neck_feat, vit_depth=2)
+    )
     cfg.data.image_size = (H, W)
     torch.manual_seed(0)
     method = build_model(cfg, num_classes=4)
@@ -28,8 +29,9 @@ def make_method(neck_feat="after", backbone="resnet18"):
     return method, cfg
 
 
-@pytest.mark.parametrize(("neck_feat", "backbone"), [("after", "resnet18"), ("before", "resnet18"),
-                                                     ("after", "vit_tiny_patch16")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("neck_feat", "backbone"), [("after", "resnet18"), ("before", "resnet18"), ("after", "vit_tiny_patch16")]
+)
 def test_export_onnx_matches_pytorch_dynamic_batch(tmp_path, neck_feat, backbone):
     method, _ = make_method(neck_feat, backbone)
     deployed = method.deploy()
@@ -87,7 +89,9 @@ def test_cli_export(tmp_path, fake_checkpoint):
 
     ckpt, calls = fake_checkpoint
     out = tmp_path / "out" / "model.onnx"
-    result = CliRunner().invoke(app, ["export", "--checkpoint", str(ckpt), "--out", str(out), "--opset", "17"])
+    result = CliRunner().invoke(
+        app, ["export", "--checkpoint", str(ckpt), "--out", str(out), "--opset", "17"]
+    )
     assert result.exit_code == 0, result.output
     assert calls == [(str(ckpt), "cpu")]
     assert out.is_file()
@@ -99,10 +103,12 @@ def test_cli_export(tmp_path, fake_checkpoint):
 def test_cli_export_errors(tmp_path, fake_checkpoint):
     from occreid.cli import app
 
-    result = CliRunner().invoke(app, ["export", "--checkpoint", str(tmp_path / "missing.pt"), "--out",
-                                      str(tmp_path / "m.onnx")])
+    result = CliRunner().invoke(
+        app, ["export", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "m.onnx")]
+    )
     assert isinstance(result.exception, OccreidError) and "missing.pt does not exist" in str(result.exception)
     ckpt, _ = fake_checkpoint
-    result = CliRunner().invoke(app, ["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "m.onnx"),
-                                      "--atol", "-1"])
+    result = CliRunner().invoke(
+        app, ["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "m.onnx"), "--atol", "-1"]
+    )
     assert isinstance(result.exception, OccreidError) and "--atol -1" in str(result.exception)

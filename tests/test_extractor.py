@@ -133,8 +133,14 @@ def test_from_checkpoint_uses_the_deployed_model_and_the_config_settings(images,
     from occreid.engine.checkpoint import save_checkpoint
     from occreid.modeling import build_model
 
-    overrides = ["model.name=pgfl_kd", "model.backbone=resnet18", "model.pretrained=false",
-                 "data.image_size=[32,16]", "eval.flip=true", "eval.batch_size=2"]  # fmt: skip
+    overrides = [
+        "model.name=pgfl_kd",
+        "model.backbone=resnet18",
+        "model.pretrained=false",
+        "data.image_size=[32,16]",
+        "eval.flip=true",
+        "eval.batch_size=2",
+    ]
     cfg = load_config(None, overrides)
     torch.manual_seed(0)
     method = build_model(cfg, num_classes=5).eval()

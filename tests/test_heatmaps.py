@@ -110,7 +110,9 @@ def test_merge_max_and_sum():
     mx = render_part_heatmaps(two, IMAGE, FEAT, PoseConfig(merge="max"))
     sm = render_part_heatmaps(two, IMAGE, FEAT, PoseConfig(merge="sum"))
     torch.testing.assert_close(mx, render_part_heatmaps(one, IMAGE, FEAT, PoseConfig(merge="max")))
-    torch.testing.assert_close(sm, render_part_heatmaps(one, IMAGE, FEAT, PoseConfig(softmax_temperature=0.05)))
+    torch.testing.assert_close(
+        sm, render_part_heatmaps(one, IMAGE, FEAT, PoseConfig(softmax_temperature=0.05))
+    )
 
 
 @pytest.mark.parametrize("feat", [(24, 8), (8, 4)])

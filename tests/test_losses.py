@@ -27,8 +27,9 @@ def test_label_smoothing_ce_equals_torch(eps):
 
 def test_label_smoothing_ce_hand_value():
     # logits 0 everywhere over 4 classes: every log p = -log 4, whatever eps.
-    assert cross_entropy_label_smoothing(torch.zeros(2, 4), torch.tensor([1, 3]), 0.1).item() == pytest.approx(
-        math.log(4))
+    assert cross_entropy_label_smoothing(
+        torch.zeros(2, 4), torch.tensor([1, 3]), 0.1
+    ).item() == pytest.approx(math.log(4))
 
 
 # 2-D points; identities 0: a0 (0,0), a1 (0,3); 1: a2 (1,0), a3 (4,0).
@@ -73,10 +74,17 @@ def test_consistency_loss_hand_values_and_stop_gradient():
 def test_part_positive_mask_uses_left_right_mirrors():
     mask = part_positive_mask(PART_FLIP)
     assert mask.shape == (8, 8) and mask.diagonal().all()
-    pairs = {(PART_GROUPS[i], PART_GROUPS[j]) for i, j in zip(*torch.nonzero(mask & ~torch.eye(8, dtype=bool)).T)}
-    assert pairs == {("left_lower_arm", "right_lower_arm"), ("right_lower_arm", "left_lower_arm"),
-                     ("left_knee", "right_knee"), ("right_knee", "left_knee"),
-                     ("left_ankle", "right_ankle"), ("right_ankle", "left_ankle")}
+    pairs = {
+        (PART_GROUPS[i], PART_GROUPS[j]) for i, j in zip(*torch.nonzero(mask & ~torch.eye(8, dtype=bool)).T)
+    }
+    assert pairs == {
+        ("left_lower_arm", "right_lower_arm"),
+        ("right_lower_arm", "left_lower_arm"),
+        ("left_knee", "right_knee"),
+        ("right_knee", "left_knee"),
+        ("left_ankle", "right_ankle"),
+        ("right_ankle", "left_ankle"),
+    }
     assert mask[PART_GROUPS.index("head")].sum() == 1 and mask[PART_GROUPS.index("torso")].sum() == 1
 
 
@@ -93,14 +101,17 @@ def test_mcl_two_parts_by_hand():
     vis = torch.tensor([[True, False]])  # an invisible part i leaves the sum
     assert multi_part_contrastive_loss(f_g, f_p, own, vis, "dot", 1.0).item() == pytest.approx(l1, abs=1e-6)
     # temperature 0.5 doubles the logits: log(1 + e^-2) + log(1 + e^-4)
-    assert multi_part_contrastive_loss(f_g, f_p, own, similarity="dot", temperature=0.5).item() == pytest.approx(
-        math.log1p(math.exp(-2)) + math.log1p(math.exp(-4)), abs=1e-6)
+    assert multi_part_contrastive_loss(
+        f_g, f_p, own, similarity="dot", temperature=0.5
+    ).item() == pytest.approx(math.log1p(math.exp(-2)) + math.log1p(math.exp(-4)), abs=1e-6)
     # cosine: f_p,2 normalised to (0, 1) -> both parts log(1 + e^-1/T)
-    assert multi_part_contrastive_loss(f_g, f_p, own, similarity="cosine", temperature=1.0).item() == pytest.approx(
-        2 * l1, abs=1e-6)
+    assert multi_part_contrastive_loss(
+        f_g, f_p, own, similarity="cosine", temperature=1.0
+    ).item() == pytest.approx(2 * l1, abs=1e-6)
     # mirrors of each other: every j is positive -> loss 0
-    assert multi_part_contrastive_loss(f_g, f_p, part_positive_mask([1, 0]), similarity="dot",
-                                       temperature=1.0).item() == pytest.approx(0.0, abs=1e-7)
+    assert multi_part_contrastive_loss(
+        f_g, f_p, part_positive_mask([1, 0]), similarity="dot", temperature=1.0
+    ).item() == pytest.approx(0.0, abs=1e-7)
 
 
 def _mcl_numpy(f_g, f_p, positive, visible, cosine, t):
@@ -127,8 +138,9 @@ def test_mcl_matches_loop_reference_k4(similarity, t):
     positive = part_positive_mask(flip)
     visible = np.array([[1, 1, 1, 1], [1, 0, 1, 0], [0, 0, 0, 1]], dtype=bool)
     expected = _mcl_numpy(f_g, f_p, positive.numpy(), visible, similarity == "cosine", t)
-    got = multi_part_contrastive_loss(torch.from_numpy(f_g), torch.from_numpy(f_p), positive,
-                                      torch.from_numpy(visible), similarity, t)
+    got = multi_part_contrastive_loss(
+        torch.from_numpy(f_g), torch.from_numpy(f_p), positive, torch.from_numpy(visible), similarity, t
+    )
     assert got.item() == pytest.approx(expected, rel=1e-5)
 
 

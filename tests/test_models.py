@@ -31,8 +31,11 @@ def make_batch(b=8, seed=0):
     kpts = torch.rand(b, 17, 3, generator=g) * torch.tensor([W, H, 1.0])
     kpts[:, :, 2] = 0.9
     kpts[0, 13:, 2] = 0.0  # image 0: knees and ankles occluded
-    return {"images": torch.randn(b, 3, H, W, generator=g), "pids": torch.arange(b // 2).repeat_interleave(2),
-            "keypoints": kpts}
+    return {
+        "images": torch.randn(b, 3, H, W, generator=g),
+        "pids": torch.arange(b // 2).repeat_interleave(2),
+        "keypoints": kpts,
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +74,9 @@ def test_pretrained_state_dict_with_wrong_keys_is_a_clear_error(tmp_path):
     state["extra.weight"] = torch.zeros(1)
     path = tmp_path / "bad.pth"
     torch.save(state, path)
-    with pytest.raises(OccreidError, match=r"bad\.pth.*1 missing keys \(layer4\.1\.bn2\.weight\).*1 unexpected keys"):
+    with pytest.raises(
+        OccreidError, match=r"bad\.pth.*1 missing keys \(layer4\.1\.bn2\.weight\).*1 unexpected keys"
+    ):
         build_backbone("resnet18", pretrained=str(path))
     with pytest.raises(OccreidError, match=r"resnet50.*shape mismatches"):
         torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
@@ -202,7 +207,9 @@ def test_consistency_sum_reduction_is_the_papers_squared_norm():
 
 def _grads(loss, params):
     params = [p for p in params if p.requires_grad]
-    return [g for g in torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True) if g is not None]
+    return [
+        g for g in torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True) if g is not None
+    ]
 
 
 def test_stop_gradients_in_pgfl_kd():
@@ -214,7 +221,9 @@ def test_stop_gradients_in_pgfl_kd():
     assert sum(g.abs().sum() for g in _grads(terms["mcl"], backbone)) > 0
     # L_CL: f_E is the teacher -> the backbone's gradient is that of ||f_G - const||^2: nothing flows back
     # through f_E's attention (Eq. 2-3). Without the stop-gradient the path through f_E changes it.
-    f = method.branches(make_batch()["images"], make_batch()["keypoints"])  # same weights and batch statistics
+    f = method.branches(
+        make_batch()["images"], make_batch()["keypoints"]
+    )  # same weights and batch statistics
     for teacher, should_match in ((f["f_E"].detach(), True), (f["f_E"], False)):
         expected = _grads(0.25 * ((f["f_G"] - teacher) ** 2).mean(), backbone)
         got = _grads(terms["cl"], backbone)
@@ -252,10 +261,16 @@ def test_training_without_keypoints_is_a_clear_error():
         method.training_step(dict(make_batch(), keypoints=torch.zeros(8, 16, 3)))
     # baseline and pose-free PGFL-KD settings do not need keypoints
     assert "id_G" in build_model(make_cfg("baseline"), 4).training_step(batch)
-    assert set(build_model(make_cfg(sab=False, feb=False), 4).training_step(batch)) == {"id_G", "tri_G", "acc"}
+    assert set(build_model(make_cfg(sab=False, feb=False), 4).training_step(batch)) == {
+        "id_G",
+        "tri_G",
+        "acc",
+    }
 
 
-@pytest.mark.parametrize("feature,dim", [("f_G", 512), ("f_P", 512), ("f_V", 512), ("f_F", 512), ("f_E", 512)])
+@pytest.mark.parametrize(
+    "feature,dim", [("f_G", 512), ("f_P", 512), ("f_V", 512), ("f_F", 512), ("f_E", 512)]
+)
 def test_test_features(feature, dim):
     method = build_model(make_cfg(test_feature=feature), 4)
     method.training_step(make_batch())
@@ -270,7 +285,9 @@ def test_test_features(feature, dim):
         torch.testing.assert_close(feats, method.necks[feature[-1]].bn(raw))
     else:  # f_F and (with interaction) f_P never had a BNNeck: raw
         torch.testing.assert_close(feats, raw)
-    if feature != "f_G":  # one pass of all branches gives the same feature (the demo extracts all four at once)
+    if (
+        feature != "f_G"
+    ):  # one pass of all branches gives the same feature (the demo extracts all four at once)
         torch.testing.assert_close(method.test_feature(f, feature), feats)
     if feature != "f_G":
         with pytest.raises(OccreidError, match=f"test_feature={feature} needs keypoints"):

@@ -204,8 +204,10 @@ def test_held_out_types_and_sources_never_appear_in_training():
     assert {d.type for d in train_draws} == {"none", "bottom", "left", "right", "block"}
     # Held-out views draw only what training never draws: a held-out type or a held-out source.
     test_draws = [test.sample(_other(), gen) for _ in range(300)]
-    assert all(d.type in ("top", "person") or d.source in ("image", "synthocc_pole", "synthocc_person")
-               for d in test_draws)  # fmt: skip
+    assert all(
+        d.type in ("top", "person") or d.source in ("image", "synthocc_pole", "synthocc_person")
+        for d in test_draws
+    )
     assert {d.type for d in test_draws} == {"top", "person", "bottom", "left", "right", "block"}
     assert {d.source for d in test_draws if d.type == "bottom"} == {"image", "synthocc_person"}
     assert len({d.source for d in test_draws if d.type == "top"}) > 2

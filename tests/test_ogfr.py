@@ -31,11 +31,19 @@ NUM_TYPES = 7
 def make_cfg(depth=3, **ogfr):
     values = dict(pattern_block=1, agent_block=1, shared_blocks=1, agent_warmup_epochs=0)
     values.update(ogfr)
-    return Config.model_validate({
-        "model": {"name": "ogfr", "backbone": "vit_tiny_patch16", "vit_depth": depth, "pretrained": False,
-                  "drop_path": 0.0},
-        "data": {"image_size": [H, W]}, "ogfr": values,
-    })  # fmt: skip
+    return Config.model_validate(
+        {
+            "model": {
+                "name": "ogfr",
+                "backbone": "vit_tiny_patch16",
+                "vit_depth": depth,
+                "pretrained": False,
+                "drop_path": 0.0,
+            },
+            "data": {"image_size": [H, W]},
+            "ogfr": values,
+        }
+    )
 
 
 def make_method(num_classes=4, depth=3, **ogfr):
@@ -49,10 +57,13 @@ def make_batch(b=8, seed=0, num_ids=4):
     occ_mask[:, :, H // 2 :] = 1.0  # the occluder covers the bottom half: patches 4..7
     images = torch.randn(b, 3, H, W, generator=g)
     return {
-        "images": images, "occluded": images * (1 - occ_mask), "occ_mask": occ_mask,
-        "pids": torch.arange(num_ids).repeat_interleave(b // num_ids), "camids": torch.zeros(b, dtype=torch.long),
+        "images": images,
+        "occluded": images * (1 - occ_mask),
+        "occ_mask": occ_mask,
+        "pids": torch.arange(num_ids).repeat_interleave(b // num_ids),
+        "camids": torch.zeros(b, dtype=torch.long),
         "occ_type": torch.randint(0, NUM_TYPES, (b,), generator=g),
-    }  # fmt: skip
+    }
 
 
 def loss_of(method, terms, skip=()):
@@ -112,7 +123,17 @@ def test_terms_and_metrics():
     randomise_agent(method)
     terms = method.training_step(make_batch())
     assert set(terms) - set(method.metric_names) == {
-        "id_S", "tri_S", "id_T", "tri_T", "feat", "logit", "token", "pattern", "occlusion", "rl"}  # fmt: skip
+        "id_S",
+        "tri_S",
+        "id_T",
+        "tri_T",
+        "feat",
+        "logit",
+        "token",
+        "pattern",
+        "occlusion",
+        "rl",
+    }
     assert terms["erased"].item() == pytest.approx(2 / 8)  # k = round(0.2 x 8) = 2 of 8 patches
     assert 0 < terms["entropy"].item() <= math.log(8) + 1e-6
     for name in method.metric_names:
@@ -260,8 +281,15 @@ def test_pattern_groups_map_types_to_patterns_and_teacher_forcing_uses_them():
 
 def test_bad_settings_are_one_line_errors():
     with pytest.raises(OccreidError, match="model.backbone=resnet18: OGFR is a ViT method"):
-        build_model(Config.model_validate({"model": {"name": "ogfr", "backbone": "resnet18", "pretrained": False},
-                                           "data": {"image_size": [H, W]}}), 4)  # fmt: skip
+        build_model(
+            Config.model_validate(
+                {
+                    "model": {"name": "ogfr", "backbone": "resnet18", "pretrained": False},
+                    "data": {"image_size": [H, W]},
+                }
+            ),
+            4,
+        )
     with pytest.raises(OccreidError, match="ogfr.agent_block=3 must be below the ViT's 3 blocks"):
         make_method(agent_block=3)
     with pytest.raises(OccreidError, match="ogfr.agent_block=1 must be >= ogfr.pattern_block=2"):
@@ -358,11 +386,37 @@ def test_extractor_and_index_use_the_deployed_student(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(extractor(paths), method.extract(batch), rtol=1e-4, atol=1e-5)
     runner = CliRunner()
-    result = runner.invoke(app, ["index", "build", "--checkpoint", str(ckpt), "--images", str(tmp_path / "gallery"),
-                                 "--out", str(tmp_path / "index.npz"), "--device", "cpu"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "index",
+            "build",
+            "--checkpoint",
+            str(ckpt),
+            "--images",
+            str(tmp_path / "gallery"),
+            "--out",
+            str(tmp_path / "index.npz"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["search", "--index", str(tmp_path / "index.npz"), "--image", paths[1], "--topk",
-                                 "1", "--json", "--device", "cpu"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "--index",
+            str(tmp_path / "index.npz"),
+            "--image",
+            paths[1],
+            "--topk",
+            "1",
+            "--json",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     top = json.loads(result.stdout)["results"][0]
     assert top["path"].endswith("1.png") and top["distance"] == pytest.approx(0.0, abs=1e-4)
@@ -442,8 +496,9 @@ def test_pictures(tmp_path):
     index = draw_erased_tokens(method, images, tmp_path / "erased.png")
     method.eval()
     assert torch.equal(index, method.teacher_forward(images).index) and index.shape == (4, 2)
-    maps = attention_maps({"ViT baseline": baseline, "OGFR student": method}, images, tmp_path / "att.png",
-                          method.cfg)  # fmt: skip
+    maps = attention_maps(
+        {"ViT baseline": baseline, "OGFR student": method}, images, tmp_path / "att.png", method.cfg
+    )
     assert set(maps) == {"ViT baseline", "OGFR student"}
     for m in maps.values():
         assert m.shape == (4, 4, 2)
@@ -466,12 +521,30 @@ def test_resume_of_a_run_with_an_agent_is_exact(tmp_path):
     generate_synthocc(root, preset="small", seed=0, protocol="occluded")
 
     def cfg(out, *extra):
-        return load_config("configs/demo/ogfr.yaml", [
-            f"data.root={root}", "data.image_size=[64,32]", "data.p=4", "data.k=2", "data.num_workers=0",
-            "data.pad=4", "model.vit_depth=2", "ogfr.agent_block=1", "ogfr.shared_blocks=1", "ogfr.agent_warmup_epochs=1",
-            "train.epochs=2", "train.steps_per_epoch=2", "train.warmup_epochs=0", "train.eval_period=0",
-            "train.log_period=1", "train.device=cpu", f"train.output_dir={out}", "eval.batch_size=64", *extra,
-        ])  # fmt: skip
+        return load_config(
+            "configs/demo/ogfr.yaml",
+            [
+                f"data.root={root}",
+                "data.image_size=[64,32]",
+                "data.p=4",
+                "data.k=2",
+                "data.num_workers=0",
+                "data.pad=4",
+                "model.vit_depth=2",
+                "ogfr.agent_block=1",
+                "ogfr.shared_blocks=1",
+                "ogfr.agent_warmup_epochs=1",
+                "train.epochs=2",
+                "train.steps_per_epoch=2",
+                "train.warmup_epochs=0",
+                "train.eval_period=0",
+                "train.log_period=1",
+                "train.device=cpu",
+                f"train.output_dir={out}",
+                "eval.batch_size=64",
+                *extra,
+            ],
+        )
 
     full = train(cfg(tmp_path / "full"), progress=False)
     train(cfg(tmp_path / "cut", "train.epochs=1"), progress=False)  # "interrupted" after the warm-up epoch

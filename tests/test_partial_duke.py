@@ -166,7 +166,9 @@ def test_unreadable_source_image_is_an_error_naming_it(tmp_path, damage):
     victim = duke / "query" / next(n for n in names if plan[n] != "none")  # decoded to be cropped
     data = victim.read_bytes()
     victim.write_bytes(b"" if damage == "empty" else data[: len(data) // 2])
-    with pytest.raises(OccreidError, match=rf"cannot read image .*query/{victim.name} \(.*\); the file is corrupt"):
+    with pytest.raises(
+        OccreidError, match=rf"cannot read image .*query/{victim.name} \(.*\); the file is corrupt"
+    ):
         make_partial_duke(duke, tmp_path / "pd", seed=0, progress=False)
     assert not (tmp_path / "pd").exists()
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]

@@ -14,8 +14,15 @@ def test_sizes_and_group_names_follow_the_paper():
     assert NUM_KEYPOINTS == 17 and len(COCO_KEYPOINTS) == 17 and len(set(COCO_KEYPOINTS)) == 17
     assert NUM_PARTS == 8
     assert PART_GROUPS == (
-        "head", "left_lower_arm", "right_lower_arm", "left_knee", "right_knee", "left_ankle", "right_ankle", "torso",
-    )  # fmt: skip
+        "head",
+        "left_lower_arm",
+        "right_lower_arm",
+        "left_knee",
+        "right_knee",
+        "left_ankle",
+        "right_ankle",
+        "torso",
+    )
     assert set(PART_KEYPOINTS["torso"]) == {"left_shoulder", "right_shoulder", "left_hip", "right_hip"}
     assert set(PART_KEYPOINTS["left_lower_arm"]) == {"left_elbow", "left_wrist"}
 

@@ -55,8 +55,17 @@ def test_eval_results_json_records_each_setting(rerank):
 
 def test_flat_rerank_settings_are_folded_and_missing_ones_named():
     r = evaluate_rank(np.array([[0.1, 0.2]]), [1], [1, 2], [0], [1, 1], max_rank=2)
-    flat = {"feature": "f_G", "normalize": True, "metric": "euclidean", "flip": False, "rerank": True,
-            "k1": 20, "k2": 6, "lambda_value": 0.3, "dataset": "market1501"}  # fmt: skip
+    flat = {
+        "feature": "f_G",
+        "normalize": True,
+        "metric": "euclidean",
+        "flip": False,
+        "rerank": True,
+        "k1": 20,
+        "k2": 6,
+        "lambda_value": 0.3,
+        "dataset": "market1501",
+    }
     settings = results_to_json(r, flat)["settings"]
     assert settings["rerank"] == {"enabled": True, "k1": 20, "k2": 6, "lambda_value": 0.3}
     assert "k1" not in settings and settings["max_rank"] == 2 and settings["dataset"] == "market1501"

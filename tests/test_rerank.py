@@ -118,8 +118,10 @@ def test_eval_path_reranks_from_features_with_the_matrix_path_numbers(
     cfg.eval.rerank = True
 
     # The matrix path, as the evaluation used to run it: three dense matrices, then re_ranking.
-    qn, gn = (torch.nn.functional.normalize(torch.from_numpy(x), dim=1) if normalize else torch.from_numpy(x)
-              for x in (qf, gf))  # fmt: skip
+    qn, gn = (
+        torch.nn.functional.normalize(torch.from_numpy(x), dim=1) if normalize else torch.from_numpy(x)
+        for x in (qf, gf)
+    )
     qg, qq, gg = (compute_distance(a, b, metric=metric) for a, b in ((qn, gn), (qn, qn), (gn, gn)))
     expected = re_ranking(qg, qq, gg, k1=k1, k2=k2, lambda_value=cfg.eval.lambda_value)
     expected_result = evaluate_rank(expected, q_pids, g_pids, q_cams, g_cams, max_rank=cfg.eval.max_rank)

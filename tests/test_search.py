@@ -108,32 +108,74 @@ def test_cli_build_add_search(tmp_path, monkeypatch):
     index_path = tmp_path / "index.npz"
     runner = CliRunner()
 
-    result = runner.invoke(app, ["index", "build", "--checkpoint", str(ckpt), "--images", str(tmp_path / "gallery"),
-                                 "--out", str(index_path), "--device", "cpu"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "index",
+            "build",
+            "--checkpoint",
+            str(ckpt),
+            "--images",
+            str(tmp_path / "gallery"),
+            "--out",
+            str(index_path),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "indexed 3 images" in result.output
-    result = runner.invoke(app, ["index", "add", "--index", str(index_path), "--images", str(tmp_path / "more"),
-                                 "--device", "cpu"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        ["index", "add", "--index", str(index_path), "--images", str(tmp_path / "more"), "--device", "cpu"],
+    )
     assert result.exit_code == 0, result.output
     assert len(GalleryIndex.load(index_path)) == 4
-    result = runner.invoke(app, ["search", "--index", str(index_path), "--image", str(tmp_path / "query.jpg"),
-                                 "--topk", "2", "--json", "--device", "cpu"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "--index",
+            str(index_path),
+            "--image",
+            str(tmp_path / "query.jpg"),
+            "--topk",
+            "2",
+            "--json",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert [r["path"].rsplit("/", 1)[-1] for r in out["results"]] == ["red.jpg", "grey.png"]
     assert out["results"][0]["distance"] < out["results"][1]["distance"]
-    result = runner.invoke(app, ["search", "--index", str(index_path), "--image", str(tmp_path / "query.jpg"),
-                                 "--device", "cpu"])  # fmt: skip
+    result = runner.invoke(
+        app, ["search", "--index", str(index_path), "--image", str(tmp_path / "query.jpg"), "--device", "cpu"]
+    )
     assert result.exit_code == 0 and "red.jpg" in result.stdout.splitlines()[1]
 
     # a different image size is a different feature space: refuse to append
     cfg.data.image_size = (64, 32)
     Image.new("RGB", (20, 40), (1, 2, 3)).save(tmp_path / "more" / "new.png")
-    result = runner.invoke(app, ["index", "add", "--index", str(index_path), "--images", str(tmp_path / "more"),
-                                 "--device", "cpu"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        ["index", "add", "--index", str(index_path), "--images", str(tmp_path / "more"), "--device", "cpu"],
+    )
     assert isinstance(result.exception, OccreidError) and "image_size" in str(result.exception)
-    result = runner.invoke(app, ["index", "build", "--checkpoint", str(ckpt), "--images", str(tmp_path / "nope"),
-                                 "--out", str(tmp_path / "x.npz")])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "index",
+            "build",
+            "--checkpoint",
+            str(ckpt),
+            "--images",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "x.npz"),
+        ],
+    )
     assert isinstance(result.exception, OccreidError) and "nope" in str(result.exception)
 
 
@@ -165,8 +207,19 @@ def test_search_paths_and_cli_search_use_the_requested_device(tmp_path, monkeypa
     index.add(rng.standard_normal((5, 12)).astype(np.float32), [f"g{i}.jpg" for i in range(5)])
     index.save(tmp_path / "index.npz")
     Image.new("RGB", (20, 40), (10, 20, 30)).save(tmp_path / "query.jpg")
-    result = CliRunner().invoke(app, ["search", "--index", str(tmp_path / "index.npz"), "--image",
-                                      str(tmp_path / "query.jpg"), "--device", "cpu:0", "--json"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "search",
+            "--index",
+            str(tmp_path / "index.npz"),
+            "--image",
+            str(tmp_path / "query.jpg"),
+            "--device",
+            "cpu:0",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert devices[-1] == "cpu:0"
 

@@ -42,7 +42,11 @@ def dataset(tmp_path_factory):
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for d in SPLIT_DIRS for p in sorted((root / d).iterdir())}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for d in SPLIT_DIRS
+        for p in sorted((root / d).iterdir())
+    }
 
 
 def test_same_seed_gives_byte_identical_images_for_any_worker_count(dataset, tmp_path):
@@ -54,13 +58,20 @@ def test_same_seed_gives_byte_identical_images_for_any_worker_count(dataset, tmp
     assert all(a[k] == b[k] for k in a)
     ka, kb = KeypointStore.load(root / "keypoints.npz"), KeypointStore.load(again / "keypoints.npz")
     assert all(np.array_equal(ka[k], kb[k]) for k in a)
-    assert json.loads((root / "annotations.json").read_text()) == json.loads((again / "annotations.json").read_text())
+    assert json.loads((root / "annotations.json").read_text()) == json.loads(
+        (again / "annotations.json").read_text()
+    )
     # ...and another seed gives other images (so the comparison above can fail).
     identities, specs = plan_dataset(PRESETS["small"], SEED, "occluded")
     other_ids, _ = plan_dataset(PRESETS["small"], SEED + 1, "occluded")
     s = specs[0]
-    assert np.abs(np.asarray(render_sample(s, identities, SEED, PRESETS["small"]).image, np.int16)
-                  - np.asarray(render_sample(s, other_ids, SEED + 1, PRESETS["small"]).image, np.int16)).mean() > 5
+    assert (
+        np.abs(
+            np.asarray(render_sample(s, identities, SEED, PRESETS["small"]).image, np.int16)
+            - np.asarray(render_sample(s, other_ids, SEED + 1, PRESETS["small"]).image, np.int16)
+        ).mean()
+        > 5
+    )
 
 
 def test_market_layout_names_counts_and_cameras(dataset):
@@ -80,7 +91,10 @@ def test_market_layout_names_counts_and_cameras(dataset):
             assert (im.format, im.size, im.mode) == ("JPEG", (WIDTH, HEIGHT), "RGB")
     assert len(list((root / "bounding_box_train").iterdir())) == p.train_ids * p.train_images == 240
     assert len(list((root / "query").iterdir())) == p.test_ids * p.queries == 60
-    assert len(list((root / "bounding_box_test").iterdir())) == p.test_ids * p.gallery + p.gallery_only_ids * p.gallery_only_images
+    assert (
+        len(list((root / "bounding_box_test").iterdir()))
+        == p.test_ids * p.gallery + p.gallery_only_ids * p.gallery_only_images
+    )
     assert pids["bounding_box_train"] == set(range(1, p.train_ids + 1))  # pids start at 1
     assert pids["query"] <= pids["bounding_box_test"]
     assert not pids["bounding_box_train"] & pids["bounding_box_test"]  # train and test identities disjoint
@@ -108,7 +122,9 @@ def test_occluded_protocol_fractions_and_labels(dataset):
     ann = json.loads((root / "annotations.json").read_text())
     split = lambda d: {k: v for k, v in ann.items() if k.startswith(d + "/")}
     query, gallery, train = split("query"), split("bounding_box_test"), split("bounding_box_train")
-    assert all(v["occluded"] and v["occluder_type"] in OCCLUDER_TYPES and v["occluder_boxes"] for v in query.values())
+    assert all(
+        v["occluded"] and v["occluder_type"] in OCCLUDER_TYPES and v["occluder_boxes"] for v in query.values()
+    )
     assert sum(v["occluded"] for v in gallery.values()) == round(0.1 * len(gallery))
     assert sum(v["occluded"] for v in train.values()) == round(0.2 * len(train))
     assert all(v["partial"] is None for v in ann.values())
@@ -116,8 +132,13 @@ def test_occluded_protocol_fractions_and_labels(dataset):
     # pixels the generator holds to the band (rounding to 3 decimals cannot leave [0.2, 0.6]).
     fractions = np.array([v["occluded_fraction"] for v in ann.values() if v["occluded"]])
     assert len(fractions) == len(query) + round(0.1 * len(gallery)) + round(0.2 * len(train))
-    assert fractions.min() >= COVER_RANGE[0] and fractions.max() <= COVER_RANGE[1], (fractions.min(), fractions.max())
-    assert 0.3 < np.median(fractions) < 0.5 and fractions.min() < 0.25 and fractions.max() > 0.55  # spread out
+    assert fractions.min() >= COVER_RANGE[0] and fractions.max() <= COVER_RANGE[1], (
+        fractions.min(),
+        fractions.max(),
+    )
+    assert (
+        0.3 < np.median(fractions) < 0.5 and fractions.min() < 0.25 and fractions.max() > 0.55
+    )  # spread out
     assert {v["view"] for v in ann.values()} == {"front", "back", "side"}
     assert info["counts"]["query"]["occluded"] == len(query)
     # Several occluder types actually occur in a few hundred images.
@@ -140,7 +161,11 @@ def test_keypoint_store_covers_every_image_and_hidden_keypoints_lie_in_occluder_
             assert np.array_equal(kp[:, 2] > 0, inside)  # holistic: visible iff in the frame
         for x, y in kp[(kp[:, 2] == 0) & inside, :2]:
             hidden_in_frame += 1
-            assert any(x0 <= x <= x1 and y0 <= y <= y1 for x0, y0, x1, y1 in ann[rel]["occluder_boxes"]), (rel, x, y)
+            assert any(x0 <= x <= x1 and y0 <= y <= y1 for x0, y0, x1, y1 in ann[rel]["occluder_boxes"]), (
+                rel,
+                x,
+                y,
+            )
     assert hidden_in_frame > 100  # occluders really hide keypoints
     occluded_vis = np.mean([store[k][:, 2].mean() for k in files if ann[k]["occluded"]])
     assert occluded_vis < 0.85
@@ -179,7 +204,9 @@ def test_partial_crop_keypoint_transform(crop):
     preset = PRESETS["small"]
     identities, specs = plan_dataset(preset, SEED, "partial")
     queries = [s for s in specs if s.split == "query"]
-    assert all(s.partial in ("half", "third") for s in queries) and not any(s.partial for s in specs if s.split != "query")
+    assert all(s.partial in ("half", "third") for s in queries) and not any(
+        s.partial for s in specs if s.split != "query"
+    )
     assert sum(s.partial == "half" for s in queries) == len(queries) // 2  # an exact split, like Partial-Duke
     rows = PARTIAL_ROWS[crop]
     for spec in queries[:10]:
@@ -191,7 +218,11 @@ def test_partial_crop_keypoint_transform(crop):
         assert np.array_equal(kp[:, 2] > 0, (kw[:, 2] > 0) & (kw[:, 1] < rows))  # below the crop: not visible
         assert kp[:, 2].sum() < 17 and kp[0, 2] == 1  # the ankles are cut off, the nose is kept
         assert _on_body(part.image, kp)[kp[:, 2] > 0].all()
-        assert part.annotation["occluded"] and part.annotation["partial"] == crop and part.image.size == (WIDTH, HEIGHT)
+        assert (
+            part.annotation["occluded"]
+            and part.annotation["partial"] == crop
+            and part.image.size == (WIDTH, HEIGHT)
+        )
 
 
 def test_protocols_share_the_training_set_and_the_person():
@@ -203,7 +234,9 @@ def test_protocols_share_the_training_set_and_the_person():
     q = next(s for s in occ if s.split == "query")
     a = render_sample(q, ids_o, SEED, preset)
     b = render_sample(replace(q, occluded=False), ids_h, SEED, preset)
-    assert np.array_equal(a.keypoints[:, :2], b.keypoints[:, :2])  # same person and pose; only the occluder differs
+    assert np.array_equal(
+        a.keypoints[:, :2], b.keypoints[:, :2]
+    )  # same person and pose; only the occluder differs
     assert a.annotation["occluded"] and not b.annotation["occluded"] and b.keypoints[:, 2].all()
 
 
@@ -213,7 +246,16 @@ def test_identities_are_distinct_but_many_pairs_differ_in_one_or_two_part_local_
     close = [(a, b) for n, a in enumerate(ids) for b in ids[n + 1 :] if len(attribute_difference(a, b)) <= 2]
     near = {id(x) for pair in close for x in pair}
     assert len(near) / len(ids) > 0.6  # most identities have a near-twin
-    local = {"shoes", "lower", "lower_type", "upper_pattern", "upper_second", "logo_shape", "bag", "bag_colour"}
+    local = {
+        "shoes",
+        "lower",
+        "lower_type",
+        "upper_pattern",
+        "upper_second",
+        "logo_shape",
+        "bag",
+        "bag_colour",
+    }
     diffs = [d for a, b in close for d in attribute_difference(a, b)]
     assert sum(d in local for d in diffs) / len(diffs) > 0.5
 
@@ -234,9 +276,13 @@ def test_loader_reads_the_generated_dataset(dataset):
 
     result = CliRunner().invoke(app, ["data", "summary", "synthocc", "--root", str(root)])
     assert result.exit_code == 0, result.output
-    rows = {cells[0]: (int(cells[1]), int(cells[2]))
-            for cells in ([c.strip() for c in line.split("|")] for line in result.output.splitlines() if "|" in line)
-            if cells[0] in ("train", "query", "gallery")}  # fmt: skip
+    rows = {
+        cells[0]: (int(cells[1]), int(cells[2]))
+        for cells in (
+            [c.strip() for c in line.split("|")] for line in result.output.splitlines() if "|" in line
+        )
+        if cells[0] in ("train", "query", "gallery")
+    }
     assert rows == {"train": (40, 240), "query": (30, 60), "gallery": (40, 180)}
 
 
@@ -247,8 +293,21 @@ def test_cli_generates_previews_and_refuses_to_overwrite(tmp_path):
 
     runner = CliRunner()
     out = tmp_path / "cli"
-    result = runner.invoke(app, ["synth", "--out", str(out), "--preset", "small", "--protocol", "holistic",
-                                 "--workers", "1", "--preview"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "synth",
+            "--out",
+            str(out),
+            "--preset",
+            "small",
+            "--protocol",
+            "holistic",
+            "--workers",
+            "1",
+            "--preview",
+        ],
+    )
     assert result.exit_code == 0, result.output
     info = json.loads((out / "synthocc.json").read_text())
     assert (info["protocol"], info["preset"], info["counts"]["query"]["occluded"]) == ("holistic", "small", 0)
@@ -295,29 +354,57 @@ def test_clamp_holds_any_occluder_mask_to_the_band(direction):
     # Hiding everything is clipped to the widest half-plane from `direction` that holds <= hi of the person.
     clipped = clamp_to_band(np.ones_like(person), person, direction, COVER_RANGE)
     rows, cols = clipped.any(axis=1).sum(), clipped.any(axis=0).sum()
-    cut, step = {"top": (rows, 1), "bottom": (H - rows, -1), "left": (cols, 1), "right": (W - cols, -1)}[direction]
+    cut, step = {"top": (rows, 1), "bottom": (H - rows, -1), "left": (cols, 1), "right": (W - cols, -1)}[
+        direction
+    ]
     assert np.array_equal(clipped, half_plane(person.shape, direction, cut))
     assert share(half_plane(person.shape, direction, cut + step)) > hi
 
 
-@pytest.mark.parametrize("kind, direction", [("vehicle", "bottom"), ("pole", "left"), ("person", "right"),
-                                             ("clutter", "right"), ("board", "top")])  # fmt: skip
+@pytest.mark.parametrize(
+    "kind, direction",
+    [("vehicle", "bottom"), ("pole", "left"), ("person", "right"), ("clutter", "right"), ("board", "top")],
+)
 def test_place_occluder_hits_the_band_even_when_asked_for_too_much(kind, direction):
     person, height = _silhouette(1)
     other = sample_identities(2, np.random.default_rng(5))[1]
     lo, hi = COVER_RANGE
-    for fraction, tries in ((0.4, 4), (0.95, 1), (0.02, 1)):  # one try at an absurd target: only the clamp helps
-        occ = place_occluder(kind, direction, fraction, person, np.random.default_rng(7), other=other,
-                             person_size=height, tries=tries)  # fmt: skip
+    for fraction, tries in (
+        (0.4, 4),
+        (0.95, 1),
+        (0.02, 1),
+    ):  # one try at an absurd target: only the clamp helps
+        occ = place_occluder(
+            kind,
+            direction,
+            fraction,
+            person,
+            np.random.default_rng(7),
+            other=other,
+            person_size=height,
+            tries=tries,
+        )
         measured = (occ.mask & person).sum() / person.sum()
         assert lo <= measured <= hi and measured == pytest.approx(occ.covered)
         # the unclamped occluder of the same draws: clamped exactly when it missed the band
-        raw = make_occluder(kind, direction, fraction, person, np.random.default_rng(7), other=other, person_size=height)
+        raw = make_occluder(
+            kind, direction, fraction, person, np.random.default_rng(7), other=other, person_size=height
+        )
         raw_covered = (person_mask(raw.prims, (128, 256)) & person).sum() / person.sum()
         assert occ.clamped == (not lo <= raw_covered <= hi)
-        assert occ.clamped or fraction != 0.02  # every kind asked for 2% hides less than 20%: the clamp is tested
-        again = place_occluder(kind, direction, fraction, person, np.random.default_rng(7), other=other,
-                               person_size=height, tries=tries)  # fmt: skip
+        assert (
+            occ.clamped or fraction != 0.02
+        )  # every kind asked for 2% hides less than 20%: the clamp is tested
+        again = place_occluder(
+            kind,
+            direction,
+            fraction,
+            person,
+            np.random.default_rng(7),
+            other=other,
+            person_size=height,
+            tries=tries,
+        )
         assert np.array_equal(again.mask, occ.mask)  # a function of the rng state
         canvas = occ.draw(Image.new("RGB", (128, 256), (0, 255, 0)))
         painted = np.abs(np.asarray(canvas, int) - GREEN).sum(axis=2) > 0

@@ -29,8 +29,14 @@ def unseen(tmp_path_factory):
 def test_no_training_image_has_a_query_type_and_vice_versa(unseen):
     root, info = unseen
     annotations = json.loads((root / "annotations.json").read_text())
-    types = {split: {a["occluder_type"] for rel, a in annotations.items() if rel.startswith(d) and a["occluded"]}
-             for split, d in (("train", "bounding_box_train/"), ("query", "query/"), ("gallery", "bounding_box_test/"))}  # fmt: skip
+    types = {
+        split: {a["occluder_type"] for rel, a in annotations.items() if rel.startswith(d) and a["occluded"]}
+        for split, d in (
+            ("train", "bounding_box_train/"),
+            ("query", "query/"),
+            ("gallery", "bounding_box_test/"),
+        )
+    }
     assert types["train"] == set(SEEN)  # both seen types occur (48 occluded training images)
     assert types["query"] == set(UNSEEN) and types["gallery"] <= set(UNSEEN)
     # The records carry the types; every query is occluded by an unseen type.
@@ -54,9 +60,13 @@ def test_the_split_changes_only_the_occluder_types():
 
 @pytest.mark.parametrize(
     "kinds, protocol, message",
-    [(["car"], "occluded", "--train-occluders"), (list(OCCLUDER_TYPES), "occluded", "some but not all"),
-     ([], "occluded", "--train-occluders"), (["pole"], "partial", "--protocol occluded")],
-)  # fmt: skip
+    [
+        (["car"], "occluded", "--train-occluders"),
+        (list(OCCLUDER_TYPES), "occluded", "some but not all"),
+        ([], "occluded", "--train-occluders"),
+        (["pole"], "partial", "--protocol occluded"),
+    ],
+)
 def test_bad_train_occluders_are_one_clear_error_before_anything_is_written(
     tmp_path, kinds, protocol, message
 ):

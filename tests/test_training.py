@@ -40,12 +40,26 @@ def tiny_cfg(root: Path, out: Path, *extra: str):
     return load_config(
         None,
         [
-            "data.dataset=synthocc", f"data.root={root}", "data.image_size=[64,32]", "data.p=4", "data.k=4",
-            "data.num_workers=0", "data.pad=4", "model.backbone=resnet18", "model.pretrained=false",
-            "train.epochs=2", "train.steps_per_epoch=3", "train.warmup_epochs=0", "train.milestones=[100]",
-            "train.eval_period=0", "train.log_period=1", "train.device=cpu", f"train.output_dir={out}",
-            "eval.batch_size=64", *extra,
-        ],  # fmt: skip
+            "data.dataset=synthocc",
+            f"data.root={root}",
+            "data.image_size=[64,32]",
+            "data.p=4",
+            "data.k=4",
+            "data.num_workers=0",
+            "data.pad=4",
+            "model.backbone=resnet18",
+            "model.pretrained=false",
+            "train.epochs=2",
+            "train.steps_per_epoch=3",
+            "train.warmup_epochs=0",
+            "train.milestones=[100]",
+            "train.eval_period=0",
+            "train.log_period=1",
+            "train.device=cpu",
+            f"train.output_dir={out}",
+            "eval.batch_size=64",
+            *extra,
+        ],
     )
 
 
@@ -54,7 +68,9 @@ def test_resume_after_interruption_gives_the_same_weights(synth_root, tmp_path, 
     full = train(tiny_cfg(synth_root, tmp_path / "full", f"model.name={model}"), progress=False)
     # "Interrupted" after epoch 1, then resumed from its last checkpoint.
     train(tiny_cfg(synth_root, tmp_path / "cut", f"model.name={model}", "train.epochs=1"), progress=False)
-    resumed = train(tiny_cfg(synth_root, tmp_path / "cut", f"model.name={model}"), resume="auto", progress=False)
+    resumed = train(
+        tiny_cfg(synth_root, tmp_path / "cut", f"model.name={model}"), resume="auto", progress=False
+    )
     a = load_checkpoint(full.run_dir / "last.pt")
     b = load_checkpoint(resumed.run_dir / "last.pt")
     assert a["step"] == b["step"] == 6 and a["epoch"] == b["epoch"] == 2
@@ -87,20 +103,33 @@ def test_channels_last_trains_the_same_model(synth_root, tmp_path):
     assert first[0] == pytest.approx(rest[0], rel=1e-5)  # same weights, data and layout-independent maths
     assert first[1:] == pytest.approx(rest[1:], rel=2e-2)  # rounding differences, amplified by training
     assert nhwc.last_eval["mAP"] == pytest.approx(nchw.last_eval["mAP"], abs=0.02)
-    batch = {"images": torch.randn(2, 3, 8, 4), "occluded": torch.randn(2, 3, 8, 4), "pids": torch.arange(2),
-             "occ_type": torch.zeros(2, dtype=torch.long)}  # fmt: skip
+    batch = {
+        "images": torch.randn(2, 3, 8, 4),
+        "occluded": torch.randn(2, 3, 8, 4),
+        "pids": torch.arange(2),
+        "occ_type": torch.zeros(2, dtype=torch.long),
+    }
     moved = _to_device(batch, torch.device("cpu"), channels_last=True)
     for key in ("images", "occluded"):
-        assert moved[key].is_contiguous(memory_format=torch.channels_last) and torch.equal(moved[key], batch[key])
+        assert moved[key].is_contiguous(memory_format=torch.channels_last) and torch.equal(
+            moved[key], batch[key]
+        )
     assert torch.equal(moved["pids"], batch["pids"])
 
 
 def test_tiny_run_overfits(synth_root, tmp_path, assert_overfits):
     """Train on 8 identities until the training loss falls and training-set rank-1 is near 1."""
     cfg = tiny_cfg(
-        synth_root, tmp_path / "fit", "model.name=pgfl_kd", "train.epochs=15", "train.steps_per_epoch=4",
-        "data.erasing_prob=0", "train.lr=1e-3", "data.p=8", "train.eval_period=100",
-    )  # fmt: skip
+        synth_root,
+        tmp_path / "fit",
+        "model.name=pgfl_kd",
+        "train.epochs=15",
+        "train.steps_per_epoch=4",
+        "data.erasing_prob=0",
+        "train.lr=1e-3",
+        "data.p=8",
+        "train.eval_period=100",
+    )
     assert_overfits(cfg, synth_root)
 
 
@@ -133,23 +162,50 @@ DDP_METHODS = {
     # keypoints in the batch
     "pgfl_kd": ["model.name=pgfl_kd", "model.backbone=resnet18"],
     # paired holistic/occluded views in the batch and a second optimiser (the agent), learning from step 1
-    "ogfr": ["model.name=ogfr", "model.backbone=vit_tiny_patch16", "model.vit_depth=2", "ogfr.pattern_block=1",
-             "ogfr.agent_block=1", "ogfr.shared_blocks=1", "ogfr.agent_warmup_epochs=0"],
-}  # fmt: skip
+    "ogfr": [
+        "model.name=ogfr",
+        "model.backbone=vit_tiny_patch16",
+        "model.vit_depth=2",
+        "ogfr.pattern_block=1",
+        "ogfr.agent_block=1",
+        "ogfr.shared_blocks=1",
+        "ogfr.agent_warmup_epochs=0",
+    ],
+}
 
 
 @pytest.mark.parametrize("method", sorted(DDP_METHODS))
 def test_ddp_two_processes_on_gloo_end_with_identical_weights(synth_root, tmp_path, method):
     out = tmp_path / "ddp"
     overrides = [
-        "data.dataset=synthocc", f"data.root={synth_root}", "data.image_size=[64,32]", "data.p=4", "data.k=4",
-        "data.num_workers=0", *DDP_METHODS[method], "model.pretrained=false",
-        "train.epochs=1", "train.steps_per_epoch=2", "train.warmup_epochs=0", "train.device=cpu",
-        "train.log_period=1", f"train.output_dir={out}",
-    ]  # fmt: skip
+        "data.dataset=synthocc",
+        f"data.root={synth_root}",
+        "data.image_size=[64,32]",
+        "data.p=4",
+        "data.k=4",
+        "data.num_workers=0",
+        *DDP_METHODS[method],
+        "model.pretrained=false",
+        "train.epochs=1",
+        "train.steps_per_epoch=2",
+        "train.warmup_epochs=0",
+        "train.device=cpu",
+        "train.log_period=1",
+        f"train.output_dir={out}",
+    ]
     port = {"pgfl_kd": "29517", "ogfr": "29518"}[method]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
-           "-m", "occreid", "train"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        port,
+        "-m",
+        "occreid",
+        "train",
+    ]
     for o in overrides:
         cmd += ["--set", o]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -170,7 +226,9 @@ def test_ddp_two_processes_on_gloo_end_with_identical_weights(synth_root, tmp_pa
     if method == "ogfr":  # the agent's own optimiser stepped on both ranks with the same averaged gradients
         assert state["extra_optimizers"]["agent"]["state"]
         train_records = [r for r in records if r["kind"] == "train"]
-        assert all(r["rl"] != 0 for r in train_records) and {"feat", "logit", "pattern"} <= set(train_records[0])
+        assert all(r["rl"] != 0 for r in train_records) and {"feat", "logit", "pattern"} <= set(
+            train_records[0]
+        )
     # Evaluation gathered both ranks' features of one model (rank 0's BatchNorm statistics, which are also the
     # checkpoint's): it equals a single-process evaluation of the checkpoint.
     (ddp_eval,) = [r for r in records if r["kind"] == "eval"]
@@ -181,11 +239,25 @@ def test_ddp_two_processes_on_gloo_end_with_identical_weights(synth_root, tmp_pa
 
 
 def test_eval_command_prints_table_and_writes_settings(synth_root, tmp_path):
-    result = train(tiny_cfg(synth_root, tmp_path / "run", "model.name=pgfl_kd", "train.epochs=1"), progress=False)
+    result = train(
+        tiny_cfg(synth_root, tmp_path / "run", "model.name=pgfl_kd", "train.epochs=1"), progress=False
+    )
     runner = CliRunner()
     ckpt = result.run_dir / "last.pt"
-    res = runner.invoke(app, ["eval", "--checkpoint", str(ckpt), "--set", "eval.rerank=true",
-                              "--set", "model.test_feature=f_E", "--out", str(tmp_path / "r.json")])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "eval",
+            "--checkpoint",
+            str(ckpt),
+            "--set",
+            "eval.rerank=true",
+            "--set",
+            "model.test_feature=f_E",
+            "--out",
+            str(tmp_path / "r.json"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "mAP" in res.output and "Rank-1" in res.output
     payload = json.loads((tmp_path / "r.json").read_text())

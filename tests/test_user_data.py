@@ -28,11 +28,23 @@ from typer.testing import CliRunner
 from occreid.errors import OccreidError
 
 TINY = [
-    "data.image_size=[64,32]", "data.p=4", "data.k=4", "data.num_workers=0", "data.pad=4",
-    "model.name=baseline", "model.backbone=resnet18", "model.pretrained=false", "train.epochs=1",
-    "train.steps_per_epoch=2", "train.warmup_epochs=0", "train.milestones=[100]", "train.eval_period=0",
-    "train.log_period=1", "train.device=cpu", "eval.batch_size=64",
-]  # fmt: skip
+    "data.image_size=[64,32]",
+    "data.p=4",
+    "data.k=4",
+    "data.num_workers=0",
+    "data.pad=4",
+    "model.name=baseline",
+    "model.backbone=resnet18",
+    "model.pretrained=false",
+    "train.epochs=1",
+    "train.steps_per_epoch=2",
+    "train.warmup_epochs=0",
+    "train.milestones=[100]",
+    "train.eval_period=0",
+    "train.log_period=1",
+    "train.device=cpu",
+    "eval.batch_size=64",
+]
 
 
 def sets(*overrides: str) -> list[str]:
@@ -44,7 +56,9 @@ def sets(*overrides: str) -> list[str]:
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under `folder` (relative path -> bytes)."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +132,11 @@ def test_resuming_another_folders_checkpoint_into_a_run_is_refused_too(tmp_path)
 
 
 def market_like(root: Path) -> Path:
-    for d, name in (("bounding_box_train", "0002_c1s1_000451_03.jpg"), ("query", "0003_c1s1_000551_01.jpg"),
-                    ("bounding_box_test", "0003_c2s1_000651_02.jpg")):  # fmt: skip
+    for d, name in (
+        ("bounding_box_train", "0002_c1s1_000451_03.jpg"),
+        ("query", "0003_c1s1_000551_01.jpg"),
+        ("bounding_box_test", "0003_c2s1_000651_02.jpg"),
+    ):
         (root / d).mkdir(parents=True)
         Image.new("RGB", (64, 128), (120, 30, 60)).save(root / d / name)
     (root / "keypoints.npz").write_bytes(b"my own keypoints, not SynthOcc's")
@@ -192,7 +209,9 @@ def test_export_removes_a_file_that_fails_verification(tmp_path, fake_deployed):
     from occreid.cli import app
 
     out = tmp_path / "m.onnx"
-    result = CliRunner().invoke(app, ["export", "--checkpoint", str(fake_deployed), "--out", str(out), "--atol", "-1"])
+    result = CliRunner().invoke(
+        app, ["export", "--checkpoint", str(fake_deployed), "--out", str(out), "--atol", "-1"]
+    )
     assert isinstance(result.exception, OccreidError) and "deleted" in str(result.exception)
     assert "wrote" not in result.output
     assert list(tmp_path.glob("*onnx*")) == []  # neither m.onnx nor a partial file
@@ -202,12 +221,20 @@ def test_export_and_eval_refuse_to_overwrite_and_keep_every_byte(tiny_run, tmp_p
     ckpt = tiny_run / "last.pt"
     onnx = tmp_path / "model.onnx"
     onnx.write_bytes(b"the model we shipped")
-    assert_user_error(run("export", "--checkpoint", str(ckpt), "--out", str(onnx), cwd=tmp_path),
-                      str(onnx), "already exists", "--overwrite")  # fmt: skip
+    assert_user_error(
+        run("export", "--checkpoint", str(ckpt), "--out", str(onnx), cwd=tmp_path),
+        str(onnx),
+        "already exists",
+        "--overwrite",
+    )
     results = tmp_path / "results.json"
     results.write_text('{"mAP": 0.9}')
-    assert_user_error(run("eval", "--checkpoint", str(ckpt), "--out", str(results), cwd=tmp_path),
-                      str(results), "already exists", "--overwrite")  # fmt: skip
+    assert_user_error(
+        run("eval", "--checkpoint", str(ckpt), "--out", str(results), cwd=tmp_path),
+        str(results),
+        "already exists",
+        "--overwrite",
+    )
     assert onnx.read_bytes() == b"the model we shipped" and results.read_text() == '{"mAP": 0.9}'
 
 
@@ -265,15 +292,30 @@ def test_index_identifies_its_model_by_content_hash(tmp_path, monkeypatch):
     Image.new("RGB", (20, 40), (190, 0, 0)).save(query)
     index = tmp_path / "index.npz"
     runner = CliRunner()
-    ok = runner.invoke(app, ["index", "build", "--checkpoint", str(ckpt), "--images", str(tmp_path / "gallery"),
-                             "--out", str(index), "--device", "cpu"])  # fmt: skip
+    ok = runner.invoke(
+        app,
+        [
+            "index",
+            "build",
+            "--checkpoint",
+            str(ckpt),
+            "--images",
+            str(tmp_path / "gallery"),
+            "--out",
+            str(index),
+            "--device",
+            "cpu",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     meta = GalleryIndex.load(index).meta
     assert meta["feature"] == "f_G" and "test_feature" not in meta and len(meta["checkpoint_sha256"]) == 64
 
     ckpt.write_bytes(b"weights of epoch 20")  # new weights at the same path
-    for args in (["search", "--index", str(index), "--image", str(query)],
-                 ["index", "add", "--index", str(index), "--images", str(tmp_path / "more")]):  # fmt: skip
+    for args in (
+        ["search", "--index", str(index), "--image", str(query)],
+        ["index", "add", "--index", str(index), "--images", str(tmp_path / "more")],
+    ):
         result = runner.invoke(app, [*args, "--device", "cpu"])
         assert isinstance(result.exception, OccreidError), result.output
         assert "content hash differs" in str(result.exception)
@@ -285,8 +327,10 @@ def test_index_identifies_its_model_by_content_hash(tmp_path, monkeypatch):
     ckpt.unlink()
     result = runner.invoke(app, ["search", "--index", str(index), "--image", str(query), "--device", "cpu"])
     assert isinstance(result.exception, OccreidError) and "pass --checkpoint" in str(result.exception)
-    for args in (["search", "--index", str(index), "--image", str(query)],
-                 ["index", "add", "--index", str(index), "--images", str(tmp_path / "more")]):  # fmt: skip
+    for args in (
+        ["search", "--index", str(index), "--image", str(query)],
+        ["index", "add", "--index", str(index), "--images", str(tmp_path / "more")],
+    ):
         result = runner.invoke(app, [*args, "--checkpoint", str(moved), "--device", "cpu"])
         assert result.exit_code == 0, result.output
     assert len(GalleryIndex.load(index)) == 2
@@ -306,7 +350,9 @@ def test_checkpoint_save_fsyncs_before_the_rename_and_removes_stale_temp_files(t
     events = []
     real_fsync, real_replace = os.fsync, os.replace
     monkeypatch.setattr(checkpoint.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
-    monkeypatch.setattr(checkpoint.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+    monkeypatch.setattr(
+        checkpoint.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1]
+    )
     checkpoint.save_checkpoint(tmp_path / "last.pt", {"model": {}})
     assert not stale.exists() and other.exists()
     assert events.index("fsync") < events.index("replace")
@@ -319,8 +365,15 @@ def test_checkpoint_save_fsyncs_before_the_rename_and_removes_stale_temp_files(t
 
 def test_resume_or_eval_with_a_checkpoint_of_another_model(synth_root, tiny_run, tmp_path):
     ckpt = tiny_run / "last.pt"
-    result = run("train", *sets(f"data.root={synth_root}", "model.backbone=resnet34"), "--resume", str(ckpt),
-                 "--output-dir", str(tmp_path / "r"), cwd=tmp_path)  # fmt: skip
+    result = run(
+        "train",
+        *sets(f"data.root={synth_root}", "model.backbone=resnet34"),
+        "--resume",
+        str(ckpt),
+        "--output-dir",
+        str(tmp_path / "r"),
+        cwd=tmp_path,
+    )
     assert_user_error(result, str(ckpt), "model.backbone=resnet18 (config: resnet34)")
     result = run("eval", "--checkpoint", str(ckpt), "--set", "model.backbone=resnet34", cwd=tmp_path)
     assert_user_error(result, str(ckpt), "model.backbone=resnet18 (config: resnet34)")
@@ -363,8 +416,13 @@ def test_truncated_or_empty_npz_files_are_one_line(synth_root, tmp_path):
     (tmp_path / "kp_truncated.npz").write_bytes(kp[: len(kp) // 2])
     (tmp_path / "kp_empty.npz").write_bytes(b"")
     for name, words in (("kp_truncated.npz", "truncated"), ("kp_empty.npz", "empty")):
-        result = run("train", *sets(f"data.root={synth_root}", "model.name=pgfl_kd", f"data.keypoints={tmp_path / name}"),
-                     "--output-dir", str(tmp_path / "r"), cwd=tmp_path)  # fmt: skip
+        result = run(
+            "train",
+            *sets(f"data.root={synth_root}", "model.name=pgfl_kd", f"data.keypoints={tmp_path / name}"),
+            "--output-dir",
+            str(tmp_path / "r"),
+            cwd=tmp_path,
+        )
         assert_user_error(result, name, words)
 
 
@@ -379,8 +437,13 @@ def test_nan_keypoints_are_rejected_when_the_store_loads(synth_root, tmp_path):
     store.save(tmp_path / "nan.npz")
     with pytest.raises(OccreidError, match=r"2 of \d+ images have NaN"):
         KeypointStore.load(tmp_path / "nan.npz")
-    result = run("train", *sets(f"data.root={synth_root}", "model.name=pgfl_kd", f"data.keypoints={tmp_path / 'nan.npz'}"),
-                 "--output-dir", str(tmp_path / "r"), cwd=tmp_path)  # fmt: skip
+    result = run(
+        "train",
+        *sets(f"data.root={synth_root}", "model.name=pgfl_kd", f"data.keypoints={tmp_path / 'nan.npz'}"),
+        "--output-dir",
+        str(tmp_path / "r"),
+        cwd=tmp_path,
+    )
     line = assert_user_error(result, "nan.npz", "NaN", names[0])
     assert "train.lr" not in line
 
@@ -396,8 +459,11 @@ def test_resume_auto_survives_a_partial_last_metrics_line(synth_root, tiny_run, 
     out = copy_dataset(tiny_run, tmp_path / "r")  # a finished 1-epoch run
     with (out / "metrics.jsonl").open("a") as f:
         f.write('{"kind": "train", "epoch": 2, "st')  # the crash mid-write
-    result = train(load_config(None, [*TINY, f"data.root={synth_root}", f"train.output_dir={out}", "train.epochs=2"]),
-                   resume="auto", progress=False)  # fmt: skip
+    result = train(
+        load_config(None, [*TINY, f"data.root={synth_root}", f"train.output_dir={out}", "train.epochs=2"]),
+        resume="auto",
+        progress=False,
+    )
     assert result.steps == 4
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]
@@ -430,13 +496,29 @@ def test_out_of_range_settings_name_the_key(tmp_path, override, words):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_cuda_without_a_gpu_is_one_line(synth_root, tiny_run, tmp_path):
-    result = run("train", *sets(f"data.root={synth_root}", "train.device=cuda"), "--output-dir", str(tmp_path / "r"),
-                 cwd=tmp_path)  # fmt: skip
+    result = run(
+        "train",
+        *sets(f"data.root={synth_root}", "train.device=cuda"),
+        "--output-dir",
+        str(tmp_path / "r"),
+        cwd=tmp_path,
+    )
     assert_user_error(result, "train.device=cuda", "no CUDA GPU")
     (tmp_path / "g").mkdir()
     Image.new("RGB", (20, 40)).save(tmp_path / "g" / "a.jpg")
-    result = run("index", "build", "--checkpoint", str(tiny_run / "last.pt"), "--images", str(tmp_path / "g"),
-                 "--out", str(tmp_path / "i.npz"), "--device", "cuda", cwd=tmp_path)  # fmt: skip
+    result = run(
+        "index",
+        "build",
+        "--checkpoint",
+        str(tiny_run / "last.pt"),
+        "--images",
+        str(tmp_path / "g"),
+        "--out",
+        str(tmp_path / "i.npz"),
+        "--device",
+        "cuda",
+        cwd=tmp_path,
+    )
     assert_user_error(result, "--device=cuda", "no CUDA GPU")
 
 
@@ -453,10 +535,19 @@ def test_unwritable_outputs_are_refused_before_any_work(synth_root, tiny_run, tm
     cases = {
         "train.output_dir": ["train", *sets(f"data.root={synth_root}"), "--output-dir", str(blocker / "run")],
         "eval": ["eval", "--checkpoint", ckpt, "--out", str(blocker / "r.json")],
-        "index": ["index", "build", "--checkpoint", ckpt, "--images", str(tmp_path / "g"), "--out", str(blocker / "i.npz")],
+        "index": [
+            "index",
+            "build",
+            "--checkpoint",
+            ckpt,
+            "--images",
+            str(tmp_path / "g"),
+            "--out",
+            str(blocker / "i.npz"),
+        ],
         "synth": ["synth", "--out", str(blocker / "s"), "--preset", "small"],
         "export": ["export", "--checkpoint", ckpt, "--out", str(blocker / "m.onnx")],
-    }  # fmt: skip
+    }
     for name, args in cases.items():
         result = run(*args, cwd=tmp_path)
         line = assert_user_error(result, str(blocker))
@@ -475,8 +566,12 @@ def bomb_png(path: Path, side: int = 30_000) -> Path:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
-                     + chunk(b"IEND", b""))  # fmt: skip
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -503,11 +598,22 @@ def test_decompression_bombs_are_one_line_also_in_a_loader_worker(synth_root, tm
 
 def test_eval_root_without_dataset_evaluates_that_root(synth_root, tiny_run, tmp_path):
     missing = tmp_path / "nowhere"
-    assert_user_error(run("eval", "--checkpoint", str(tiny_run / "last.pt"), "--root", str(missing), cwd=tmp_path),
-                      str(missing))  # fmt: skip
+    assert_user_error(
+        run("eval", "--checkpoint", str(tiny_run / "last.pt"), "--root", str(missing), cwd=tmp_path),
+        str(missing),
+    )
     other = copy_dataset(synth_root, tmp_path / "copy")
     out = tmp_path / "r.json"
-    result = run("eval", "--checkpoint", str(tiny_run / "last.pt"), "--root", str(other), "--out", str(out), cwd=tmp_path)
+    result = run(
+        "eval",
+        "--checkpoint",
+        str(tiny_run / "last.pt"),
+        "--root",
+        str(other),
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(out.read_text())["root"] == str(other)
 
@@ -525,7 +631,9 @@ def test_a_folder_as_checkpoint_names_the_files_in_it(tiny_run, tmp_path):
 def test_torch_errors_are_complete_sentences(tiny_run, tmp_path):
     data = (tiny_run / "last.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 3])
-    line = assert_user_error(run("eval", "--checkpoint", str(tmp_path / "cut.pt"), cwd=tmp_path), "cut.pt", "truncated")
+    line = assert_user_error(
+        run("eval", "--checkpoint", str(tmp_path / "cut.pt"), cwd=tmp_path), "cut.pt", "truncated"
+    )
     assert line.endswith("central directory.)")
 
 
@@ -533,9 +641,14 @@ def test_ctrl_c_says_what_happened_and_exits_130(tmp_path):
     out = tmp_path / "s"
     # pytest-xdist's workers ignore SIGINT, and a child inherits that: give the command the default disposition, as
     # a shell would, so Python turns Ctrl-C into KeyboardInterrupt.
-    proc = subprocess.Popen([sys.executable, "-m", "occreid", "synth", "--out", str(out), "--workers", "1"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "occreid", "synth", "--out", str(out), "--workers", "1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 60
     while not any((out / "query").glob("*.jpg")) and time.time() < deadline:
         time.sleep(0.05)
@@ -579,7 +692,10 @@ def test_a_planted_pickle_never_runs(loader, synth_root, tmp_path):
     if loader == "checkpoint":
         args, names = ["eval", "--checkpoint", str(evil)], [str(evil), "pickled Python objects"]
     elif loader == "model.pretrained":
-        args, names = [*train, "--set", f"model.pretrained={evil}"], ["model.pretrained", "pickled Python objects"]
+        args, names = (
+            [*train, "--set", f"model.pretrained={evil}"],
+            ["model.pretrained", "pickled Python objects"],
+        )
     elif loader == "torch hub cache":
         import torchvision
 
@@ -597,8 +713,14 @@ def test_a_planted_pickle_never_runs(loader, synth_root, tmp_path):
         Image.new("RGB", (20, 40)).save(tmp_path / "q.jpg")
         args = ["search", "--index", str(tmp_path / "index.npz"), "--image", str(tmp_path / "q.jpg")]
         names = ["index.npz", "pickled Python objects"]
-    result = subprocess.run([sys.executable, "-m", "occreid", *args], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=300, env=env)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "occreid", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert not sentinel.exists(), f"the pickle planted in the {loader} ran"
     line = assert_user_error(result, *names)
     assert "weights_only set to False" not in line and "Re-running" not in line
@@ -609,10 +731,26 @@ def test_a_planted_pickle_never_runs(loader, synth_root, tmp_path):
 
 
 def test_training_and_evaluation_progress_in_a_log_file_is_plain_lines(synth_root, tmp_path):
-    env = {**os.environ, "OCCREID_PROGRESS_SECONDS": "0"}  # a line per step, as a long run prints every minute
-    result = subprocess.run([sys.executable, "-m", "occreid", "train", *sets(f"data.root={synth_root}", "train.log_period=50"),
-                             "--output-dir", str(tmp_path / "r")], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=300, env=env)  # fmt: skip
+    env = {
+        **os.environ,
+        "OCCREID_PROGRESS_SECONDS": "0",
+    }  # a line per step, as a long run prints every minute
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "occreid",
+            "train",
+            *sets(f"data.root={synth_root}", "train.log_period=50"),
+            "--output-dir",
+            str(tmp_path / "r"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "\r" not in result.stdout + result.stderr
     err = result.stderr.splitlines()

@@ -61,8 +61,19 @@ def test_ranked_list_png(gallery, tmp_path):
 
 def test_without_camera_filter_and_select_by_name(gallery, tmp_path):
     d, qp, gp, q_pids, g_pids, q_cams, g_cams = gallery
-    out = visualize_ranked_results(d, qp, gp, q_pids, g_pids, q_cams, g_cams, tmp_path / "o", topk=3,
-                                   select=["01.jpg"], same_camera_filter=False)  # fmt: skip
+    out = visualize_ranked_results(
+        d,
+        qp,
+        gp,
+        q_pids,
+        g_pids,
+        q_cams,
+        g_cams,
+        tmp_path / "o",
+        topk=3,
+        select=["01.jpg"],
+        same_camera_filter=False,
+    )
     assert [p.name for p in out] == ["000_01.png"]
     image = Image.open(out[0]).convert("RGB")
     assert image.getpixel((cell_x(1) + 1, 1)) == RED  # query 1 is pid 2; gallery 0 is pid 1
@@ -86,8 +97,9 @@ def test_worst_first_and_grid(gallery, tmp_path):
 def test_row_keeps_its_size_when_fewer_than_topk_items_remain(gallery, tmp_path):
     d, qp, gp, q_pids, g_pids, q_cams, g_cams = gallery
     # 12 gallery items; query 0 loses gallery 0 to the camera filter -> 11 cells for topk=15
-    out = visualize_ranked_results(d, qp, gp, q_pids, g_pids, q_cams, g_cams, tmp_path / "few", topk=15,
-                                   select=["00.jpg"])  # fmt: skip
+    out = visualize_ranked_results(
+        d, qp, gp, q_pids, g_pids, q_cams, g_cams, tmp_path / "few", topk=15, select=["00.jpg"]
+    )
     image = Image.open(out[0]).convert("RGB")
     assert image.size == expected_row_size(15)
     assert image.getpixel((cell_x(11) + 1, 1)) in (GREEN, RED)  # the 11th match is drawn

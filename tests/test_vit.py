@@ -16,13 +16,26 @@ from occreid.modeling.vit import ViTBackbone
 
 
 def vit_cfg(*extra: str):
-    return load_config(None, ["model.name=baseline", "model.backbone=vit_tiny_patch16", "model.pretrained=false",
-                              "model.vit_depth=2", *extra])  # fmt: skip
+    return load_config(
+        None,
+        [
+            "model.name=baseline",
+            "model.backbone=vit_tiny_patch16",
+            "model.pretrained=false",
+            "model.vit_depth=2",
+            *extra,
+        ],
+    )
 
 
 @pytest.mark.parametrize(
     ("size", "stride", "grid"),
-    [((256, 128), 16, (16, 8)), ((256, 128), 12, (21, 10)), ((128, 64), 16, (8, 4)), ((128, 64), 12, (10, 5))],
+    [
+        ((256, 128), 16, (16, 8)),
+        ((256, 128), 12, (21, 10)),
+        ((128, 64), 16, (8, 4)),
+        ((128, 64), 12, (10, 5)),
+    ],
 )
 def test_token_shapes_for_both_strides(size, stride, grid):
     backbone = ViTBackbone("vit_tiny_patch16", size, stride=stride, depth=1)
@@ -47,7 +60,9 @@ def _imagenet_like_checkpoint(path: Path) -> dict:
     the patch position, with the ImageNet classifier."""
     from timm.models.vision_transformer import VisionTransformer
 
-    net = VisionTransformer(img_size=224, patch_size=16, embed_dim=192, depth=1, num_heads=3, num_classes=1000)
+    net = VisionTransformer(
+        img_size=224, patch_size=16, embed_dim=192, depth=1, num_heads=3, num_classes=1000
+    )
     state = net.state_dict()
     rows, cols = torch.meshgrid(torch.arange(14.0), torch.arange(14.0), indexing="ij")
     pos = torch.zeros(1, 1 + 196, 192)
@@ -63,10 +78,14 @@ def test_position_embedding_resized_from_a_checkpoint(tmp_path):
     from timm.layers import resample_abs_pos_embed
 
     state = _imagenet_like_checkpoint(tmp_path / "vit.pth")
-    backbone = ViTBackbone("vit_tiny_patch16", (256, 128), stride=12, depth=1, pretrained=str(tmp_path / "vit.pth"))
+    backbone = ViTBackbone(
+        "vit_tiny_patch16", (256, 128), stride=12, depth=1, pretrained=str(tmp_path / "vit.pth")
+    )
     pos = backbone.vit.pos_embed.detach()
     assert pos.shape == (1, 1 + 21 * 10, 192)
-    expected = resample_abs_pos_embed(state["pos_embed"], new_size=(21, 10), old_size=(14, 14), num_prefix_tokens=1)
+    expected = resample_abs_pos_embed(
+        state["pos_embed"], new_size=(21, 10), old_size=(14, 14), num_prefix_tokens=1
+    )
     torch.testing.assert_close(pos, expected)
     assert torch.equal(pos[0, 0], state["pos_embed"][0, 0])  # the class token's entry is kept as it is
     grid = pos[0, 1:].reshape(21, 10, 192)
@@ -75,8 +94,12 @@ def test_position_embedding_resized_from_a_checkpoint(tmp_path):
     assert grid[:, 0, 1].mean() < 0.15 and grid[:, -1, 1].mean() > 0.85
     assert (grid[1:, :, 0] - grid[:-1, :, 0]).min() > 0
     # Everything else is loaded unchanged; the classifier is dropped.
-    torch.testing.assert_close(backbone.vit.patch_embed.proj.weight.detach(), state["patch_embed.proj.weight"])
-    torch.testing.assert_close(backbone.vit.blocks[0].mlp.fc1.weight.detach(), state["blocks.0.mlp.fc1.weight"])
+    torch.testing.assert_close(
+        backbone.vit.patch_embed.proj.weight.detach(), state["patch_embed.proj.weight"]
+    )
+    torch.testing.assert_close(
+        backbone.vit.blocks[0].mlp.fc1.weight.detach(), state["blocks.0.mlp.fc1.weight"]
+    )
     assert not any(k.startswith("head") for k in backbone.vit.state_dict())
 
 
@@ -84,7 +107,9 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     state = _imagenet_like_checkpoint(tmp_path / "vit.pth")
     del state["blocks.0.norm1.weight"]
     torch.save(state, tmp_path / "cut.pth")
-    with pytest.raises(OccreidError, match=r"cut\.pth does not fit.*1 missing keys \(blocks\.0\.norm1\.weight"):
+    with pytest.raises(
+        OccreidError, match=r"cut\.pth does not fit.*1 missing keys \(blocks\.0\.norm1\.weight"
+    ):
         ViTBackbone("vit_tiny_patch16", (128, 64), depth=1, pretrained=str(tmp_path / "cut.pth"))
     with pytest.raises(OccreidError, match="does not exist"):
         ViTBackbone("vit_tiny_patch16", (128, 64), depth=1, pretrained=str(tmp_path / "absent.pth"))
@@ -134,14 +159,24 @@ def test_vit_baseline_is_a_class_token_bnneck_and_deploys_to_it():
 
 
 def test_pgfl_kd_refuses_a_vit():
-    cfg = load_config(None, ["model.name=pgfl_kd", "model.backbone=vit_tiny_patch16", "model.pretrained=false"])
+    cfg = load_config(
+        None, ["model.name=pgfl_kd", "model.backbone=vit_tiny_patch16", "model.pretrained=false"]
+    )
     with pytest.raises(OccreidError, match="model.backbone=vit_tiny_patch16: PGFL-KD pools a CNN"):
         build_model(cfg, num_classes=5)
 
 
 def test_cosine_schedule_with_warmup():
-    cfg = load_config(None, ["train.schedule=cosine", "train.epochs=11", "train.warmup_epochs=2",
-                             "train.warmup_factor=0.1", "train.cosine_min_factor=0.01"])  # fmt: skip
+    cfg = load_config(
+        None,
+        [
+            "train.schedule=cosine",
+            "train.epochs=11",
+            "train.warmup_epochs=2",
+            "train.warmup_factor=0.1",
+            "train.cosine_min_factor=0.01",
+        ],
+    )
     factors = [lr_factor(cfg, e) for e in range(11)]
     assert factors[0] == pytest.approx(0.1) and factors[1] == pytest.approx(0.55)  # linear warm-up
     assert factors[2] == pytest.approx(1.0)  # the peak, then a half cosine
@@ -188,11 +223,25 @@ def synth_root(tmp_path_factory) -> Path:
 
 def tiny_vit_cfg(root: Path, out: Path, *extra: str):
     return vit_cfg(
-        "data.dataset=synthocc", f"data.root={root}", "data.image_size=[64,32]", "data.p=4", "data.k=4",
-        "data.num_workers=0", "data.pad=4", "train.epochs=2", "train.steps_per_epoch=3", "train.warmup_epochs=1",
-        "train.schedule=cosine", "train.eval_period=0", "train.log_period=1", "train.device=cpu",
-        f"train.output_dir={out}", "eval.batch_size=64", "model.drop_path=0.1", *extra,
-    )  # fmt: skip
+        "data.dataset=synthocc",
+        f"data.root={root}",
+        "data.image_size=[64,32]",
+        "data.p=4",
+        "data.k=4",
+        "data.num_workers=0",
+        "data.pad=4",
+        "train.epochs=2",
+        "train.steps_per_epoch=3",
+        "train.warmup_epochs=1",
+        "train.schedule=cosine",
+        "train.eval_period=0",
+        "train.log_period=1",
+        "train.device=cpu",
+        f"train.output_dir={out}",
+        "eval.batch_size=64",
+        "model.drop_path=0.1",
+        *extra,
+    )
 
 
 class _WithAgent(Baseline):
@@ -225,16 +274,33 @@ def test_exact_resume_with_two_optimisers(synth_root, tmp_path, monkeypatch):
     # The extra optimiser owns the classifier (momentum state saved), the main one does not.
     extra = a["extra_optimizers"]["classifier"]
     assert len(extra["state"]) == 1 and extra["param_groups"][0]["lr"] == 0.05
-    assert torch.equal(extra["state"][0]["momentum_buffer"], b["extra_optimizers"]["classifier"]["state"][0]["momentum_buffer"])
+    assert torch.equal(
+        extra["state"][0]["momentum_buffer"],
+        b["extra_optimizers"]["classifier"]["state"][0]["momentum_buffer"],
+    )
     main_ids = [i for g in a["optimizer"]["param_groups"] for i in g["params"]]
-    trainable = [p for p in _WithAgent(tiny_vit_cfg(synth_root, tmp_path / "x"), 2).parameters() if p.requires_grad]
+    trainable = [
+        p for p in _WithAgent(tiny_vit_cfg(synth_root, tmp_path / "x"), 2).parameters() if p.requires_grad
+    ]
     assert len(main_ids) == len(trainable) - 1
 
 
 def test_vit_baseline_overfits_a_tiny_set(synth_root, tmp_path, assert_overfits):
     # The CPU-scale ViT (ImageNet MobileNetV2 stem + 4 blocks); a ViT-Tiny from scratch needs far more steps.
-    cfg = tiny_vit_cfg(synth_root, tmp_path / "fit", "model.backbone=vit_hybrid_mnv2", "model.pretrained=true",
-                       "train.epochs=10", "train.steps_per_epoch=4", "data.p=8", "data.erasing_prob=0",
-                       "train.lr=1e-3", "train.warmup_epochs=0", "model.drop_path=0", "model.vit_depth=4",
-                       "train.schedule=step", "train.milestones=[100]")  # fmt: skip
+    cfg = tiny_vit_cfg(
+        synth_root,
+        tmp_path / "fit",
+        "model.backbone=vit_hybrid_mnv2",
+        "model.pretrained=true",
+        "train.epochs=10",
+        "train.steps_per_epoch=4",
+        "data.p=8",
+        "data.erasing_prob=0",
+        "train.lr=1e-3",
+        "train.warmup_epochs=0",
+        "model.drop_path=0",
+        "model.vit_depth=4",
+        "train.schedule=step",
+        "train.milestones=[100]",
+    )
     assert_overfits(cfg, synth_root)

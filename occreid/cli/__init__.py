@@ -36,7 +36,9 @@ def info() -> None:
     from occreid import __version__
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    typer.echo(f"occreid {__version__}, python {platform.python_version()}, torch {torch.__version__}, device {device}")
+    typer.echo(
+        f"occreid {__version__}, python {platform.python_version()}, torch {torch.__version__}, device {device}"
+    )
 
 
 class _Interrupted(Exception):

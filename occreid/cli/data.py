@@ -34,7 +34,9 @@ def summary(
     csv: Path | None = typer.Option(
         None, "--csv", help="`folder` only: a CSV of path,pid,camid[,split[,occluded]]."
     ),
-    camids: str | None = typer.Option(None, "--camids", help="`p_dukemtmc` only: split (default, as published) or names."),
+    camids: str | None = typer.Option(
+        None, "--camids", help="`p_dukemtmc` only: split (default, as published) or names."
+    ),
     check_stats: bool = typer.Option(
         True, "--check-stats/--no-check-stats", help="Compare with published counts."
     ),
@@ -76,8 +78,10 @@ def summary(
         info = json.loads((dataset.root / "synthocc.json").read_text())
         line = f"  SynthOcc {info.get('preset')} preset, seed {info.get('seed')}, protocol {info.get('protocol')}"
         if info.get("train_occluders"):
-            line += (f"; unseen occluders: training {'/'.join(info['train_occluders'])}, "
-                     f"query and gallery {'/'.join(info['test_occluders'])}")  # fmt: skip
+            line += (
+                f"; unseen occluders: training {'/'.join(info['train_occluders'])}, "
+                f"query and gallery {'/'.join(info['test_occluders'])}"
+            )
         typer.echo(line)
     for warning in caught:
         typer.secho(f"warning: {warning.message}", fg=typer.colors.YELLOW, err=True)

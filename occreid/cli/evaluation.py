@@ -66,8 +66,10 @@ def _recorded_checkpoint(index: Any, index_path: Path, hint: str, given: Path | 
     if expected:
         if not checkpoint.is_file():
             if given is None:
-                raise OccreidError(f"{index_path} was built with {checkpoint}, which is not there (moved or "
-                                   "deleted); pass --checkpoint with that model's file")  # fmt: skip
+                raise OccreidError(
+                    f"{index_path} was built with {checkpoint}, which is not there (moved or "
+                    "deleted); pass --checkpoint with that model's file"
+                )
             _load_model(checkpoint)  # its "not found" / "is a folder" message
         if file_sha256(checkpoint) != expected:
             raise OccreidError(

@@ -13,8 +13,12 @@ def export(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Training checkpoint (.pt) to export."),
     out: Path = typer.Option(..., "--out", help="ONNX file to write, e.g. model.onnx."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
-    static_batch: bool = typer.Option(False, "--static-batch", help="Fix the batch size to 1 instead of dynamic."),
-    atol: float = typer.Option(1e-3, "--atol", help="Fail if ONNX and PyTorch outputs differ by more than this."),
+    static_batch: bool = typer.Option(
+        False, "--static-batch", help="Fix the batch size to 1 instead of dynamic."
+    ),
+    atol: float = typer.Option(
+        1e-3, "--atol", help="Fail if ONNX and PyTorch outputs differ by more than this."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Export the deployed model (backbone + GAP + BNNeck, images -> features) to ONNX and verify it with
@@ -41,13 +45,17 @@ def export(
         max_diff = export_onnx(deployed, partial, image_size, opset=opset, dynamic_batch=not static_batch)
         typer.echo(f"onnxruntime vs PyTorch max abs difference: {max_diff:.3g}")
         if max_diff > atol:
-            raise OccreidError(f"{out}: ONNX output differs from PyTorch by {max_diff:.3g} > --atol {atol}; the "
-                               "exported file failed this check and was deleted (nothing written to --out)")  # fmt: skip
+            raise OccreidError(
+                f"{out}: ONNX output differs from PyTorch by {max_diff:.3g} > --atol {atol}; the "
+                "exported file failed this check and was deleted (nothing written to --out)"
+            )
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
-    typer.echo(f"wrote {out}: input images (B, 3, {image_size[0]}, {image_size[1]}), "
-               f"{count_parameters(deployed) / 1e6:.2f}M parameters, opset {opset}")
+    typer.echo(
+        f"wrote {out}: input images (B, 3, {image_size[0]}, {image_size[1]}), "
+        f"{count_parameters(deployed) / 1e6:.2f}M parameters, opset {opset}"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,9 @@ MODEL_HELP = (
 )
 DEVICE_HELP = "rtmlib: cpu or cuda (ONNX Runtime's provider; cuda needs onnxruntime-gpu); mediapipe: cpu."
 
-pose_app = typer.Typer(help="Keypoints: extract them once per dataset, and look at them.", no_args_is_help=True)
+pose_app = typer.Typer(
+    help="Keypoints: extract them once per dataset, and look at them.", no_args_is_help=True
+)
 
 
 def _image_source(dataset: str | None, root: Path | None, images: Path | None) -> tuple[Path, list[str]]:
@@ -49,9 +51,13 @@ def extract(
     model: str | None = typer.Option(None, help=MODEL_HELP),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     input: Path | None = typer.Option(
-        None, "--input", help="coco-json: the results file; synthetic: the source store (default <root>/keypoints.npz)."
+        None,
+        "--input",
+        help="coco-json: the results file; synthetic: the source store (default <root>/keypoints.npz).",
     ),
-    images_json: Path | None = typer.Option(None, help="coco-json: a COCO file whose 'images' map ids to names."),
+    images_json: Path | None = typer.Option(
+        None, help="coco-json: a COCO file whose 'images' map ids to names."
+    ),
     save_every: int = typer.Option(500, help="Save the store atomically every N new images."),
     overwrite: bool = typer.Option(False, help="Replace a store from another estimator instead of resuming."),
 ) -> None:
@@ -70,7 +76,9 @@ def extract(
         from occreid.pose.estimators.coco_json import import_coco_json
 
         if input is None:
-            raise OccreidError("--estimator coco-json needs --input RESULTS.json (COCO keypoint results format)")
+            raise OccreidError(
+                "--estimator coco-json needs --input RESULTS.json (COCO keypoint results format)"
+            )
         if out.exists() and not overwrite:
             raise OccreidError(f"{out} exists; pass --overwrite to replace it with the imported keypoints")
         keypoints, report = import_coco_json(input, relpaths, images_json, root=root_dir)
@@ -90,7 +98,9 @@ def extract(
         if Path(out).resolve() != Path(source).resolve():
             store.save(out)
         no_person = sum(not has_pose(store[p]) for p in relpaths)
-        typer.echo(f"synthetic keypoints for {len(relpaths)} images OK in {out}; no visible keypoint in {no_person}")
+        typer.echo(
+            f"synthetic keypoints for {len(relpaths)} images OK in {out}; no visible keypoint in {no_person}"
+        )
         return
 
     with build_estimator(estimator, model=model, device=device) as est:
@@ -115,7 +125,9 @@ def show(
     ),
     num: int = typer.Option(8, help="Number of images."),
     seed: int = typer.Option(0, help="Which images: a seeded sample."),
-    config: Path | None = typer.Option(None, help="Config for pose.* and data.image_size (default: built-in)."),
+    config: Path | None = typer.Option(
+        None, help="Config for pose.* and data.image_size (default: built-in)."
+    ),
     out: Path = typer.Option(..., help="Output PNG."),
 ) -> None:
     """Draw images with their skeleton and the 8 rendered part heatmaps to a PNG grid."""

@@ -21,11 +21,16 @@ def synth(
     out: Path = typer.Option(None, "--out", help="Folder to write the dataset to (Market-1501 layout)."),
     preset: str = typer.Option("default", help="small (tests, ~500 images) or default (~4,100 images)."),
     seed: int = typer.Option(0, help="Dataset seed (>= 0): the same seed gives byte-identical images."),
-    protocol: str = typer.Option("occluded", help="occluded, partial or holistic (what the query/gallery hold)."),
+    protocol: str = typer.Option(
+        "occluded", help="occluded, partial or holistic (what the query/gallery hold)."
+    ),
     workers: int = typer.Option(2, help="Rendering processes; the output does not depend on it."),
     preview: bool = typer.Option(False, "--preview", help="Also save <out>/preview.png, a contact sheet."),
     force: bool = typer.Option(
-        False, "--overwrite", "--force", help="Replace a SynthOcc dataset already in --out (never other data)."
+        False,
+        "--overwrite",
+        "--force",
+        help="Replace a SynthOcc dataset already in --out (never other data).",
     ),
     train_occluders: str | None = typer.Option(
         None,
@@ -38,7 +43,9 @@ def synth(
     if ctx.invoked_subcommand is not None:
         return
     if out is None:
-        raise OccreidError("--out is required: the folder to write the dataset to, e.g. `occreid synth --out data/synthocc`")
+        raise OccreidError(
+            "--out is required: the folder to write the dataset to, e.g. `occreid synth --out data/synthocc`"
+        )
     from occreid.data.synthocc import generate, make_contact_sheet
 
     kinds = None if train_occluders is None else [k.strip() for k in train_occluders.split(",") if k.strip()]
@@ -49,8 +56,10 @@ def synth(
         typer.echo(f"{split:<8} {c['identities']:>5} ids {c['images']:>6} images {c['occluded']:>5} occluded")
     typer.echo(f"wrote {out} (protocol {protocol}, seed {seed})")
     if info["train_occluders"]:
-        typer.echo(f"unseen occluders: training {', '.join(info['train_occluders'])}; "
-                   f"query/gallery {', '.join(info['test_occluders'])}")  # fmt: skip
+        typer.echo(
+            f"unseen occluders: training {', '.join(info['train_occluders'])}; "
+            f"query/gallery {', '.join(info['test_occluders'])}"
+        )
     if preview:
         typer.echo(f"preview: {make_contact_sheet(out)}")
 

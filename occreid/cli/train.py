@@ -10,7 +10,8 @@ import typer
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (see configs/)")]
 SetOpt = Annotated[
-    list[str] | None, typer.Option("--set", "-s", help="override a field, e.g. --set train.lr=3e-4 (repeatable)")
+    list[str] | None,
+    typer.Option("--set", "-s", help="override a field, e.g. --set train.lr=3e-4 (repeatable)"),
 ]
 
 PARTIAL_SETS = ("partial_reid", "partial_ilids")
@@ -39,12 +40,16 @@ def train(
         overrides.append(f"train.output_dir={output_dir}")
     cfg = load_config(config, overrides)
     result = run_train(cfg, resume=resume, overwrite=overwrite)
-    typer.echo(f"done: {result.steps} steps, best mAP {max(result.best_map, 0):.1%}, run dir {result.run_dir}")
+    typer.echo(
+        f"done: {result.steps} steps, best mAP {max(result.best_map, 0):.1%}, run dir {result.run_dir}"
+    )
 
 
 def evaluate(
     checkpoint: Annotated[Path, typer.Option(help="checkpoint written by occreid train (last.pt / best.pt)")],
-    dataset: Annotated[str | None, typer.Option(help="test on this dataset instead of the training one")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="test on this dataset instead of the training one")
+    ] = None,
     root: Annotated[Path | None, typer.Option(help="its root folder")] = None,
     set_: SetOpt = None,
     out: Annotated[Path | None, typer.Option(help="results JSON (default: next to the checkpoint)")] = None,
@@ -93,7 +98,9 @@ def evaluate(
 def demo(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/demo"),
     seed: Annotated[int, typer.Option(help="seed for the data and both trainings")] = 0,
-    epochs: Annotated[int | None, typer.Option(help="training epochs per model (default: the demo preset)")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="training epochs per model (default: the demo preset)")
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="replace the demo's earlier runs, data and report in --out")
     ] = False,

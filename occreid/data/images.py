@@ -1,6 +1,6 @@
 """Reading image files, with the one error message every reader gives for a missing or unreadable file.
 
-    image = read_image("data/market1501/query/0001_c1s1_001051_00.jpg")   # PIL RGB image
+image = read_image("data/market1501/query/0001_c1s1_001051_00.jpg")   # PIL RGB image
 """
 
 from __future__ import annotations
@@ -74,8 +74,12 @@ def check_images(paths: Sequence[str | Path], what: str, workers: int = 8, progr
     paths = [str(p) for p in paths]
     bad: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        bar = progress_bar(total=len(paths), desc=f"checking {what} images", unit="img",
-                           enabled=progress and len(paths) > 2000)  # fmt: skip
+        bar = progress_bar(
+            total=len(paths),
+            desc=f"checking {what} images",
+            unit="img",
+            enabled=progress and len(paths) > 2000,
+        )
         for path, problem in zip(paths, pool.map(_problem, paths, chunksize=64)):
             bar.update(1)
             if problem is not None:

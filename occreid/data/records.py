@@ -41,7 +41,10 @@ class ReidDataset:
         }
 
     def summary(self) -> str:
-        lines = [f"Dataset {self.name} at {self.root}", f"  {'split':<8}| {'# ids':>7} | {'# images':>9} | {'# cameras':>9}"]
+        lines = [
+            f"Dataset {self.name} at {self.root}",
+            f"  {'split':<8}| {'# ids':>7} | {'# images':>9} | {'# cameras':>9}",
+        ]
         lines.append("  " + "-" * 44)
         for name, (ids, images, cams) in self.split_stats().items():
             lines.append(f"  {name:<8}| {ids:>7} | {images:>9} | {cams:>9}")

@@ -83,7 +83,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except pickle.UnpicklingError as exc:
         raise OccreidError(f"{path}: not loaded: {torch_load_problem(exc)}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise OccreidError(f"{path} is truncated or not a torch checkpoint ({torch_load_problem(exc)})") from None
+        raise OccreidError(
+            f"{path} is truncated or not a torch checkpoint ({torch_load_problem(exc)})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
         raise OccreidError(
             f"{path} is not an occreid checkpoint (no '{FORMAT}' marker); to use foreign weights, "
@@ -140,8 +142,13 @@ def _model_summary(cfg: Config, num_classes: int | None) -> str:
 
 
 def load_weights(
-    method: nn.Module, state: dict[str, Any], path: str | Path, cfg: Config, stored: Config | None = None,
-    num_classes: int | None = None, action: str = "resume",
+    method: nn.Module,
+    state: dict[str, Any],
+    path: str | Path,
+    cfg: Config,
+    stored: Config | None = None,
+    num_classes: int | None = None,
+    action: str = "resume",
 ) -> None:
     """Load a checkpoint's `model` weights into `method` (built from `cfg`). Weights of another model, backbone
     or dataset (identity count) are an OccreidError that says what the checkpoint holds and what `cfg` asks for,
@@ -157,19 +164,31 @@ def load_weights(
         return
     differs = [
         f"{key}={getattr(getattr(stored, s), f)} (config: {getattr(getattr(cfg, s), f)})"
-        for key, (s, f) in {"model.name": ("model", "name"), "model.backbone": ("model", "backbone"),
-                            "data.dataset": ("data", "dataset")}.items()  # fmt: skip
+        for key, (s, f) in {
+            "model.name": ("model", "name"),
+            "model.backbone": ("model", "backbone"),
+            "data.dataset": ("data", "dataset"),
+        }.items()
         if getattr(getattr(stored, s), f) != getattr(getattr(cfg, s), f)
     ]
     if num_classes is not None and state.get("num_classes") not in (None, num_classes):
         differs.append(f"{state['num_classes']} training identities (dataset: {num_classes})")
-    counts = ", ".join(f"{len(keys)} {label} (e.g. {keys[0]})" for label, keys in
-                       (("missing", missing), ("unexpected", unexpected), ("of another shape", wrong)) if keys)  # fmt: skip
+    counts = ", ".join(
+        f"{len(keys)} {label} (e.g. {keys[0]})"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", wrong))
+        if keys
+    )
     cause = f"the checkpoint has {'; '.join(differs)}" if differs else f"weights {counts}"
-    fix = ("resume only with the config the run was started with (its config.yaml), or start a new run without "
-           "--resume" if action == "resume" else "drop the --set overrides of model.* that differ from the checkpoint")
-    raise OccreidError(f"cannot {action} from {path}: it holds {_model_summary(stored, state.get('num_classes'))}, "
-                       f"which does not fit {cfg.model.name} ({cfg.model.backbone}): {cause}; {fix}")  # fmt: skip
+    fix = (
+        "resume only with the config the run was started with (its config.yaml), or start a new run without "
+        "--resume"
+        if action == "resume"
+        else "drop the --set overrides of model.* that differ from the checkpoint"
+    )
+    raise OccreidError(
+        f"cannot {action} from {path}: it holds {_model_summary(stored, state.get('num_classes'))}, "
+        f"which does not fit {cfg.model.name} ({cfg.model.backbone}): {cause}; {fix}"
+    )
 
 
 def load_deployed_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Config]:

@@ -61,7 +61,13 @@ def _reusable(root: Path, seed: int) -> bool:
     except (json.JSONDecodeError, UnicodeDecodeError):
         return False
     # train_occluders is absent from datasets written before the unseen-occluder split existed: None as well
-    wanted = {"seed": seed, "protocol": "occluded", "preset": "default", "version": VERSION, "train_occluders": None}
+    wanted = {
+        "seed": seed,
+        "protocol": "occluded",
+        "preset": "default",
+        "version": VERSION,
+        "train_occluders": None,
+    }
     return isinstance(settings, dict) and all(settings.get(key) == value for key, value in wanted.items())
 
 
@@ -77,8 +83,15 @@ def _make_data(root: Path, seed: int, overwrite: bool = False) -> None:
     generate_synthocc(root, preset="default", seed=seed, protocol="occluded", force=overwrite)
 
 
-DEMO_OUTPUTS = ("results.json", "report.md", "curves.png", "response_maps.png", "attention_maps.png",
-                *(f"ranked_{m.key}" for m in MODELS), *(f"erased_tokens_{m.key}.png" for m in MODELS))
+DEMO_OUTPUTS = (
+    "results.json",
+    "report.md",
+    "curves.png",
+    "response_maps.png",
+    "attention_maps.png",
+    *(f"ranked_{m.key}" for m in MODELS),
+    *(f"erased_tokens_{m.key}.png" for m in MODELS),
+)
 
 
 def _check_out(out: Path, seed: int, overwrite: bool) -> None:
@@ -103,7 +116,9 @@ def _check_out(out: Path, seed: int, overwrite: bool) -> None:
 
 
 @torch.inference_mode()
-def _ms_per_query(model: nn.Module, cfg: Config, query_paths: list[str], gallery_feats: torch.Tensor) -> float:
+def _ms_per_query(
+    model: nn.Module, cfg: Config, query_paths: list[str], gallery_feats: torch.Tensor
+) -> float:
     """Wall time of one query end to end: load, preprocess, forward at batch 1 (in the precision the evaluation
     uses, cfg.train.amp), rank the whole gallery."""
     from PIL import Image
@@ -145,8 +160,9 @@ def _curves(runs: dict[str, Path], titles: dict[str, str], out: Path) -> None:
 
 
 @torch.inference_mode()
-def _response_maps(models: dict[str, nn.Module], titles: dict[str, str], cfg: Config, paths: list[str],
-                   out: Path) -> None:
+def _response_maps(
+    models: dict[str, nn.Module], titles: dict[str, str], cfg: Config, paths: list[str], out: Path
+) -> None:
     """Channel-mean activation of F over each image (the paper's Figures 1 and 4), per CNN model (a ViT's tokens
     are layer-normalised, so their channel mean says nothing; its attention maps are drawn instead)."""
     import matplotlib
@@ -191,7 +207,9 @@ class _PoseFeatures(nn.Module):
         return torch.cat([self.method.test_feature(branches, name) for name in self.features], dim=1)
 
 
-def pose_at_test(checkpoint: Path, dataset, features: tuple[str, ...] = POSE_FEATURES) -> dict[str, dict[str, float]]:
+def pose_at_test(
+    checkpoint: Path, dataset, features: tuple[str, ...] = POSE_FEATURES
+) -> dict[str, dict[str, float]]:
     """PGFL-KD's pose-based test features (Table 8) with SynthOcc's ground-truth keypoints: what f_G is
     distilled from, to see how much of it the pose-free model keeps. Features the model's switches do not
     produce (f_P / f_V without model.sab, f_F / f_E without model.feb) are left out."""
@@ -205,9 +223,12 @@ def pose_at_test(checkpoint: Path, dataset, features: tuple[str, ...] = POSE_FEA
     if not features:
         return {}
     model, device = _PoseFeatures(method, features), torch.device("cpu")
-    qf = extract_features(model, dataset.query, cfg, device, keypoints_for(dataset, dataset.query, None), desc="query")
-    gf = extract_features(model, dataset.gallery, cfg, device, keypoints_for(dataset, dataset.gallery, None),
-                          desc="gallery")  # fmt: skip
+    qf = extract_features(
+        model, dataset.query, cfg, device, keypoints_for(dataset, dataset.query, None), desc="query"
+    )
+    gf = extract_features(
+        model, dataset.gallery, cfg, device, keypoints_for(dataset, dataset.gallery, None), desc="gallery"
+    )
     out = {}
     for feature, q, g in zip(features, qf.chunk(len(features), 1), gf.chunk(len(features), 1)):
         feature_cfg = apply_overrides(cfg, [f"model.test_feature={feature}"])
@@ -227,8 +248,10 @@ def _table(rows: dict[str, dict[str, Any]]) -> str:
         )
     for r in rows.values():
         for feature, p in r.get("pose_at_test", {}).items():
-            lines.append(f"| {r['title']} | {feature}, pose at test (not deployable pose-free) | "
-                         f"{100 * p['rank1']:.1f} | - | {100 * p['mAP']:.1f} | {100 * p['mINP']:.1f} | - | - | - |")
+            lines.append(
+                f"| {r['title']} | {feature}, pose at test (not deployable pose-free) | "
+                f"{100 * p['rank1']:.1f} | - | {100 * p['mAP']:.1f} | {100 * p['mINP']:.1f} | - | - | - |"
+            )
     return "\n".join(lines)
 
 
@@ -239,14 +262,21 @@ def _type_table(rows: dict[str, dict[str, Any]]) -> str:
     if not types:
         return ""
     counts = next(iter(rows.values()))["per_type_queries"]
-    lines = ["| model | " + " | ".join(f"{t} ({counts[t]} q.)" for t in types) + " |", "|---|" + "---:|" * len(types)]
+    lines = [
+        "| model | " + " | ".join(f"{t} ({counts[t]} q.)" for t in types) + " |",
+        "|---|" + "---:|" * len(types),
+    ]
     for r in rows.values():
-        cells = [f"{100 * r['per_type'][t]['mAP']:.1f} / {100 * r['per_type'][t]['rank1']:.1f}" for t in types]
+        cells = [
+            f"{100 * r['per_type'][t]['mAP']:.1f} / {100 * r['per_type'][t]['rank1']:.1f}" for t in types
+        ]
         lines.append(f"| {r['title']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def run_demo(out: Path, seed: int = 0, epochs: int | None = None, overwrite: bool = False) -> dict[str, dict[str, Any]]:
+def run_demo(
+    out: Path, seed: int = 0, epochs: int | None = None, overwrite: bool = False
+) -> dict[str, dict[str, Any]]:
     started = time.perf_counter()
     out = Path(out)
     _check_out(out, seed, overwrite)
@@ -265,8 +295,10 @@ def run_demo(out: Path, seed: int = 0, epochs: int | None = None, overwrite: boo
         print(f"{m.title} trained in {seconds[m.key]:.0f} s")
         runs[m.key], cfgs[m.key] = out / m.key, cfg
     rows = report(out, seed, runs, cfgs, seconds)
-    print(f"\nreport: {out / 'report.md'}; results: {out / 'results.json'}; "
-          f"total {time.perf_counter() - started:.0f} s")  # fmt: skip
+    print(
+        f"\nreport: {out / 'report.md'}; results: {out / 'results.json'}; "
+        f"total {time.perf_counter() - started:.0f} s"
+    )
     return rows
 
 
@@ -278,8 +310,15 @@ def demo_config(model: DemoModel, out: Path, seed: int, epochs: int | None = Non
     return load_config(model.config, overrides)
 
 
-def _vit_pictures(runs: dict[str, Path], cfgs: dict[str, Config], deployed: dict[str, nn.Module],
-                  titles: dict[str, str], dataset, query_paths: list[str], out: Path) -> list[str]:
+def _vit_pictures(
+    runs: dict[str, Path],
+    cfgs: dict[str, Config],
+    deployed: dict[str, nn.Module],
+    titles: dict[str, str],
+    dataset,
+    query_paths: list[str],
+    out: Path,
+) -> list[str]:
     """The ViT models' last-block class-token attention on the occluded queries, and the tokens OGFR's agent
     erases on holistic gallery images; report lines."""
     from occreid.engine.checkpoint import load_method
@@ -290,21 +329,31 @@ def _vit_pictures(runs: dict[str, Path], cfgs: dict[str, Config], deployed: dict
         return []
     cfg = next(cfgs[k] for k in deployed if titles[k] in vits)
     attention_maps(vits, query_paths, out / "attention_maps.png", cfg)
-    lines = ["## ViT attention on occluded queries (last block, class token over the patches)", "",
-             "![attention maps](attention_maps.png)", ""]  # fmt: skip
+    lines = [
+        "## ViT attention on occluded queries (last block, class token over the patches)",
+        "",
+        "![attention maps](attention_maps.png)",
+        "",
+    ]
     for key in deployed:
         method, method_cfg = load_method(runs[key] / "last.pt", "cpu")
         if getattr(method, "agent", None) is None:
             continue
-        holistic = [g.path for g in dataset.gallery if g.occluder_type == "none"][:: 97][: len(query_paths)]
+        holistic = [g.path for g in dataset.gallery if g.occluder_type == "none"][::97][: len(query_paths)]
         draw_erased_tokens(method, holistic, out / f"erased_tokens_{key}.png")
-        lines += [f"## Tokens {titles[key]}'s agent erases in the holistic teacher (greedy, "
-                  f"rho = {method_cfg.ogfr.erase_ratio})", "", f"![erased tokens](erased_tokens_{key}.png)", ""]
+        lines += [
+            f"## Tokens {titles[key]}'s agent erases in the holistic teacher (greedy, "
+            f"rho = {method_cfg.ogfr.erase_ratio})",
+            "",
+            f"![erased tokens](erased_tokens_{key}.png)",
+            "",
+        ]
     return lines
 
 
-def report(out: Path, seed: int, runs: dict[str, Path], cfgs: dict[str, Config],
-           seconds: dict[str, float]) -> dict[str, dict[str, Any]]:
+def report(
+    out: Path, seed: int, runs: dict[str, Path], cfgs: dict[str, Config], seconds: dict[str, float]
+) -> dict[str, dict[str, Any]]:
     """Evaluate the trained MODELS (`runs`: key -> run folder with last.pt) on <out>/synthocc and write the
     table, `results.json` and `report.md`."""
     from occreid.data.datasets import load_dataset
@@ -327,17 +376,30 @@ def report(out: Path, seed: int, runs: dict[str, Path], cfgs: dict[str, Config],
         h, w = cfg.data.image_size
         r = output.result
         rows[name] = {
-            "title": m.title, "config": m.config, "train_seconds": round(seconds[name], 1),
+            "title": m.title,
+            "config": m.config,
+            "train_seconds": round(seconds[name], 1),
             "pretrained": cfg.model.pretrained,
-            "rank1": float(r.cmc[0]), "rank5": float(r.cmc[4]), "rank10": float(r.cmc[9]),
-            "mAP": float(r.mAP), "mINP": float(r.mINP),
-            "params": count_parameters(model), "flops": count_flops(model, (1, 3, h, w)),
+            "rank1": float(r.cmc[0]),
+            "rank5": float(r.cmc[4]),
+            "rank10": float(r.cmc[9]),
+            "mAP": float(r.mAP),
+            "mINP": float(r.mINP),
+            "params": count_parameters(model),
+            "flops": count_flops(model, (1, 3, h, w)),
             "ms_per_query": _ms_per_query(model, cfg, [q.path for q in dataset.query], gf),
-            "settings": output.settings, "seed": seed, "epochs": cfg.train.epochs, "backbone": cfg.model.backbone,
-            "per_type": {t: {"rank1": float(x.cmc[0]), "mAP": float(x.mAP), "mINP": float(x.mINP)}
-                         for t, x in output.per_type.items()},
-            "per_type_queries": {t: sum(q.occluder_type == t for q in dataset.query) for t in output.per_type},
-        }  # fmt: skip
+            "settings": output.settings,
+            "seed": seed,
+            "epochs": cfg.train.epochs,
+            "backbone": cfg.model.backbone,
+            "per_type": {
+                t: {"rank1": float(x.cmc[0]), "mAP": float(x.mAP), "mINP": float(x.mINP)}
+                for t, x in output.per_type.items()
+            },
+            "per_type_queries": {
+                t: sum(q.occluder_type == t for q in dataset.query) for t in output.per_type
+            },
+        }
         if m.pose_features:
             rows[name]["pose_at_test"] = pose_at_test(runs[name] / "last.pt", dataset, m.pose_features)
         deployed[name], outputs[name] = model, output
@@ -353,33 +415,57 @@ def report(out: Path, seed: int, runs: dict[str, Path], cfgs: dict[str, Config],
     for name in runs:
         o = outputs[name]
         ranked[name] = visualize_ranked_results(
-            o.distmat, o.query_paths, o.gallery_paths,
-            np.array([q.pid for q in dataset.query]), np.array([g.pid for g in dataset.gallery]),
-            np.array([q.camid for q in dataset.query]), np.array([g.camid for g in dataset.gallery]),
-            out / f"ranked_{name}", topk=8, select=names,
-        )  # fmt: skip
+            o.distmat,
+            o.query_paths,
+            o.gallery_paths,
+            np.array([q.pid for q in dataset.query]),
+            np.array([g.pid for g in dataset.gallery]),
+            np.array([q.camid for q in dataset.query]),
+            np.array([g.camid for g in dataset.gallery]),
+            out / f"ranked_{name}",
+            topk=8,
+            select=names,
+        )
     first = cfgs[MODELS[0].key]
     query_paths = [str(data_root / "query" / n) for n in names]
     cnns = {k: v for k, v in deployed.items() if cfgs[k].model.backbone not in VIT_ARCHS}
     _response_maps(cnns, titles, first, query_paths, out / "response_maps.png")
     pictures = _vit_pictures(runs, cfgs, deployed, titles, dataset, query_paths, out)
     lines = [
-        f"# occreid demo: {' vs '.join(titles.values())} on SynthOcc (occluded protocol)", "",
+        f"# occreid demo: {' vs '.join(titles.values())} on SynthOcc (occluded protocol)",
+        "",
         f"Seed {seed}; {', '.join(sorted({c.model.backbone for c in cfgs.values()}))} "
         f"({'ImageNet-pretrained' if first.model.pretrained else 'from scratch'}) at {first.data.image_size[0]}x"
         f"{first.data.image_size[1]}, {first.train.epochs} epochs each, same schedule and seed. "
-        "Every model evaluated with f_G only: the deployed models take images only, no pose.", "",
+        "Every model evaluated with f_G only: the deployed models take images only, no pose.",
+        "",
         f"{len(dataset.query)} occluded queries, {len(dataset.gallery)} gallery images; settings: "
-        f"`{json.dumps(rows[MODELS[0].key]['settings'])}`", "",
-        "Training wall time: " + ", ".join(f"{titles[k]} {v:.0f} s" for k, v in seconds.items()) + ".", "",
-        table, "", "mAP / Rank-1 (%) by the query's occluder type (each type's queries against the whole gallery):", "",
-        type_table, "", "## Training curves", "", "![curves](curves.png)", "",
-        "## Feature-response maps of the CNNs (channel mean of F; cf. the paper's Figures 1 and 4)", "",
-        "![response maps](response_maps.png)", "", *pictures,
-        "## Ranked lists (green: same identity, red: different)", "",
-    ]  # fmt: skip
+        f"`{json.dumps(rows[MODELS[0].key]['settings'])}`",
+        "",
+        "Training wall time: " + ", ".join(f"{titles[k]} {v:.0f} s" for k, v in seconds.items()) + ".",
+        "",
+        table,
+        "",
+        "mAP / Rank-1 (%) by the query's occluder type (each type's queries against the whole gallery):",
+        "",
+        type_table,
+        "",
+        "## Training curves",
+        "",
+        "![curves](curves.png)",
+        "",
+        "## Feature-response maps of the CNNs (channel mean of F; cf. the paper's Figures 1 and 4)",
+        "",
+        "![response maps](response_maps.png)",
+        "",
+        *pictures,
+        "## Ranked lists (green: same identity, red: different)",
+        "",
+    ]
     for name in runs:
-        lines += [f"### {titles[name]}", ""] + [f"![{Path(p).stem}]({Path(p).relative_to(out)})" for p in ranked[name]]
+        lines += [f"### {titles[name]}", ""] + [
+            f"![{Path(p).stem}]({Path(p).relative_to(out)})" for p in ranked[name]
+        ]
         lines.append("")
     (out / "report.md").write_text("\n".join(lines))
     return rows

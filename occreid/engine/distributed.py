@@ -41,8 +41,10 @@ def check_device(name: str, option: str = "train.device") -> torch.device:
         raise OccreidError(f"{option}={name}: not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise OccreidError(f"{option}={name}: this machine has no CUDA GPU that torch can use; "
-                               "use cpu (or auto, which picks the GPU when there is one)")  # fmt: skip
+            raise OccreidError(
+                f"{option}={name}: this machine has no CUDA GPU that torch can use; "
+                "use cpu (or auto, which picks the GPU when there is one)"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise OccreidError(f"{option}={name}: there are only {torch.cuda.device_count()} CUDA device(s)")
     return device

@@ -147,9 +147,14 @@ def evaluate_features(
     per_type = {}
     if any(r.occluder_type is not None for r in query):
         per_type = evaluate_by_type(
-            distmat, [r.pid for r in query], [r.pid for r in gallery], [r.camid for r in query],
-            [r.camid for r in gallery], [r.occluder_type for r in query], max_rank=e.max_rank,
-        )  # fmt: skip
+            distmat,
+            [r.pid for r in query],
+            [r.pid for r in gallery],
+            [r.camid for r in query],
+            [r.camid for r in gallery],
+            [r.occluder_type for r in query],
+            max_rank=e.max_rank,
+        )
         settings["per_occluder_type"] = BY_TYPE_PROTOCOL
     return EvalOutput(result, settings, distmat, [r.path for r in query], [r.path for r in gallery], per_type)
 

@@ -36,8 +36,15 @@ class PlainProgress:
     """The non-terminal form: the same interface as the tqdm bar the code uses (iterate, update, set_postfix_str,
     write, close), printing a plain line at the end and at most every `interval` seconds."""
 
-    def __init__(self, iterable: Iterable[Any] | None, total: int | None, desc: str, unit: str,
-                 stream: TextIO, interval: float | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        iterable: Iterable[Any] | None,
+        total: int | None,
+        desc: str,
+        unit: str,
+        stream: TextIO,
+        interval: float | None = None,
+    ) -> None:
         self.iterable = iterable
         self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
         self.desc, self.unit, self.stream = desc, unit, stream
@@ -100,8 +107,16 @@ class _NoProgress(PlainProgress):
         self.closed = True
 
 
-def progress(iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str = "",
-             unit: str = "it", enabled: bool = True, stream: TextIO | None = None, leave: bool = False) -> Any:  # fmt: skip
+def progress(
+    iterable: Iterable[Any] | None = None,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    enabled: bool = True,
+    stream: TextIO | None = None,
+    leave: bool = False,
+) -> Any:
     """A tqdm bar when `stream` (default stderr) is a terminal, else a PlainProgress; with enabled=False an
     object with the same methods that prints nothing (e.g. on DDP ranks other than 0)."""
     stream = stream or sys.stderr
@@ -111,5 +126,7 @@ def progress(iterable: Iterable[Any] | None = None, *, total: int | None = None,
     if isatty is not None and isatty():
         from tqdm import tqdm
 
-        return tqdm(iterable, total=total, desc=desc, unit=f" {unit}", leave=leave, file=stream, dynamic_ncols=True)
+        return tqdm(
+            iterable, total=total, desc=desc, unit=f" {unit}", leave=leave, file=stream, dynamic_ncols=True
+        )
     return PlainProgress(iterable, total, desc, unit, stream)

@@ -68,8 +68,11 @@ def keypoints_for(
     relpaths = [dataset.relpath(r) for r in records]
     missing = store.check_coverage(relpaths, allow_missing=allow_missing, source=str(path))
     if missing:
-        print(f"warning: {path} lacks {missing} of {len(relpaths)} images; they train/test with no pose "
-              "(data.allow_missing_keypoints=true)", flush=True)  # fmt: skip
+        print(
+            f"warning: {path} lacks {missing} of {len(relpaths)} images; they train/test with no pose "
+            "(data.allow_missing_keypoints=true)",
+            flush=True,
+        )
     return [store[p] for p in relpaths]
 
 
@@ -81,7 +84,9 @@ def load_test_split(cfg: Config, train_set: ReidDataset | None = None) -> ReidDa
     return load_dataset(cfg.data.test_dataset, cfg.data.test_root or cfg.data.root)
 
 
-def check_split_images(*datasets: ReidDataset, splits: tuple[str, ...] = ("train", "query", "gallery")) -> None:
+def check_split_images(
+    *datasets: ReidDataset, splits: tuple[str, ...] = ("train", "query", "gallery")
+) -> None:
     """Every image training and evaluation will read can be decoded (occreid.data.images.check_images)."""
     from occreid.data.images import check_images
 
@@ -102,7 +107,9 @@ def test_keypoints(
         return None, None
     store = cfg.data.keypoints if cfg.data.test_dataset is None else cfg.data.test_keypoints
     allow = cfg.data.allow_missing_keypoints
-    return keypoints_for(test_set, test_set.query, store, allow), keypoints_for(test_set, test_set.gallery, store, allow)
+    return keypoints_for(test_set, test_set.query, store, allow), keypoints_for(
+        test_set, test_set.gallery, store, allow
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -132,7 +139,9 @@ def lr_factor(cfg: Config, epoch: int) -> float:
     if epoch < t.warmup_epochs:
         return warm
     progress = (epoch - t.warmup_epochs) / max(1, t.epochs - 1 - t.warmup_epochs)
-    return t.cosine_min_factor + (1 - t.cosine_min_factor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return t.cosine_min_factor + (1 - t.cosine_min_factor) * 0.5 * (
+        1 + math.cos(math.pi * min(progress, 1.0))
+    )
 
 
 def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
@@ -157,10 +166,16 @@ class _TrainStep(nn.Module):
 
 def environment_info(info: DistInfo) -> dict[str, Any]:
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip() or None  # fmt: skip
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).resolve().parent,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         commit = None
     import torchvision
@@ -188,8 +203,10 @@ def _step_of(line: str, path: Path) -> float:
     try:
         return json.loads(line).get("step", 0)
     except (json.JSONDecodeError, AttributeError):
-        print(f"warning: {path}: dropping an incomplete line (a crash while it was written): {line[:60]!r}",
-              flush=True)  # fmt: skip
+        print(
+            f"warning: {path}: dropping an incomplete line (a crash while it was written): {line[:60]!r}",
+            flush=True,
+        )
         return float("inf")
 
 
@@ -209,7 +226,11 @@ class MetricsLog:
         if resume_step is None:
             self.path.unlink(missing_ok=True)
         elif self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines() if _step_of(line, self.path) <= resume_step]
+            kept = [
+                line
+                for line in self.path.read_text().splitlines()
+                if _step_of(line, self.path) <= resume_step
+            ]
             self.path.write_text("".join(line + "\n" for line in kept))
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -260,21 +281,32 @@ def _autocast(cfg: Config, device: torch.device) -> torch.autocast:
     amp = cfg.train.amp
     if amp == "fp16" and device.type != "cuda":
         raise OccreidError("train.amp=fp16 needs a CUDA device; on the CPU use train.amp=bf16 (or none)")
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16, enabled=amp != "none")
+    return torch.autocast(
+        device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16, enabled=amp != "none"
+    )
 
 
 def _log_eval(cfg: Config, out: EvalOutput, epoch: int, step: int) -> dict[str, Any]:
     r = out.result
     return {
-        "kind": "eval", "epoch": epoch, "step": step, "mAP": float(r.mAP), "mINP": float(r.mINP),
+        "kind": "eval",
+        "epoch": epoch,
+        "step": step,
+        "mAP": float(r.mAP),
+        "mINP": float(r.mINP),
         **{f"rank{k}": float(r.cmc[k - 1]) for k in (1, 3, 5, 10) if k <= len(r.cmc)},
         # per occluder type of the queries (against the whole gallery), where the dataset knows the types
-        **{f"{key}[{t}]": float(v) for t, pr in out.per_type.items()
-           for key, v in (("rank1", pr.cmc[0]), ("mAP", pr.mAP), ("mINP", pr.mINP))},
-    }  # fmt: skip
+        **{
+            f"{key}[{t}]": float(v)
+            for t, pr in out.per_type.items()
+            for key, v in (("rank1", pr.cmc[0]), ("mAP", pr.mAP), ("mINP", pr.mINP))
+        },
+    }
 
 
-def train(cfg: Config, resume: str | Path | None = None, progress: bool = True, overwrite: bool = False) -> TrainResult:
+def train(
+    cfg: Config, resume: str | Path | None = None, progress: bool = True, overwrite: bool = False
+) -> TrainResult:
     """Train the method the config describes on `cfg.data`; write the run directory `cfg.train.output_dir`.
 
     `resume`: a checkpoint path, or "auto" for `<output_dir>/last.pt` when it exists. A run directory that
@@ -296,7 +328,9 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True, 
     # ---- the method, then the data it asks for
     dataset = load_dataset(cfg.data.dataset, cfg.data.root)
     if not dataset.train:
-        raise OccreidError(f"dataset {cfg.data.dataset} at {cfg.data.root} has no training split (test-only set)")
+        raise OccreidError(
+            f"dataset {cfg.data.dataset} at {cfg.data.root} has no training split (test-only set)"
+        )
     method = build_model(cfg, num_classes=dataset.num_train_pids).to(device)
     needs = method.batch_needs()
     train_kpts = (
@@ -305,9 +339,14 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True, 
         else None
     )
     loader = build_train_loader(
-        cfg, dataset.train, train_kpts, paired_views=needs.paired_views, rank=info.rank,
-        world_size=info.world_size, seed=t.seed,
-    )  # fmt: skip
+        cfg,
+        dataset.train,
+        train_kpts,
+        paired_views=needs.paired_views,
+        rank=info.rank,
+        world_size=info.world_size,
+        seed=t.seed,
+    )
     sampler = loader.batch_sampler
     test_set = load_test_split(cfg, dataset)
     q_kpts, g_kpts = test_keypoints(cfg, test_set, needs.test_keypoints)
@@ -318,11 +357,17 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True, 
         method = method.to(memory_format=torch.channels_last)
     if t.sync_bn and info.enabled:
         if device.type != "cuda":
-            raise OccreidError("train.sync_bn=true needs CUDA devices (PyTorch's SyncBatchNorm is GPU-only); "
-                               "set train.sync_bn=false for CPU runs")  # fmt: skip
+            raise OccreidError(
+                "train.sync_bn=true needs CUDA devices (PyTorch's SyncBatchNorm is GPU-only); "
+                "set train.sync_bn=false for CPU runs"
+            )
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
-    extra_optimizers = method.extra_optimizers()  # e.g. OGFR's agent: its own optimiser, left out of the main one
-    owned = {id(p) for opt in extra_optimizers.values() for group in opt.param_groups for p in group["params"]}
+    extra_optimizers = (
+        method.extra_optimizers()
+    )  # e.g. OGFR's agent: its own optimiser, left out of the main one
+    owned = {
+        id(p) for opt in extra_optimizers.values() for group in opt.param_groups for p in group["params"]
+    }
     optimizer = build_optimizer(cfg, method.parameter_groups(t.weight_decay, exclude=owned))
     optimizers = [optimizer, *extra_optimizers.values()]
     scheduler = build_scheduler(cfg, optimizer)
@@ -330,7 +375,9 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True, 
     step_module: nn.Module = _TrainStep(method)
     if info.enabled:
         step_module = nn.parallel.DistributedDataParallel(
-            step_module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+            step_module,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True,
         )
 
     # ---- resume
@@ -356,19 +403,27 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True, 
         save_config(cfg, run_dir / "config.yaml")
         (run_dir / "environment.json").write_text(json.dumps(environment_info(info), indent=2))
         print(dataset.summary())
-        print(f"training {type(method).__name__} on {device}, {len(sampler)} steps/epoch, "
-              f"epochs {start_epoch}->{t.epochs}, run dir {run_dir}")  # fmt: skip
+        print(
+            f"training {type(method).__name__} on {device}, {len(sampler)} steps/epoch, "
+            f"epochs {start_epoch}->{t.epochs}, run dir {run_dir}"
+        )
 
     def save(names: list[str], epochs_done: int, best: float) -> None:
         """The training state after `epochs_done` epochs, to each of `names` in the run directory (rank 0)."""
         if info.is_main:
             state = {
-                "model": method.state_dict(), "optimizer": optimizer.state_dict(),
+                "model": method.state_dict(),
+                "optimizer": optimizer.state_dict(),
                 "extra_optimizers": {name: opt.state_dict() for name, opt in extra_optimizers.items()},
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epochs_done,
-                "step": step, "rng": rng_state(), "config": cfg.model_dump(mode="json"),
-                "num_classes": dataset.num_train_pids, "best_map": best,
-            }  # fmt: skip
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "epoch": epochs_done,
+                "step": step,
+                "rng": rng_state(),
+                "config": cfg.model_dump(mode="json"),
+                "num_classes": dataset.num_train_pids,
+                "best_map": best,
+            }
             for name in names:
                 save_checkpoint(run_dir / name, state)
 
@@ -377,12 +432,16 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True, 
         # A per-epoch seed makes an epoch's sampling and augmentation independent of what ran before it, so a
         # resumed run repeats an uninterrupted one exactly (on the CPU).
         torch.manual_seed(t.seed * 100_003 + epoch)
-        loader.generator.manual_seed(t.seed * 100_003 + epoch * 1_009 + info.rank)  # worker augmentation seeds
+        loader.generator.manual_seed(
+            t.seed * 100_003 + epoch * 1_009 + info.rank
+        )  # worker augmentation seeds
         sampler.set_epoch(epoch)
         method.set_epoch(epoch)
         method.train()
         t_data, t_end = 0.0, time.perf_counter()
-        bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{t.epochs}", unit="steps", enabled=info.is_main and progress)
+        bar = progress_bar(
+            loader, desc=f"epoch {epoch + 1}/{t.epochs}", unit="steps", enabled=info.is_main and progress
+        )
         for batch in bar:
             t_data += time.perf_counter() - t_end
             batch = _to_device(batch, device, t.channels_last)
@@ -416,16 +475,23 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True, 
             step += 1
             if step % t.log_period == 0 or step == 1:
                 record = {
-                    "kind": "train", "epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"],
-                    "loss": loss.item(), "grad_norm": float(grad_norm), "data_time": t_data,
+                    "kind": "train",
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "loss": loss.item(),
+                    "grad_norm": float(grad_norm),
+                    "data_time": t_data,
                     **{k: v.item() for k, v in terms.items()},
-                }  # fmt: skip
+                }
                 log.write(record)
                 if info.is_main and progress:
                     terms_txt = " ".join(f"{k}={v.item():.3f}" for k, v in terms.items())
                     bar.set_postfix_str(f"loss {loss.item():.4f}")
-                    bar.write(f"epoch {epoch + 1} step {step} loss {loss.item():.4f} ({terms_txt}) "
-                              f"|g| {float(grad_norm):.2f} lr {optimizer.param_groups[0]['lr']:.2e}")  # fmt: skip
+                    bar.write(
+                        f"epoch {epoch + 1} step {step} loss {loss.item():.4f} ({terms_txt}) "
+                        f"|g| {float(grad_norm):.2f} lr {optimizer.param_groups[0]['lr']:.2e}"
+                    )
                 t_data = 0.0
             t_end = time.perf_counter()
         scheduler.step()
@@ -434,7 +500,9 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True, 
         broadcast_buffers(method, info)
         done = epoch + 1
 
-        save(["last.pt"], done, best_map)  # first: an evaluation that fails (a bad gallery image, Ctrl-C) keeps the epoch
+        save(
+            ["last.pt"], done, best_map
+        )  # first: an evaluation that fails (a bad gallery image, Ctrl-C) keeps the epoch
         evaluate_now = done == t.epochs or (t.eval_period > 0 and done % t.eval_period == 0)
         improved = False
         if evaluate_now:
@@ -444,10 +512,17 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True, 
                 log.write(last_eval)
                 improved = out.result.mAP > best_map
                 best_map = max(best_map, float(out.result.mAP))
-                print(f"epoch {done}: mAP {out.result.mAP:.1%} rank-1 {out.result.cmc[0]:.1%} "
-                      f"mINP {out.result.mINP:.1%}", flush=True)  # fmt: skip
-                (run_dir / "eval.json").write_text(json.dumps({**last_eval, "settings": out.settings}, indent=2))
-            save(["last.pt", *(["best.pt"] if improved else [])], done, best_map)  # again, with the new best_map
+                print(
+                    f"epoch {done}: mAP {out.result.mAP:.1%} rank-1 {out.result.cmc[0]:.1%} "
+                    f"mINP {out.result.mINP:.1%}",
+                    flush=True,
+                )
+                (run_dir / "eval.json").write_text(
+                    json.dumps({**last_eval, "settings": out.settings}, indent=2)
+                )
+            save(
+                ["last.pt", *(["best.pt"] if improved else [])], done, best_map
+            )  # again, with the new best_map
         barrier(info)
 
     if info.enabled:  # every rank must end with the same weights
@@ -458,4 +533,3 @@ def train(cfg: Config, resume: str | Path | None = None, progress: bool = True, 
     log.close()
     cleanup_distributed(info)
     return TrainResult(run_dir, t.epochs, step, best_map, last_eval)
-

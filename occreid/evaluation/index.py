@@ -208,8 +208,10 @@ class GalleryIndex:
                 features = data["features"].astype(np.float32)
                 paths = [str(p) for p in data["paths"]]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            raise OccreidError(f"{path} is not an occreid gallery index ({npz_problem(exc)}); rebuild it with "
-                               "`occreid index build --overwrite`") from None  # fmt: skip
+            raise OccreidError(
+                f"{path} is not an occreid gallery index ({npz_problem(exc)}); rebuild it with "
+                "`occreid index build --overwrite`"
+            ) from None
         index = cls(metric=header["metric"], normalize=header["normalize"], meta=header.get("meta", {}))
         if len(paths):
             index.features = features

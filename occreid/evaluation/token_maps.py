@@ -122,8 +122,16 @@ def draw_erased_tokens(method: nn.Module, images: Tensor | Sequence[str | Path],
         axes[0, col].imshow(rgb[col].numpy())
         for i in out.index[col].tolist():
             x, y, bw, bh = _patch_box(i, gw, kernel, stride)
-            axes[0, col].add_patch(Rectangle((x - 0.5, y - 0.5), bw, bh, facecolor=(0.5, 0.5, 0.5, 0.75),
-                                             edgecolor="white", linewidth=0.8))  # fmt: skip
+            axes[0, col].add_patch(
+                Rectangle(
+                    (x - 0.5, y - 0.5),
+                    bw,
+                    bh,
+                    facecolor=(0.5, 0.5, 0.5, 0.75),
+                    edgecolor="white",
+                    linewidth=0.8,
+                )
+            )
         axes[1, col].imshow(rgb[col].numpy())
         axes[1, col].imshow(heat[col].numpy(), cmap="jet", alpha=0.5)
     axes[0, 0].set_title(f"erased ({out.index.shape[1]} of {gh * gw})", loc="left", fontsize=8)
@@ -146,8 +154,9 @@ def attention_maps(
     for col in range(len(batch)):
         axes[0, col].imshow(rgb[col].numpy())
         for row, attention in enumerate(maps.values(), start=1):
-            up = nn.functional.interpolate(attention[col][None, None], size=(h, w), mode="bilinear",
-                                           align_corners=False)[0, 0]  # fmt: skip
+            up = nn.functional.interpolate(
+                attention[col][None, None], size=(h, w), mode="bilinear", align_corners=False
+            )[0, 0]
             up = (up - up.min()) / (up.max() - up.min() + 1e-8)
             axes[row, col].imshow(rgb[col].numpy())
             axes[row, col].imshow(up.numpy(), cmap="jet", alpha=0.5)

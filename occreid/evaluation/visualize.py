@@ -167,9 +167,18 @@ def visualize_ranked_results(
     has the same size. File names: `<rank in selection>_<query file stem>.png`.
     """
     rows = _ranked_rows(
-        distmat, query_paths, gallery_paths, q_pids, g_pids, q_camids, g_camids, topk, select, num_queries,
+        distmat,
+        query_paths,
+        gallery_paths,
+        q_pids,
+        g_pids,
+        q_camids,
+        g_camids,
+        topk,
+        select,
+        num_queries,
         same_camera_filter,
-    )  # fmt: skip
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -198,9 +207,18 @@ def ranked_results_grid(
     from PIL import Image
 
     rows = _ranked_rows(
-        distmat, query_paths, gallery_paths, q_pids, g_pids, q_camids, g_camids, topk, select, num_queries,
+        distmat,
+        query_paths,
+        gallery_paths,
+        q_pids,
+        g_pids,
+        q_camids,
+        g_camids,
+        topk,
+        select,
+        num_queries,
         same_camera_filter,
-    )  # fmt: skip
+    )
     width, height = row_size(topk)
     grid = Image.new("RGB", (width, len(rows) * (height + GAP)), WHITE)
     for n, (_, row) in enumerate(rows):

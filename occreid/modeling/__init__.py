@@ -1,7 +1,7 @@
 """Models and losses: the baseline, PGFL-KD and OGFR, their deployment, complexity and ONNX export.
 
-    from occreid.modeling import build_model
-    method = build_model(cfg, num_classes=702)
+from occreid.modeling import build_model
+method = build_model(cfg, num_classes=702)
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ def build_model(cfg: Config, num_classes: int) -> ReidMethod:
         return Baseline(cfg, num_classes)
     if cfg.model.name == "pgfl_kd":
         if cfg.model.backbone in VIT_ARCHS:
-            raise OccreidError(f"model.backbone={cfg.model.backbone}: PGFL-KD pools a CNN's spatial feature map; "
-                               "choose resnet18/34/50 or mobilenet_v2, or model.name=baseline for a ViT")  # fmt: skip
+            raise OccreidError(
+                f"model.backbone={cfg.model.backbone}: PGFL-KD pools a CNN's spatial feature map; "
+                "choose resnet18/34/50 or mobilenet_v2, or model.name=baseline for a ViT"
+            )
         return PGFLKD(cfg, num_classes)
     if cfg.model.name == "ogfr":
         return OGFR(cfg, num_classes)

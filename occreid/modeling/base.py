@@ -35,7 +35,9 @@ class BatchNeeds:
     """What a method's batches carry beyond images, pids and camids (see occreid.data.loaders)."""
 
     keypoints: bool = False  # training batches: "keypoints" (B, 17, 3)
-    paired_views: bool = False  # training batches: "occluded", "occ_type", "occ_mask" (occreid.data.occlusion)
+    paired_views: bool = (
+        False  # training batches: "occluded", "occ_type", "occ_mask" (occreid.data.occlusion)
+    )
     test_keypoints: bool = False  # query and gallery keypoints at evaluation
 
 
@@ -44,9 +46,15 @@ def build_reid_backbone(cfg: Config) -> nn.Module:
     m = cfg.model
     if m.backbone in VIT_ARCHS:
         return ViTBackbone(
-            m.backbone, cfg.data.image_size, stride=m.vit_stride, depth=m.vit_depth, drop_path=m.drop_path,
-            num_cameras=m.num_cameras, camera_coef=m.camera_coef, pretrained=m.pretrained,
-        )  # fmt: skip
+            m.backbone,
+            cfg.data.image_size,
+            stride=m.vit_stride,
+            depth=m.vit_depth,
+            drop_path=m.drop_path,
+            num_cameras=m.num_cameras,
+            camera_coef=m.camera_coef,
+            pretrained=m.pretrained,
+        )
     return build_backbone(m.backbone, m.pretrained, m.last_stride)
 
 

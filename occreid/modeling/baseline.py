@@ -16,8 +16,10 @@ from occreid.modeling.deploy import pool_feature_map
 class Baseline(ReidMethod):
     def __init__(self, cfg: Config, num_classes: int) -> None:
         if cfg.model.test_feature != "f_G":
-            raise OccreidError(f"model.test_feature={cfg.model.test_feature} needs PGFL-KD's pose branches; "
-                               "the baseline only has f_G (set model.test_feature=f_G)")
+            raise OccreidError(
+                f"model.test_feature={cfg.model.test_feature} needs PGFL-KD's pose branches; "
+                "the baseline only has f_G (set model.test_feature=f_G)"
+            )
         super().__init__(cfg, num_classes)
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

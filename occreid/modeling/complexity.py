@@ -49,7 +49,9 @@ def _centred_keypoints(batch: int, image_size: tuple[int, int], device: torch.de
 
 
 @torch.no_grad()
-def inference_cost(method: ReidMethod, feature: str, image_size: tuple[int, int] = (384, 128)) -> dict[str, int]:
+def inference_cost(
+    method: ReidMethod, feature: str, image_size: tuple[int, int] = (384, 128)
+) -> dict[str, int]:
     """{"params", "flops"} of the model part that computes test feature `feature` for one image.
 
     f_G: backbone (+ the f_G BN for neck_feat="after") - identical to `method.deploy()`.

@@ -45,10 +45,20 @@ def export_onnx(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-            torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              opset_version=opset, dynamic_axes=dynamic_axes, dynamo=False)
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                dynamic_axes=dynamic_axes,
+                dynamo=False,
+            )
     except OSError as exc:  # the file could not be written: not an opset problem
-        raise OccreidError(f"cannot write the ONNX file {path} ({exc.strerror or type(exc).__name__})") from None
+        raise OccreidError(
+            f"cannot write the ONNX file {path} ({exc.strerror or type(exc).__name__})"
+        ) from None
     except Exception as exc:
         raise OccreidError(f"ONNX export to {path} failed at opset {opset}: {exc} (try --opset 17)") from None
     if not verify:
@@ -57,8 +67,9 @@ def export_onnx(
 
 
 @torch.no_grad()
-def verify_onnx(deployed: nn.Module, path: str | Path, image_size: tuple[int, int], batch: int = 3,
-                seed: int = 0) -> float:
+def verify_onnx(
+    deployed: nn.Module, path: str | Path, image_size: tuple[int, int], batch: int = 3, seed: int = 0
+) -> float:
     """Max abs difference between onnxruntime (CPU) on `path` and `deployed` on the same random batch."""
     try:
         import onnxruntime as ort

@@ -106,10 +106,14 @@ class ViTBackbone(nn.Module):
         if not 1 <= stride <= PATCH_SIZE:
             raise OccreidError(f"model.vit_stride must be in 1..{PATCH_SIZE}, got {stride}")
         if arch.hybrid and stride != PATCH_SIZE:
-            raise OccreidError(f"model.vit_stride={stride}: {name}'s MobileNetV2 stem has a fixed stride of 16; "
-                               "set model.vit_stride=16")  # fmt: skip
+            raise OccreidError(
+                f"model.vit_stride={stride}: {name}'s MobileNetV2 stem has a fixed stride of 16; "
+                "set model.vit_stride=16"
+            )
         if image_size[0] < PATCH_SIZE or image_size[1] < PATCH_SIZE:
-            raise OccreidError(f"data.image_size {tuple(image_size)} is smaller than a {PATCH_SIZE}-pixel patch")
+            raise OccreidError(
+                f"data.image_size {tuple(image_size)} is smaller than a {PATCH_SIZE}-pixel patch"
+            )
         embed_layer = (
             functools.partial(_mnv2_stem_embed, pretrained)
             if arch.hybrid
@@ -117,9 +121,15 @@ class ViTBackbone(nn.Module):
         )
         self.name = name
         self.vit = VisionTransformer(
-            img_size=tuple(image_size), patch_size=PATCH_SIZE, num_classes=0, embed_dim=arch.embed_dim,
-            depth=depth or arch.depth, num_heads=arch.num_heads, drop_path_rate=drop_path, embed_layer=embed_layer,
-        )  # fmt: skip
+            img_size=tuple(image_size),
+            patch_size=PATCH_SIZE,
+            num_classes=0,
+            embed_dim=arch.embed_dim,
+            depth=depth or arch.depth,
+            num_heads=arch.num_heads,
+            drop_path_rate=drop_path,
+            embed_layer=embed_layer,
+        )
         self.out_channels = arch.embed_dim
         self.grid_size: tuple[int, int] = tuple(self.vit.patch_embed.grid_size)
         self.patch_geometry = (PATCH_SIZE, PATCH_SIZE if arch.hybrid else stride)
@@ -155,8 +165,10 @@ class ViTBackbone(nn.Module):
                 x = x + self.camera_coef * self.camera_embed.mean(dim=0)
             else:
                 if int(camids.max()) >= len(self.camera_embed):
-                    raise OccreidError(f"camera id {int(camids.max())} is out of range for model.num_cameras="
-                                       f"{len(self.camera_embed)}; set it to the dataset's camera count")  # fmt: skip
+                    raise OccreidError(
+                        f"camera id {int(camids.max())} is out of range for model.num_cameras="
+                        f"{len(self.camera_embed)}; set it to the dataset's camera count"
+                    )
                 x = x + self.camera_coef * self.camera_embed[camids]  # (B, 1, D) broadcast over tokens
         return self.vit.norm_pre(x)
 
@@ -186,8 +198,10 @@ def _read_state_dict(path: str) -> dict[str, Tensor]:
     """A state dict from a .safetensors file or a PyTorch file read with weights_only=True (no pickled code)."""
     file = Path(path)
     if not file.is_file():
-        raise OccreidError(f"model.pretrained: weights file {path} does not exist (give a local timm ViT "
-                           "checkpoint, or false)")  # fmt: skip
+        raise OccreidError(
+            f"model.pretrained: weights file {path} does not exist (give a local timm ViT "
+            "checkpoint, or false)"
+        )
     try:
         if file.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -197,7 +211,9 @@ def _read_state_dict(path: str) -> dict[str, Tensor]:
     except Exception as exc:
         from occreid.errors import torch_load_problem
 
-        raise OccreidError(f"model.pretrained: cannot read {path} as weights ({torch_load_problem(exc)})") from None
+        raise OccreidError(
+            f"model.pretrained: cannot read {path} as weights ({torch_load_problem(exc)})"
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -214,13 +230,22 @@ def load_vit_checkpoint(vit: nn.Module, path: str) -> None:
     state = checkpoint_filter_fn(_read_state_dict(path), vit)
     state = {k: v for k, v in state.items() if not k.startswith("head.")}
     own = vit.state_dict()
-    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
+    wrong = [
+        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and v.shape != own[k].shape
+    ]
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if wrong or missing or unexpected:
-        parts = [f"{len(keys)} {label} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
-                 for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                                     ("shape mismatches", wrong)) if keys]  # fmt: skip
+        parts = [
+            f"{len(keys)} {label} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+            for label, keys in (
+                ("missing keys", missing),
+                ("unexpected keys", unexpected),
+                ("shape mismatches", wrong),
+            )
+            if keys
+        ]
         raise OccreidError(f"model.pretrained: {path} does not fit this ViT: " + "; ".join(parts))
     vit.load_state_dict(state)
-

@@ -50,7 +50,9 @@ def folder_relpaths(root: str | Path) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         raise OccreidError(f"--images {root}: not a folder")
-    paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    paths = sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
+    )
     if not paths:
         raise OccreidError(f"--images {root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
     return paths

@@ -4,10 +4,24 @@ Everything that needs left/right (the flip transform, the multi-part contrastive
 """
 
 COCO_KEYPOINTS: tuple[str, ...] = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
-)  # fmt: skip
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+)
 NUM_KEYPOINTS = len(COCO_KEYPOINTS)
 
 # Index of each keypoint's mirror image under a horizontal flip.
@@ -17,8 +31,15 @@ KEYPOINT_FLIP: tuple[int, ...] = tuple(
 )
 
 PART_GROUPS: tuple[str, ...] = (
-    "head", "left_lower_arm", "right_lower_arm", "left_knee", "right_knee", "left_ankle", "right_ankle", "torso",
-)  # fmt: skip
+    "head",
+    "left_lower_arm",
+    "right_lower_arm",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+    "torso",
+)
 NUM_PARTS = len(PART_GROUPS)
 
 # Keypoints merged into each part group (section 4.2).
@@ -38,5 +59,6 @@ PART_KEYPOINT_INDICES: tuple[tuple[int, ...], ...] = tuple(
 
 # Index of each part group's mirror group (head and torso are their own mirrors).
 PART_FLIP: tuple[int, ...] = tuple(
-    PART_GROUPS.index(n.replace("left", "@").replace("right", "left").replace("@", "right")) for n in PART_GROUPS
+    PART_GROUPS.index(n.replace("left", "@").replace("right", "left").replace("@", "right"))
+    for n in PART_GROUPS
 )

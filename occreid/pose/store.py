@@ -103,8 +103,10 @@ class KeypointStore:
             with np.load(path, allow_pickle=False) as data:
                 paths, array, meta = data["paths"], data["keypoints"], json.loads(str(data["meta"]))
         except (OSError, ValueError, KeyError, json.JSONDecodeError, EOFError, zipfile.BadZipFile) as exc:
-            raise OccreidError(f"{path} is not an occreid keypoint file ({npz_problem(exc)}); re-create it with "
-                               "`occreid pose extract`") from None  # fmt: skip
+            raise OccreidError(
+                f"{path} is not an occreid keypoint file ({npz_problem(exc)}); re-create it with "
+                "`occreid pose extract`"
+            ) from None
         if array.ndim != 3 or array.shape[1:] != (NUM_KEYPOINTS, 3) or len(paths) != len(array):
             raise OccreidError(f"{path}: keypoints must be (N, 17, 3) with N paths, got {array.shape}")
         if array.dtype.kind not in "fiu":

@@ -21,9 +21,26 @@ if TYPE_CHECKING:
 
 # COCO's skeleton as pairs of keypoint indices.
 SKELETON: tuple[tuple[int, int], ...] = (
-    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8), (7, 9), (8, 10),
-    (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
-)  # fmt: skip
+    (15, 13),
+    (13, 11),
+    (16, 14),
+    (14, 12),
+    (11, 12),
+    (5, 11),
+    (6, 12),
+    (5, 6),
+    (5, 7),
+    (6, 8),
+    (7, 9),
+    (8, 10),
+    (1, 2),
+    (0, 1),
+    (0, 2),
+    (1, 3),
+    (2, 4),
+    (3, 5),
+    (4, 6),
+)
 
 _KEYPOINT_GROUP = {n: k for k, idx in enumerate(PART_KEYPOINT_INDICES) for n in idx}
 
@@ -83,10 +100,20 @@ def pose_grid_figure(
         shown = k[:, 2] >= cfg.conf_threshold
         for a, b in SKELETON:
             if shown[a] and shown[b]:
-                ax.plot([k[a, 0] - 0.5, k[b, 0] - 0.5], [k[a, 1] - 0.5, k[b, 1] - 0.5], "-", color="white", lw=1)
+                ax.plot(
+                    [k[a, 0] - 0.5, k[b, 0] - 0.5], [k[a, 1] - 0.5, k[b, 1] - 0.5], "-", color="white", lw=1
+                )
         for i in range(len(COCO_KEYPOINTS)):
             if shown[i]:  # imshow puts pixel i's centre at i, our continuous centre is i + 0.5
-                ax.plot(k[i, 0] - 0.5, k[i, 1] - 0.5, "o", ms=3, color=colors[_KEYPOINT_GROUP[i]], mec="black", mew=0.4)
+                ax.plot(
+                    k[i, 0] - 0.5,
+                    k[i, 1] - 0.5,
+                    "o",
+                    ms=3,
+                    color=colors[_KEYPOINT_GROUP[i]],
+                    mec="black",
+                    mew=0.4,
+                )
         ax.set_title(titles[row] if titles else f"#{row}", fontsize=6)
         for g in range(NUM_PARTS):
             ax = axes[row, 1 + g]

@@ -52,7 +52,9 @@ def load_synthocc(root: str | Path, *, check_stats: bool = True) -> ReidDataset:
     if not (folder / SYNTHOCC_MARKER).is_file():
         from occreid.data.synthocc.generate import STARTED_MARKER
 
-        if (folder / STARTED_MARKER).is_file() or (folder / ANNOTATIONS_NAME).is_file():  # SynthOcc's own files
+        if (folder / STARTED_MARKER).is_file() or (
+            folder / ANNOTATIONS_NAME
+        ).is_file():  # SynthOcc's own files
             raise OccreidError(
                 f"synthocc: {folder} has no {SYNTHOCC_MARKER}, which `occreid synth` writes last, so the dataset is "
                 f"incomplete (an interrupted or running generation); re-run `occreid synth --out {folder} --overwrite`"

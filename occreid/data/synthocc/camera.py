@@ -45,11 +45,18 @@ def _lowfreq(rng: np.random.Generator, h: int, w: int, cells: int, amp: float) -
     grid = rng.normal(0, amp, size=(cells + 1, cells * w // h + 2))
     ys = np.linspace(0, cells, h)
     xs = np.linspace(0, grid.shape[1] - 1, w)
-    y0, x0 = np.floor(ys).astype(int).clip(0, grid.shape[0] - 2), np.floor(xs).astype(int).clip(0, grid.shape[1] - 2)
+    y0, x0 = (
+        np.floor(ys).astype(int).clip(0, grid.shape[0] - 2),
+        np.floor(xs).astype(int).clip(0, grid.shape[1] - 2),
+    )
     fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
     g = grid
-    return (g[y0][:, x0] * (1 - fy) * (1 - fx) + g[y0 + 1][:, x0] * fy * (1 - fx)
-            + g[y0][:, x0 + 1] * (1 - fy) * fx + g[y0 + 1][:, x0 + 1] * fy * fx)  # fmt: skip
+    return (
+        g[y0][:, x0] * (1 - fy) * (1 - fx)
+        + g[y0 + 1][:, x0] * fy * (1 - fx)
+        + g[y0][:, x0 + 1] * (1 - fy) * fx
+        + g[y0 + 1][:, x0 + 1] * fy * fx
+    )
 
 
 @lru_cache(maxsize=32)
@@ -85,7 +92,9 @@ def background_texture(seed: int, camid: int, height: int, width: int) -> np.nda
         img[floor & ((xx // 16 + yy // 16) % 2 == 0)] *= 0.9
         for _ in range(4):  # doors and windows
             x0, y0 = int(rng.integers(0, W - 20)), int(rng.integers(0, H // 3))
-            img[y0 : y0 + int(rng.integers(30, 90)), x0 : x0 + int(rng.integers(15, 40))] = rng.uniform(40, 200, 3)
+            img[y0 : y0 + int(rng.integers(30, 90)), x0 : x0 + int(rng.integers(15, 40))] = rng.uniform(
+                40, 200, 3
+            )
     else:  # road
         img = np.broadcast_to(np.array([85, 85, 90]) + base * 0.5, (H, W, 3)).astype(np.float32).copy()
         for x in rng.integers(0, W, size=2):

@@ -68,9 +68,25 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "small": Preset(train_ids=40, train_images=6, test_ids=30, queries=2, gallery=5, gallery_only_ids=10, gallery_only_images=3),
-    "default": Preset(train_ids=150, train_images=16, test_ids=100, queries=3, gallery=12, gallery_only_ids=50, gallery_only_images=4),
-}  # fmt: skip
+    "small": Preset(
+        train_ids=40,
+        train_images=6,
+        test_ids=30,
+        queries=2,
+        gallery=5,
+        gallery_only_ids=10,
+        gallery_only_images=3,
+    ),
+    "default": Preset(
+        train_ids=150,
+        train_images=16,
+        test_ids=100,
+        queries=3,
+        gallery=12,
+        gallery_only_ids=50,
+        gallery_only_images=4,
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -151,7 +167,9 @@ def plan_dataset(
     first_test = preset.train_ids + 1
     for pid in range(first_test, first_test + preset.test_ids):
         cams = camera_set(3, min(5, preset.num_cameras))
-        qcams = sorted(int(c) for c in rng.permutation(cams)[: 1 + int(preset.queries >= 3 and rng.random() < 0.5)])
+        qcams = sorted(
+            int(c) for c in rng.permutation(cams)[: 1 + int(preset.queries >= 3 and rng.random() < 0.5)]
+        )
         others = [c for c in cams if c not in qcams]
         rows["query"] += [(pid, c) for c in _spread(rng, preset.queries, qcams)]
         n_same = min(int(round(0.2 * preset.gallery)), max(0, preset.gallery - 2))
@@ -227,14 +245,31 @@ def render_sample(
         far = identities[int(rng_bg.integers(lo, hi + 1)) - 1]
         far_size = size * rng_bg.uniform(0.45, 0.65)
         side = -1 if rng_bg.random() < 0.5 else 1
-        far_place = Placement(cx=CW / 2 + side * CW * rng_bg.uniform(0.35, 0.55), feet_y=CH * rng_bg.uniform(0.55, 0.75), size=far_size)
-        paint(draw, person_primitives(far, sample_pose(rng_bg, ("front", "back", "side")[int(rng_bg.integers(3))]), far_place)[0])
+        far_place = Placement(
+            cx=CW / 2 + side * CW * rng_bg.uniform(0.35, 0.55),
+            feet_y=CH * rng_bg.uniform(0.55, 0.75),
+            size=far_size,
+        )
+        paint(
+            draw,
+            person_primitives(
+                far, sample_pose(rng_bg, ("front", "back", "side")[int(rng_bg.integers(3))]), far_place
+            )[0],
+        )
     paint(draw, prims)
 
     # Occluder, placed from the silhouette; drawn on top, its mask decides keypoint visibility.
     occ_mask = np.zeros((CH, CW), bool)
-    annotation: dict = {"occluded": False, "occluder_type": None, "occluder_direction": None, "occluder_boxes": [],
-                        "occluded_fraction": 0.0, "view": pose.view, "yaw": round(pose.yaw, 1), "partial": spec.partial}  # fmt: skip
+    annotation: dict = {
+        "occluded": False,
+        "occluder_type": None,
+        "occluder_direction": None,
+        "occluder_boxes": [],
+        "occluded_fraction": 0.0,
+        "view": pose.view,
+        "yaw": round(pose.yaw, 1),
+        "partial": spec.partial,
+    }
     if spec.occluded and not clean:
         pmask = person_mask(prims, (CW, CH))
         kind, direction = sample_occluder_kind(rng_occ, spec.occluder_kinds)
@@ -248,7 +283,10 @@ def render_sample(
         canvas = occ.draw(canvas)
         ys, xs = np.nonzero(occ_mask)
         annotation.update(
-            occluded=True, occluder_type=kind, occluder_direction=direction, occluded_fraction=round(occ.covered, 3)
+            occluded=True,
+            occluder_type=kind,
+            occluder_direction=direction,
+            occluded_fraction=round(occ.covered, 3),
         )
         if len(xs):
             annotation["occluder_boxes"] = [_output_box(xs.min(), ys.min(), xs.max(), ys.max(), spec.partial)]
@@ -281,9 +319,11 @@ def _output_box(x0: int, y0: int, x1: int, y1: int, partial: str | None) -> list
     rows = SS * PARTIAL_ROWS[partial] if partial else SS * HEIGHT
     sy = HEIGHT / rows
     return [
-        int(math.floor(x0 / SS)), int(math.floor(y0 * sy)),
-        min(WIDTH, int(math.ceil((x1 + 1) / SS))), min(HEIGHT, int(math.ceil((y1 + 1) * sy))),
-    ]  # fmt: skip
+        int(math.floor(x0 / SS)),
+        int(math.floor(y0 * sy)),
+        min(WIDTH, int(math.ceil((x1 + 1) / SS))),
+        min(HEIGHT, int(math.ceil((y1 + 1) * sy))),
+    ]
 
 
 def encode_jpeg(image: Image.Image) -> bytes:
@@ -409,8 +449,16 @@ def generate(
     if bar is not None:
         bar.close()
 
-    store = KeypointStore(estimator="synthetic", settings={"generator": "synthocc", "version": VERSION, "seed": seed,
-                                                            "preset": preset, "protocol": protocol})  # fmt: skip
+    store = KeypointStore(
+        estimator="synthetic",
+        settings={
+            "generator": "synthocc",
+            "version": VERSION,
+            "seed": seed,
+            "preset": preset,
+            "protocol": protocol,
+        },
+    )
     split_kinds = {spec.split: spec.occluder_kinds for spec in specs}
     if train_occluders is not None:  # visibility depends on the occluders
         store.settings["train_occluders"] = list(split_kinds["train"])

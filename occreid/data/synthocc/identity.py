@@ -17,33 +17,68 @@ import numpy as np
 RGB = tuple[int, int, int]
 
 SKIN: dict[str, RGB] = {
-    "pale": (236, 200, 176), "light": (222, 178, 146), "tan": (190, 140, 105),
-    "brown": (145, 100, 70), "dark": (95, 65, 48),
-}  # fmt: skip
+    "pale": (236, 200, 176),
+    "light": (222, 178, 146),
+    "tan": (190, 140, 105),
+    "brown": (145, 100, 70),
+    "dark": (95, 65, 48),
+}
 HAIR: dict[str, RGB] = {
-    "black": (25, 22, 22), "dark_brown": (65, 42, 30), "brown": (115, 75, 45),
-    "blond": (205, 170, 105), "grey": (150, 148, 145), "red": (150, 60, 30),
-}  # fmt: skip
+    "black": (25, 22, 22),
+    "dark_brown": (65, 42, 30),
+    "brown": (115, 75, 45),
+    "blond": (205, 170, 105),
+    "grey": (150, 148, 145),
+    "red": (150, 60, 30),
+}
 # Upper-body colours include near-duplicates (navy/black, red/dark red, grey/white) on purpose.
 UPPER: dict[str, RGB] = {
-    "white": (225, 225, 220), "black": (35, 35, 40), "grey": (128, 128, 132), "red": (185, 40, 40),
-    "dark_red": (115, 30, 40), "blue": (50, 85, 175), "navy": (35, 45, 90), "light_blue": (125, 170, 215),
-    "green": (50, 130, 70), "olive": (110, 115, 60), "yellow": (220, 190, 60), "orange": (220, 120, 40),
-    "pink": (220, 140, 170), "purple": (110, 60, 140), "brown": (115, 80, 50), "beige": (200, 180, 145),
-}  # fmt: skip
+    "white": (225, 225, 220),
+    "black": (35, 35, 40),
+    "grey": (128, 128, 132),
+    "red": (185, 40, 40),
+    "dark_red": (115, 30, 40),
+    "blue": (50, 85, 175),
+    "navy": (35, 45, 90),
+    "light_blue": (125, 170, 215),
+    "green": (50, 130, 70),
+    "olive": (110, 115, 60),
+    "yellow": (220, 190, 60),
+    "orange": (220, 120, 40),
+    "pink": (220, 140, 170),
+    "purple": (110, 60, 140),
+    "brown": (115, 80, 50),
+    "beige": (200, 180, 145),
+}
 LOWER: dict[str, RGB] = {
-    "black": (30, 30, 35), "navy": (40, 48, 80), "jeans": (70, 95, 140), "light_jeans": (120, 145, 180),
-    "grey": (110, 110, 115), "khaki": (175, 160, 120), "brown": (100, 70, 45), "white": (215, 215, 210),
-    "dark_green": (45, 70, 50), "red": (160, 40, 45),
-}  # fmt: skip
+    "black": (30, 30, 35),
+    "navy": (40, 48, 80),
+    "jeans": (70, 95, 140),
+    "light_jeans": (120, 145, 180),
+    "grey": (110, 110, 115),
+    "khaki": (175, 160, 120),
+    "brown": (100, 70, 45),
+    "white": (215, 215, 210),
+    "dark_green": (45, 70, 50),
+    "red": (160, 40, 45),
+}
 SHOES: dict[str, RGB] = {
-    "white": (235, 235, 235), "black": (20, 20, 20), "red": (190, 35, 35), "blue": (40, 70, 170),
-    "brown": (110, 70, 40), "grey": (140, 140, 140),
-}  # fmt: skip
+    "white": (235, 235, 235),
+    "black": (20, 20, 20),
+    "red": (190, 35, 35),
+    "blue": (40, 70, 170),
+    "brown": (110, 70, 40),
+    "grey": (140, 140, 140),
+}
 BAG: dict[str, RGB] = {
-    "black": (25, 25, 28), "brown": (120, 80, 45), "red": (170, 35, 40), "blue": (45, 75, 160),
-    "grey": (120, 120, 125), "beige": (195, 175, 135), "green": (50, 110, 60),
-}  # fmt: skip
+    "black": (25, 25, 28),
+    "brown": (120, 80, 45),
+    "red": (170, 35, 40),
+    "blue": (45, 75, 160),
+    "grey": (120, 120, 125),
+    "beige": (195, 175, 135),
+    "green": (50, 110, 60),
+}
 
 UPPER_PATTERNS = ("plain", "stripes", "two_tone", "logo")
 LOGO_SHAPES = ("circle", "square")
@@ -130,9 +165,16 @@ def sample_identity(rng: np.random.Generator) -> Identity:
 
 # What a sibling changes, with weights: mostly part-local evidence (shoes, lower body, logo, bag).
 MUTATIONS: dict[str, float] = {
-    "shoes": 0.18, "lower": 0.15, "lower_type": 0.12, "logo": 0.15, "bag": 0.15,
-    "sleeve": 0.08, "hair": 0.07, "upper_second": 0.05, "upper": 0.05,
-}  # fmt: skip
+    "shoes": 0.18,
+    "lower": 0.15,
+    "lower_type": 0.12,
+    "logo": 0.15,
+    "bag": 0.15,
+    "sleeve": 0.08,
+    "hair": 0.07,
+    "upper_second": 0.05,
+    "upper": 0.05,
+}
 
 
 def mutate(identity: Identity, what: str, rng: np.random.Generator) -> Identity:
@@ -148,8 +190,12 @@ def mutate(identity: Identity, what: str, rng: np.random.Generator) -> Identity:
         if i.upper_pattern == "logo":
             if rng.random() < 0.5:
                 return replace(i, upper_pattern="plain")
-            return replace(i, upper_second=_choice(rng, [c for c in UPPER if c not in (i.upper, i.upper_second)]))
-        second = i.upper_second if i.upper_pattern != "plain" else _choice(rng, [c for c in UPPER if c != i.upper])
+            return replace(
+                i, upper_second=_choice(rng, [c for c in UPPER if c not in (i.upper, i.upper_second)])
+            )
+        second = (
+            i.upper_second if i.upper_pattern != "plain" else _choice(rng, [c for c in UPPER if c != i.upper])
+        )
         return replace(i, upper_pattern="logo", upper_second=second)
     if what == "bag":  # bag type or colour; never only the side (a horizontal flip would undo it)
         if i.bag != "none" and rng.random() < 0.4:

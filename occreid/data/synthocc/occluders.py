@@ -180,7 +180,9 @@ def make_occluder(
         body = H - cut
         if body > 40:  # side windows and a trim line
             prims.append(_rect(1, (55, 65, 80), xa + 8, cut + 6, xb - 8, cut + 6 + 0.3 * body))
-            prims.append(_rect(1, tuple(int(c * 0.7) for c in colour), xa, cut + 0.55 * body, xb, cut + 0.58 * body))
+            prims.append(
+                _rect(1, tuple(int(c * 0.7) for c in colour), xa, cut + 0.55 * body, xb, cut + 0.58 * body)
+            )
         r = min(22, max(8, body // 3))
         for wx in (xa + m(10, 40), xb - m(10, 40)):
             prims.append((2, "ellipse", (15, 15, 15), (wx - r, H - r, wx + r, H + r), 0))
@@ -194,11 +196,22 @@ def make_occluder(
         a, b = (xa, cut) if direction == "left" else (cut, xb)
         prims.append(_rect(0, colour, a, -5, b, H + 5))
         hl = a + (b - a) * 0.25
-        prims.append(_rect(1, tuple(min(255, int(c * 1.25) + 10) for c in colour), hl, -5, hl + max(2, (b - a) // 8), H + 5))
+        prims.append(
+            _rect(
+                1,
+                tuple(min(255, int(c * 1.25) + 10) for c in colour),
+                hl,
+                -5,
+                hl + max(2, (b - a) // 8),
+                H + 5,
+            )
+        )
         for yb in rng.integers(0, H, size=m(0, 3)):
             prims.append(_rect(1, tuple(int(c * 0.7) for c in colour), a, yb, b, yb + 6))
     elif kind == "board":  # a sign board with a frame and "text" bars
-        colour = _clothing_or(rng, [(240, 240, 235), (230, 200, 50), (40, 80, 160), (40, 120, 60), (150, 40, 40)])
+        colour = _clothing_or(
+            rng, [(240, 240, 235), (230, 200, 50), (40, 80, 160), (40, 120, 60), (150, 40, 40)]
+        )
         if direction == "bottom":
             box = (xa, cut, xb, H + 5)
         elif direction == "top":
@@ -222,12 +235,17 @@ def make_occluder(
         if direction == "bottom":  # closer to the camera: bigger, only head and shoulders in the frame
             size = person_size * rng.uniform(1.25, 1.7)
             cx = (x0 + x1) / 2 + rng.uniform(-0.1, 0.1) * W
-            candidates = [Placement(cx, y + size * other.height * 0.97, size) for y in np.linspace(y0 + 0.3 * (y1 - y0), y1, 12)]
+            candidates = [
+                Placement(cx, y + size * other.height * 0.97, size)
+                for y in np.linspace(y0 + 0.3 * (y1 - y0), y1, 12)
+            ]
         else:  # beside the target, slightly closer; slid sideways until it hides about `fraction`
             size = person_size * rng.uniform(1.0, 1.2)
             feet = y1 + rng.uniform(0, 0.08) * H
             sign = -1.0 if direction == "left" else 1.0
-            candidates = [Placement((x0 + x1) / 2 + sign * t * W, feet, size) for t in np.linspace(0.0, 0.6, 13)]
+            candidates = [
+                Placement((x0 + x1) / 2 + sign * t * W, feet, size) for t in np.linspace(0.0, 0.6, 13)
+            ]
         best = None
         for place in candidates:  # the placement whose hidden fraction is closest to the target
             cand, _ = person_primitives(other, pose, place)
@@ -243,21 +261,41 @@ def make_occluder(
                 prims.append((1, "ellipse", _pick(rng, GREENS), (x - r, cut, x + r, cut + 2 * r), 0))
             if rng.random() < 0.6:  # a bin or a box in front of the bush
                 bx = m(max(0, xa), max(1, xb - 30))
-                prims.append(_rect(2, _clothing_or(rng, [(70, 70, 75), (40, 90, 50), (150, 120, 80)]), bx, cut + m(0, 20), bx + m(20, 45), H + 5))
+                prims.append(
+                    _rect(
+                        2,
+                        _clothing_or(rng, [(70, 70, 75), (40, 90, 50), (150, 120, 80)]),
+                        bx,
+                        cut + m(0, 20),
+                        bx + m(20, 45),
+                        H + 5,
+                    )
+                )
         else:
             y = y0 - m(5, 30)
             while y < H:  # a stack of boxes with a ragged inner edge at the cut
                 h = m(18, 45)
                 edge = cut + m(-6, 7)
                 a, b = (xa, edge) if direction == "left" else (edge, xb)
-                prims.append(_rect(0, _clothing_or(rng, [(150, 120, 80), (120, 95, 60), (90, 90, 95), (60, 100, 60)]), a, y, b, y + h))
+                prims.append(
+                    _rect(
+                        0,
+                        _clothing_or(rng, [(150, 120, 80), (120, 95, 60), (90, 90, 95), (60, 100, 60)]),
+                        a,
+                        y,
+                        b,
+                        y + h,
+                    )
+                )
                 y += h
     else:
         raise ValueError(f"unknown occluder type {kind!r}; choose from {OCCLUDER_TYPES}")
     return Occluder(kind=kind, direction=direction, prims=prims)
 
 
-def sample_occluder_kind(rng: np.random.Generator, kinds: tuple[str, ...] = OCCLUDER_TYPES) -> tuple[str, str]:
+def sample_occluder_kind(
+    rng: np.random.Generator, kinds: tuple[str, ...] = OCCLUDER_TYPES
+) -> tuple[str, str]:
     """A (type, direction) pair: types uniform over `kinds`, directions per type (mostly from the bottom)."""
     kind = kinds[int(rng.integers(len(kinds)))]
     dirs = DIRECTIONS[kind]

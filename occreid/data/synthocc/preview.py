@@ -11,11 +11,28 @@ from pathlib import Path
 from occreid.errors import OccreidError
 
 MARKET_NAME = re.compile(r"([-\d]+)_c(\d)")
-SKELETON = ((5, 7), (7, 9), (6, 8), (8, 10), (5, 6), (5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14), (14, 16))
+SKELETON = (
+    (5, 7),
+    (7, 9),
+    (6, 8),
+    (8, 10),
+    (5, 6),
+    (5, 11),
+    (6, 12),
+    (11, 12),
+    (11, 13),
+    (13, 15),
+    (12, 14),
+    (14, 16),
+)
 
 
 def make_contact_sheet(
-    root: str | Path, out: str | Path | None = None, num_ids: int = 6, per_row: int = 8, scale: int = 3,
+    root: str | Path,
+    out: str | Path | None = None,
+    num_ids: int = 6,
+    per_row: int = 8,
+    scale: int = 3,
     splits: tuple[str, ...] = ("query", "bounding_box_test"),
 ) -> Path:
     """Draw `num_ids` identities of the dataset at `root` (the first pids found in `splits`) and save a PNG to
@@ -27,7 +44,9 @@ def make_contact_sheet(
     root = Path(root)
     ann_path = root / "annotations.json"
     if not ann_path.is_file():
-        raise OccreidError(f"{ann_path} not found; is {root} a SynthOcc dataset (run `occreid synth --out {root}`)?")
+        raise OccreidError(
+            f"{ann_path} not found; is {root} a SynthOcc dataset (run `occreid synth --out {root}`)?"
+        )
     annotations = json.loads(ann_path.read_text())
     store = KeypointStore.load(root / "keypoints.npz")
 
@@ -56,7 +75,11 @@ def make_contact_sheet(
             kp = store[rel]
             for a, b in SKELETON:
                 if kp[a, 2] > 0 and kp[b, 2] > 0:
-                    d.line((kp[a, 0] * sx, kp[a, 1] * sy, kp[b, 0] * sx, kp[b, 1] * sy), fill=(0, 230, 0), width=1)
+                    d.line(
+                        (kp[a, 0] * sx, kp[a, 1] * sy, kp[b, 0] * sx, kp[b, 1] * sy),
+                        fill=(0, 230, 0),
+                        width=1,
+                    )
             for x, y, v in kp:
                 colour = (0, 255, 0) if v > 0 else (255, 150, 0)
                 d.ellipse((x * sx - 3, y * sy - 3, x * sx + 3, y * sy + 3), fill=colour, outline=(0, 0, 0))

@@ -32,9 +32,12 @@ THIGH, SHIN, UPPER_ARM, FOREARM = 0.245, 0.245, 0.185, 0.165
 SHOULDER_HALF, HIP_HALF, TORSO_DEPTH = 0.105, 0.072, 0.11
 ARM_WIDTH, LEG_WIDTH = 0.042, 0.062
 FACE = {  # body-frame positions relative to the head centre
-    "nose": (0.0, -0.004, 0.048), "left_eye": (0.022, 0.012, 0.042), "right_eye": (-0.022, 0.012, 0.042),
-    "left_ear": (0.048, 0.002, -0.004), "right_ear": (-0.048, 0.002, -0.004),
-}  # fmt: skip
+    "nose": (0.0, -0.004, 0.048),
+    "left_eye": (0.022, 0.012, 0.042),
+    "right_eye": (-0.022, 0.012, 0.042),
+    "left_ear": (0.048, 0.002, -0.004),
+    "right_ear": (-0.048, 0.002, -0.004),
+}
 
 VIEWS = ("front", "back", "side")
 
@@ -57,7 +60,9 @@ def sample_pose(rng: np.random.Generator, view: str) -> Pose:
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
     centre = {"front": 0.0, "back": 180.0, "side": 90.0 if rng.random() < 0.5 else -90.0}[view]
     stride = float(rng.uniform(0.25, 0.45)) if rng.random() < 0.85 else float(rng.uniform(0.0, 0.08))
-    return Pose(yaw=centre + float(rng.uniform(-20, 20)), phase=float(rng.uniform(0, 2 * math.pi)), stride=stride)
+    return Pose(
+        yaw=centre + float(rng.uniform(-20, 20)), phase=float(rng.uniform(0, 2 * math.pi)), stride=stride
+    )
 
 
 def skeleton(identity: Identity, pose: Pose) -> dict[str, np.ndarray]:
@@ -78,8 +83,16 @@ def skeleton(identity: Identity, pose: Pose) -> dict[str, np.ndarray]:
         elbow = shoulder + UPPER_ARM * np.array([s * 0.12, -math.cos(arm), math.sin(arm)])
         fore = arm + 0.25 + 0.3 * max(0.0, math.sin(-leg_phase))
         wrist = elbow + FOREARM * np.array([s * 0.12, -math.cos(fore), math.sin(fore)])
-        j.update({f"{side}_hip": hip, f"{side}_knee": knee, f"{side}_ankle": ankle,
-                  f"{side}_shoulder": shoulder, f"{side}_elbow": elbow, f"{side}_wrist": wrist})  # fmt: skip
+        j.update(
+            {
+                f"{side}_hip": hip,
+                f"{side}_knee": knee,
+                f"{side}_ankle": ankle,
+                f"{side}_shoulder": shoulder,
+                f"{side}_elbow": elbow,
+                f"{side}_wrist": wrist,
+            }
+        )
     ground = min(j["left_ankle"][1], j["right_ankle"][1]) - 0.03
     for k in j:
         j[k] = j[k] - np.array([0.0, ground, 0.0])
@@ -145,7 +158,9 @@ def person_primitives(identity: Identity, pose: Pose, place: Placement) -> tuple
 
     def disc(depth, colour, centre, rx, ry=None):
         ry = rx if ry is None else ry
-        prims.append((depth, "ellipse", colour, (centre[0] - rx, centre[1] - ry, centre[0] + rx, centre[1] + ry), 0))
+        prims.append(
+            (depth, "ellipse", colour, (centre[0] - rx, centre[1] - ry, centre[0] + rx, centre[1] + ry), 0)
+        )
 
     def poly(depth, colour, pts):
         prims.append((depth, "polygon", colour, tuple(pts), 0))
@@ -157,7 +172,9 @@ def person_primitives(identity: Identity, pose: Pose, place: Placement) -> tuple
         f = 0.85 if far else 1.0
         d = (D[f"{side}_hip"] + D[f"{side}_knee"] + D[f"{side}_ankle"]) / 3 - 0.02
         hip, knee, ankle = P[f"{side}_hip"], P[f"{side}_knee"], P[f"{side}_ankle"]
-        thigh_c = _shade(lower if identity.lower_type == "trousers" or identity.lower_type == "shorts" else skin, f)
+        thigh_c = _shade(
+            lower if identity.lower_type == "trousers" or identity.lower_type == "shorts" else skin, f
+        )
         shin_c = _shade(lower if identity.lower_type == "trousers" else skin, f)
         if identity.lower_type == "shorts":  # shorts end above the knee
             mid = (hip[0] + 0.75 * (knee[0] - hip[0]), hip[1] + 0.75 * (knee[1] - hip[1]))
@@ -170,15 +187,25 @@ def person_primitives(identity: Identity, pose: Pose, place: Placement) -> tuple
             line(d, shin_c, (knee, ankle), leg_w * (0.95 if identity.lower_type == "trousers" else 0.75))
         toe = (ankle[0] + 0.05 * px * pr.sin, ankle[1] + 0.012 * px)
         foot_rx = max(0.03 * px * abs(pr.sin), 0.022 * px) + 0.01 * px
-        disc(d + 2e-4, _shade(shoes, f), ((ankle[0] + toe[0]) / 2, ankle[1] + 0.006 * px), foot_rx, 0.019 * px)
+        disc(
+            d + 2e-4, _shade(shoes, f), ((ankle[0] + toe[0]) / 2, ankle[1] + 0.006 * px), foot_rx, 0.019 * px
+        )
 
     # Torso: a slab from the shoulders to just below the hips, its projected width from lateral and depth extents.
-    mid_sh = ((P["left_shoulder"][0] + P["right_shoulder"][0]) / 2, (P["left_shoulder"][1] + P["right_shoulder"][1]) / 2)
+    mid_sh = (
+        (P["left_shoulder"][0] + P["right_shoulder"][0]) / 2,
+        (P["left_shoulder"][1] + P["right_shoulder"][1]) / 2,
+    )
     mid_hip = ((P["left_hip"][0] + P["right_hip"][0]) / 2, (P["left_hip"][1] + P["right_hip"][1]) / 2)
     sw = pr.width(SHOULDER_HALF * identity.build + 0.02, TORSO_DEPTH * 0.5)
     hw = pr.width(HIP_HALF * identity.build + 0.03, TORSO_DEPTH * 0.45)
     top_y, bot_y = mid_sh[1] - 0.015 * px, mid_hip[1] + 0.025 * px
-    torso = ((mid_sh[0] - sw, top_y), (mid_sh[0] + sw, top_y), (mid_hip[0] + hw, bot_y), (mid_hip[0] - hw, bot_y))
+    torso = (
+        (mid_sh[0] - sw, top_y),
+        (mid_sh[0] + sw, top_y),
+        (mid_hip[0] + hw, bot_y),
+        (mid_hip[0] - hw, bot_y),
+    )
     torso_d = 0.02
 
     def band(y0: float, y1: float):  # the torso polygon between two heights (fractions from top to bottom)
@@ -194,8 +221,16 @@ def person_primitives(identity: Identity, pose: Pose, place: Placement) -> tuple
     if identity.lower_type == "skirt":  # a trapezoid from the hips to below the knees, over the thighs
         knee_y = (P["left_knee"][1] + P["right_knee"][1]) / 2 + 0.02 * px
         skirt_half = hw + 0.04 * px
-        poly(torso_d - 1e-3, lower, ((mid_hip[0] - hw, mid_hip[1] - 0.02 * px), (mid_hip[0] + hw, mid_hip[1] - 0.02 * px),
-                                     (mid_hip[0] + skirt_half, knee_y), (mid_hip[0] - skirt_half, knee_y)))  # fmt: skip
+        poly(
+            torso_d - 1e-3,
+            lower,
+            (
+                (mid_hip[0] - hw, mid_hip[1] - 0.02 * px),
+                (mid_hip[0] + hw, mid_hip[1] - 0.02 * px),
+                (mid_hip[0] + skirt_half, knee_y),
+                (mid_hip[0] - skirt_half, knee_y),
+            ),
+        )
     poly(torso_d, upper, torso)
     if identity.upper_pattern == "stripes":
         for t in (0.12, 0.37, 0.62):
@@ -209,14 +244,20 @@ def person_primitives(identity: Identity, pose: Pose, place: Placement) -> tuple
         if identity.logo_shape == "circle":
             prims.append((torso_d + 2e-4, "ellipse", second, (cx - r, cy - r, cx + r, cy + r), 0))
         else:
-            poly(torso_d + 2e-4, second, ((cx - r, cy - r), (cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r)))
+            poly(
+                torso_d + 2e-4,
+                second,
+                ((cx - r, cy - r), (cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r)),
+            )
 
     # Arms: sleeve colour on the upper arm (and forearm if long sleeves), skin elsewhere, hands as discs.
     arm_w = ARM_WIDTH * identity.build**0.5 * px
     for side in ("left", "right"):
         dsh = D[f"{side}_shoulder"]
         f = 0.85 if dsh < -0.02 else 1.0
-        d = (dsh + D[f"{side}_elbow"] + D[f"{side}_wrist"]) / 3 + (0.03 if dsh > 0.02 else -0.03 if dsh < -0.02 else 0.0)
+        d = (dsh + D[f"{side}_elbow"] + D[f"{side}_wrist"]) / 3 + (
+            0.03 if dsh > 0.02 else -0.03 if dsh < -0.02 else 0.0
+        )
         sh, el, wr = P[f"{side}_shoulder"], P[f"{side}_elbow"], P[f"{side}_wrist"]
         sleeve_c = _shade(upper, f)
         if identity.sleeve == "long":
@@ -235,12 +276,20 @@ def person_primitives(identity: Identity, pose: Pose, place: Placement) -> tuple
         centre = np.array([0.0, j["neck"][1] - 0.14, -TORSO_DEPTH * 0.5 - 0.04])
         c = pr.uv(centre)
         bw, bh = pr.width(0.075 * identity.build, 0.045), 0.1 * px
-        poly(pr.depth(centre), bag_colour, ((c[0] - bw, c[1] - bh), (c[0] + bw, c[1] - bh), (c[0] + bw, c[1] + bh),
-                                            (c[0] - bw, c[1] + bh)))  # fmt: skip
+        poly(
+            pr.depth(centre),
+            bag_colour,
+            ((c[0] - bw, c[1] - bh), (c[0] + bw, c[1] - bh), (c[0] + bw, c[1] + bh), (c[0] - bw, c[1] + bh)),
+        )
         if facing > 0.3:  # straps over the chest
             for side in ("left", "right"):
                 sh = P[f"{side}_shoulder"]
-                line(torso_d + 3e-4, bag_colour, (sh, (sh[0] + (mid_hip[0] - sh[0]) * 0.25, top_y + 0.45 * (bot_y - top_y))), 0.018 * px)
+                line(
+                    torso_d + 3e-4,
+                    bag_colour,
+                    (sh, (sh[0] + (mid_hip[0] - sh[0]) * 0.25, top_y + 0.45 * (bot_y - top_y))),
+                    0.018 * px,
+                )
     elif identity.bag == "shoulder_bag":
         s = 1.0 if identity.bag_side == "left" else -1.0
         centre = np.array([s * (HIP_HALF * identity.build + 0.06), j["left_hip"][1] + 0.02, 0.01])
@@ -248,8 +297,11 @@ def person_primitives(identity: Identity, pose: Pose, place: Placement) -> tuple
         bw, bh = pr.width(0.04, 0.065), 0.06 * px
         strap_from = P["right_shoulder" if s > 0 else "left_shoulder"]
         line(torso_d + 3e-4, _shade(bag_colour, 0.9), (strap_from, (c[0], c[1] - bh)), 0.014 * px)
-        poly(d + 0.05 * (1 if d >= -0.02 else -1), bag_colour,
-             ((c[0] - bw, c[1] - bh), (c[0] + bw, c[1] - bh), (c[0] + bw, c[1] + bh), (c[0] - bw, c[1] + bh)))  # fmt: skip
+        poly(
+            d + 0.05 * (1 if d >= -0.02 else -1),
+            bag_colour,
+            ((c[0] - bw, c[1] - bh), (c[0] + bw, c[1] - bh), (c[0] + bw, c[1] + bh), (c[0] - bw, c[1] + bh)),
+        )
 
     # Head: hair behind/over the skin disc depending on the view; long hair falls to the shoulders.
     head = P["head"]
@@ -262,8 +314,16 @@ def person_primitives(identity: Identity, pose: Pose, place: Placement) -> tuple
         top = head[1] - hry * 0.6
         bottom = P["left_shoulder"][1] + 0.03 * px
         off = -fwd_u * hrx * 0.35
-        poly(hd + ld if facing < 0 else -0.2, hair, ((head[0] - hrx * 1.05 + off, top), (head[0] + hrx * 1.05 + off, top),
-                                                     (head[0] + hrx * 1.1 + off, bottom), (head[0] - hrx * 1.1 + off, bottom)))  # fmt: skip
+        poly(
+            hd + ld if facing < 0 else -0.2,
+            hair,
+            (
+                (head[0] - hrx * 1.05 + off, top),
+                (head[0] + hrx * 1.05 + off, top),
+                (head[0] + hrx * 1.1 + off, bottom),
+                (head[0] - hrx * 1.1 + off, bottom),
+            ),
+        )
     if facing < -0.2:  # seen from behind: the head is mostly hair
         disc(hd, skin, head, hrx, hry)
         disc(hd + 1e-4, hair, (head[0], head[1] - hry * 0.08), hrx * 1.03, hry * 0.98)

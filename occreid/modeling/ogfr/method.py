@@ -95,11 +95,14 @@ class OGFR(ReidMethod):
     def __init__(self, cfg: Config, num_classes: int) -> None:
         m, o = cfg.model, cfg.ogfr
         if m.backbone not in VIT_ARCHS:
-            raise OccreidError(f"model.backbone={m.backbone}: OGFR is a ViT method; choose one of "
-                               f"{', '.join(VIT_ARCHS)}")  # fmt: skip
+            raise OccreidError(
+                f"model.backbone={m.backbone}: OGFR is a ViT method; choose one of {', '.join(VIT_ARCHS)}"
+            )
         if m.test_feature != "f_G":
-            raise OccreidError(f"model.test_feature={m.test_feature}: OGFR's student has only f_G "
-                               "(set model.test_feature=f_G)")  # fmt: skip
+            raise OccreidError(
+                f"model.test_feature={m.test_feature}: OGFR's student has only f_G "
+                "(set model.test_feature=f_G)"
+            )
         super().__init__(cfg, num_classes)
         student_vit: ViTBackbone = self.backbone
         depth, dim = student_vit.depth, student_vit.out_channels
@@ -115,14 +118,16 @@ class OGFR(ReidMethod):
         teacher_patterns = copy.deepcopy(patterns) if o.share == "none" else patterns
         # The student is `backbone`: what deploy() ships. The teacher shares what ogfr.share says.
         self.backbone = OcclusionAwareViT(student_vit, patterns, o.pattern_block)
-        self.teacher = OcclusionAwareViT(teacher_vit(student_vit, o.share, o.shared_blocks), teacher_patterns,
-                                         o.pattern_block)  # fmt: skip
+        self.teacher = OcclusionAwareViT(
+            teacher_vit(student_vit, o.share, o.shared_blocks), teacher_patterns, o.pattern_block
+        )
         self.necks = nn.ModuleDict({"S": BNNeck(dim, num_classes), "T": BNNeck(dim, num_classes)})
         self.occlusion_head = nn.Linear(o.pattern_hidden, 1) if o.patterns and o.occlusion_head else None
         self.num_erased = num_erased(o.erase_ratio, student_vit.num_patches) if o.fepm != "off" else 0
         if self.num_erased >= student_vit.num_patches:
-            raise OccreidError(f"ogfr.erase_ratio={o.erase_ratio} erases all {student_vit.num_patches} tokens; "
-                               "lower it")  # fmt: skip
+            raise OccreidError(
+                f"ogfr.erase_ratio={o.erase_ratio} erases all {student_vit.num_patches} tokens; lower it"
+            )
         self.eraser = TokenEraser(dim) if self.num_erased else None
         self.agent = PurificationAgent(dim, o.agent_hidden) if o.fepm == "agent" and self.num_erased else None
         self._agent_optimizer: torch.optim.Optimizer | None = None
@@ -183,8 +188,16 @@ class OGFR(ReidMethod):
     def _teacher_logits(self, f_t: Tensor) -> Tensor:
         """The teacher's BNNeck logits without updating its BN statistics (batch statistics in training)."""
         bn = self.necks["T"].bn
-        f_bn = F.batch_norm(f_t, bn.running_mean, bn.running_var, bn.weight, bn.bias, training=self.training,
-                            momentum=0.0, eps=bn.eps)  # fmt: skip
+        f_bn = F.batch_norm(
+            f_t,
+            bn.running_mean,
+            bn.running_var,
+            bn.weight,
+            bn.bias,
+            training=self.training,
+            momentum=0.0,
+            eps=bn.eps,
+        )
         return self.necks["T"].classifier(f_bn)
 
     @torch.no_grad()
@@ -216,8 +229,9 @@ class OGFR(ReidMethod):
         terms["acc_S"] = self.accuracy(logits_s, pids)
         occluded = None  # (B, N) bool: patches the occluder covers
         if self.occlusion_head is not None or o.token_distill:
-            occluded = patch_mask(batch["occ_mask"], *self.backbone.vit.patch_geometry,
-                                  self.cfg.occlusion.mask_threshold)
+            occluded = patch_mask(
+                batch["occ_mask"], *self.backbone.vit.patch_geometry, self.cfg.occlusion.mask_threshold
+            )
         if prediction is not None:
             terms["pattern"] = o.lambda_pattern * F.cross_entropy(prediction.logits, pattern)
             terms["acc_pattern"] = self.accuracy(prediction.logits, pattern)
@@ -246,8 +260,9 @@ class OGFR(ReidMethod):
             keep = ~occluded
             if index is not None:
                 keep = keep & ~torch.zeros_like(keep).scatter(1, index, True)
-            terms["token"] = o.lambda_token * token_distillation(tokens_s[:, 1:], tokens_t[:, 1:], keep,
-                                                                 o.feature_distill)  # fmt: skip
+            terms["token"] = o.lambda_token * token_distillation(
+                tokens_s[:, 1:], tokens_t[:, 1:], keep, o.feature_distill
+            )
         return terms
 
     def _reid(self, name: str, feat: Tensor, pids: Tensor) -> tuple[dict[str, Tensor], Tensor, Tensor]:
@@ -274,8 +289,11 @@ class OGFR(ReidMethod):
         greedy = greedy_tokens(scores, self.num_erased)
         log_p_used, log_p_greedy, log_p_plain = self.identity_log_prob(x_t, [index, greedy, None], pids)
         reward, reward_greedy = log_p_used - log_p_plain, log_p_greedy - log_p_plain  # (B,)
-        terms.update(reward=reward.mean(), reward_greedy=reward_greedy.mean(),
-                     entropy=policy_entropy(scores).mean().detach())  # fmt: skip
+        terms.update(
+            reward=reward.mean(),
+            reward_greedy=reward_greedy.mean(),
+            entropy=policy_entropy(scores).mean().detach(),
+        )
         if self.agent_learns:  # self-critical: the advantage over the greedy action
             advantage = reward - reward_greedy  # (B,)
             if self.cfg.ogfr.advantage_norm:
@@ -301,21 +319,30 @@ class OGFR(ReidMethod):
 
 def _check_blocks(o, depth: int) -> None:
     if o.patterns and o.pattern_block >= depth:
-        raise OccreidError(f"ogfr.pattern_block={o.pattern_block} must be below the ViT's {depth} blocks "
-                           "(model.vit_depth)")  # fmt: skip
+        raise OccreidError(
+            f"ogfr.pattern_block={o.pattern_block} must be below the ViT's {depth} blocks (model.vit_depth)"
+        )
     if o.fepm != "off":
         if o.agent_block >= depth:
-            raise OccreidError(f"ogfr.agent_block={o.agent_block} must be below the ViT's {depth} blocks, so the "
-                               "teacher has blocks left after erasing")  # fmt: skip
+            raise OccreidError(
+                f"ogfr.agent_block={o.agent_block} must be below the ViT's {depth} blocks, so the "
+                "teacher has blocks left after erasing"
+            )
         if o.patterns and o.agent_block < o.pattern_block:
-            raise OccreidError(f"ogfr.agent_block={o.agent_block} must be >= ogfr.pattern_block="
-                               f"{o.pattern_block} (the agent reads tokens after the pattern embedding)")  # fmt: skip
+            raise OccreidError(
+                f"ogfr.agent_block={o.agent_block} must be >= ogfr.pattern_block="
+                f"{o.pattern_block} (the agent reads tokens after the pattern embedding)"
+            )
     if o.share == "first" and o.shared_blocks >= depth:
-        raise OccreidError(f"ogfr.shared_blocks={o.shared_blocks}: at most {depth - 1} of the {depth} blocks can "
-                           "be shared (the teacher keeps its last block)")  # fmt: skip
+        raise OccreidError(
+            f"ogfr.shared_blocks={o.shared_blocks}: at most {depth - 1} of the {depth} blocks can "
+            "be shared (the teacher keeps its last block)"
+        )
 
 
 def _check_groups(groups: tuple[int, ...], num_types: int) -> None:
     if len(groups) != num_types or sorted(set(groups)) != list(range(max(groups) + 1)):
-        raise OccreidError(f"ogfr.pattern_groups={list(groups)} must give each of the {num_types} occlusion types "
-                           "a pattern index, using every index 0..P-1")  # fmt: skip
+        raise OccreidError(
+            f"ogfr.pattern_groups={list(groups)} must give each of the {num_types} occlusion types "
+            "a pattern index, using every index 0..P-1"
+        )

@@ -10,8 +10,15 @@ FOUR_PATTERNS = (0, 1, 1, 1, 1, 2, 3)  # holistic, a side, a block, another pers
 
 # Full OGFR as configs/ogfr.yaml trains it on ViT-B: the defaults, and the teacher sharing the embeddings and
 # the 6 blocks before the agent.
-_SWITCHES = dict(distill=True, patterns=True, fepm="agent", erase_ratio=0.2, pattern_groups=None, share="first",
-                 shared_blocks=6)  # fmt: skip
+_SWITCHES = dict(
+    distill=True,
+    patterns=True,
+    fepm="agent",
+    erase_ratio=0.2,
+    pattern_groups=None,
+    share="first",
+    shared_blocks=6,
+)
 
 OGFR_ABLATIONS: dict[str, dict] = {
     # The rows that add one component at a time.

@@ -8,9 +8,9 @@ from occreid.modeling.pgfl_kd.presets import ABLATION_PRESETS
 from occreid.modeling.pgfl_kd.sab import SemanticsAlignedBranch
 
 __all__ = [
-           "ABLATION_PRESETS",
-           "PGFLKD",
-           "ForegroundEnhancedBranch",
-           "SemanticsAlignedBranch",
-           "part_pooling",
+    "ABLATION_PRESETS",
+    "PGFLKD",
+    "ForegroundEnhancedBranch",
+    "SemanticsAlignedBranch",
+    "part_pooling",
 ]

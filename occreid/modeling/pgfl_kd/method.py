@@ -41,11 +41,14 @@ class PGFLKD(ReidMethod):
         super().__init__(cfg, num_classes)
         m = cfg.model
         if m.num_parts != NUM_PARTS:
-            raise OccreidError(f"model.num_parts={m.num_parts}: the pose heatmaps have {NUM_PARTS} part groups "
-                               f"(occreid.pose.schema.PART_GROUPS); set model.num_parts={NUM_PARTS}")
+            raise OccreidError(
+                f"model.num_parts={m.num_parts}: the pose heatmaps have {NUM_PARTS} part groups "
+                f"(occreid.pose.schema.PART_GROUPS); set model.num_parts={NUM_PARTS}"
+            )
         if self.channels % m.num_parts:
-            raise OccreidError(f"model.num_parts={m.num_parts} must divide the {m.backbone} channel count "
-                               f"{self.channels}")
+            raise OccreidError(
+                f"model.num_parts={m.num_parts} must divide the {m.backbone} channel count {self.channels}"
+            )
         self.use_sab, self.use_feb = m.sab, m.feb
         self.sab_head = "V" if m.interaction else "P"  # which SAB feature carries the ReID loss
         if m.sab:
@@ -62,19 +65,25 @@ class PGFLKD(ReidMethod):
 
     def batch_needs(self) -> BatchNeeds:
         """The pose-guided branches need keypoints in training; at test only the pose-at-test features do."""
-        return BatchNeeds(keypoints=self.use_sab or self.use_feb, test_keypoints=self.cfg.model.test_feature != "f_G")
+        return BatchNeeds(
+            keypoints=self.use_sab or self.use_feb, test_keypoints=self.cfg.model.test_feature != "f_G"
+        )
 
     # ---- pose ---------------------------------------------------------------------------------------------
-    def part_heatmaps(self, keypoints: Tensor | None, image_size: tuple[int, int],
-                      feature_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    def part_heatmaps(
+        self, keypoints: Tensor | None, image_size: tuple[int, int], feature_size: tuple[int, int]
+    ) -> tuple[Tensor, Tensor]:
         """keypoints (B, 17, 3) in input pixels -> heatmaps H (B, K, h, w) and visible (B, K) bool."""
         if keypoints is None:
             raise OccreidError(
                 "PGFL-KD's pose branches (model.sab / model.feb) need keypoints for every image: write a keypoint "
                 "file with the pose command and point data.keypoints at it (default <data.root>/keypoints.npz), "
-                "or use model.name=baseline / model.test_feature=f_G")
+                "or use model.name=baseline / model.test_feature=f_G"
+            )
         if keypoints.ndim != 3 or tuple(keypoints.shape[1:]) != (NUM_KEYPOINTS, 3):
-            raise OccreidError(f"keypoints must have shape (B, {NUM_KEYPOINTS}, 3), got {tuple(keypoints.shape)}")
+            raise OccreidError(
+                f"keypoints must have shape (B, {NUM_KEYPOINTS}, 3), got {tuple(keypoints.shape)}"
+            )
         from occreid.pose.heatmaps import part_visibility, render_part_heatmaps
 
         heatmaps = render_part_heatmaps(keypoints, tuple(image_size), tuple(feature_size), self.cfg.pose)
@@ -83,7 +92,9 @@ class PGFLKD(ReidMethod):
         return heatmaps, part_visibility(keypoints, self.cfg.pose)
 
     # ---- training -----------------------------------------------------------------------------------------
-    def branches(self, images: Tensor, keypoints: Tensor | None, only: str | None = None) -> dict[str, Tensor]:
+    def branches(
+        self, images: Tensor, keypoints: Tensor | None, only: str | None = None
+    ) -> dict[str, Tensor]:
         """Features of the enabled branches: F, f_G, and (with pose) visible, f_l, f_P, f_V, f_F, f_E.
         `only` (a test feature name) skips the branch that feature does not need."""
         run_feb = self.use_feb and only in (None, "f_F", "f_E")
@@ -113,14 +124,23 @@ class PGFLKD(ReidMethod):
             if m.mcl and m.sab_distill == "mcl":
                 b, k = f["f_G"].shape[0], m.num_parts
                 terms["mcl"] = loss.lambda_mcl * multi_part_contrastive_loss(
-                    f["f_G"].view(b, k, -1), f["f_P"].view(b, k, -1), self.positive, f["visible"],
-                    m.mcl_similarity, m.mcl_temperature)  # Eq. 5, f_P detached inside
+                    f["f_G"].view(b, k, -1),
+                    f["f_P"].view(b, k, -1),
+                    self.positive,
+                    f["visible"],
+                    m.mcl_similarity,
+                    m.mcl_temperature,
+                )  # Eq. 5, f_P detached inside
             elif m.mcl:
-                terms["cl_sab"] = loss.lambda_mcl * consistency_loss(f["f_G"], f["f_P"], loss.cl_reduction)  # Table 7
+                terms["cl_sab"] = loss.lambda_mcl * consistency_loss(
+                    f["f_G"], f["f_P"], loss.cl_reduction
+                )  # Table 7
         if self.use_feb:
             terms |= self.reid_loss("E", f["f_E"], pids)[0]  # L_ReID^E
             if m.consistency:
-                terms["cl"] = loss.lambda_cl * consistency_loss(f["f_G"], f["f_E"], loss.cl_reduction)  # Eq. 4
+                terms["cl"] = loss.lambda_cl * consistency_loss(
+                    f["f_G"], f["f_E"], loss.cl_reduction
+                )  # Eq. 4
         terms["acc"] = self.accuracy(logits, pids)
         return terms
 
@@ -133,13 +153,21 @@ class PGFLKD(ReidMethod):
         if feature == "f_G":
             return super().extract(images, None, "f_G")
         if keypoints is None:
-            raise OccreidError(f"model.test_feature={feature} needs keypoints for the query and gallery images; "
-                               "use model.test_feature=f_G to match without pose")
+            raise OccreidError(
+                f"model.test_feature={feature} needs keypoints for the query and gallery images; "
+                "use model.test_feature=f_G to match without pose"
+            )
         return self.test_feature(self.branches(images, keypoints, only=feature), feature)
 
     def test_feature(self, branches: dict[str, Tensor], feature: str) -> Tensor:
         """`feature` (f_P, f_V, f_F or f_E) from the output of `branches`, through its BNNeck where it has one."""
         if feature not in branches:
-            raise OccreidError(f"model.test_feature={feature} is not produced with the current model switches")
+            raise OccreidError(
+                f"model.test_feature={feature} is not produced with the current model switches"
+            )
         neck = self.necks[feature[-1]] if feature[-1] in self.necks else None  # ModuleDict has no .get
-        return neck.test_feature(branches[feature], self.cfg.model.neck_feat) if neck is not None else branches[feature]
+        return (
+            neck.test_feature(branches[feature], self.cfg.model.neck_feat)
+            if neck is not None
+            else branches[feature]
+        )

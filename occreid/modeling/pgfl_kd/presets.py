@@ -20,9 +20,18 @@ ABLATION_PRESETS: dict[str, dict] = {
     # 5 MB-SAB+FEB: + L_ReID^E.                                                R1 61.2 mAP 52.1
     "table6_row5_sab_im_feb": dict(_OFF, name="pgfl_kd", sab=True, interaction=True, mcl=True, feb=True),
     # 6 MB-SAB+FEB w/ C: + L_CL = full PGFL-KD.                                R1 63.0 mAP 54.1
-    "table6_row6_pgfl_kd": dict(_OFF, name="pgfl_kd", sab=True, interaction=True, mcl=True, feb=True,
-                                consistency=True),
+    "table6_row6_pgfl_kd": dict(
+        _OFF, name="pgfl_kd", sab=True, interaction=True, mcl=True, feb=True, consistency=True
+    ),
     # Table 7: SAB distilled by ||f_G - sg(f_P)||^2 instead of L_MCL.        R1 59.1 mAP 50.0
-    "table7_sab_cl": dict(_OFF, name="pgfl_kd", sab=True, interaction=True, mcl=True, sab_distill="cl",
-                          feb=True, consistency=True),
+    "table7_sab_cl": dict(
+        _OFF,
+        name="pgfl_kd",
+        sab=True,
+        interaction=True,
+        mcl=True,
+        sab_distill="cl",
+        feb=True,
+        consistency=True,
+    ),
 }

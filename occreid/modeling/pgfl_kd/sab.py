@@ -19,7 +19,9 @@ class SemanticsAlignedBranch(nn.Module):
         if channels % num_parts:
             raise ValueError(f"channels {channels} not divisible by num_parts {num_parts}")
         self.num_parts = num_parts
-        self.proj = nn.ModuleList(nn.Linear(channels, channels // num_parts, bias=False) for _ in range(num_parts))
+        self.proj = nn.ModuleList(
+            nn.Linear(channels, channels // num_parts, bias=False) for _ in range(num_parts)
+        )
         self.bn = nn.BatchNorm1d(channels)
 
     def forward(self, part_features: Tensor) -> Tensor:

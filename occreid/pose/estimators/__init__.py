@@ -28,7 +28,9 @@ def build_estimator(name: str, model: str | Path | None = None, device: str = "c
         from occreid.pose.estimators.mediapipe import MediaPipePose
 
         if model is not None:
-            raise OccreidError("--model is for rtmlib; the mediapipe estimator uses the model bundled in its wheel")
+            raise OccreidError(
+                "--model is for rtmlib; the mediapipe estimator uses the model bundled in its wheel"
+            )
         if device != "cpu":
             raise OccreidError(f"--device {device}: mediapipe's pose solution runs on the CPU only; use cpu")
         return MediaPipePose()

@@ -155,7 +155,9 @@ def import_coco_json(
             id_to_name = _id_to_name(data["images"], path)
         results = data.get("annotations", data.get("results"))
         if results is None:
-            raise OccreidError(f"{path}: expected a list of detections, or a dict with 'annotations' or 'results'")
+            raise OccreidError(
+                f"{path}: expected a list of detections, or a dict with 'annotations' or 'results'"
+            )
     else:
         results = data
     if not isinstance(results, list):
@@ -182,7 +184,9 @@ def import_coco_json(
             name = id_to_name[int(image_id)]
         kpts = np.asarray(entry["keypoints"], dtype=np.float64)
         if kpts.size != NUM_KEYPOINTS * 3:
-            raise OccreidError(f"{path}: entry {i} ({name}) has {kpts.size} keypoint numbers, expected 51 (17 x 3)")
+            raise OccreidError(
+                f"{path}: entry {i} ({name}) has {kpts.size} keypoint numbers, expected 51 (17 x 3)"
+            )
         score = float(entry.get("score", 1.0))
         parsed.append((name, kpts.reshape(NUM_KEYPOINTS, 3), score))
 

@@ -44,7 +44,9 @@ def _import_mediapipe() -> Any:
 
         return mp.solutions.pose
     except (ImportError, AttributeError) as exc:
-        raise OccreidError(f"the mediapipe estimator needs mediapipe 0.10.21: {INSTALL_HINT} ({exc})") from None
+        raise OccreidError(
+            f"the mediapipe estimator needs mediapipe 0.10.21: {INSTALL_HINT} ({exc})"
+        ) from None
 
 
 CANVASES = ("square", "crop", "grey", "margin")  # the default order; see make_canvas
@@ -85,8 +87,14 @@ class MediaPipePose(PoseEstimator):
 
     name = "mediapipe"
 
-    def __init__(self, input_height: int = 256, model_complexity: int = 1, min_detection_confidence: float = 0.5,
-                 canvases: tuple[str, ...] = CANVASES, good_enough: float = 0.8):  # fmt: skip
+    def __init__(
+        self,
+        input_height: int = 256,
+        model_complexity: int = 1,
+        min_detection_confidence: float = 0.5,
+        canvases: tuple[str, ...] = CANVASES,
+        good_enough: float = 0.8,
+    ):
         pose_solution = _import_mediapipe()
         for kind in canvases:
             if kind not in CANVASES:

@@ -114,7 +114,9 @@ class RtmlibPose(PoseEstimator):
         outputs = session.get_outputs()
         self.family = "rtmpose" if len(outputs) == 2 else "vitpose"
         if self.family == "vitpose" and len(outputs[0].shape) != 4:
-            raise OccreidError(f"--model {path}: outputs {[o.shape for o in outputs]} are neither SimCC nor heatmaps")
+            raise OccreidError(
+                f"--model {path}: outputs {[o.shape for o in outputs]} are neither SimCC nor heatmaps"
+            )
         del session
         self.model = path
         self.device = device

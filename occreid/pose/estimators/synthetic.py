@@ -33,7 +33,9 @@ def import_synthetic(source: str | Path, relpaths: list[str]) -> KeypointStore:
     for relpath in relpaths:
         kpts = store[relpath]
         if not np.isfinite(kpts).all() or not np.isin(kpts[:, 2], (0.0, 1.0)).all():
-            raise OccreidError(f"{source}: keypoints of {relpath} are not finite or have visibility outside {{0, 1}}")
+            raise OccreidError(
+                f"{source}: keypoints of {relpath} are not finite or have visibility outside {{0, 1}}"
+            )
     extra = len(store) - len(set(relpaths))
     if extra > 0:
         store.settings = {**store.settings, "images_not_in_dataset": extra}
