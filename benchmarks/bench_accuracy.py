@@ -8,14 +8,15 @@ pose-at-test features f_P, f_V, f_F, f_E of the rows that have them are recorded
     python benchmarks/bench_accuracy.py                              # Table 6 rows 1-6, seeds 0 1 2
     python benchmarks/bench_accuracy.py --rows table6_row1_baseline table6_row6_pgfl_kd --seeds 0 1 2 3 4
     python benchmarks/bench_accuracy.py --rows "ogfr=configs/demo/ogfr.yaml" table6_row1_baseline
-    python benchmarks/bench_accuracy.py --rows "pgfl_kd_sum=configs/demo/pgfl_kd.yaml,loss.cl_reduction=sum"
+    python benchmarks/bench_accuracy.py --rows "pgfl_kd_sum=configs/demo/pgfl_kd.yaml,pgfl_kd.cl_reduction=sum"
 
     python benchmarks/bench_accuracy.py --rows vit_baseline ogfr_row1_two_view ogfr_row2_distill \
         ogfr_row3_patterns ogfr_row4_fepm_random ogfr_row5_fepm_agent --train-occluders vehicle pole board
 
-A row is a preset name of occreid.modeling.ABLATION_PRESETS (PGFL-KD's switches on configs/demo/base.yaml), of
-OGFR_ABLATIONS (OGFR's spec section 7 switches on configs/demo/ogfr.yaml, the CPU-scale hybrid ViT; the number
-of blocks the teacher shares stays the demo's), `vit_baseline` (configs/demo/vit_baseline.yaml), or
+A row is the name of an ablation preset (occreid/methods/<method>/presets/<name>.yaml: PGFL-KD's Table 6 and 7
+switches, OGFR's docs/ogfr.md section 7 switches) on its method's demo config (configs/demo/<method>.yaml; for
+OGFR the CPU-scale hybrid ViT, whose teacher shares the demo's number of blocks), `vit_baseline`
+(configs/demo/vit_baseline.yaml), or
 `label=CONFIG[,key=value,...]`: a config file (packaged or a path) with overrides. With `--train-occluders`,
 every seed's SynthOcc is the unseen-occluder split (training images occluded only by those types, queries only
 by the others) and the paired-view augmentation holds out SynthOcc's renderers of the query types, so the query
@@ -35,14 +36,13 @@ import statistics
 import time
 from pathlib import Path
 
+from occreid.apps.demo.run import _make_data, pose_at_test
 from occreid.config import load_config
-from occreid.engine.demo import POSE_FEATURES, _make_data, pose_at_test
 from occreid.engine.trainer import train
-from occreid.modeling import ABLATION_PRESETS
-from occreid.modeling.ogfr.presets import OGFR_ABLATIONS
+from occreid.methods import presets
+from occreid.methods.pgfl_kd import POSE_FEATURES
 
 RESULTS = Path(__file__).parent / "results"
-BASE = "configs/demo/base.yaml"
 TABLE6 = [
     f"table6_row{i}_{s}"
     for i, s in enumerate(["baseline", "sab", "sab_i", "sab_im", "sab_im_feb", "pgfl_kd"], start=1)
@@ -57,37 +57,22 @@ PAPER = {  # Occluded-Duke, Table 6 (Rank-1, mAP)
 }
 
 
-def _yaml(value: object) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if value is None:
-        return "null"
-    if isinstance(value, tuple):
-        return "[" + ",".join(map(str, value)) + "]"
-    return str(value)
-
-
-def parse_row(spec: str) -> tuple[str, str, list[str]]:
-    """A row spec -> (label, config, overrides)."""
+def parse_row(spec: str) -> tuple[str, list[str], list[str]]:
+    """A row spec -> (label, config files merged in order, overrides)."""
     if spec == "vit_baseline":
-        return spec, "configs/demo/vit_baseline.yaml", []
-    if spec in OGFR_ABLATIONS:
-        switches = {k: v for k, v in OGFR_ABLATIONS[spec].items() if k != "shared_blocks"}
-        return spec, "configs/demo/ogfr.yaml", [f"ogfr.{k}={_yaml(v)}" for k, v in switches.items()]
+        return spec, ["configs/demo/vit_baseline.yaml"], []
     if "=" not in spec.split(",")[0]:
-        if spec not in ABLATION_PRESETS:
+        preset = presets().get(spec)
+        if preset is None:
             raise SystemExit(
-                f"--rows: {spec!r} is neither a preset ({', '.join([*ABLATION_PRESETS, *OGFR_ABLATIONS])}, "
-                "vit_baseline) nor label=CONFIG[,key=value,...]"
+                f"--rows: {spec!r} is neither a preset ({', '.join(presets())}, vit_baseline) "
+                "nor label=CONFIG[,key=value,...]"
             )
-        switches = [
-            f"model.{k}={str(v).lower() if isinstance(v, bool) else v}"
-            for k, v in ABLATION_PRESETS[spec].items()
-        ]
-        return spec, BASE, switches
+        # the preset's switches on the demo config of its method (occreid/methods/<method>/presets/)
+        return spec, [f"configs/demo/{preset.parent.parent.name}.yaml", str(preset)], []
     label, rest = spec.split("=", 1)
     config, *overrides = rest.split(",")
-    return label, config, overrides
+    return label, [config], overrides
 
 
 def _stats(values: list[float]) -> str:
@@ -282,7 +267,7 @@ def main() -> None:
                 "backbone": cfg.model.backbone,
                 "pretrained": cfg.model.pretrained,
             }
-            record["pose_at_test"] = pose_at_test(run_dir / "last.pt", dataset)
+            record["pose_at_test"] = pose_at_test(run_dir / "last.pt", dataset, POSE_FEATURES)
             results.setdefault(label, {})[str(seed)] = record
             args.out.mkdir(parents=True, exist_ok=True)
             state_path.write_text(json.dumps(results, indent=2))  # after every run: nothing finished is lost
@@ -298,7 +283,7 @@ def main() -> None:
         "",
         f"SynthOcc (default preset, occluded protocol), seeds {' '.join(map(str, args.seeds))}: each seed a fresh "
         "SynthOcc and that training seed, every row the same data, seed and schedule "
-        f"({BASE}{', ' + ' '.join(args.overrides) if args.overrides else ''}). "
+        f"(configs/demo/<method>.yaml{', ' + ' '.join(args.overrides) if args.overrides else ''}). "
         "f_G at test unless marked; pose-at-test rows use the ground-truth keypoints.",
         "",
         f"`python benchmarks/bench_accuracy.py --seeds {' '.join(map(str, args.seeds))} --rows {' '.join(args.rows)}"

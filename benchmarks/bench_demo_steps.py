@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
+from occreid.apps.demo.run import MODELS
 from occreid.config import load_config
 from occreid.data.datasets import load_dataset
 from occreid.data.loaders import build_train_loader
-from occreid.engine.demo import MODELS
 from occreid.engine.trainer import _to_device, keypoints_for
-from occreid.modeling import build_model
+from occreid.methods import build_model
 
 RESULTS = Path(__file__).parent / "results"
 

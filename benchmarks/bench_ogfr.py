@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from occreid.config import load_config
-from occreid.modeling import build_model
+from occreid.methods import build_model
 from occreid.modeling.complexity import count_flops, count_parameters
 
 RESULTS = Path(__file__).parent / "results"

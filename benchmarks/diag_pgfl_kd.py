@@ -32,7 +32,7 @@ from occreid.data.datasets import load_dataset
 def terms(root: str, checkpoint: str | None) -> None:
     from occreid.data.loaders import build_train_loader
     from occreid.engine.trainer import keypoints_for
-    from occreid.modeling import build_model
+    from occreid.methods import build_model
     from occreid.modeling.losses import consistency_loss
 
     cfg = load_config("configs/demo/pgfl_kd.yaml", [f"data.root={root}", "data.num_workers=0"])
@@ -91,8 +91,8 @@ def terms(root: str, checkpoint: str | None) -> None:
 def ranked(root: str, seed: int, checkpoints: list[str]) -> None:
     from occreid.data.synthocc.generate import PRESETS, plan_dataset
     from occreid.data.synthocc.identity import attribute_difference
-    from occreid.engine.checkpoint import load_deployed_model
-    from occreid.engine.evaluate import evaluate_features, extract_features
+    from occreid.evaluation.evaluate import evaluate_features, extract_features
+    from occreid.inference.models import load_deployed_model
 
     identities, _ = plan_dataset(PRESETS["default"], seed, "occluded")
     dataset = load_dataset("synthocc", root)

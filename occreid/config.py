@@ -13,42 +13,29 @@ is a float and only true/false are booleans. An override of a text field (`data.
 from __future__ import annotations
 
 import re
+import sys
 import types
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, create_model
 
+from occreid.config_fields import LIST_AS_TUPLE, Positive, PositiveFloat, Section, at_least_two
 from occreid.errors import OccreidError
+from occreid.methods import METHODS, config_sections
 
 PACKAGE_CONFIG_DIR = Path(__file__).parent / "configs"
 BASE_KEY = "_base_"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+def _registered_method(name: str) -> str:
+    if name not in METHODS:
+        raise ValueError(f"must be one of {', '.join(METHODS)}")
+    return name
 
 
-# Tuples are written as YAML lists (and dumped as lists by `to_yaml`); strict mode alone would refuse a list.
-_LIST_AS_TUPLE = BeforeValidator(lambda value: tuple(value) if isinstance(value, list) else value)
-_Positive = Annotated[int, Field(gt=0)]
-_PositiveFloat = Annotated[float, Field(gt=0)]
-
-
-def _at_least_two(what: str):
-    def check(value: int) -> int:
-        if value < 2:
-            raise ValueError(
-                f"must be >= 2: the batch-hard triplet loss needs at least 2 {what}, "
-                "else it is 0 on every step"
-            )
-        return value
-
-    return check
-
-
-class DataConfig(_Section):
+class DataConfig(Section):
     dataset: str = "synthocc"  # a name from `occreid data list`
     root: str = "data/synthocc"
     # Test on another dataset's query/gallery (e.g. Market-1501 -> Occluded-REID); None: the training dataset.
@@ -60,24 +47,24 @@ class DataConfig(_Section):
     test_keypoints: str | None = None
     # Images the store lacks: an error (default), or true: "no pose" (every confidence 0), counted in a warning.
     allow_missing_keypoints: bool = False
-    image_size: Annotated[tuple[_Positive, _Positive], _LIST_AS_TUPLE] = (384, 128)  # (height, width)
+    image_size: Annotated[tuple[Positive, Positive], LIST_AS_TUPLE] = (384, 128)  # (height, width)
     # The batch-hard triplet loss needs a positive and a negative for every anchor: >= 2 identities per batch and
     # >= 2 images per identity (with 1 it is 0 on every step and silently off).
-    p: Annotated[int, AfterValidator(_at_least_two("identities per batch (p)"))] = 4  # identities per batch
-    k: Annotated[int, AfterValidator(_at_least_two("images per identity (k)"))] = 16  # images per identity
+    p: Annotated[int, AfterValidator(at_least_two("identities per batch (p)"))] = 4  # identities per batch
+    k: Annotated[int, AfterValidator(at_least_two("images per identity (k)"))] = 16  # images per identity
     num_workers: int = Field(2, ge=0)
     flip_prob: float = Field(0.5, ge=0, le=1)
     pad: int = Field(10, ge=0)
     erasing_prob: float = Field(0.5, ge=0, le=1)
-    mean: Annotated[tuple[float, float, float], _LIST_AS_TUPLE] = (0.485, 0.456, 0.406)
-    std: Annotated[tuple[_PositiveFloat, _PositiveFloat, _PositiveFloat], _LIST_AS_TUPLE] = (
+    mean: Annotated[tuple[float, float, float], LIST_AS_TUPLE] = (0.485, 0.456, 0.406)
+    std: Annotated[tuple[PositiveFloat, PositiveFloat, PositiveFloat], LIST_AS_TUPLE] = (
         0.229,
         0.224,
         0.225,
     )
 
 
-class PoseConfig(_Section):
+class PoseConfig(Section):
     """How keypoints become the K = 8 part heatmaps H_k of the PGFL-KD paper (section 3.1)."""
 
     sigma: float = Field(1.0, gt=0)  # Gaussian std in feature-map cells
@@ -87,8 +74,8 @@ class PoseConfig(_Section):
     empty_group: Literal["uniform", "zero"] = "zero"  # a group with no visible keypoint
 
 
-class ModelConfig(_Section):
-    name: Literal["baseline", "pgfl_kd", "ogfr"] = "pgfl_kd"
+class ModelConfig(Section):
+    name: Annotated[str, AfterValidator(_registered_method)] = "pgfl_kd"  # a package of occreid.methods
     backbone: Literal[
         "resnet18",
         "resnet34",
@@ -112,35 +99,18 @@ class ModelConfig(_Section):
     drop_path: float = Field(0.1, ge=0.0, lt=1.0)
     num_cameras: int = Field(0, ge=0)
     camera_coef: float = 3.0
-    num_parts: int = Field(8, ge=1)
     # Which BNNeck feature is used at test time: "after" BN (BoT's default) or "before" it.
     neck_feat: Literal["before", "after"] = "after"
     # Feature matched at test (Table 8). f_G needs no pose; the others need query/gallery keypoints.
     test_feature: Literal["f_G", "f_P", "f_V", "f_F", "f_E"] = "f_G"
-    # PGFL-KD ablation switches (Table 6 / Table 7).
-    sab: bool = True  # body-part semantics aligned branch, S of SAB
-    interaction: bool = True  # I: ReID loss on f_V = f_G + f_P instead of on f_P
-    mcl: bool = True  # M: distil f_P into f_G
-    sab_distill: Literal["mcl", "cl"] = "mcl"  # Table 7: multi-part contrastive or consistency loss
-    feb: bool = True  # foreground-enhanced branch, S of FEB
-    consistency: bool = True  # C: L_CL between f_G and sg(f_E)
-    feb_similarity: Literal["cosine", "dot"] = "cosine"  # Eq. 2
-    feb_temperature: float = Field(0.1, gt=0)  # a_ij = softmax(sim / T)
-    mcl_similarity: Literal["cosine", "dot"] = "cosine"  # Eq. 5
-    mcl_temperature: float = Field(0.1, gt=0)
 
 
-class LossConfig(_Section):
+class LossConfig(Section):
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     triplet_margin: float | None = Field(0.3, ge=0)  # None: soft-margin triplet
-    lambda_cl: float = Field(0.25, ge=0)
-    # ||.||^2 of Eq. 4 (and Table 7's SAB consistency): "mean" over channels (default, on the ReID losses'
-    # scale; see docs/models.md) or "sum", the paper's squared norm literally (C times larger).
-    cl_reduction: Literal["mean", "sum"] = "mean"
-    lambda_mcl: float = Field(0.25, ge=0)
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     epochs: int = Field(120, ge=1)
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = Field(3.5e-4, gt=0)
@@ -167,7 +137,7 @@ class TrainConfig(_Section):
     output_dir: str = "runs/default"
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     batch_size: int = Field(128, ge=1)
     metric: Literal["euclidean", "cosine"] = "euclidean"
     normalize: bool = True
@@ -192,8 +162,8 @@ OccluderSource = Literal[
 ]
 
 
-class OcclusionConfig(_Section):
-    """Typed occlusion for paired holistic/occluded views (OGFR spec section 1; occreid.data.occlusion).
+class OcclusionConfig(Section):
+    """Typed occlusion for paired holistic/occluded views (docs/ogfr.md section 1; occreid.data.occlusion).
 
     Only methods that ask for paired views use it. Types: none (x~ = x), top/bottom (full width, height in
     `side_range` x H), left/right (full height, width in `side_range` x W), block (area in `block_area` x H x W
@@ -202,7 +172,7 @@ class OcclusionConfig(_Section):
     outer columns), shape (synthetic shapes), synthocc_* (SynthOcc's occluder renderers).
     """
 
-    types: Annotated[tuple[OcclusionType, ...], _LIST_AS_TUPLE] = (
+    types: Annotated[tuple[OcclusionType, ...], LIST_AS_TUPLE] = (
         "none",
         "top",
         "bottom",
@@ -212,8 +182,8 @@ class OcclusionConfig(_Section):
         "person",
     )
     # Probabilities of `types` (same length; renormalised over the types not held out); None: uniform.
-    type_probs: Annotated[tuple[float, ...] | None, _LIST_AS_TUPLE] = None
-    sources: Annotated[tuple[OccluderSource, ...], _LIST_AS_TUPLE] = (
+    type_probs: Annotated[tuple[float, ...] | None, LIST_AS_TUPLE] = None
+    sources: Annotated[tuple[OccluderSource, ...], LIST_AS_TUPLE] = (
         "image",
         "background",
         "shape",
@@ -224,69 +194,18 @@ class OcclusionConfig(_Section):
         "synthocc_clutter",
     )
     # Never drawn in training (kept for test-time views, `held_out=True`); their type indices stay valid.
-    held_out_types: Annotated[tuple[OcclusionType, ...], _LIST_AS_TUPLE] = ()
-    held_out_sources: Annotated[tuple[OccluderSource, ...], _LIST_AS_TUPLE] = ()
-    side_range: Annotated[tuple[float, float], _LIST_AS_TUPLE] = (0.25, 0.5)  # FED: H/4-H/2 or W/4-W/2
-    block_area: Annotated[tuple[float, float], _LIST_AS_TUPLE] = (0.1, 0.3)  # fraction of H x W
-    block_ratio: Annotated[tuple[float, float], _LIST_AS_TUPLE] = (0.5, 2.0)  # height / width, log-uniform
+    held_out_types: Annotated[tuple[OcclusionType, ...], LIST_AS_TUPLE] = ()
+    held_out_sources: Annotated[tuple[OccluderSource, ...], LIST_AS_TUPLE] = ()
+    side_range: Annotated[tuple[float, float], LIST_AS_TUPLE] = (0.25, 0.5)  # FED: H/4-H/2 or W/4-W/2
+    block_area: Annotated[tuple[float, float], LIST_AS_TUPLE] = (0.1, 0.3)  # fraction of H x W
+    block_ratio: Annotated[tuple[float, float], LIST_AS_TUPLE] = (0.5, 2.0)  # height / width, log-uniform
     # A ViT patch is occluded (m = 1) when at least this fraction of its pixels is covered (`patch_mask`).
     mask_threshold: float = 0.5
 
 
-class OGFRConfig(_Section):
-    """OGFR (occreid.modeling.ogfr; docs/models.md "OGFR"). Every [ours] choice of the spec is a field here.
+class CoreConfig(Section):
+    """The sections every method shares; `Config` adds each method's own (occreid.methods)."""
 
-    Ablation switches (spec section 7): `distill`, `patterns`, `fepm`, `erase_ratio`, `pattern_groups`, `share`.
-    """
-
-    # ---- teacher and student (spec section 3)
-    # What the holistic teacher shares with the occluded student: nothing, the patch/position/camera embedding and
-    # the first `shared_blocks` blocks ("first"), or everything but the last block and the final norm.
-    share: Literal["none", "first", "all_but_last"] = "first"
-    shared_blocks: int = Field(2, ge=0)  # share="first" only
-    # ---- occlusion pattern embeddings (spec section 2)
-    patterns: bool = True
-    # Pattern index of each occlusion type (length len(occlusion.types), every index 0..P-1 used); None: one
-    # pattern per type (P = len(occlusion.types)).
-    pattern_groups: Annotated[tuple[int, ...] | None, _LIST_AS_TUPLE] = None
-    pattern_block: int = Field(1, ge=1)  # the head reads the tokens after blocks [0, pattern_block)
-    pattern_hidden: int = Field(64, ge=1)  # per-token width of the light head
-    pattern_coef: float = 1.0  # tokens += pattern_coef * sum_p w_p E_p (SIE-style)
-    # The mixture added in training: the head's prediction ("predicted", as at test) or the true type's
-    # embedding ("true_type", teacher forcing). Test time always uses the prediction.
-    pattern_train_mixture: Literal["predicted", "true_type"] = "predicted"
-    lambda_pattern: float = 1.0
-    occlusion_head: bool = False  # per-patch occlusion head on the pattern head's token features, BCE with m
-    lambda_occlusion: float = 1.0
-    # ---- feature erasing and purification module (spec section 4)
-    fepm: Literal["agent", "random", "off"] = "agent"  # "random": k uniformly random tokens (ablation)
-    agent_block: int = Field(2, ge=1)  # the agent reads the teacher's tokens after blocks [0, agent_block)
-    erase_ratio: float = Field(0.2, ge=0.0, lt=1.0)  # rho: k = round(rho x N) tokens erased
-    agent_hidden: int = Field(128, ge=1)
-    agent_lr: float = Field(1e-3, gt=0.0)  # Adam, the agent's own optimiser (no schedule)
-    agent_warmup_epochs: int = Field(
-        5, ge=0
-    )  # epochs of random erasing (the untrained agent) before it learns
-    entropy_coef: float = Field(0.01, ge=0.0)
-    # Divide the self-critical advantages r - r_greedy by their batch standard deviation before REINFORCE:
-    # rewards are ~1e-3 nats at the CPU scale, too small for the raw policy gradient to move the policy
-    # (docs/models.md, "the agent").
-    advantage_norm: bool = True
-    # ---- reinforced knowledge distillation (spec section 5)
-    distill: bool = True  # feature + logit distillation from the purified teacher
-    feature_distill: Literal["cosine", "mse"] = "cosine"
-    # Which global features: after the BNNeck's BN ("bn": per-channel standardised, the ID classifier's input)
-    # or the raw class tokens ("raw"; these share a large common component: cosine ~0.9995 between any two
-    # images in a trained CPU-scale run, which makes a distance between them nearly vacuous).
-    distill_space: Literal["bn", "raw"] = "bn"
-    lambda_feat: float = 1.0
-    lambda_logit: float = 1.0
-    kd_temperature: float = Field(4.0, gt=0.0)
-    token_distill: bool = False  # patch tokens the occluder does not cover (and the agent kept)
-    lambda_token: float = 1.0
-
-
-class Config(_Section):
     data: DataConfig = DataConfig()
     pose: PoseConfig = PoseConfig()
     model: ModelConfig = ModelConfig()
@@ -294,10 +213,39 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     occlusion: OcclusionConfig = OcclusionConfig()
-    ogfr: OGFRConfig = OGFRConfig()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+Config = create_model(
+    "Config",
+    __base__=CoreConfig,
+    __module__=__name__,
+    **{name: (section, section()) for name, section in config_sections().items()},
+)
+
+# Keys that moved, old -> new. A YAML file that uses an old key (a run folder's config.yaml written by an older
+# occreid, say) is read with a one-line warning, a checkpoint's stored config silently; --set names the new key.
+MOVED_KEYS = {
+    **{
+        f"model.{key}": f"pgfl_kd.{key}"
+        for key in (
+            "num_parts",
+            "sab",
+            "interaction",
+            "mcl",
+            "sab_distill",
+            "feb",
+            "consistency",
+            "feb_similarity",
+            "feb_temperature",
+            "mcl_similarity",
+            "mcl_temperature",
+        )
+    },
+    **{f"loss.{key}": f"pgfl_kd.{key}" for key in ("lambda_cl", "cl_reduction", "lambda_mcl")},
+}
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -336,7 +284,7 @@ def _resolve_path(name: str | Path, relative_to: Path | None) -> Path:
     raise OccreidError(f"config file not found: {name} (looked in {', '.join(str(c) for c in candidates)})")
 
 
-def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+def read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path.resolve() in chain:
         raise OccreidError(f"config {path}: {BASE_KEY} chain loops back to itself")
     try:
@@ -345,13 +293,14 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise OccreidError(f"config {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise OccreidError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
+    data = _moved_keys(data, str(path), warn=True)
     base = data.pop(BASE_KEY, None)
     if base is None:
         return data
     merged: dict[str, Any] = {}
     for base_name in [base] if isinstance(base, str) else base:
         base_path = _resolve_path(base_name, path.parent)
-        merged = _deep_merge(merged, _read_yaml(base_path, chain + (path.resolve(),)))
+        merged = _deep_merge(merged, read_yaml(base_path, chain + (path.resolve(),)))
     return _deep_merge(merged, data)
 
 
@@ -373,6 +322,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise OccreidError(f"override {text!r} must look like section.key=value, e.g. train.lr=3e-4")
     key, raw = text.split("=", 1)
     keys, raw = key.strip().split("."), raw.strip()
+    if key.strip() in MOVED_KEYS:
+        raise OccreidError(
+            f"override {key.strip()}: this key is now {MOVED_KEYS[key.strip()]}; set that instead"
+        )
     try:
         value = yaml.load(raw, Loader=_YamlLoader) if raw else None
     except yaml.YAMLError:
@@ -428,8 +381,40 @@ def _error_key(loc: tuple) -> str:
     return ".".join(parts)
 
 
-def build_config(data: dict[str, Any], source: str = "config") -> Config:
-    """Validate a nested dict into a Config; errors name the offending key."""
+def _moved_keys(data: dict[str, Any], source: str, warn: bool) -> dict[str, Any]:
+    """`data` (one file's, or a stored config) with the MOVED_KEYS it uses in their new places; `warn`: say so
+    on one line. A file that sets both a key's old and new place is an OccreidError."""
+    found = [(old, new) for old, new in MOVED_KEYS.items() if _has_key(data, old)]
+    if not found:
+        return data
+    data = {section: dict(values) if isinstance(values, dict) else values for section, values in data.items()}
+    for old, new in found:
+        (section, key), (new_section, new_key) = old.split("."), new.split(".")
+        value = data[section].pop(key)
+        if not isinstance(data.setdefault(new_section, {}), dict):
+            continue  # a malformed section: validation names it
+        if new_key in data[new_section] and data[new_section][new_key] != value:
+            raise OccreidError(f"{source}: sets both '{old}' and '{new}'; keep only '{new}'")
+        data[new_section][new_key] = value
+    if warn:
+        moves = ", ".join(f"{old} -> {new}" for old, new in found)
+        print(
+            f"warning: {source} uses keys that have moved ({moves}); read in their new places",
+            file=sys.stderr,
+        )
+    return data
+
+
+def _has_key(data: dict[str, Any], dotted: str) -> bool:
+    section, key = dotted.split(".")
+    return isinstance(data.get(section), dict) and key in data[section]
+
+
+def build_config(data: dict[str, Any], source: str = "config", stored: bool = False) -> Config:
+    """Validate a nested dict into a Config; errors name the offending key. `stored`: a config an older occreid
+    may have written (a checkpoint's), whose keys that have moved since are read in their new places."""
+    if stored:
+        data = _moved_keys(data, source, warn=False)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
@@ -451,13 +436,22 @@ def build_config(data: dict[str, Any], source: str = "config") -> Config:
         raise OccreidError(f"{source}: " + "; ".join(text)) from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a YAML config (with `_base_` inheritance) and apply `section.key=value` overrides."""
-    data = _read_yaml(_resolve_path(path, None)) if path is not None else {}
+def load_config(
+    path: str | Path | list[str | Path] | None = None,
+    overrides: list[str] | None = None,
+    stored: bool = False,
+) -> Config:
+    """Load a YAML config (with `_base_` inheritance) and apply `section.key=value` overrides. A list of paths
+    is merged in order, as `_base_: [a, b]` is (e.g. a config and an ablation preset). `stored`: a config an
+    occreid wrote (see build_config)."""
+    paths = [] if path is None else path if isinstance(path, list) else [path]
+    data: dict[str, Any] = {}
+    for one in paths:
+        data = _deep_merge(data, read_yaml(_resolve_path(one, None)))
     for text in overrides or []:
         keys, value = parse_override(text)
         _apply_override(data, keys, value)
-    return build_config(data, source=str(path) if path else "config")
+    return build_config(data, source=" + ".join(map(str, paths)) or "config")
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:

@@ -16,9 +16,9 @@ def assert_overfits(monkeypatch):
 
     def check(cfg, synth_root: Path) -> None:
         import occreid.data.datasets as datasets_module
-        from occreid.engine.checkpoint import load_deployed_model
-        from occreid.engine.evaluate import extract_features
         from occreid.engine.trainer import train
+        from occreid.evaluation.evaluate import extract_features
+        from occreid.inference.models import load_deployed_model
 
         load = datasets_module.load_dataset
         dataset = load("synthocc", synth_root)

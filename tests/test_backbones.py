@@ -14,8 +14,8 @@ import torchvision
 
 from occreid.config import Config
 from occreid.errors import OccreidError
+from occreid.methods import build_model
 from occreid.modeling import backbone as bb
-from occreid.modeling import build_model
 from occreid.modeling.backbone import (
     build_backbone,
     deep_sort_weights_path,

@@ -3,8 +3,9 @@ import os
 import pytest
 import torch
 
-from occreid.engine.checkpoint import FORMAT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from occreid.engine.checkpoint import rng_state, set_rng_state
 from occreid.errors import OccreidError
+from occreid.modeling.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 
 
 def test_round_trip_and_weights_only(tmp_path):

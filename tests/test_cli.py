@@ -81,7 +81,7 @@ def test_train_config_with_an_unknown_key(tmp_path):
     [
         ("train.nope=1", ["unknown key 'train.nope'"]),
         ("train.seed=-1", ["'train.seed'", "greater than or equal to 0"]),
-        ("model.sab=yes", ["'model.sab'", "valid boolean"]),
+        ("pgfl_kd.sab=yes", ["'pgfl_kd.sab'", "valid boolean"]),
     ],
 )
 def test_train_bad_override(tmp_path, override, names):

@@ -10,17 +10,17 @@ def test_defaults_follow_the_paper_recipe():
     assert (cfg.data.p, cfg.data.k) == (4, 16)
     assert cfg.train.lr == pytest.approx(3.5e-4)
     assert cfg.train.milestones == [30, 70]
-    assert cfg.loss.lambda_cl == cfg.loss.lambda_mcl == 0.25
+    assert cfg.pgfl_kd.lambda_cl == cfg.pgfl_kd.lambda_mcl == 0.25
 
 
 def test_base_inheritance_and_overrides(tmp_path):
     (tmp_path / "base.yaml").write_text("train:\n  lr: 0.1\n  epochs: 5\nmodel:\n  backbone: resnet18\n")
     (tmp_path / "child.yaml").write_text("_base_: base.yaml\ntrain:\n  epochs: 7\n")
-    cfg = load_config(tmp_path / "child.yaml", overrides=["train.lr=3e-4", "model.feb=false"])
+    cfg = load_config(tmp_path / "child.yaml", overrides=["train.lr=3e-4", "pgfl_kd.feb=false"])
     assert cfg.train.epochs == 7  # child wins over base
     assert cfg.train.lr == pytest.approx(3e-4)  # override wins over both
     assert cfg.model.backbone == "resnet18"  # inherited
-    assert cfg.model.feb is False
+    assert cfg.pgfl_kd.feb is False
 
 
 def test_unknown_key_is_named(tmp_path):
@@ -63,8 +63,8 @@ def test_resolved_config_round_trips(tmp_path):
         ("train.seed=4294967296", r"'train\.seed': Input should be less than or equal to 4294967295"),
         ("train.seed=true", r"'train\.seed': Input should be a valid integer \(got True\)"),
         ("train.epochs='12'", r"'train\.epochs': Input should be a valid integer \(got '12'\)"),
-        ("model.sab=yes", r"'model\.sab': Input should be a valid boolean \(got 'yes'\)"),
-        ("model.sab=1", r"'model\.sab': Input should be a valid boolean \(got 1\)"),
+        ("pgfl_kd.sab=yes", r"'pgfl_kd\.sab': Input should be a valid boolean \(got 'yes'\)"),
+        ("pgfl_kd.sab=1", r"'pgfl_kd\.sab': Input should be a valid boolean \(got 1\)"),
         ("train.lr=true", r"'train\.lr': Input should be a valid number \(got True\)"),
         ("data.image_size=[64,true]", r"'data\.image_size\.1': Input should be a valid integer"),
         ("data.image_size=64", r"'data\.image_size': Input should be a valid tuple \(got 64\)"),
@@ -76,8 +76,8 @@ def test_types_are_strict_and_the_error_names_the_key(override, message):
 
 
 def test_strict_types_in_a_yaml_file_name_the_key(tmp_path):
-    (tmp_path / "bad.yaml").write_text('train:\n  epochs: "12"\nmodel:\n  sab: "yes"\n')
-    with pytest.raises(OccreidError, match=r"'model\.sab': .*boolean.*; 'train\.epochs': .*integer"):
+    (tmp_path / "bad.yaml").write_text('train:\n  epochs: "12"\npgfl_kd:\n  sab: "yes"\n')
+    with pytest.raises(OccreidError, match=r"'train\.epochs': .*integer.*; 'pgfl_kd\.sab': .*boolean"):
         load_config(tmp_path / "bad.yaml")
 
 
@@ -85,11 +85,11 @@ def test_lists_ints_and_exponents_still_fill_tuples_and_floats(tmp_path):
     (tmp_path / "ok.yaml").write_text(
         "data:\n  image_size: [256, 128]\n  mean: [0, 0.5, 1]\n  erasing_prob: 0\ntrain:\n  lr: 1e-3\n  grad_clip: 5\n"
     )
-    cfg = load_config(tmp_path / "ok.yaml", overrides=["train.weight_decay=5e-4", "loss.lambda_cl=1"])
+    cfg = load_config(tmp_path / "ok.yaml", overrides=["train.weight_decay=5e-4", "pgfl_kd.lambda_cl=1"])
     assert cfg.data.image_size == (256, 128) and cfg.data.mean == (0.0, 0.5, 1.0)
     assert cfg.data.erasing_prob == 0.0 and isinstance(cfg.data.erasing_prob, float)
     assert cfg.train.lr == pytest.approx(1e-3) and cfg.train.weight_decay == pytest.approx(5e-4)
-    assert cfg.train.grad_clip == 5.0 and cfg.loss.lambda_cl == 1.0
+    assert cfg.train.grad_clip == 5.0 and cfg.pgfl_kd.lambda_cl == 1.0
     assert load_config(None, overrides=["train.seed=4294967295"]).train.seed == 2**32 - 1
 
 

@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from occreid.apps.demo.report import _table
+from occreid.apps.demo.run import MODELS
 from occreid.config import load_config
-from occreid.engine.demo import MODELS, POSE_FEATURES, _table
-from occreid.modeling import ABLATION_PRESETS
+from occreid.methods import presets
+from occreid.methods.pgfl_kd import POSE_FEATURES
 
 _spec = importlib.util.spec_from_file_location(
     "bench_accuracy", Path(__file__).parents[1] / "benchmarks" / "bench_accuracy.py"
@@ -18,16 +20,17 @@ _spec.loader.exec_module(bench)
 
 def test_demo_models_share_backbone_schedule_and_start_from_imagenet():
     cfgs = [load_config(m.config) for m in MODELS]
-    assert [m.key for m in MODELS] == ["baseline", "pgfl_kd", "vit_baseline", "ogfr"]
-    assert [c.model.name for c in cfgs] == ["baseline", "pgfl_kd", "baseline", "ogfr"]
+    assert [m.key for m in MODELS] == ["baseline", "vit_baseline", "pgfl_kd", "ogfr"]
+    assert [c.model.name for c in cfgs] == ["baseline", "baseline", "pgfl_kd", "ogfr"]
     # The CNNs share the ImageNet MobileNetV2, the ViTs the hybrid on its ImageNet stem.
-    assert [c.model.backbone for c in cfgs] == ["mobilenet_v2"] * 2 + ["vit_hybrid_mnv2"] * 2
+    backbones = ["mobilenet_v2", "vit_hybrid_mnv2", "mobilenet_v2", "vit_hybrid_mnv2"]
+    assert [c.model.backbone for c in cfgs] == backbones
     for cfg in cfgs:
         assert cfg.model.pretrained is True and cfg.model.test_feature == "f_G"
         # Every model has the same schedule, data and ReID loss settings.
         assert cfg.train.model_dump() == cfgs[0].train.model_dump() | {"output_dir": cfg.train.output_dir}
         assert cfg.data.model_dump() == cfgs[0].data.model_dump() and cfg.loss == cfgs[0].loss
-    assert MODELS[1].pose_features == POSE_FEATURES
+    assert MODELS[2].pose_features == POSE_FEATURES
 
 
 def _row(title, map_, pose=None):
@@ -61,25 +64,27 @@ def test_demo_table_has_one_f_g_line_per_model_then_pose_lines():
 
 
 def test_bench_row_specs():
-    label, config, overrides = bench.parse_row("table6_row2_sab")
-    assert (label, config) == ("table6_row2_sab", "configs/demo/base.yaml")
-    assert "model.sab=true" in overrides and "model.interaction=false" in overrides
-    assert "model.name=pgfl_kd" in overrides and len(overrides) == len(ABLATION_PRESETS["table6_row2_sab"])
-    cfg = load_config(config, overrides)
+    label, configs, overrides = bench.parse_row("table6_row2_sab")
+    assert (label, configs[0], overrides) == ("table6_row2_sab", "configs/demo/pgfl_kd.yaml", [])
+    assert configs[1] == str(presets()["table6_row2_sab"])
+    cfg = load_config(configs, overrides)
+    assert cfg.model.name == "pgfl_kd" and cfg.train.epochs == load_config(configs[0]).train.epochs
     assert (
-        cfg.model.sab
-        and not cfg.model.interaction
-        and not cfg.model.feb
+        cfg.pgfl_kd.sab
+        and not cfg.pgfl_kd.interaction
+        and not cfg.pgfl_kd.feb
         and cfg.model.backbone == "mobilenet_v2"
     )
-    assert bench.parse_row("ogfr=configs/x.yaml,train.epochs=3,loss.lambda_cl=1") == (
+    assert bench.parse_row("ogfr=configs/x.yaml,train.epochs=3,pgfl_kd.lambda_cl=1") == (
         "ogfr",
-        "configs/x.yaml",
-        ["train.epochs=3", "loss.lambda_cl=1"],
+        ["configs/x.yaml"],
+        ["train.epochs=3", "pgfl_kd.lambda_cl=1"],
     )
     with pytest.raises(SystemExit, match="neither a preset"):
         bench.parse_row("table6_row9")
-    assert bench.TABLE6 == [k for k in ABLATION_PRESETS if k.startswith("table6")]
+    assert bench.TABLE6 == [k for k in presets() if k.startswith("table6")]
+    ogfr_configs = bench.parse_row("ogfr_row4_fepm_random")[1]
+    assert load_config(ogfr_configs).ogfr.fepm == "random" and ogfr_configs[0] == "configs/demo/ogfr.yaml"
 
 
 def test_bench_table_mean_std_and_paired_gains():

@@ -7,10 +7,10 @@ import torch
 
 from occreid.config import Config
 from occreid.data.records import ImageRecord
-from occreid.engine.evaluate import evaluate_features
 from occreid.engine.trainer import _log_eval
 from occreid.evaluation import format_results_table, results_to_json
 from occreid.evaluation.by_type import evaluate_by_type
+from occreid.evaluation.evaluate import evaluate_features
 
 
 def _by_hand(distmat, q_pids, g_pids, q_cams, g_cams, rows, max_rank):

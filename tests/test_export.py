@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from occreid.config import Config
 from occreid.errors import OccreidError
-from occreid.modeling import build_model
+from occreid.methods import build_model
 from occreid.modeling.export import export_onnx, verify_onnx
 
 ort = pytest.importorskip("onnxruntime")
@@ -69,7 +69,7 @@ def test_verify_detects_a_different_model(tmp_path):
 
 @pytest.fixture
 def fake_checkpoint(tmp_path, monkeypatch):
-    from occreid.engine import checkpoint
+    from occreid.inference import models as checkpoint
 
     method, cfg = make_method()
     calls = []

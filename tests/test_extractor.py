@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from occreid.errors import OccreidError
-from occreid.evaluation import FeatureExtractor, compute_distance, load_features, save_features
+from occreid.evaluation import compute_distance
+from occreid.inference.extractor import FeatureExtractor, load_features, save_features
 
 
 def tiny_model():
@@ -130,8 +131,8 @@ def test_compute_distance_metrics():
 
 def test_from_checkpoint_uses_the_deployed_model_and_the_config_settings(images, tmp_path):
     from occreid.config import load_config
-    from occreid.engine.checkpoint import save_checkpoint
-    from occreid.modeling import build_model
+    from occreid.methods import build_model
+    from occreid.modeling.checkpoint import save_checkpoint
 
     overrides = [
         "model.name=pgfl_kd",

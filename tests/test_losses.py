@@ -7,13 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from occreid.modeling.losses import (
-    batch_hard_triplet_loss,
-    consistency_loss,
-    cross_entropy_label_smoothing,
-    multi_part_contrastive_loss,
-    part_positive_mask,
-)
+from occreid.methods.pgfl_kd.losses import consistency_loss, multi_part_contrastive_loss, part_positive_mask
+from occreid.modeling.losses import batch_hard_triplet_loss, cross_entropy_label_smoothing
 from occreid.pose.schema import PART_FLIP, PART_GROUPS
 
 

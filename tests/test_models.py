@@ -7,21 +7,27 @@ import pytest
 import torch
 import torchvision
 
-from occreid.config import Config
+from occreid.config import Config, read_yaml
 from occreid.errors import OccreidError
-from occreid.modeling import ABLATION_PRESETS, build_model
+from occreid.methods import build_model, presets
+from occreid.methods.pgfl_kd.feb import ForegroundEnhancedBranch
+from occreid.methods.pgfl_kd.losses import consistency_loss
+from occreid.methods.pgfl_kd.part_pooling import part_pooling
+from occreid.methods.pgfl_kd.sab import SemanticsAlignedBranch
 from occreid.modeling.backbone import build_backbone, torchvision_cache_path
 from occreid.modeling.bnneck import BNNeck
 from occreid.modeling.complexity import count_flops, count_parameters, inference_cost
-from occreid.modeling.losses import consistency_loss
-from occreid.modeling.pgfl_kd import ForegroundEnhancedBranch, SemanticsAlignedBranch, part_pooling
 
 H, W = 64, 32  # small inputs: F is 4 x 2 with ResNet-18 and last stride 1
 
 
-def make_cfg(name="pgfl_kd", **model):
+def make_cfg(name="pgfl_kd", **fields):
+    """A tiny config; `fields` go to `model.*`, or to `pgfl_kd.*` where that section has them."""
     cfg = Config()
+    switches = {k: v for k, v in fields.items() if k in type(cfg.pgfl_kd).model_fields}
+    model = {k: v for k, v in fields.items() if k not in switches}
     cfg.model = cfg.model.model_copy(update=dict(name=name, backbone="resnet18", pretrained=False, **model))
+    cfg.pgfl_kd = cfg.pgfl_kd.model_copy(update=switches)
     cfg.data.image_size = (H, W)
     return cfg
 
@@ -157,8 +163,9 @@ TABLE_ROWS = {
 
 @pytest.mark.parametrize("preset", sorted(TABLE_ROWS))
 def test_ablation_preset_produces_its_rows_loss_terms(preset):
-    values = dict(ABLATION_PRESETS[preset], backbone="resnet18", pretrained=False)
-    cfg = Config.model_validate({"model": values, "data": {"image_size": [H, W]}})
+    values = read_yaml(presets()[preset])
+    values["model"] |= {"backbone": "resnet18", "pretrained": False}
+    cfg = Config.model_validate({**values, "data": {"image_size": [H, W]}})
     method = build_model(cfg, num_classes=4)
     terms = method.training_step(make_batch())
     assert set(terms) - set(method.metric_names) == TABLE_ROWS[preset]
@@ -170,15 +177,15 @@ def test_ablation_preset_produces_its_rows_loss_terms(preset):
 
 
 def test_presets_cover_every_table_row():
-    assert set(ABLATION_PRESETS) == set(TABLE_ROWS)
-    assert ABLATION_PRESETS["table6_row1_baseline"]["name"] == "baseline"
+    assert {name for name in presets() if name.startswith("table")} == set(TABLE_ROWS)
+    assert read_yaml(presets()["table6_row1_baseline"])["model"]["name"] == "baseline"
 
 
 def test_terms_are_weighted_by_lambdas():
     method = build_model(make_cfg(), 4)
     batch = make_batch()
     base = method.training_step(batch)
-    method.cfg.loss.lambda_cl, method.cfg.loss.lambda_mcl = 0.5, 1.0
+    method.cfg.pgfl_kd.lambda_cl, method.cfg.pgfl_kd.lambda_mcl = 0.5, 1.0
     changed = method.training_step(batch)
     assert changed["cl"].item() == pytest.approx(2 * base["cl"].item(), rel=1e-4)
     assert changed["mcl"].item() == pytest.approx(4 * base["mcl"].item(), rel=1e-4)
@@ -199,7 +206,7 @@ def test_consistency_sum_reduction_is_the_papers_squared_norm():
     cfg = make_cfg()
     method = build_model(cfg, 4)
     mean = method.training_step(make_batch())["cl"].item()
-    cfg.loss.cl_reduction = "sum"
+    cfg.pgfl_kd.cl_reduction = "sum"
     summed = method.training_step(make_batch())["cl"].item()
     channels = method.branches(make_batch()["images"], make_batch()["keypoints"])["f_G"].shape[1]
     assert summed == pytest.approx(channels * mean, rel=1e-4)
@@ -295,7 +302,7 @@ def test_test_features(feature, dim):
 
 
 def test_test_feature_needs_its_branch():
-    with pytest.raises(OccreidError, match="test_feature=f_E needs model.feb=true"):
+    with pytest.raises(OccreidError, match="test_feature=f_E needs pgfl_kd.feb=true"):
         build_model(make_cfg(feb=False, test_feature="f_E"), 4)
     with pytest.raises(OccreidError, match="baseline only has f_G"):
         build_model(make_cfg("baseline", test_feature="f_P"), 4)
@@ -363,5 +370,7 @@ def test_ablation_config_files_match_the_presets(preset):
     from occreid.config import load_config
 
     cfg = load_config(f"configs/ablations/{preset}.yaml")
-    assert {k: getattr(cfg.model, k) for k in ABLATION_PRESETS[preset]} == ABLATION_PRESETS[preset]
+    switches = read_yaml(presets()[preset])
+    assert cfg.model.name == switches["model"]["name"]
+    assert {k: getattr(cfg.pgfl_kd, k) for k in switches["pgfl_kd"]} == switches["pgfl_kd"]
     assert cfg.data.dataset == "occluded_duke" and cfg.train.output_dir.endswith(preset)

@@ -1,4 +1,4 @@
-"""Typed occlusion augmentation (OGFR spec section 1): paired views, patch masks, type labels, held-out types
+"""Typed occlusion augmentation (docs/ogfr.md section 1): paired views, patch masks, type labels, held-out types
 and sources, determinism in DataLoader workers."""
 
 import numpy as np

@@ -8,9 +8,9 @@ import torch
 
 from occreid.config import Config
 from occreid.data.records import ImageRecord
-from occreid.engine.evaluate import evaluate_features
 from occreid.errors import OccreidError
 from occreid.evaluation import evaluate_rank, results_to_json
+from occreid.evaluation.evaluate import evaluate_features
 
 
 def small_split(seed=0, num_q=12, num_g=40, dim=8):

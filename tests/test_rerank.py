@@ -104,8 +104,8 @@ def test_eval_path_reranks_from_features_with_the_matrix_path_numbers(
     import occreid.evaluation as evaluation
     from occreid.config import Config
     from occreid.data.records import ImageRecord
-    from occreid.engine.evaluate import evaluate_features
     from occreid.evaluation import evaluate_rank
+    from occreid.evaluation.evaluate import evaluate_features
 
     qf, gf = features
     rng = np.random.default_rng(7)
@@ -154,7 +154,7 @@ def test_eval_path_reranks_from_features_with_the_matrix_path_numbers(
 def test_eval_path_on_cuda_equals_cpu(features):
     from occreid.config import Config
     from occreid.data.records import ImageRecord
-    from occreid.engine.evaluate import evaluate_features
+    from occreid.evaluation.evaluate import evaluate_features
 
     qf, gf = (torch.from_numpy(x) for x in features)
     rng = np.random.default_rng(8)

@@ -6,11 +6,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from occreid.apps.demo.run import _reusable
 from occreid.cli import app
 from occreid.data.datasets import load_dataset
 from occreid.data.synthocc import PRESETS, generate, plan_dataset
 from occreid.data.synthocc.occluders import OCCLUDER_TYPES
-from occreid.engine.demo import _reusable
 from occreid.errors import OccreidError
 
 SEEN = ("vehicle", "pole")

@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 from occreid.cli import app
 from occreid.config import load_config
-from occreid.engine.checkpoint import load_checkpoint, load_method
-from occreid.engine.evaluate import evaluate_model
 from occreid.engine.trainer import TrainingDiverged, train
+from occreid.evaluation.evaluate import evaluate_model
+from occreid.inference.models import load_method
+from occreid.modeling.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -134,7 +135,7 @@ def test_tiny_run_overfits(synth_root, tmp_path, assert_overfits):
 
 
 def test_nan_loss_stops_with_the_step_number(synth_root, tmp_path, monkeypatch):
-    import occreid.modeling as modeling
+    import occreid.methods as modeling
 
     build = modeling.build_model
 
@@ -216,7 +217,7 @@ def test_ddp_two_processes_on_gloo_end_with_identical_weights(synth_root, tmp_pa
     assert ddp and ddp[0]["world_size"] == 2
     assert ddp[0]["fingerprints"][0] == ddp[0]["fingerprints"][1]
     # The checkpoint rank 0 wrote holds those same weights.
-    from occreid.engine.distributed import parameter_fingerprint
+    from occreid.utils.distributed import parameter_fingerprint
 
     method, _ = load_method(out / "last.pt")
     assert parameter_fingerprint(method) == pytest.approx(ddp[0]["fingerprints"][0], rel=1e-12)

@@ -194,8 +194,8 @@ def test_demo_refuses_an_out_folder_with_earlier_runs(tmp_path):
 @pytest.fixture
 def fake_deployed(monkeypatch, tmp_path):
     from occreid.config import load_config
-    from occreid.engine import checkpoint
-    from occreid.modeling import build_model
+    from occreid.inference import models as checkpoint
+    from occreid.methods import build_model
 
     cfg = load_config(None, TINY)
     method = build_model(cfg, num_classes=4).eval()
@@ -341,7 +341,8 @@ def test_index_identifies_its_model_by_content_hash(tmp_path, monkeypatch):
 
 
 def test_checkpoint_save_fsyncs_before_the_rename_and_removes_stale_temp_files(tmp_path, monkeypatch):
-    from occreid.engine import checkpoint
+    from occreid.modeling import checkpoint
+    from occreid.utils import files
 
     stale = tmp_path / "last.pt8x2k1abc.tmp"  # what a kill during torch.save leaves
     stale.write_bytes(b"\0" * 1000)
@@ -349,10 +350,8 @@ def test_checkpoint_save_fsyncs_before_the_rename_and_removes_stale_temp_files(t
     other.write_text("not ours")
     events = []
     real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(checkpoint.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
-    monkeypatch.setattr(
-        checkpoint.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1]
-    )
+    monkeypatch.setattr(files.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(files.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
     checkpoint.save_checkpoint(tmp_path / "last.pt", {"model": {}})
     assert not stale.exists() and other.exists()
     assert events.index("fsync") < events.index("replace")
@@ -382,8 +381,8 @@ def test_resume_or_eval_with_a_checkpoint_of_another_model(synth_root, tiny_run,
 def test_resume_with_a_checkpoint_of_another_dataset(synth_root, tiny_run, tmp_path):
     from occreid.config import load_config
     from occreid.data.datasets import load_dataset
-    from occreid.engine.checkpoint import load_checkpoint, load_weights
-    from occreid.modeling import build_model
+    from occreid.methods import build_model
+    from occreid.modeling.checkpoint import load_checkpoint, load_weights
 
     state = load_checkpoint(tiny_run / "last.pt")
     cfg = load_config(None, [*TINY, "data.dataset=market1501"])
@@ -767,7 +766,7 @@ def test_progress_is_a_bar_on_a_terminal_and_silent_when_disabled():
 
     from tqdm import tqdm
 
-    from occreid.engine.progress import PlainProgress, progress
+    from occreid.utils.progress import PlainProgress, progress
 
     class Terminal(io.StringIO):
         def isatty(self):

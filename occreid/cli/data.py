@@ -97,7 +97,8 @@ def make_partial_duke_command(
     half of those to the upper half and half to the upper third; a manifest lists each file's crop."""
     from collections import Counter
 
-    from occreid.data.partial_duke import MANIFEST_NAME, make_partial_duke, read_manifest
+    from occreid.data.datasets.duke import MANIFEST_NAME, read_manifest
+    from occreid.data.partial_duke import make_partial_duke
 
     out_root = make_partial_duke(duke, out, seed=seed)
     counts = Counter(read_manifest(out_root / MANIFEST_NAME).values())

@@ -18,12 +18,12 @@ index_app = typer.Typer(help="Build and extend a searchable gallery index.", no_
 
 def _load_model(checkpoint: Path):
     """(model, cfg) of a deployed checkpoint; a separate function so tests can patch it."""
-    import importlib
+    from occreid.inference.models import load_deployed_model
+    from occreid.modeling.checkpoint import load_checkpoint
 
-    module = importlib.import_module("occreid.engine.checkpoint")
     if not checkpoint.is_file():
-        module.load_checkpoint(checkpoint)  # "is a folder ..." or "not found"
-    return module.load_deployed_model(checkpoint, device="cpu")
+        load_checkpoint(checkpoint)  # "is a folder ..." or "not found"
+    return load_deployed_model(checkpoint, device="cpu")
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -40,7 +40,7 @@ def _settings(checkpoint: Path, cfg: Any) -> dict[str, Any]:
     """What must match for two feature sets to be comparable; stored in the index metadata. The model is
     identified by the checkpoint's content hash; its path is only where it was when the index was built.
     `feature` is what the deployed model computes: always f_G (whatever test feature the config names)."""
-    from occreid.engine.checkpoint import file_sha256
+    from occreid.utils.hashing import file_sha256
 
     return {
         "checkpoint": str(checkpoint.resolve()),
@@ -56,7 +56,7 @@ def _settings(checkpoint: Path, cfg: Any) -> dict[str, Any]:
 def _recorded_checkpoint(index: Any, index_path: Path, hint: str, given: Path | None = None) -> Path:
     """The checkpoint to embed with: `given` (--checkpoint) or the one the index records, or OccreidError
     "<index> records no checkpoint<hint>". When the index records a content hash, the checkpoint must have it."""
-    from occreid.engine.checkpoint import file_sha256
+    from occreid.utils.hashing import file_sha256
 
     recorded = index.meta.get("checkpoint")
     if given is None and not recorded:
@@ -89,7 +89,7 @@ def _comparable(index: Any, settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _extract(checkpoint: Path, images: list[Path], device: str, batch_size: int | None):
-    from occreid.evaluation.extractor import FeatureExtractor
+    from occreid.inference.extractor import FeatureExtractor
 
     model, cfg = _load_model(checkpoint)
     extractor = FeatureExtractor.for_config(
@@ -109,8 +109,8 @@ def index_build(
     overwrite: bool = typer.Option(False, help="Replace an existing index file."),
 ) -> None:
     """Embed every image under --images and write a searchable index."""
-    from occreid.engine.rundir import check_output_file
     from occreid.evaluation.index import GalleryIndex
+    from occreid.utils.files import check_output_file
 
     if out.suffix != ".npz":
         raise OccreidError(f"--out {out} must end in .npz")

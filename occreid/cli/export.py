@@ -26,13 +26,13 @@ def export(
     check; a file that fails it is deleted."""
     import os
 
-    from occreid.engine.checkpoint import load_deployed_model
-    from occreid.engine.rundir import check_output_file
+    from occreid.inference.models import load_deployed_model
     from occreid.modeling.complexity import count_parameters
     from occreid.modeling.export import export_onnx
+    from occreid.utils.files import check_output_file
 
     if checkpoint.is_dir():
-        from occreid.engine.checkpoint import load_checkpoint
+        from occreid.modeling.checkpoint import load_checkpoint
 
         load_checkpoint(checkpoint)  # its message for a folder names the checkpoints inside it
     if not checkpoint.is_file():

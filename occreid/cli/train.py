@@ -59,13 +59,14 @@ def evaluate(
 
     --root alone evaluates the checkpoint's own dataset at another folder; --dataset NAME --root DIR another
     dataset."""
-    from occreid.engine.checkpoint import checkpoint_config, load_checkpoint, load_method
-    from occreid.engine.distributed import resolve_device
-    from occreid.engine.evaluate import evaluate_model
-    from occreid.engine.rundir import check_output_file
     from occreid.engine.trainer import check_split_images, load_test_split, test_keypoints
     from occreid.errors import OccreidError
     from occreid.evaluation import format_results_table, results_to_json
+    from occreid.evaluation.evaluate import evaluate_model
+    from occreid.inference.models import load_method
+    from occreid.modeling.checkpoint import checkpoint_config, load_checkpoint
+    from occreid.utils.device import resolve_device
+    from occreid.utils.files import check_output_file
 
     overrides = list(set_ or [])
     if dataset is not None and root is None:
@@ -108,7 +109,7 @@ def demo(
     """SynthOcc (occluded) -> train Baseline and PGFL-KD on the CPU -> compare with f_G only (no pose at test).
 
     An --out that holds an earlier demo is refused unless --overwrite is given."""
-    from occreid.engine.demo import run_demo
+    from occreid.apps.demo.run import run_demo
 
     run_demo(out, seed=seed, epochs=epochs, overwrite=overwrite)
 

@@ -69,7 +69,7 @@ def check_images(paths: Sequence[str | Path], what: str, workers: int = 8, progr
     OccreidError with their count and up to three examples. Threads: PIL decodes without holding the GIL."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from occreid.engine.progress import progress as progress_bar
+    from occreid.utils.progress import progress as progress_bar
 
     paths = [str(p) for p in paths]
     bad: list[tuple[str, str]] = []

@@ -9,7 +9,7 @@
         batch["index"]      # (B,) int64, positions in `records`
         batch["keypoints"]  # (B, 17, 3) float32 (x, y, conf) in the pixels of `images`; only with keypoints
 
-With `paired_views=True` (OGFR spec section 1; occreid.data.occlusion) each batch also has the occluded view of
+With `paired_views=True` (docs/ogfr.md section 1; occreid.data.occlusion) each batch also has the occluded view of
 the same augmented image (same resize, flip, pad + crop and random erasing; the occluder is pasted last):
         batch["occluded"]   # (B, 3, H, W) float32, normalised like "images" (x~; "images" stays x)
         batch["occ_type"]   # (B,) int64, index into cfg.occlusion.types

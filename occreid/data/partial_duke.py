@@ -26,13 +26,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from occreid.data.datasets.duke import CROPS, DUKE_DIRS, MANIFEST_NAME, NO_CROP
 from occreid.errors import OccreidError
 
-MANIFEST_NAME = "partial_duke.csv"
 SPLIT_DIRS = ("bounding_box_train", "query", "bounding_box_test")
-# crop name -> kept fraction of the height (numerator, denominator)
-CROPS: dict[str, tuple[int, int]] = {"upper_half": (1, 2), "upper_third": (1, 3)}
-NO_CROP = "none"
 JPEG_QUALITY = 95
 
 
@@ -67,7 +64,6 @@ def make_partial_duke(
     from tqdm import tqdm
 
     from occreid.data.datasets.common import find_dataset_dir, list_images, parse_camera_name
-    from occreid.data.datasets.duke import DUKE_DIRS
     from occreid.data.images import IMAGE_ERRORS, image_error
 
     source = find_dataset_dir(duke_root, DUKE_DIRS, [[d] for d in SPLIT_DIRS], "make-partial-duke --duke")
@@ -126,18 +122,3 @@ def make_partial_duke(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_root
-
-
-def read_manifest(path: str | Path) -> dict[str, str]:
-    """relpath -> crop ("none", "upper_half" or "upper_third") from a Partial-Duke manifest."""
-    path = Path(path)
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"path", "crop"} <= set(reader.fieldnames):
-            raise OccreidError(f"{path} is not a Partial-Duke manifest (needs the columns path,crop)")
-        crops = {}
-        for line, row in enumerate(reader, start=2):
-            if row["crop"] not in (NO_CROP, *CROPS):
-                raise OccreidError(f"{path} line {line}: unknown crop {row['crop']!r}")
-            crops[row["path"]] = row["crop"]
-    return crops

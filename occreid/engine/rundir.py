@@ -1,57 +1,21 @@
-"""The one overwrite rule every command follows, and the checks that an output location is usable before long
-work starts (docs/outputs.md states the rule for users).
+"""A training run's folder under the one overwrite rule every command follows (docs/outputs.md states the rule
+for users; the checks of single output files are occreid.utils.files).
 
     A command never replaces a file or a run that already exists. `--overwrite` replaces it, and then only
     what that command itself writes; `occreid train --resume auto` continues a run instead.
 
     check_run_dir(Path("runs/x"), resume=None, overwrite=False)    # refuses a folder that holds a run
-    check_output_file(Path("model.onnx"), "--out", overwrite=False)  # refuses an existing file
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 from occreid.errors import OccreidError
 
 # What `occreid train` writes into its run directory; --overwrite removes exactly these (nothing else there).
 RUN_FILES = ("config.yaml", "environment.json", "metrics.jsonl", "last.pt", "best.pt", "eval.json", "tb")
-
-OVERWRITE_HINT = "pass --overwrite to replace it, or choose another path"
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or type(exc).__name__
-
-
-def check_writable_dir(folder: Path, option: str) -> None:
-    """Create `folder` (and its parents) if needed and check a file can be written in it; otherwise an
-    OccreidError naming `option`, raised before any work is done."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OccreidError(f"{option} {folder} is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # PermissionError, a file where a parent folder should be, a read-only disk
-        raise OccreidError(f"{option} {folder}: cannot create this folder ({_reason(exc)})") from None
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise OccreidError(f"{option} {folder}: cannot write in this folder ({_reason(exc)})") from None
-
-
-def check_output_file(path: Path, option: str, overwrite: bool) -> None:
-    """`path` is where a command will write one file: refused if it is a folder, if it exists (unless
-    `overwrite`) or if its folder cannot be created or written."""
-    path = Path(path)
-    if path.is_dir():
-        raise OccreidError(f"{option} {path} is a folder; give a file path")
-    if path.exists() and not overwrite:
-        raise OccreidError(f"{option} {path} already exists; {OVERWRITE_HINT}")
-    check_writable_dir(path.parent if str(path.parent) else Path("."), option)
 
 
 def run_files(run_dir: Path) -> list[Path]:

@@ -31,8 +31,12 @@ from torch import nn
 
 from occreid.config import Config, save_config
 from occreid.data.records import ImageRecord, ReidDataset
-from occreid.engine.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
-from occreid.engine.distributed import (
+from occreid.engine.checkpoint import rng_state, set_rng_state
+from occreid.engine.rundir import check_run_dir, clear_run_dir
+from occreid.errors import OccreidError
+from occreid.evaluation.evaluate import EvalOutput, evaluate_model
+from occreid.modeling.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from occreid.utils.distributed import (
     DistInfo,
     all_gather_objects,
     all_ranks,
@@ -42,10 +46,8 @@ from occreid.engine.distributed import (
     parameter_fingerprint,
     setup_distributed,
 )
-from occreid.engine.evaluate import EvalOutput, evaluate_model
-from occreid.engine.progress import progress as progress_bar
-from occreid.engine.rundir import check_run_dir, check_writable_dir, clear_run_dir
-from occreid.errors import OccreidError
+from occreid.utils.files import check_writable_dir
+from occreid.utils.progress import progress as progress_bar
 
 
 class TrainingDiverged(OccreidError):
@@ -314,7 +316,7 @@ def train(
     """
     from occreid.data.datasets import load_dataset
     from occreid.data.loaders import build_train_loader
-    from occreid.modeling import build_model
+    from occreid.methods import build_model
 
     t = cfg.train
     info = setup_distributed(t.device)

@@ -1,11 +1,10 @@
 """Evaluation and retrieval: exact CMC / mAP / mINP, memory-bounded k-reciprocal re-ranking, distances,
-feature extraction, ranked-list pictures and a searchable gallery index.
+evaluation of a model on a query/gallery split, ranked-list pictures and a searchable gallery index.
 
 Importing this package imports numpy only; torch, PIL and faiss are imported inside the functions that use them.
 """
 
 from occreid.evaluation.distance import compute_distance
-from occreid.evaluation.extractor import FeatureExtractor, load_features, save_features
 from occreid.evaluation.index import GalleryIndex
 from occreid.evaluation.rank import EvalResult, evaluate_rank
 from occreid.evaluation.report import format_results_table, results_to_json
@@ -14,16 +13,13 @@ from occreid.evaluation.visualize import ranked_results_grid, visualize_ranked_r
 
 __all__ = [
     "EvalResult",
-    "FeatureExtractor",
     "GalleryIndex",
     "compute_distance",
     "evaluate_rank",
     "format_results_table",
-    "load_features",
     "ranked_results_grid",
     "re_ranking",
     "re_ranking_features",
     "results_to_json",
-    "save_features",
     "visualize_ranked_results",
 ]

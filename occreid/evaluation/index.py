@@ -12,8 +12,6 @@ Exact search is a torch matmul + topk in chunks (any device). `backend="faiss"` 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from occreid.errors import OccreidError, npz_problem
+from occreid.utils.files import atomic_write
 
 INDEX_VERSION = 1
 
@@ -113,9 +112,9 @@ class GalleryIndex:
     def _search_torch(self, q: np.ndarray, k: int, device: str, chunk_size: int):
         import torch
 
-        from occreid.evaluation.extractor import resolve_device
+        from occreid.utils.device import resolve_device
 
-        device = torch.device(resolve_device(device))
+        device = resolve_device(device, option="--device")
         if self._torch is None or self._torch[0] != device:
             sq_norms = np.einsum("ij,ij->i", self.features, self.features)
             self._torch = (
@@ -171,30 +170,23 @@ class GalleryIndex:
                 )
 
     def save(self, path: str | Path) -> Path:
-        """Write the whole index to one .npz file, atomically (temporary file + rename)."""
+        """Write the whole index to one .npz file, atomically (occreid.utils.files.atomic_write)."""
         path = Path(path)
         if path.suffix != ".npz":
             raise OccreidError(f"index file {path} must end in .npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
         header = {
             "version": INDEX_VERSION,
             "metric": self.metric,
             "normalize": self.normalize,
             "meta": self.meta,
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(
-                    fh,
-                    features=self.features,
-                    paths=np.asarray(self.paths, dtype=str),
-                    header=np.asarray(json.dumps(header)),
-                )
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_write(path) as fh:
+            np.savez(
+                fh,
+                features=self.features,
+                paths=np.asarray(self.paths, dtype=str),
+                header=np.asarray(json.dumps(header)),
+            )
         return path
 
     @classmethod

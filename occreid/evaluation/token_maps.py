@@ -1,4 +1,4 @@
-"""Pictures of what a ViT method looks at (OGFR spec sections 4 and 2), for the demo report:
+"""Pictures of what a ViT method looks at (docs/ogfr.md sections 4 and 2), for the demo report:
 
     draw_erased_tokens(ogfr_method, images, "erased.png")        # the tokens OGFR's agent erases (greedy)
     attention_maps({"ViT baseline": baseline, "OGFR": ogfr}, images, "attention.png", cfg)

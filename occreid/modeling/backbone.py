@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from occreid.engine.checkpoint import file_sha256
 from occreid.errors import OccreidError
+from occreid.utils.hashing import file_sha256
 
 # name -> (torchvision constructor name, weights enum name, output channels)
 RESNETS: dict[str, tuple[str, str, int]] = {

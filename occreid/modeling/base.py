@@ -63,6 +63,7 @@ class ReidMethod(nn.Module):
     `batch_needs`, `extra_optimizers` and `set_epoch`."""
 
     metric_names: tuple[str, ...] = ("acc",)  # returned terms that are logged but not added to the loss
+    deployed_neck = "G"  # the BNNeck of the feature used at test time and deployed
 
     def __init__(self, cfg: Config, num_classes: int) -> None:
         super().__init__()
@@ -108,16 +109,16 @@ class ReidMethod(nn.Module):
         """The batch's camids where the backbone has a camera embedding, else None."""
         return batch["camids"] if getattr(self.backbone, "camera_embed", None) is not None else None
 
-    def reid_loss(self, name: str, feat: Tensor, pids: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    def reid_loss(self, name: str, feat: Tensor, pids: Tensor) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         """L_ReID on one feature: triplet on `feat` (before BN), label-smoothed CE on the BNNeck logits.
-        Returns ({"id_<name>": ..., "tri_<name>": ...}, logits)."""
-        _, logits = self.necks[name](feat)
+        Returns ({"id_<name>": ..., "tri_<name>": ...}, the BN feature, logits)."""
+        feat_bn, logits = self.necks[name](feat)
         loss = self.cfg.loss
         terms = {
             f"id_{name}": cross_entropy_label_smoothing(logits, pids, loss.label_smoothing),
             f"tri_{name}": batch_hard_triplet_loss(feat, pids, loss.triplet_margin),
         }
-        return terms, logits
+        return terms, feat_bn, logits
 
     @staticmethod
     def accuracy(logits: Tensor, pids: Tensor) -> Tensor:
@@ -132,11 +133,11 @@ class ReidMethod(nn.Module):
         if feature != "f_G":
             raise ValueError(f"{type(self).__name__} has no test feature {feature}")
         f_g = pool_feature_map(self.feature_map(images))  # (B, C)
-        return self.necks["G"].test_feature(f_g, self.cfg.model.neck_feat)
+        return self.necks[self.deployed_neck].test_feature(f_g, self.cfg.model.neck_feat)
 
     def forward(self, images: Tensor, keypoints: Tensor | None = None) -> Tensor:
         return self.extract(images, keypoints)
 
     def deploy(self) -> DeployedReid:
         """A plain `images -> (B, C)` f_G module with copies of the trained weights (see deploy.py)."""
-        return make_deployed(self.backbone, self.necks["G"].bn, self.cfg.model.neck_feat)
+        return make_deployed(self.backbone, self.necks[self.deployed_neck].bn, self.cfg.model.neck_feat)

@@ -1,4 +1,4 @@
-"""Vision Transformer backbones for ReID on timm's `VisionTransformer` (OGFR spec section 2; TransReID's recipe).
+"""Vision Transformer backbones for ReID on timm's `VisionTransformer` (docs/ogfr.md section 2; TransReID's recipe).
 
     backbone = build_vit("vit_base_patch16", image_size=(256, 128), stride=12, pretrained="jx_vit_base.pth")
     tokens = backbone.forward_features(images)         # (B, 1 + N, D): class token, then N patch tokens

@@ -2,16 +2,12 @@
 in original-image pixels, plus the estimator's name and settings.
 
 Stored as a `.npz` with arrays `paths` (N,) str, `keypoints` (N, 17, 3) float32 and `meta` (a JSON string).
-Writing is atomic and durable: a temporary file in the same folder, flushed to disk (fsync), then a rename.
-The file gets the permissions of any newly created file (0o666 minus the umask, usually 0o644), not the
-owner-only 0o600 of the temporary file.
+Writing is atomic and durable (occreid.utils.files.atomic_write).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,26 +18,9 @@ import numpy as np
 
 from occreid.errors import OccreidError, npz_problem
 from occreid.pose.schema import NUM_KEYPOINTS
+from occreid.utils.files import atomic_write
 
 DEFAULT_STORE_NAME = "keypoints.npz"
-
-
-def _umask() -> int:
-    """The process umask (reading it means setting it, so it is set straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable (POSIX; a no-op where folders cannot be opened, e.g. Windows)."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -79,18 +58,8 @@ class KeypointStore:
             else np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
         )
         meta = json.dumps({"estimator": self.estimator, "settings": self.settings})
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, paths=np.array(paths, dtype=str), keypoints=array, meta=np.array(meta))
-                f.flush()
-                os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0o600; os.replace would keep that
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
+        with atomic_write(path) as f:
+            np.savez(f, paths=np.array(paths, dtype=str), keypoints=array, meta=np.array(meta))
 
     @classmethod
     def load(cls, path: str | Path) -> KeypointStore:

@@ -74,10 +74,13 @@ def overrides_for(method_key: str, synth_root: Path | str, out_dir: Path | str) 
     ]
 
 
-def demo_config_path(method_key: str) -> Path:
-    import occreid.config
+def demo_config_path(method_key: str) -> Path | str:
+    """The demo config of the occreid that is imported (not a checkout's `configs/` link next to the cwd);
+    where the package keeps it elsewhere, load_config's own lookup of `configs/demo/<key>.yaml`."""
+    import occreid
 
-    return occreid.config.PACKAGE_CONFIG_DIR / "demo" / f"{method_key}.yaml"
+    packaged = Path(occreid.__file__).resolve().parent / "configs" / "demo" / f"{method_key}.yaml"
+    return packaged if packaged.is_file() else f"configs/demo/{method_key}.yaml"
 
 
 def _clean(record: dict[str, Any]) -> dict[str, Any]:
@@ -101,9 +104,9 @@ def run_golden(method_key: str, synth_root: Path, out_dir: Path) -> dict:
         torch.set_num_threads(threads)
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     evaluation = json.loads((result.run_dir / "eval.json").read_text())
-    settings = evaluation.get("settings")
-    if settings is not None and (str(synth_root) in json.dumps(settings) or str(out_dir) in json.dumps(settings)):
-        evaluation.pop("settings")  # paths of this machine
+    settings = json.dumps(evaluation.get("settings"))
+    if str(synth_root) in settings or str(out_dir) in settings:
+        evaluation.pop("settings")  # paths of this machine (today's settings hold none)
     return {
         "config": f"configs/demo/{method_key}.yaml",
         "overrides": overrides_for(method_key, "<synth_root>", "<out_dir>"),
@@ -113,13 +116,16 @@ def run_golden(method_key: str, synth_root: Path, out_dir: Path) -> dict:
 
 
 def main() -> None:
+    import occreid
+
+    print(f"occreid from {Path(occreid.__file__).parent}, torch {torch.__version__}", file=sys.stderr)
     torch.set_num_threads(1)
     runs = {}
     with tempfile.TemporaryDirectory(prefix="occreid-golden-") as tmp:
         synth_root = make_synthocc(Path(tmp) / "synthocc")
         for key in METHODS:
             runs[key] = run_golden(key, synth_root, Path(tmp) / "runs")
-            print(f"{key}: {len(runs[key]['train'])} steps, mAP {runs[key]['eval']['mAP']!r}", file=sys.stderr)
+            print(f"{key}: {len(runs[key]['train'])} steps, mAP {runs[key]['eval']['mAP']}", file=sys.stderr)
     GOLDEN_PATH.write_text(json.dumps({"torch": torch.__version__, "runs": runs}, indent=1) + "\n")
     print(f"wrote {GOLDEN_PATH}", file=sys.stderr)
 

@@ -16,6 +16,7 @@ Partial-Duke's manifest says which images were cropped (`occluded=True`) and whi
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -39,6 +40,10 @@ OCCLUDED_DUKE_DIRS = (
     "Occluded_DukeMTMC",
     "Occluded-DukeMTMC",
 )
+MANIFEST_NAME = "partial_duke.csv"  # written by occreid.data.partial_duke.make_partial_duke
+# crop name -> kept fraction of the height (numerator, denominator)
+CROPS: dict[str, tuple[int, int]] = {"upper_half": (1, 2), "upper_third": (1, 3)}
+NO_CROP = "none"
 PARTIAL_DUKE_DIRS = ("Partial-Duke", "Partial_Duke", "partial_duke", "PartialDuke")
 P_DUKE_DIRS = ("P-DukeMTMC-reID", "P-DukeMTMC-reid", "P_DukeMTMC", "p_dukemtmc", "P-DukeMTMC")
 
@@ -77,8 +82,6 @@ def load_partial_duke(root: str | Path, *, check_stats: bool = True) -> ReidData
 
     The manifest `<root>/partial_duke.csv` sets `occluded=True` on cropped images and False on whole ones.
     """
-    from occreid.data.partial_duke import MANIFEST_NAME, read_manifest
-
     folder = find_dataset_dir(root, PARTIAL_DUKE_DIRS, _required(), "partial_duke")
     manifest_path = folder / MANIFEST_NAME
     if not manifest_path.is_file():
@@ -164,3 +167,18 @@ def _folder_pid(path: Path, split_dir: Path, what: str) -> int:
             f"{what}: {path} must sit in a person folder named by its id, e.g. {split_dir}/0005/"
         )
     return int(rel.parts[0])
+
+
+def read_manifest(path: str | Path) -> dict[str, str]:
+    """relpath -> crop ("none", "upper_half" or "upper_third") from a Partial-Duke manifest."""
+    path = Path(path)
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {"path", "crop"} <= set(reader.fieldnames):
+            raise OccreidError(f"{path} is not a Partial-Duke manifest (needs the columns path,crop)")
+        crops = {}
+        for line, row in enumerate(reader, start=2):
+            if row["crop"] not in (NO_CROP, *CROPS):
+                raise OccreidError(f"{path} line {line}: unknown crop {row['crop']!r}")
+            crops[row["path"]] = row["crop"]
+    return crops

@@ -1,5 +1,5 @@
 """Typed occlusion: where an occluder goes, pasting it onto the holistic view, and the ViT patch mask
-(OGFR spec section 1).
+(docs/ogfr.md section 1).
 
 From the holistic view x (the usual train transform's output, normalised) `OcclusionAugment` makes the
 occluded view x~ of the same image: it draws an occlusion type t from `cfg.types`, a box for it, a source that

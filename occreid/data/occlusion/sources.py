@@ -1,4 +1,4 @@
-"""Occluder sources: what an occluder looks like (OGFR spec section 1).
+"""Occluder sources: what an occluder looks like (docs/ogfr.md section 1).
 
 Each source fills a (h, w) box with occluder pixels and says which of them the occluder covers:
 `(rgb (h, w, 3) uint8, alpha (h, w) bool)`. Where the occluder goes is `occreid.data.occlusion.paste`'s job.

@@ -372,7 +372,7 @@ def written_by_synthocc(out: Path) -> bool:
 
 
 def _prepare_out(out: Path, force: bool) -> None:
-    from occreid.engine.rundir import check_writable_dir
+    from occreid.utils.files import check_writable_dir
 
     ours = [out / d for d in SPLIT_DIRS.values()] + [out / f for f in OUTPUT_FILES]
     existing = [p for p in ours if p.exists()]

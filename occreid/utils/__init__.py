@@ -1,0 +1,2 @@
+"""Small shared utilities every package may import: atomic file writes, output-path checks, content hashing,
+device resolution and progress output. Nothing here imports the rest of occreid (except its errors)."""

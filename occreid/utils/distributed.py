@@ -1,0 +1,91 @@
+"""Multi-process training through PyTorch's own engine: `torchrun --nproc_per_node N -m occreid train ...`.
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; we join the process group (NCCL on CUDA, gloo on the CPU) and
+pin each process to its GPU. A plain `occreid train` is a world of one and never touches torch.distributed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from occreid.utils.device import resolve_device
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def setup_distributed(device_name: str = "auto") -> DistInfo:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistInfo(device=resolve_device(device_name))
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def cleanup_distributed(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:
+    """Every rank's `obj`, in rank order (a list of one outside distributed runs)."""
+    if not info.enabled:
+        return [obj]
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def all_ranks(flag: bool, info: DistInfo) -> bool:
+    """True when `flag` is true on every rank. Every rank must call it: a rank that stops alone would leave the
+    others waiting in the next collective until the process-group timeout."""
+    if not info.enabled:
+        return flag
+    tensor = torch.tensor([1.0 if flag else 0.0], device=info.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return bool(tensor.item() > 0)
+
+
+def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics). Without SyncBN each rank updates its
+    own statistics from its own batches; evaluation and checkpoints must use one model, rank 0's."""
+    if info.enabled:
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, src=0)
+
+
+def parameter_fingerprint(module: torch.nn.Module) -> float:
+    """A number that differs between two modules whose parameters differ (almost surely); equal parameters give
+    equal numbers. Used to check that every DDP rank ends with the same model, parameters and buffers (the
+    trainer gives every rank rank 0's BatchNorm statistics before it evaluates or checkpoints)."""
+    tensors = [*module.parameters(), *(b for b in module.buffers() if b.is_floating_point())]
+    flat = torch.cat([t.detach().double().flatten().cpu() for t in tensors])
+    return float((flat * torch.cos(torch.arange(flat.numel(), dtype=torch.float64))).sum())
