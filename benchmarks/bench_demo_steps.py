@@ -21,7 +21,8 @@ from occreid.apps.demo.run import MODELS
 from occreid.config import load_config
 from occreid.data.datasets import load_dataset
 from occreid.data.loaders import build_train_loader
-from occreid.engine.trainer import _to_device, keypoints_for
+from occreid.data.splits import keypoints_for
+from occreid.engine.trainer import _to_device
 from occreid.methods import build_model
 
 RESULTS = Path(__file__).parent / "results"

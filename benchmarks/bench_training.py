@@ -127,8 +127,8 @@ def render_time(batch: int, size: tuple[int, int], feature: tuple[int, int]) -> 
 def loader_time(size: tuple[int, int], p: int, k: int, batches: int) -> float:
     from occreid.data.datasets import load_dataset
     from occreid.data.loaders import build_train_loader
+    from occreid.data.splits import keypoints_for
     from occreid.data.synthocc import generate as generate_synthocc
-    from occreid.engine.trainer import keypoints_for
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "synthocc"

@@ -31,7 +31,7 @@ from occreid.data.datasets import load_dataset
 
 def terms(root: str, checkpoint: str | None) -> None:
     from occreid.data.loaders import build_train_loader
-    from occreid.engine.trainer import keypoints_for
+    from occreid.data.splits import keypoints_for
     from occreid.methods import build_model
     from occreid.modeling.losses import consistency_loss
 

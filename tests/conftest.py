@@ -16,6 +16,7 @@ def assert_overfits(monkeypatch):
 
     def check(cfg, synth_root: Path) -> None:
         import occreid.data.datasets as datasets_module
+        import occreid.engine.trainer as trainer_module
         from occreid.engine.trainer import train
         from occreid.evaluation.evaluate import extract_features
         from occreid.inference.models import load_deployed_model
@@ -29,7 +30,7 @@ def assert_overfits(monkeypatch):
             ds.train = [r for r in ds.train if r.pid in keep]
             return ds
 
-        monkeypatch.setattr(datasets_module, "load_dataset", eight_identities)
+        monkeypatch.setattr(trainer_module, "load_dataset", eight_identities)
         result = train(cfg, progress=False)
         records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
         losses = [r["loss"] for r in records if r["kind"] == "train"]

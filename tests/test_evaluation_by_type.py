@@ -99,10 +99,10 @@ def test_evaluation_reports_types_in_the_table_the_json_and_the_training_log():
         "baseline/f_G [pole]",
         "baseline/f_G [vehicle]",
     ]
-    logged = _log_eval(cfg, out, epoch=3, step=30)
+    logged = _log_eval(out, epoch=3, step=30)
     assert logged["mAP[pole]"] == pytest.approx(out.per_type["pole"].mAP)
     assert logged["rank1[vehicle]"] == pytest.approx(out.per_type["vehicle"].cmc[0])
     # Queries without types: no per-type numbers anywhere.
     plain = evaluate_features(qf, gf, _records(q_pids, q_cams), _records(g_pids, g_cams, prefix="g"), cfg)
     assert plain.per_type == {} and "per_occluder_type" not in results_to_json(plain.result, plain.settings)
-    assert not any("[" in key for key in _log_eval(cfg, plain, 3, 30))
+    assert not any("[" in key for key in _log_eval(plain, 3, 30))

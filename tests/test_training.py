@@ -135,7 +135,7 @@ def test_tiny_run_overfits(synth_root, tmp_path, assert_overfits):
 
 
 def test_nan_loss_stops_with_the_step_number(synth_root, tmp_path, monkeypatch):
-    import occreid.methods as modeling
+    import occreid.engine.trainer as modeling
 
     build = modeling.build_model
 
@@ -271,7 +271,7 @@ def test_eval_command_prints_table_and_writes_settings(synth_root, tmp_path):
 
 def test_missing_keypoints_are_an_error_or_no_pose_on_request(synth_root, tmp_path, capsys):
     from occreid.data.datasets import load_dataset
-    from occreid.engine.trainer import keypoints_for
+    from occreid.data.splits import keypoints_for
     from occreid.errors import OccreidError
     from occreid.pose.store import KeypointStore
 

@@ -59,7 +59,7 @@ def evaluate(
 
     --root alone evaluates the checkpoint's own dataset at another folder; --dataset NAME --root DIR another
     dataset."""
-    from occreid.engine.trainer import check_split_images, load_test_split, test_keypoints
+    from occreid.data.splits import check_split_images, load_test_split, test_keypoints
     from occreid.errors import OccreidError
     from occreid.evaluation import format_results_table, results_to_json
     from occreid.evaluation.evaluate import evaluate_model

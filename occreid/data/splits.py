@@ -1,0 +1,63 @@
+"""The splits a training run reads, with their keypoints, checked before any work starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from occreid.config import Config
+from occreid.data.datasets import load_dataset
+from occreid.data.images import check_images
+from occreid.data.records import ImageRecord, ReidDataset
+from occreid.pose.store import DEFAULT_STORE_NAME, KeypointStore
+
+
+def keypoints_for(
+    dataset: ReidDataset, records: list[ImageRecord], store_path: str | None, allow_missing: bool = False
+) -> list[np.ndarray]:
+    """(17, 3) keypoints per record from the dataset's keypoint store (default `<root>/keypoints.npz`).
+    Images the store lacks are an error, or with `allow_missing` "no pose" (all confidences 0)."""
+    path = Path(store_path) if store_path else dataset.root / DEFAULT_STORE_NAME
+    store = KeypointStore.load(path)
+    relpaths = [dataset.relpath(r) for r in records]
+    missing = store.check_coverage(relpaths, allow_missing=allow_missing, source=str(path))
+    if missing:
+        print(
+            f"warning: {path} lacks {missing} of {len(relpaths)} images; they train/test with no pose "
+            "(data.allow_missing_keypoints=true)",
+            flush=True,
+        )
+    return [store[p] for p in relpaths]
+
+
+def load_test_split(cfg: Config, train_set: ReidDataset | None = None) -> ReidDataset:
+    if cfg.data.test_dataset is None:
+        return train_set if train_set is not None else load_dataset(cfg.data.dataset, cfg.data.root)
+    return load_dataset(cfg.data.test_dataset, cfg.data.test_root or cfg.data.root)
+
+
+def check_split_images(
+    *datasets: ReidDataset, splits: tuple[str, ...] = ("train", "query", "gallery")
+) -> None:
+    """Every image training and evaluation will read can be decoded (occreid.data.images.check_images)."""
+    seen: set[str] = set()
+    for ds in datasets:
+        for split in splits:
+            records = [r for r in getattr(ds, split) if r.path not in seen]
+            seen.update(r.path for r in records)
+            if records:
+                check_images([r.path for r in records], f"{ds.name} {split}")
+
+
+def test_keypoints(
+    cfg: Config, test_set: ReidDataset, needed: bool
+) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
+    """Query and gallery keypoints where the method's test feature needs them (`BatchNeeds.test_keypoints`)."""
+    if not needed:
+        return None, None
+    store = cfg.data.keypoints if cfg.data.test_dataset is None else cfg.data.test_keypoints
+    allow = cfg.data.allow_missing_keypoints
+    return keypoints_for(test_set, test_set.query, store, allow), keypoints_for(
+        test_set, test_set.gallery, store, allow
+    )
