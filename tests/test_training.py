@@ -16,6 +16,7 @@ from occreid.config import load_config
 from occreid.engine.trainer import TrainingDiverged, train
 from occreid.evaluation.evaluate import evaluate_model
 from occreid.inference.models import load_method
+from occreid.methods import demo_models
 from occreid.modeling.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -64,14 +65,22 @@ def tiny_cfg(root: Path, out: Path, *extra: str):
     )
 
 
-@pytest.mark.parametrize("model", ["baseline", "pgfl_kd"])
-def test_resume_after_interruption_gives_the_same_weights(synth_root, tmp_path, model):
-    full = train(tiny_cfg(synth_root, tmp_path / "full", f"model.name={model}"), progress=False)
-    # "Interrupted" after epoch 1, then resumed from its last checkpoint.
-    train(tiny_cfg(synth_root, tmp_path / "cut", f"model.name={model}", "train.epochs=1"), progress=False)
-    resumed = train(
-        tiny_cfg(synth_root, tmp_path / "cut", f"model.name={model}"), resume="auto", progress=False
+def demo_model_cfg(key: str, root: Path, out: Path, *extra: str):
+    """A demo model's config (its method's backbone) at the tiny size of `tiny_cfg`."""
+    tiny = ["data.image_size=[64,32]", "data.p=4", "data.k=4", "data.num_workers=0", "model.pretrained=false"]
+    schedule = ["train.epochs=2", "train.steps_per_epoch=3", "train.warmup_epochs=0", "train.eval_period=0"]
+    paths = [f"data.root={root}", f"train.output_dir={out}", "train.log_period=1", "eval.batch_size=64"]
+    return load_config(
+        f"configs/demo/{key}.yaml", [*tiny, *schedule, *paths, "ogfr.agent_warmup_epochs=1", *extra]
     )
+
+
+@pytest.mark.parametrize("model", [m.key for m in demo_models()])
+def test_resume_after_interruption_gives_the_same_weights(synth_root, tmp_path, model):
+    full = train(demo_model_cfg(model, synth_root, tmp_path / "full"), progress=False)
+    # "Interrupted" after epoch 1, then resumed from its last checkpoint.
+    train(demo_model_cfg(model, synth_root, tmp_path / "cut", "train.epochs=1"), progress=False)
+    resumed = train(demo_model_cfg(model, synth_root, tmp_path / "cut"), resume="auto", progress=False)
     a = load_checkpoint(full.run_dir / "last.pt")
     b = load_checkpoint(resumed.run_dir / "last.pt")
     assert a["step"] == b["step"] == 6 and a["epoch"] == b["epoch"] == 2
