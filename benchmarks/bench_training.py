@@ -1,4 +1,4 @@
-"""PGFL-KD against the baseline, side by side in one run (issue 5's benchmark).
+"""PGFL-KD against the baseline, side by side in one run.
 
 1. Training-step time with the same backbone and batch (target: PGFL-KD at most 1.2x the baseline).
 2. Share of a step spent loading data (SynthOcc, the real loader) and rendering part heatmaps.

@@ -1,4 +1,4 @@
-"""The ViT baseline's training step at the CPU scale and at the paper's scale (issue 11's benchmark), with the
+"""The ViT baseline's training step at the CPU scale and at the paper's scale, with the
 deployed model's parameters, FLOPs and throughput; the MobileNetV2 CNN baseline beside them for reference.
 
     python benchmarks/bench_vit.py            # CPU scale (128 x 64, batch 32) and ViT-B/16 (256 x 128, batch 8)

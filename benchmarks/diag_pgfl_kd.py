@@ -1,4 +1,4 @@
-"""Diagnostics behind the accuracy study (issue 10): why PGFL-KD's f_G gains little over the baseline on SynthOcc.
+"""Diagnostics behind the accuracy study: why PGFL-KD's f_G gains little over the baseline on SynthOcc.
 
     python benchmarks/diag_pgfl_kd.py terms  DATA_ROOT [PGFL_KD_CHECKPOINT]   # at ImageNet init or trained
     python benchmarks/diag_pgfl_kd.py ranked DATA_ROOT SEED CHECKPOINT [CHECKPOINT ...]

@@ -24,7 +24,9 @@ def test_no_function_is_longer_than_120_lines():
 
 
 def test_the_training_loop_reads_in_one_sitting():
-    lengths = {where.split(" ")[-1]: n for where, n in function_lengths().items() if "engine/trainer.py" in where}
+    lengths = {
+        where.split(" ")[-1]: n for where, n in function_lengths().items() if "engine/trainer.py" in where
+    }
     assert lengths["train"] <= 80
     source = (PACKAGE / "engine" / "trainer.py").read_text()
     train = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "train")

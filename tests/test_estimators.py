@@ -633,7 +633,7 @@ def test_mediapipe_on_a_reid_sized_crop(mediapipe_pose, astronaut):
 
 
 def test_mediapipe_finds_the_upper_body_crop_its_black_square_canvas_misses(mediapipe_pose, astronaut):
-    """Issue 13 item 18: the astronaut cropped to 320 x 512, resized to 128 x 256 and saved as JPEG. Raw
+    """The astronaut cropped to 320 x 512, resized to 128 x 256 and saved as JPEG. Raw
     mediapipe finds her on the image as it is; the square black canvas alone finds nobody. The estimator tries
     more canvases and keeps the best result (benchmarks/results/bench_pose_canvas.md has the rates)."""
     import io

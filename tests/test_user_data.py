@@ -1,4 +1,4 @@
-"""Issue 13: nothing a user owns is lost, bad input always gets one clear line, long work shows its progress.
+"""Nothing a user owns is lost, bad input always gets one clear line, long work shows its progress.
 
 Most tests run the real entry point (`python -m occreid ...`, tests/test_cli.py's `run`) and check the exit
 status, the one `error:` line and that no traceback is shown; the data-loss tests put a real-looking folder or

@@ -15,11 +15,11 @@ data_app = typer.Typer(
 @data_app.command("list")
 def list_datasets() -> None:
     """Print the dataset names `--dataset`/`data.dataset` accept, with one-line descriptions."""
-    from occreid.data.datasets import DATASET_DESCRIPTIONS, DATASET_NAMES
+    from occreid.data.datasets import DATASETS
 
-    width = max(len(n) for n in DATASET_NAMES)
-    for name in DATASET_NAMES:
-        typer.echo(f"{name:<{width}}  {DATASET_DESCRIPTIONS[name]}")
+    width = max(len(n) for n in DATASETS)
+    for name, dataset in DATASETS.items():
+        typer.echo(f"{name:<{width}}  {dataset.description}")
 
 
 @data_app.command("summary")

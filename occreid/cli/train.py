@@ -98,7 +98,7 @@ def evaluate(
 
 def demo(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/demo"),
-    seed: Annotated[int, typer.Option(help="seed for the data and both trainings")] = 0,
+    seed: Annotated[int, typer.Option(help="seed for the data and every training")] = 0,
     epochs: Annotated[
         int | None, typer.Option(help="training epochs per model (default: the demo preset)")
     ] = None,
@@ -106,7 +106,8 @@ def demo(
         bool, typer.Option("--overwrite", help="replace the demo's earlier runs, data and report in --out")
     ] = False,
 ) -> None:
-    """SynthOcc (occluded) -> train Baseline and PGFL-KD on the CPU -> compare with f_G only (no pose at test).
+    """SynthOcc (occluded) -> train every method's demo models (Baseline, ViT baseline, PGFL-KD, OGFR) on the
+    CPU -> compare their deployed models (f_G, images only) in one table and a report.
 
     An --out that holds an earlier demo is refused unless --overwrite is given."""
     from occreid.apps.demo.run import run_demo
