@@ -1,14 +1,16 @@
-"""Accuracy study: PGFL-KD's Table 6 ablation rows on SynthOcc, over N seeds, from the demo's pretrained backbone.
+"""Accuracy study: PGFL-KD's Table 6 ablation rows on SynthOcc, over N seeds, from the demo's pretrained
+backbone.
 
 Each seed is a fresh SynthOcc (default preset, occluded protocol, generated with that seed) and that seed for
-training; every row of a seed gets the same data, seed and schedule (occreid/configs/demo/base.yaml: MobileNetV2
-from ImageNet, 16 x 18 steps, 128 x 64). f_G is the test feature of every row (the paper's Table 6); the
-pose-at-test features f_P, f_V, f_F, f_E of the rows that have them are recorded beside it (Table 8).
+training; every row of a seed gets the same data, seed and schedule (occreid/configs/demo/base.yaml:
+MobileNetV2 from ImageNet, 16 x 18 steps, 128 x 64). f_G is the test feature of every row (the paper's Table
+6); the pose-at-test features f_P, f_V, f_F, f_E of the rows that have them are recorded beside it (Table 8).
 
     python benchmarks/bench_accuracy.py                              # Table 6 rows 1-6, seeds 0 1 2
     python benchmarks/bench_accuracy.py --rows table6_row1_baseline table6_row6_pgfl_kd --seeds 0 1 2 3 4
     python benchmarks/bench_accuracy.py --rows "ogfr=configs/demo/ogfr.yaml" table6_row1_baseline
-    python benchmarks/bench_accuracy.py --rows "pgfl_kd_sum=configs/demo/pgfl_kd.yaml,pgfl_kd.cl_reduction=sum"
+    python benchmarks/bench_accuracy.py --rows \
+        "pgfl_kd_sum=configs/demo/pgfl_kd.yaml,pgfl_kd.cl_reduction=sum"
 
     python benchmarks/bench_accuracy.py --rows vit_baseline ogfr_row1_two_view ogfr_row2_distill \
         ogfr_row3_patterns ogfr_row4_fepm_random ogfr_row5_fepm_agent --train-occluders vehicle pole board
@@ -19,12 +21,12 @@ OGFR the CPU-scale hybrid ViT, whose teacher shares the demo's number of blocks)
 (configs/demo/vit_baseline.yaml), or
 `label=CONFIG[,key=value,...]`: a config file (packaged or a path) with overrides. With `--train-occluders`,
 every seed's SynthOcc is the unseen-occluder split (training images occluded only by those types, queries only
-by the others) and the paired-view augmentation holds out SynthOcc's renderers of the query types, so the query
-occluders are unseen by every row; the per-type table then separates seen from unseen types. Finished (row, seed) runs are
-kept in <out>/results.json and not run again, so an interrupted study continues where it stopped (use a new
---out, or --fresh, to start over). To use several cores, run studies side by side with one thread each
-(`OMP_NUM_THREADS=1`) and separate --out folders, then `--out ALL --merge OUT1 OUT2 ... --report` prints one
-table over them. Prints mean +- std over seeds (Rank-1, mAP, mINP), and writes the JSON and a
+by the others) and the paired-view augmentation holds out SynthOcc's renderers of the query types, so the
+query occluders are unseen by every row; the per-type table then separates seen from unseen types. Finished
+(row, seed) runs are kept in <out>/results.json and not run again, so an interrupted study continues where it
+stopped (use a new --out, or --fresh, to start over). To use several cores, run studies side by side with one
+thread each (`OMP_NUM_THREADS=1`) and separate --out folders, then `--out ALL --merge OUT1 OUT2 ... --report`
+prints one table over them. Prints mean +- std over seeds (Rank-1, mAP, mINP), and writes the JSON and a
 markdown table to benchmarks/results/ (--name).
 """
 
@@ -281,13 +283,13 @@ def main() -> None:
     lines = [
         f"# Accuracy study: {', '.join(labels)}",
         "",
-        f"SynthOcc (default preset, occluded protocol), seeds {' '.join(map(str, args.seeds))}: each seed a fresh "
-        "SynthOcc and that training seed, every row the same data, seed and schedule "
+        f"SynthOcc (default preset, occluded protocol), seeds {' '.join(map(str, args.seeds))}: each seed a "
+        "fresh SynthOcc and that training seed, every row the same data, seed and schedule "
         f"(configs/demo/<method>.yaml{', ' + ' '.join(args.overrides) if args.overrides else ''}). "
         "f_G at test unless marked; pose-at-test rows use the ground-truth keypoints.",
         "",
-        f"`python benchmarks/bench_accuracy.py --seeds {' '.join(map(str, args.seeds))} --rows {' '.join(args.rows)}"
-        f"{' --set ' + ' '.join(args.overrides) if args.overrides else ''}"
+        f"`python benchmarks/bench_accuracy.py --seeds {' '.join(map(str, args.seeds))} --rows "
+        f"{' '.join(args.rows)}{' --set ' + ' '.join(args.overrides) if args.overrides else ''}"
         f"{' --train-occluders ' + ' '.join(args.train_occluders) if args.train_occluders else ''}`",
         "",
         text,

@@ -1,9 +1,9 @@
 """Training data-loader throughput: P x K batches (default 4 x 16 = 64 images) per second.
 
-Generates a few hundred random Market-sized JPEGs (128x64, named like `0001_c1s1_000001_00.jpg`) in a temporary
-folder, then times `build_train_loader` (full train transform: resize, flip, pad + crop, normalise, random
-erasing, with keypoints) at each output size and worker count. The first batch of each run (worker start-up)
-is not timed.
+Generates a few hundred random Market-sized JPEGs (128x64, named like `0001_c1s1_000001_00.jpg`) in a
+temporary folder, then times `build_train_loader` (full train transform: resize, flip, pad + crop, normalise,
+random erasing, with keypoints) at each output size and worker count. The first batch of each run (worker
+start-up) is not timed.
 
     python benchmarks/bench_dataloader.py
     python benchmarks/bench_dataloader.py --batches 50 --workers 0 2 4 --sizes 384x128 256x128

@@ -1,8 +1,9 @@
-"""The demo's four models: one training step and feature extraction in NCHW against NHWC (`train.channels_last`).
+"""The demo's four models: one training step and feature extraction in NCHW against NHWC
+(`train.channels_last`).
 
-A real SynthOcc batch (the demo's loader: P x K = 8 x 4, 128 x 64, paired views for OGFR, keypoints for PGFL-KD),
-forward + backward of the method's summed loss terms; extraction: the deployed model on 128 images. Median of
-`--repeats` timed calls after one warm-up; run it on a quiet machine.
+A real SynthOcc batch (the demo's loader: P x K = 8 x 4, 128 x 64, paired views for OGFR, keypoints for
+PGFL-KD), forward + backward of the method's summed loss terms; extraction: the deployed model on 128 images.
+Median of `--repeats` timed calls after one warm-up; run it on a quiet machine.
 
     python benchmarks/bench_demo_steps.py [--data runs/demo/synthocc] [--repeats 5]
 """
@@ -85,8 +86,8 @@ def main() -> None:
             step[nhwc] = _median_seconds(partial(_train_step, method, on_device), args.repeats)
             extract[nhwc] = _median_seconds(partial(_extract, deployed, test_images), args.repeats)
         rows.append(
-            f"| {demo_model.title} | {step[False]:.3f} | {step[True]:.3f} | {step[False] / step[True]:.2f}x | "
-            f"{extract[False]:.3f} | {extract[True]:.3f} |"
+            f"| {demo_model.title} | {step[False]:.3f} | {step[True]:.3f} | {step[False] / step[True]:.2f}x "
+            f"| {extract[False]:.3f} | {extract[True]:.3f} |"
         )
         print(rows[-1], flush=True)
     text = "\n".join(

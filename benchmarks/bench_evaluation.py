@@ -1,19 +1,22 @@
 """Evaluation speed and memory: occreid.evaluation.evaluate_rank vs the classic per-query loop.
 
 Each variant runs in its own subprocess. Peak memory is measured around the timed step only (`PeakMemory`):
-the kernel's resident high-water mark (VmHWM) is reset through /proc/self/clear_refs just before the step, so the
-data generation and inputs do not hide the step's own peak; "extra" = peak during the step minus the resident
-size at its start, "total" = the process's peak during the step (inputs included). Linux only.
+the kernel's resident high-water mark (VmHWM) is reset through /proc/self/clear_refs just before the step, so
+the data generation and inputs do not hide the step's own peak; "extra" = peak during the step minus the
+resident size at its start, "total" = the process's peak during the step (inputs included). Linux only.
 Features are synthetic 2048-d identity clusters (noise tuned to give ReID-like mAP), generated before timing.
 
 What is timed:
 - "ours (incl. distance)": compute_distance(qf, gf) (float32 GEMM, squared Euclidean) + evaluate_rank.
 - "ours (eval only)": evaluate_rank on a precomputed float32 distance matrix.
 - "reference loop": torchreid's numpy eval_market1501 (full argsort, then a loop over queries) on the same
-  precomputed matrix, i.e. WITHOUT the distance matrix; the "incl. distance" speed-up is therefore conservative.
+  precomputed matrix, i.e. WITHOUT the distance matrix; the "incl. distance" speed-up is therefore
+  conservative.
 
-    python benchmarks/bench_evaluation.py          # prints a markdown table, saves benchmarks/results/bench_evaluation.md
-    python benchmarks/bench_evaluation.py --quick  # tiny sizes, checks the script runs; writes no results file
+    python benchmarks/bench_evaluation.py          # prints a markdown table, saves
+                                                     benchmarks/results/bench_evaluation.md
+    python benchmarks/bench_evaluation.py --quick  # tiny sizes, checks the script runs; writes no
+                                                     results file
 """
 
 from __future__ import annotations
@@ -50,10 +53,10 @@ def _status_mb(field: str) -> float:
 class PeakMemory:
     """Peak resident memory of a `with` block, on Linux.
 
-    On entry: collect garbage, return freed heap pages to the OS (malloc_trim), reset the high-water mark VmHWM to
-    the current resident size (writing "5" to /proc/self/clear_refs) and record that size. On exit: `total_mb` =
-    VmHWM (the process's peak during the block, inputs included), `extra_mb` = total_mb - the size at entry (what
-    the block itself needed on top of what was already resident).
+    On entry: collect garbage, return freed heap pages to the OS (malloc_trim), reset the high-water mark
+    VmHWM to the current resident size (writing "5" to /proc/self/clear_refs) and record that size. On exit:
+    `total_mb` = VmHWM (the process's peak during the block, inputs included), `extra_mb` = total_mb - the
+    size at entry (what the block itself needed on top of what was already resident).
     """
 
     def __enter__(self) -> PeakMemory:
@@ -147,12 +150,13 @@ def main() -> None:
     variants = ["ours (incl. distance)", "ours (eval only)", "reference loop"]
     lines = [
         (
-            f"Evaluation, {DIM}-d synthetic features, max_rank=50; {platform.processor() or platform.machine()}, "
-            f"python {platform.python_version()}. Each variant in a fresh process; memory is the resident "
-            "high-water mark (VmHWM, reset just before the timed step): extra = peak during the step minus the "
-            "resident size before it, total = whole-process peak during the step. Timed: 'incl. distance' = "
-            f"compute_distance ({DIM}-d float32 GEMM) + evaluate_rank; 'eval only' and the reference loop start "
-            "from the same precomputed distance matrix."
+            f"Evaluation, {DIM}-d synthetic features, max_rank=50; "
+            f"{platform.processor() or platform.machine()}, python {platform.python_version()}. Each variant "
+            "in a fresh process; memory is the resident high-water mark (VmHWM, reset just before the timed "
+            "step): extra = peak during the step minus the resident size before it, total = whole-process "
+            f"peak during the step. Timed: 'incl. distance' = compute_distance ({DIM}-d float32 GEMM) + "
+            "evaluate_rank; 'eval only' and the reference loop start from the same precomputed distance "
+            "matrix."
         ),
         "",
         "| dataset size | variant | time (s) | peak extra (MB) | total peak (MB) | Rank-1 | mAP | mINP "

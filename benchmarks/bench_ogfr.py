@@ -1,13 +1,14 @@
 """OGFR against the ViT baseline, side by side in one run.
 
-1. Training-step time with the same backbone and batch: the ViT baseline, and OGFR with its FEPM off, with random
-   erasing and with the agent learning (teacher + student + the reward's three no-grad passes of the teacher's
-   last blocks + REINFORCE); at the paper scale the baseline and full OGFR only. Steps of the compared models
-   alternate (best of `steps`), so the load of a shared machine hits them alike.
+1. Training-step time with the same backbone and batch: the ViT baseline, and OGFR with its FEPM off, with
+   random erasing and with the agent learning (teacher + student + the reward's three no-grad passes of the
+   teacher's last blocks + REINFORCE); at the paper scale the baseline and full OGFR only. Steps of the
+   compared models alternate (best of `steps`), so the load of a shared machine hits them alike.
 2. Inference: parameters, FLOPs and throughput of the deployed student vs the deployed ViT baseline (OGFR adds
    only the pattern head and embeddings).
 
-    python benchmarks/bench_ogfr.py            # vit_tiny (4 blocks) at 128x64, batch 32; ViT-B/16 at 256x128, batch 8
+    python benchmarks/bench_ogfr.py            # vit_tiny (4 blocks) at 128x64, batch 32;
+                                                 ViT-B/16 at 256x128, batch 8
     python benchmarks/bench_ogfr.py --quick    # the CPU scale only
 
 fp32. On a shared CPU, set OMP_NUM_THREADS to the free cores (oversubscribed OpenMP threads slow a step >10x).
@@ -86,8 +87,8 @@ def trainer_of(cfg, batch: int):
 
 
 def step_times(cfgs: dict, size: tuple[int, int], batch: int, steps: int) -> dict[str, float]:
-    """Best of `steps` training steps (forward, one backward, every optimiser) per config, after a warm-up step.
-    The configs' steps alternate, so a shared machine's load affects all of them alike."""
+    """Best of `steps` training steps (forward, one backward, every optimiser) per config, after a warm-up
+    step. The configs' steps alternate, so a shared machine's load affects all of them alike."""
     runs = {label: trainer_of(cfg, batch) for label, cfg in cfgs.items()}
     data = batch_of(size, batch)
     best = dict.fromkeys(cfgs, float("inf"))

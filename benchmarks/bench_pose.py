@@ -41,7 +41,8 @@ def timeit(fn, repeats: int, warmup: int = 2) -> float:
 
 
 def reid_crops(n: int) -> list[np.ndarray]:
-    """128 x 64 crops of a real photo (skimage's astronaut) at shifting offsets, so the detector has work to do."""
+    """128 x 64 crops of a real photo (skimage's astronaut) at shifting offsets, so the detector has work to
+    do."""
     from PIL import Image
     from skimage.data import astronaut
 

@@ -1,6 +1,6 @@
-"""Detection rate of the mediapipe estimator with one square black canvas (before) and with its canvas fallback
-(after: `CANVASES`, best-scoring result kept), on every real person crop the installed packages ship and on
-SynthOcc's partial (upper-body) queries.
+"""Detection rate of the mediapipe estimator with one square black canvas (before) and with its canvas
+fallback (after: `CANVASES`, best-scoring result kept), on every real person crop the installed packages ship
+and on SynthOcc's partial (upper-body) queries.
 
 Real crops: scikit-image's astronaut (a crop of 320 x 512 from the left of the photo, resized to
 128 x 256 and saved as JPEG) and cameraman, and the people in ultralytics' bus.jpg and zidane.jpg (when
@@ -46,7 +46,8 @@ def real_crops(ultralytics_assets: Path | None) -> dict[str, np.ndarray]:
             ultralytics_assets = Path(ultralytics.__file__).parent / "assets"
         except ImportError:
             print(
-                "ultralytics is not installed: its bus.jpg and zidane.jpg are skipped (or pass --ultralytics-assets)"
+                "ultralytics is not installed: its bus.jpg and zidane.jpg are skipped (or pass "
+                "--ultralytics-assets)"
             )
     if ultralytics_assets is not None:
         for name, boxes in (("bus", BUS_PEOPLE), ("zidane", ZIDANE_PEOPLE)):
@@ -90,10 +91,10 @@ def main() -> None:
     lines = [
         "# mediapipe: detection rate by canvas",
         "",
-        f"`python benchmarks/bench_pose_canvas.py`, {time.strftime('%Y-%m-%d')}. A crop counts as detected when any "
-        "keypoint has a confidence above 0. The timings are wall time per crop on a 2-core CPU and vary with "
-        "its load. The fallback tries up to 4 canvases, stopping at the first that scores 0.8 (mean keypoint "
-        "confidence), so it costs most on crops where the first canvases find nobody.",
+        f"`python benchmarks/bench_pose_canvas.py`, {time.strftime('%Y-%m-%d')}. A crop counts as detected "
+        "when any keypoint has a confidence above 0. The timings are wall time per crop on a 2-core CPU and "
+        "vary with its load. The fallback tries up to 4 canvases, stopping at the first that scores 0.8 "
+        "(mean keypoint confidence), so it costs most on crops where the first canvases find nobody.",
         "",
     ]
     estimators = {

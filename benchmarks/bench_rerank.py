@@ -1,14 +1,15 @@
 """k-reciprocal re-ranking: occreid's memory-bounded version vs the widely used dense reference.
 
 Both run from the same three distance matrices at N = Q + G = 3,000 and 6,000; ours alone runs from 2048-d
-features at Occluded-Duke size (N = 19,871; the dense reference would need ~9 GB there). Each variant runs in its
-own subprocess. Memory is measured around the timed call only, as in bench_evaluation.py (`PeakMemory`: the
-resident high-water mark VmHWM is reset just before the call): "extra" = peak during the call minus the resident
-size before it (the inputs are already resident), "total" = the whole process's peak during the call (inputs,
-Python and torch included). Both are reported, and both ratios to the reference, so the "at most a quarter of the
-reference's peak memory" target can be judged on either. Linux only.
+features at Occluded-Duke size (N = 19,871; the dense reference would need ~9 GB there). Each variant runs in
+its own subprocess. Memory is measured around the timed call only, as in bench_evaluation.py (`PeakMemory`:
+the resident high-water mark VmHWM is reset just before the call): "extra" = peak during the call minus the
+resident size before it (the inputs are already resident), "total" = the whole process's peak during the call
+(inputs, Python and torch included). Both are reported, and both ratios to the reference, so the "at most a
+quarter of the reference's peak memory" target can be judged on either. Linux only.
 
-    python benchmarks/bench_rerank.py          # markdown table, also saved to benchmarks/results/bench_rerank.md
+    python benchmarks/bench_rerank.py          # markdown table, also saved to
+                                                 benchmarks/results/bench_rerank.md
     python benchmarks/bench_rerank.py --quick  # tiny sizes, checks the script runs; writes no results file
 """
 
@@ -94,8 +95,8 @@ def make_features(num_q, num_g, dim, seed=0):
     gen = torch.Generator().manual_seed(seed)
     qf = centres[rng.integers(0, num_ids, num_q)] + 3.0 * torch.randn(num_q, dim, generator=gen)
     gf = centres[rng.integers(0, num_ids, num_g)] + 3.0 * torch.randn(num_g, dim, generator=gen)
-    # L2-normalised, as with eval.normalize=True; raw large-norm features make float32 create exact ties in the
-    # normalised distances, which the reference's unstable argsort breaks arbitrarily.
+    # L2-normalised, as with eval.normalize=True; raw large-norm features make float32 create exact ties in
+    # the normalised distances, which the reference's unstable argsort breaks arbitrarily.
     return torch.nn.functional.normalize(qf, dim=1), torch.nn.functional.normalize(gf, dim=1)
 
 
@@ -131,14 +132,14 @@ def main() -> None:
 
     lines = [
         (
-            "Re-ranking (k1=20, k2=6, lambda=0.3), each variant in a fresh process. Memory = resident high-water "
-            "mark (VmHWM, reset just before the call): extra = peak during the call minus the resident size before "
-            "it (inputs excluded); total = whole-process peak during the call (inputs, Python and torch included). "
-            "Ratios are ours / reference."
+            "Re-ranking (k1=20, k2=6, lambda=0.3), each variant in a fresh process. Memory = resident "
+            "high-water mark (VmHWM, reset just before the call): extra = peak during the call minus the "
+            "resident size before it (inputs excluded); total = whole-process peak during the call (inputs, "
+            "Python and torch included). Ratios are ours / reference."
         ),
         "",
-        "| case | variant | time (s) | peak extra (MB) | total peak (MB) | speed-up | extra ratio | total ratio "
-        "| max abs diff |",
+        "| case | variant | time (s) | peak extra (MB) | total peak (MB) | speed-up | extra ratio | total "
+        "ratio | max abs diff |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for i, (name, num_q, num_g, dim, variants) in enumerate(CASES):
@@ -166,9 +167,9 @@ def main() -> None:
     lines += [
         "",
         (
-            "max abs diff: ours vs the reference on the same matrices. A value above 1e-5 comes from exact float32 ties "
-            "in the normalised distances (the reference breaks them with an unstable argsort), not from the algorithm; "
-            "tests/test_rerank.py checks <= 1e-5 on tie-free inputs."
+            "max abs diff: ours vs the reference on the same matrices. A value above 1e-5 comes from exact "
+            "float32 ties in the normalised distances (the reference breaks them with an unstable argsort), "
+            "not from the algorithm; tests/test_rerank.py checks <= 1e-5 on tie-free inputs."
         ),
     ]
     table = "\n".join(lines)

@@ -1,12 +1,14 @@
 """Gallery search latency on 100,000 gallery vectors (2048-d): GalleryIndex torch exact vs faiss flat.
 
-In the same run every backend's results for 100 queries are checked against brute force: the full (100, 100,000)
-squared-Euclidean distance matrix in float64 (chunked GEMM) and a stable argsort. Memory per backend is measured as
-in bench_evaluation.py (`PeakMemory`: the resident high-water mark VmHWM is reset before the backend's first call):
-"extra" = peak during its calls (first-call setup, e.g. faiss building its index, included) minus the resident
-size before them (the 800 MB gallery included), "total" = whole-process peak during them. Linux only.
+In the same run every backend's results for 100 queries are checked against brute force: the full
+(100, 100,000) squared-Euclidean distance matrix in float64 (chunked GEMM) and a stable argsort. Memory per
+backend is measured as in bench_evaluation.py (`PeakMemory`: the resident high-water mark VmHWM is reset
+before the backend's first call): "extra" = peak during its calls (first-call setup, e.g. faiss building its
+index, included) minus the resident size before them (the 800 MB gallery included), "total" = whole-process
+peak during them. Linux only.
 
-    python benchmarks/bench_search.py          # markdown table, also saved to benchmarks/results/bench_search.md
+    python benchmarks/bench_search.py          # markdown table, also saved to
+                                                 benchmarks/results/bench_search.md
     python benchmarks/bench_search.py --quick  # 5,000 x 256-d, checks the script runs; writes no results file
 """
 
@@ -26,7 +28,8 @@ NUM_GALLERY, DIM, TOPK = (5_000, 256, 10) if QUICK else (100_000, 2048, 10)
 
 
 def brute_force(queries: np.ndarray, gallery: np.ndarray, k: int, chunk: int = 8192):
-    """(distances, indices) of the k nearest by squared Euclidean distance: full float64 matrix + stable argsort."""
+    """(distances, indices) of the k nearest by squared Euclidean distance: full float64 matrix + stable
+    argsort."""
     q = queries.astype(np.float64)
     q_sq = np.einsum("ij,ij->i", q, q)
     dist = np.empty((len(q), len(gallery)))
@@ -62,14 +65,14 @@ def main() -> None:
             f"Search, {NUM_GALLERY:,} gallery vectors x {DIM}-d, top-{TOPK}, squared Euclidean, exact. "
             "Single = one query per call (median of 20); batch = 100 queries in one call (per-query time). "
             "Checked in this run against brute force (full float64 distance matrix + stable argsort, "
-            f"{brute_seconds:.1f} s for the 100 queries): 'equals brute force' compares the top-{TOPK} indices of "
-            "the batch call, and max |d - d_brute| their distances. Memory = resident high-water mark over the "
-            "backend's calls (first-call setup included): extra over the resident size before them, and the "
-            "whole-process peak."
+            f"{brute_seconds:.1f} s for the 100 queries): 'equals brute force' compares the top-{TOPK} "
+            "indices of the batch call, and max |d - d_brute| their distances. Memory = resident high-water "
+            "mark over the backend's calls (first-call setup included): extra over the resident size before "
+            "them, and the whole-process peak."
         ),
         "",
-        "| backend | single query (ms) | batch of 100 (ms / query) | equals brute force | max abs distance diff "
-        "| peak extra (MB) | total peak (MB) |",
+        "| backend | single query (ms) | batch of 100 (ms / query) | equals brute force | max abs distance "
+        "diff | peak extra (MB) | total peak (MB) |",
         "|---|---:|---:|---|---:|---:|---:|",
     ]
     for backend in backends:

@@ -1,6 +1,6 @@
-"""SynthOcc generation speed (images/s with 1 and 2 worker processes) for a preset, and how hard the benchmark is
-for a trivial whole-image matcher (colour histograms, Euclidean rank-1 / mAP) under each protocol. CPU numbers on
-a possibly shared machine: treat them as rough.
+"""SynthOcc generation speed (images/s with 1 and 2 worker processes) for a preset, and how hard the benchmark
+is for a trivial whole-image matcher (colour histograms, Euclidean rank-1 / mAP) under each protocol. CPU
+numbers on a possibly shared machine: treat them as rough.
 
     .venv/bin/python benchmarks/bench_synthocc.py [--preset default] [--seed 0]
 """

@@ -28,8 +28,9 @@ RESULTS = Path(__file__).parent / "results"
 
 class PoseNet(torch.nn.Module):
     """Stand-in for the paper's estimator, HRNet-W32 at 256x192 (Sun et al., CVPR 2019: 28.5 M parameters,
-    7.1 GMACs): timm's HRNet-W32 body (random weights, no download) with a 1x1 head to 17 heatmaps at stride 4,
-    decoded by arg-max. Its cost is what a pose-at-test pipeline pays; its keypoints are meaningless."""
+    7.1 GMACs): timm's HRNet-W32 body (random weights, no download) with a 1x1 head to 17 heatmaps at
+    stride 4, decoded by arg-max. Its cost is what a pose-at-test pipeline pays; its keypoints are
+    meaningless."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -193,7 +194,8 @@ def inference_table(backbone: str, size: tuple[int, int]) -> list[str]:
                 best = min(best, time.perf_counter() - start)
         base_flops = base_flops or flops
         rows.append(
-            f"| {label} | {params / 1e6:.2f} | {flops / 1e9:.3f} ({flops / base_flops:.2f}x) | {32 / best:.1f} |"
+            f"| {label} | {params / 1e6:.2f} | {flops / 1e9:.3f} ({flops / base_flops:.2f}x) | "
+            f"{32 / best:.1f} |"
         )
     rows += [
         "",

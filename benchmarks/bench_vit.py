@@ -1,7 +1,8 @@
 """The ViT baseline's training step at the CPU scale and at the paper's scale, with the
 deployed model's parameters, FLOPs and throughput; the MobileNetV2 CNN baseline beside them for reference.
 
-    python benchmarks/bench_vit.py            # CPU scale (128 x 64, batch 32) and ViT-B/16 (256 x 128, batch 8)
+    python benchmarks/bench_vit.py            # CPU scale (128 x 64, batch 32) and
+                                                ViT-B/16 (256 x 128, batch 8)
     python benchmarks/bench_vit.py --quick    # CPU scale only
 
 A step is forward + backward + Adam on a random batch of P x K = batch/4 x 4 identities, fp32; the time is the
@@ -77,7 +78,8 @@ def table(rows: list[tuple[str, dict[str, float]]]) -> str:
     ]
     for label, r in rows:
         lines.append(
-            f"| {label} | {r['step_s']:.3f} | {r['params_m']:.2f} | {r['gflops']:.2f} | {r['images_per_s']:.0f} |"
+            f"| {label} | {r['step_s']:.3f} | {r['params_m']:.2f} | {r['gflops']:.2f} | "
+            f"{r['images_per_s']:.0f} |"
         )
     return "\n".join(lines)
 

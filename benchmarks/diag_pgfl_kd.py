@@ -3,15 +3,17 @@
     python benchmarks/diag_pgfl_kd.py terms  DATA_ROOT [PGFL_KD_CHECKPOINT]   # at ImageNet init or trained
     python benchmarks/diag_pgfl_kd.py ranked DATA_ROOT SEED CHECKPOINT [CHECKPOINT ...]
 
-`terms`: on two training batches of the demo's PGFL-KD (configs/demo/pgfl_kd.yaml), every loss term's value, the
-norm of its gradient on the backbone's parameters and that gradient's cosine with the baseline's own terms
+`terms`: on two training batches of the demo's PGFL-KD (configs/demo/pgfl_kd.yaml), every loss term's value,
+the norm of its gradient on the backbone's parameters and that gradient's cosine with the baseline's own terms
 (id_G + tri_G); also Eq. 4 as written (f_E = f_F + f_G, f_E detached): its value against mean(f_F^2) and its
 gradient on f_G against -2 f_F / (B C), and three non-degenerate forms of it for comparison (not used in
-training): ||f_G - sg(f_F)||^2, ||f_G/|f_G| - sg(f_E/|f_E|)||^2 and ||BN_G(f_G) - sg(BN_E(f_E))||^2, each x 0.25.
+training): ||f_G - sg(f_F)||^2, ||f_G/|f_G| - sg(f_E/|f_E|)||^2 and ||BN_G(f_G) - sg(BN_E(f_E))||^2,
+each x 0.25.
 
 `ranked`: for each occluded query of SynthOcc (seed SEED) the deployed model's top-1 cross-camera match; when
 it is wrong, whether it is from the query's camera (against the gallery's share of that camera) and which
-identity attributes separate the two people (SynthOcc's families: siblings differ in 1-2 part-local attributes).
+identity attributes separate the two people (SynthOcc's families: siblings differ in 1-2 part-local
+attributes).
 """
 
 from __future__ import annotations
@@ -77,13 +79,15 @@ def terms(root: str, checkpoint: str | None) -> None:
         (grad,) = torch.autograd.grad(cl, leaf)
         bsz, chans = leaf.shape
         print(
-            f"  Eq. 4 unweighted {cl.item():.6f} vs mean(f_F^2) {f_f.pow(2).mean().item():.6f}; gradient on f_G "
-            f"equals -2 f_F/(B C): {torch.allclose(grad, -2 * f_f / (bsz * chans), rtol=1e-5, atol=1e-10)}; "
-            f"min f_F {f_f.min().item():.3f}"
+            f"  Eq. 4 unweighted {cl.item():.6f} vs mean(f_F^2) {f_f.pow(2).mean().item():.6f}; gradient on "
+            "f_G equals -2 f_F/(B C): "
+            f"{torch.allclose(grad, -2 * f_f / (bsz * chans), rtol=1e-5, atol=1e-10)}; min f_F "
+            f"{f_f.min().item():.3f}"
         )
         print(
             f"  |f_G| {f_g.norm(dim=1).mean():.1f}  |f_F| {f_f.norm(dim=1).mean():.1f}  "
-            f"|f_P| {f['f_P'].norm(dim=1).mean():.1f}  cos(f_G, f_F) {F.cosine_similarity(f_g, f_f).mean():.3f}"
+            f"|f_P| {f['f_P'].norm(dim=1).mean():.1f}  cos(f_G, f_F) "
+            f"{F.cosine_similarity(f_g, f_f).mean():.3f}"
         )
 
 
@@ -122,8 +126,8 @@ def ranked(root: str, seed: int, checkpoints: list[str]) -> None:
                 attrs.update(diff)
         print(
             f"{checkpoint}: mAP {out.result.mAP:.3f} Rank-1 {out.result.cmc[0]:.3f}; wrong top-1 {wrong} of "
-            f"{len(qp)}; from the query's camera {same_cam} ({same_cam / max(wrong, 1):.0%}, the gallery's share "
-            f"of that camera {np.mean(cam_share):.0%})"
+            f"{len(qp)}; from the query's camera {same_cam} ({same_cam / max(wrong, 1):.0%}, the gallery's "
+            f"share of that camera {np.mean(cam_share):.0%})"
         )
         print(
             "  attributes separating the query's identity from the wrong top-1's (4 = 4 or more):",

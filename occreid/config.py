@@ -4,8 +4,9 @@ Every field has a default here, inside the package; files under `occreid/configs
 repository's `configs/`) only state what differs. Unknown keys and wrong types are errors that name the key.
 
 Types are strict: an int field takes an integer (not `true` or "12"), a bool field `true`/`false` (not `yes`
-or 1); a float field also takes an integer, and a tuple field a YAML list. YAML scalars follow YAML 1.2: `3e-4`
-is a float and only true/false are booleans. An override of a text field (`data.root=2024`) keeps its text.
+or 1); a float field also takes an integer, and a tuple field a YAML list. YAML scalars follow YAML 1.2:
+`3e-4` is a float and only true/false are booleans. An override of a text field (`data.root=2024`) keeps its
+text.
 
     cfg = load_config("configs/occluded_duke/pgfl_kd.yaml", overrides=["train.lr=3e-4"])
 """
@@ -45,11 +46,12 @@ class DataConfig(Section):
     keypoints: str | None = None
     # The test set's store when it is another dataset (test_dataset); None: `<test_root>/keypoints.npz`.
     test_keypoints: str | None = None
-    # Images the store lacks: an error (default), or true: "no pose" (every confidence 0), counted in a warning.
+    # Images the store lacks: an error (default), or true: "no pose" (every confidence 0), counted in a
+    # warning.
     allow_missing_keypoints: bool = False
     image_size: Annotated[tuple[Positive, Positive], LIST_AS_TUPLE] = (384, 128)  # (height, width)
-    # The batch-hard triplet loss needs a positive and a negative for every anchor: >= 2 identities per batch and
-    # >= 2 images per identity (with 1 it is 0 on every step and silently off).
+    # The batch-hard triplet loss needs a positive and a negative for every anchor: >= 2 identities per batch
+    # and >= 2 images per identity (with 1 it is 0 on every step and silently off).
     p: Annotated[int, AfterValidator(at_least_two("identities per batch (p)"))] = 4  # identities per batch
     k: Annotated[int, AfterValidator(at_least_two("images per identity (k)"))] = 16  # images per identity
     num_workers: int = Field(2, ge=0)
@@ -166,8 +168,9 @@ class OcclusionConfig(Section):
     """Typed occlusion for paired holistic/occluded views (docs/ogfr.md section 1; occreid.data.occlusion).
 
     Only methods that ask for paired views use it. Types: none (x~ = x), top/bottom (full width, height in
-    `side_range` x H), left/right (full height, width in `side_range` x W), block (area in `block_area` x H x W
-    anywhere), person (another identity, full height at the left or right, width in `side_range` x W).
+    `side_range` x H), left/right (full height, width in `side_range` x W), block (area in
+    `block_area` x H x W anywhere), person (another identity, full height at the left or right, width in
+    `side_range` x W).
     Sources: image (a crop of another training image, FED), background (a crop of another training image's
     outer columns), shape (synthetic shapes), synthocc_* (SynthOcc's occluder renderers).
     """
@@ -225,8 +228,9 @@ Config = create_model(
     **{name: (section, section()) for name, section in config_sections().items()},
 )
 
-# Keys that moved, old -> new. A YAML file that uses an old key (a run folder's config.yaml written by an older
-# occreid, say) is read with a one-line warning, a checkpoint's stored config silently; --set names the new key.
+# Keys that moved, old -> new. A YAML file that uses an old key (a run folder's config.yaml written by an
+# older occreid, say) is read with a one-line warning, a checkpoint's stored config silently; --set names the
+# new key.
 MOVED_KEYS = {
     **{
         f"model.{key}": f"pgfl_kd.{key}"
@@ -411,8 +415,9 @@ def _has_key(data: dict[str, Any], dotted: str) -> bool:
 
 
 def build_config(data: dict[str, Any], source: str = "config", stored: bool = False) -> Config:
-    """Validate a nested dict into a Config; errors name the offending key. `stored`: a config an older occreid
-    may have written (a checkpoint's), whose keys that have moved since are read in their new places."""
+    """Validate a nested dict into a Config; errors name the offending key. `stored`: a config an older
+    occreid may have written (a checkpoint's), whose keys that have moved since are read in their new
+    places."""
     if stored:
         data = _moved_keys(data, source, warn=False)
     try:

@@ -9,8 +9,8 @@ class OccreidError(Exception):
 
 
 def torch_load_problem(exc: BaseException) -> str:
-    """A short, complete account of why `torch.load(..., weights_only=True)` refused or failed on a file, for an
-    error message: never torch's whole text, never cut mid-sentence, and never torch's advice to retry with
+    """A short, complete account of why `torch.load(..., weights_only=True)` refused or failed on a file, for
+    an error message: never torch's whole text, never cut mid-sentence, and never torch's advice to retry with
     weights_only=False (which would run whatever code the file carries)."""
     import re
 

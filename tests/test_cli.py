@@ -1,5 +1,5 @@
-"""The real `occreid` entry point (`python -m occreid`, i.e. occreid.cli.main) in a subprocess: an error the user
-can fix is one line on stderr starting with "error:", exit status 2, and no traceback."""
+"""The real `occreid` entry point (`python -m occreid`, i.e. occreid.cli.main) in a subprocess: an error the
+user can fix is one line on stderr starting with "error:", exit status 2, and no traceback."""
 
 import re
 import subprocess
@@ -20,8 +20,8 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def assert_user_error(result: subprocess.CompletedProcess, *names: str) -> str:
-    """Exit status 2, a single stderr line `error: ...` naming every one of `names` (after the progress bar, if
-    the command had started one), no traceback anywhere."""
+    """Exit status 2, a single stderr line `error: ...` naming every one of `names` (after the progress bar,
+    if the command had started one), no traceback anywhere."""
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip() and not PROGRESS_BAR.match(line)]

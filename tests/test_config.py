@@ -83,7 +83,8 @@ def test_strict_types_in_a_yaml_file_name_the_key(tmp_path):
 
 def test_lists_ints_and_exponents_still_fill_tuples_and_floats(tmp_path):
     (tmp_path / "ok.yaml").write_text(
-        "data:\n  image_size: [256, 128]\n  mean: [0, 0.5, 1]\n  erasing_prob: 0\ntrain:\n  lr: 1e-3\n  grad_clip: 5\n"
+        "data:\n  image_size: [256, 128]\n  mean: [0, 0.5, 1]\n  erasing_prob: 0\n"
+        "train:\n  lr: 1e-3\n  grad_clip: 5\n"
     )
     cfg = load_config(tmp_path / "ok.yaml", overrides=["train.weight_decay=5e-4", "pgfl_kd.lambda_cl=1"])
     assert cfg.data.image_size == (256, 128) and cfg.data.mean == (0.0, 0.5, 1.0)

@@ -1,5 +1,5 @@
-"""`occreid demo` end to end at a toy size: every model of MODELS is trained on the same SynthOcc, the table has a
-row per model and a column per occluder type, and the report's pictures exist."""
+"""`occreid demo` end to end at a toy size: every model of MODELS is trained on the same SynthOcc, the table
+has a row per model and a column per occluder type, and the report's pictures exist."""
 
 import json
 

@@ -505,7 +505,8 @@ def test_device_option(tmp_path, monkeypatch):
 
 
 def constant_onnx(path, outputs):
-    """An ONNX model with a fixed 1x3x256x192 input whose outputs are the given constant arrays (name -> array)."""
+    """An ONNX model with a fixed 1x3x256x192 input whose outputs are the given constant arrays
+    (name -> array)."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
@@ -661,7 +662,8 @@ def test_mediapipe_finds_no_person_in_a_blank_image(mediapipe_pose):
 
 
 def fake_vitpose_onnx(path, peaks_u, peaks_v, score=0.9):
-    """A 'ViTPose' (input 1x3x256x192) whose one output is constant 64x48 heatmaps, a Gaussian at each peak."""
+    """A 'ViTPose' (input 1x3x256x192) whose one output is constant 64x48 heatmaps, a Gaussian at each
+    peak."""
     yy, xx = np.mgrid[0:64, 0:48]
     heat = np.stack(
         [score * np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / (2 * 2.0**2)) for u, v in zip(peaks_u, peaks_v)]
@@ -678,7 +680,8 @@ def test_rtmlib_vitpose_heatmap_model_maps_back_to_image_pixels(tmp_path):
     est = build_estimator("rtmlib", model=tmp_path / "vit.onnx")
     assert est.settings["family"] == "vitpose" and est.settings["input_size_wh"] == [192, 256]
     k = est.predict([np.zeros((128, 64, 3), np.uint8)])[0]
-    # rtmlib (UDP): heatmap cell u of W=48 -> u / (W - 1) of the 120 x 160 box around (32, 64), as for RTMPose.
+    # rtmlib (UDP): heatmap cell u of W=48 -> u / (W - 1) of the 120 x 160 box around (32, 64), as for
+    # RTMPose.
     exp_x, exp_y = u / 47 * 120 + 32 - 60, v / 63 * 160 + 64 - 80
     inside = (exp_x >= 0) & (exp_x < 64) & (exp_y >= 0) & (exp_y < 128)
     assert inside.sum() >= 10

@@ -1,17 +1,18 @@
 """Golden runs: pins the training behaviour of every method, to the last bit.
 
-A short fixed-seed run of each CPU-demo model (baseline, pgfl_kd, vit_baseline, ogfr: `configs/demo/<key>.yaml`
-made tiny by tests/golden/make_golden.py) trains on a small SynthOcc and is evaluated; every training record
-(each loss term, the loss, the gradient norm and the learning rate of every step) and the final evaluation
-(mAP, mINP, Rank-k, per occluder type) must equal tests/golden/golden_runs.json exactly (==, not approx).
+A short fixed-seed run of each CPU-demo model (baseline, pgfl_kd, vit_baseline, ogfr:
+`configs/demo/<key>.yaml` made tiny by tests/golden/make_golden.py) trains on a small SynthOcc and is
+evaluated; every training record (each loss term, the loss, the gradient norm and the learning rate of every
+step) and the final evaluation (mAP, mINP, Rank-k, per occluder type) must equal tests/golden/golden_runs.json
+exactly (==, not approx).
 
 A change that changes these numbers must say why in its commit, and regenerate them with
 
     python tests/golden/make_golden.py
 
-The numbers are pinned to the torch version that wrote them (recorded in the JSON); on another version the test
-skips. Only stable entry points are used (load_config, trainer.train, synthocc.generate), so a refactor that
-keeps behaviour passes unchanged.
+The numbers are pinned to the torch version that wrote them (recorded in the JSON); on another version the
+test skips. Only stable entry points are used (load_config, trainer.train, synthocc.generate), so a refactor
+that keeps behaviour passes unchanged.
 """
 
 import importlib.util

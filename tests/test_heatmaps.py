@@ -29,7 +29,8 @@ def random_keypoints(b=6, seed=0):
 
 
 def test_peak_is_at_the_keypoint_cell():
-    # x = 40 px -> u = 2.5 (cell 2), y = 200 px -> v = 12.5 (cell 12); off-centre too: x = 100 -> 6.25 (cell 6).
+    # x = 40 px -> u = 2.5 (cell 2), y = 200 px -> v = 12.5 (cell 12); off-centre too:
+    # x = 100 -> 6.25 (cell 6).
     for (x, y), cell in [((40.0, 200.0), (12, 2)), ((100.0, 60.0), (3, 6)), ((127.0, 383.0), (23, 7))]:
         maps = render_part_heatmaps(kp(left_knee=(x, y, 1.0)), IMAGE, FEAT, PoseConfig())
         flat = int(maps[0, LKNEE].argmax())

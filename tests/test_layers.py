@@ -2,7 +2,8 @@
 
 Every `import` of occreid counts, also those inside functions (they run when the function does); only imports
 under `if TYPE_CHECKING:` (never run) are left out. Importing `occreid.a.b` also runs `occreid/a/__init__.py`,
-so a module depends on the packages of what it imports too (not on its own packages, which run before it). docs/extending.md draws the same layers.
+so a module depends on the packages of what it imports too (not on its own packages, which run before it).
+docs/extending.md draws the same layers.
 """
 
 from __future__ import annotations

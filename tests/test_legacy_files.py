@@ -1,4 +1,5 @@
-"""Files that earlier occreid versions wrote keep working: checkpoints, run folders (their config.yaml), indexes.
+"""Files that earlier occreid versions wrote keep working: checkpoints, run folders (their config.yaml),
+indexes.
 
 tests/fixtures/legacy/ holds such files, written by the code before the package took its current layout (its
 README says how; they are never regenerated). Each is used here the way a user would: eval, export, index add,

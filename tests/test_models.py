@@ -101,7 +101,7 @@ def test_imagenet_weights_missing_from_cache_is_a_clear_error(offline_hub, tmp_p
     assert len(offline_hub) == 1  # one failed attempt, no retries
 
 
-# ---- BNNeck and components -----------------------------------------------------------------------------------
+# ---- BNNeck and components ---------------------------------------------------------------------------------
 def test_bnneck_bot_init_and_frozen_bias():
     neck = BNNeck(16, 5)
     assert not neck.bn.bias.requires_grad and neck.bn.bias.abs().sum() == 0
@@ -366,7 +366,8 @@ def test_full_pgfl_kd_trains_on_a_fixed_batch():
 
 @pytest.mark.parametrize("preset", sorted(TABLE_ROWS))
 def test_ablation_config_files_match_the_presets(preset):
-    """configs/ablations/<preset>.yaml, what users train, sets exactly the preset's switches on Occluded-Duke."""
+    """configs/ablations/<preset>.yaml, what users train, sets exactly the preset's switches on
+    Occluded-Duke."""
     from occreid.config import load_config
 
     cfg = load_config(f"configs/ablations/{preset}.yaml")

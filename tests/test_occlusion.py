@@ -1,5 +1,5 @@
-"""Typed occlusion augmentation (docs/ogfr.md section 1): paired views, patch masks, type labels, held-out types
-and sources, determinism in DataLoader workers."""
+"""Typed occlusion augmentation (docs/ogfr.md section 1): paired views, patch masks, type labels, held-out
+types and sources, determinism in DataLoader workers."""
 
 import numpy as np
 import pytest
@@ -55,7 +55,8 @@ def _augment(cfg: Config, held_out: bool = False) -> OcclusionAugment:
 
 
 def _brute_patch_mask(mask: np.ndarray, patch: int, stride: int, threshold: float) -> np.ndarray:
-    """(H, W) {0,1} -> row-major list of 'covered >= threshold' over the conv patch grid, by explicit loops."""
+    """(H, W) {0,1} -> row-major list of 'covered >= threshold' over the conv patch grid, by explicit
+    loops."""
     out = []
     for top in range(0, mask.shape[0] - patch + 1, stride):
         for left in range(0, mask.shape[1] - patch + 1, stride):

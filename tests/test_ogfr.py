@@ -169,10 +169,10 @@ def test_greedy_erasing_is_deterministic_and_sampling_is_not():
 
 
 def _bandit(advantage_norm: bool, steps: int = 150) -> float:
-    """The agent on a bandit with the CPU scale's reward size (~1e-3 nats): erasing the patch token that carries a
-    distractor feature earns 1e-3, any other erasing 0. Trained as the method trains it (Gumbel top-k sample,
-    greedy baseline, ogfr.entropy_coef, Adam at ogfr.agent_lr); returns the policy's mean probability of the
-    distractor token on fresh images (uniform: 1 / 8)."""
+    """The agent on a bandit with the CPU scale's reward size (~1e-3 nats): erasing the patch token that
+    carries a distractor feature earns 1e-3, any other erasing 0. Trained as the method trains it (Gumbel
+    top-k sample, greedy baseline, ogfr.entropy_coef, Adam at ogfr.agent_lr); returns the policy's mean
+    probability of the distractor token on fresh images (uniform: 1 / 8)."""
     o = make_cfg().ogfr
     torch.manual_seed(0)
     b, n, d, k, target = 32, 8, 16, 2, 5
@@ -203,9 +203,9 @@ def _bandit(advantage_norm: bool, steps: int = 150) -> float:
 
 
 def test_agent_learns_from_rewards_of_the_cpu_scales_size():
-    """With the defaults (scaled advantages, ogfr.agent_lr) the policy concentrates on the rewarded token within
-    150 steps; with raw advantages the entropy bonus outweighs ~1e-3-nat advantages and the policy stays
-    near uniform (what the CPU-scale runs showed before advantages were scaled)."""
+    """With the defaults (scaled advantages, ogfr.agent_lr) the policy concentrates on the rewarded token
+    within 150 steps; with raw advantages the entropy bonus outweighs ~1e-3-nat advantages and the policy
+    stays near uniform (what the CPU-scale runs showed before advantages were scaled)."""
     assert _bandit(advantage_norm=True) > 0.6
     assert _bandit(advantage_norm=False) < 0.2
 
@@ -221,8 +221,8 @@ def test_scaled_advantage_keeps_the_sign_and_sets_the_scale():
 def test_reward_is_positive_for_erasing_a_pasted_distractor():
     """A teacher trained on single-colour identities (with random erasing of half the tokens, so the
     replacement token is learnt) sees identity 0 with identity 1's colour pasted over its bottom half. Erasing
-    the 4 distractor patches raises log p(0); erasing the 4 patches of the person itself lowers it. (The gain is
-    partial: in block 0, before the agent acts, the kept tokens already attended to the distractor.)"""
+    the 4 distractor patches raises log p(0); erasing the 4 patches of the person itself lowers it. (The gain
+    is partial: in block 0, before the agent acts, the kept tokens already attended to the distractor.)"""
     method = make_method(depth=2, fepm="random", erase_ratio=0.5, patterns=False, distill=False, share="none")
     colours = torch.tensor([[1.0, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, -1]])  # 4 identities
     opt = torch.optim.Adam(method.parameter_groups(0.0), lr=1e-3)

@@ -1,6 +1,7 @@
 """The method registry (occreid.methods): every registered method is one package with what the registry
-reads, its config section, presets and demo models; every method trains a step, deploys, and its deployed model
-gives the method's own test feature. These tests iterate over the registry, so a new method is covered."""
+reads, its config section, presets and demo models; every method trains a step, deploys, and its deployed
+model gives the method's own test feature. These tests iterate over the registry, so a new method is
+covered."""
 
 from pathlib import Path
 

@@ -1,4 +1,5 @@
-"""SynthOcc: determinism, Market layout and naming, camera coverage, protocols, exact keypoints and occlusion."""
+"""SynthOcc: determinism, Market layout and naming, camera coverage, protocols, exact keypoints and
+occlusion."""
 
 import json
 import re

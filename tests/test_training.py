@@ -99,8 +99,9 @@ def test_resume_after_interruption_gives_the_same_weights(synth_root, tmp_path, 
 
 
 def test_channels_last_trains_the_same_model(synth_root, tmp_path):
-    """train.channels_last (the demo's setting) changes the memory layout only: the same first loss, later ones
-    apart by rounding that training amplifies, and paired views (OGFR's occluded images) are converted with the images."""
+    """train.channels_last (the demo's setting) changes the memory layout only: the same first loss, later
+    ones apart by rounding that training amplifies, and paired views (OGFR's occluded images) are converted
+    with the images."""
     from occreid.engine.trainer import _to_device
 
     def losses(run_dir: Path) -> list[float]:

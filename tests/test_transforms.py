@@ -129,7 +129,8 @@ def test_dot_stays_under_keypoint_through_full_train_transform():
     """A bright dot at a keypoint ends up within 1 px of the transformed keypoint (resize, flip, pad, crop).
 
     The dot is a small Gaussian blob (sigma 1.5 px, peak below 255 so nothing saturates) centred on the centre
-    of pixel (cx, cy), i.e. at the continuous point (cx + 0.5, cy + 0.5), so its brightest pixel is well defined.
+    of pixel (cx, cy), i.e. at the continuous point (cx + 0.5, cy + 0.5), so its brightest pixel is well
+    defined.
     """
     cfg = DataConfig(image_size=(96, 48), pad=6, flip_prob=0.5, erasing_prob=0.0)
     transform = build_transforms(cfg, train=True)

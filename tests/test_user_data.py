@@ -559,7 +559,8 @@ def test_unwritable_outputs_are_refused_before_any_work(synth_root, tiny_run, tm
 
 
 def bomb_png(path: Path, side: int = 30_000) -> Path:
-    """A tiny file whose header claims side x side pixels: PIL refuses it at open (over 2 x MAX_IMAGE_PIXELS)."""
+    """A tiny file whose header claims side x side pixels: PIL refuses it at open (over 2 x
+    MAX_IMAGE_PIXELS)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -638,8 +639,8 @@ def test_torch_errors_are_complete_sentences(tiny_run, tmp_path):
 
 def test_ctrl_c_says_what_happened_and_exits_130(tmp_path):
     out = tmp_path / "s"
-    # pytest-xdist's workers ignore SIGINT, and a child inherits that: give the command the default disposition, as
-    # a shell would, so Python turns Ctrl-C into KeyboardInterrupt.
+    # pytest-xdist's workers ignore SIGINT, and a child inherits that: give the command the default
+    # disposition, as a shell would, so Python turns Ctrl-C into KeyboardInterrupt.
     proc = subprocess.Popen(
         [sys.executable, "-m", "occreid", "synth", "--out", str(out), "--workers", "1"],
         cwd=tmp_path,

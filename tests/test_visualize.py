@@ -8,8 +8,8 @@ from occreid.errors import OccreidError
 from occreid.evaluation import ranked_results_grid, visualize_ranked_results
 from occreid.evaluation.visualize import GREEN, GREY, RED
 
-# The documented layout, written out here rather than read from the module: 64 x 128 images in a 4-px frame over
-# a 14-px label; cells 4 px apart, 4 px before the query and 8 px after it, no margin at the right end.
+# The documented layout, written out here rather than read from the module: 64 x 128 images in a 4-px frame
+# over a 14-px label; cells 4 px apart, 4 px before the query and 8 px after it, no margin at the right end.
 IMAGE_W, IMAGE_H, FRAME, LABEL, SPACING = 64, 128, 4, 14, 4
 TILE_W, TILE_H = IMAGE_W + 2 * FRAME, IMAGE_H + 2 * FRAME + LABEL  # 72 x 150
 

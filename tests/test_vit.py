@@ -248,8 +248,8 @@ def tiny_vit_cfg(root: Path, out: Path, *extra: str):
 
 
 class _WithAgent(Baseline):
-    """A baseline whose BNNeck classifier has an optimiser of its own, and which records the epochs it is told:
-    the shape of a method with an agent (OGFR), for the loop's contract."""
+    """A baseline whose BNNeck classifier has an optimiser of its own, and which records the epochs it is
+    told: the shape of a method with an agent (OGFR), for the loop's contract."""
 
     epochs_seen: list[int] = []
 

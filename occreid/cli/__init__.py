@@ -37,17 +37,19 @@ def info() -> None:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     typer.echo(
-        f"occreid {__version__}, python {platform.python_version()}, torch {torch.__version__}, device {device}"
+        f"occreid {__version__}, python {platform.python_version()}, torch {torch.__version__}, device "
+        f"{device}"
     )
 
 
 class _Interrupted(Exception):
-    """Ctrl-C inside a command. (typer turns a KeyboardInterrupt into a silent exit 130 before main sees it.)"""
+    """Ctrl-C inside a command. (typer turns a KeyboardInterrupt into a silent exit 130 before main sees
+    it.)"""
 
 
 INTERRUPTED = (
-    "interrupted (Ctrl-C); what was written so far is kept: `occreid train ... --resume auto` continues a run "
-    "from its last epoch and `occreid pose extract` resumes where it stopped"
+    "interrupted (Ctrl-C); what was written so far is kept: `occreid train ... --resume auto` continues a "
+    "run from its last epoch and `occreid pose extract` resumes where it stopped"
 )
 
 

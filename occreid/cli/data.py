@@ -28,8 +28,8 @@ def summary(
     root: Path | None = typer.Option(
         None,
         "--root",
-        help="Dataset folder (or its parent), or a CSV for `folder`; with --csv, the folder its relative paths "
-        "are resolved against (default: the CSV's folder).",
+        help="Dataset folder (or its parent), or a CSV for `folder`; with --csv, the folder its relative "
+        "paths are resolved against (default: the CSV's folder).",
     ),
     csv: Path | None = typer.Option(
         None, "--csv", help="`folder` only: a CSV of path,pid,camid[,split[,occluded]]."
@@ -76,7 +76,10 @@ def summary(
         import json
 
         info = json.loads((dataset.root / "synthocc.json").read_text())
-        line = f"  SynthOcc {info.get('preset')} preset, seed {info.get('seed')}, protocol {info.get('protocol')}"
+        line = (
+            f"  SynthOcc {info.get('preset')} preset, seed {info.get('seed')}, "
+            f"protocol {info.get('protocol')}"
+        )
         if info.get("train_occluders"):
             line += (
                 f"; unseen occluders: training {'/'.join(info['train_occluders'])}, "
@@ -103,8 +106,8 @@ def make_partial_duke_command(
     out_root = make_partial_duke(duke, out, seed=seed)
     counts = Counter(read_manifest(out_root / MANIFEST_NAME).values())
     typer.echo(
-        f"Partial-Duke (seed {seed}) written to {out_root}: {counts['none']} whole, {counts['upper_half']} upper "
-        f"half, {counts['upper_third']} upper third; manifest {MANIFEST_NAME}"
+        f"Partial-Duke (seed {seed}) written to {out_root}: {counts['none']} whole, {counts['upper_half']} "
+        f"upper half, {counts['upper_third']} upper third; manifest {MANIFEST_NAME}"
     )
 
 
@@ -119,7 +122,8 @@ def augment_preview(
     patch: str = typer.Option("16/16", "--patch", help="ViT patch size/stride of the red grid, e.g. 16/12."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
 ) -> None:
-    """Save a grid of the typed occlusion augmentation: x, occluded view, mask (patches with m = 1 in red), type."""
+    """Save a grid of the typed occlusion augmentation: x, occluded view, mask (patches with m = 1 in red),
+    type."""
     from occreid.config import load_config
     from occreid.data.datasets import load_dataset
     from occreid.data.occlusion.preview import make_augment_preview

@@ -55,7 +55,8 @@ def _settings(checkpoint: Path, cfg: Any) -> dict[str, Any]:
 
 def _recorded_checkpoint(index: Any, index_path: Path, hint: str, given: Path | None = None) -> Path:
     """The checkpoint to embed with: `given` (--checkpoint) or the one the index records, or OccreidError
-    "<index> records no checkpoint<hint>". When the index records a content hash, the checkpoint must have it."""
+    "<index> records no checkpoint<hint>". When the index records a content hash, the checkpoint must have
+    it."""
     from occreid.utils.hashing import file_sha256
 
     recorded = index.meta.get("checkpoint")
@@ -74,8 +75,9 @@ def _recorded_checkpoint(index: Any, index_path: Path, hint: str, given: Path | 
         if file_sha256(checkpoint) != expected:
             raise OccreidError(
                 f"{checkpoint} is not the model {index_path} was built with (its content hash differs: "
-                f"{'new weights at the recorded path' if given is None else 'other weights'}); pass --checkpoint "
-                "with the original file, or build a new index with `occreid index build --overwrite`"
+                f"{'new weights at the recorded path' if given is None else 'other weights'}); pass "
+                "--checkpoint with the original file, or build a new index with `occreid index build "
+                "--overwrite`"
             )
     return checkpoint
 
@@ -156,8 +158,8 @@ def index_add(
     index.check_compatible(_comparable(index, _settings(checkpoint, cfg)))
     if (cfg.eval.metric, cfg.eval.normalize) != (index.metric, index.normalize):
         raise OccreidError(
-            f"the index uses metric={index.metric}, normalize={index.normalize} but the checkpoint's config says "
-            f"metric={cfg.eval.metric}, normalize={cfg.eval.normalize}; build a new index"
+            f"the index uses metric={index.metric}, normalize={index.normalize} but the checkpoint's config "
+            f"says metric={cfg.eval.metric}, normalize={cfg.eval.normalize}; build a new index"
         )
     index.add(features, [str(p.resolve()) for p in paths])
     index.save(index_path)

@@ -35,8 +35,8 @@ def synth(
     train_occluders: str | None = typer.Option(
         None,
         "--train-occluders",
-        help="Unseen occluders: training images occluded only by these types (e.g. vehicle,pole), queries and "
-        "gallery only by the others. Types: vehicle, pole, board, person, clutter.",
+        help="Unseen occluders: training images occluded only by these types (e.g. vehicle,pole), queries "
+        "and gallery only by the others. Types: vehicle, pole, board, person, clutter.",
     ),
 ) -> None:
     """Render a SynthOcc dataset with ground-truth keypoints and occlusion labels."""

@@ -88,6 +88,6 @@ def check_images(paths: Sequence[str | Path], what: str, workers: int = 8, progr
     if bad:
         examples = "; ".join(f"{p} ({why})" for p, why in bad[:3])
         raise OccreidError(
-            f"{len(bad)} of {len(paths)} {what} images cannot be read, e.g. {examples}; re-download or remove "
-            "them (found before any work started)"
+            f"{len(bad)} of {len(paths)} {what} images cannot be read, e.g. {examples}; re-download or "
+            "remove them (found before any work started)"
         )

@@ -9,8 +9,9 @@
         batch["index"]      # (B,) int64, positions in `records`
         batch["keypoints"]  # (B, 17, 3) float32 (x, y, conf) in the pixels of `images`; only with keypoints
 
-With `paired_views=True` (docs/ogfr.md section 1; occreid.data.occlusion) each batch also has the occluded view of
-the same augmented image (same resize, flip, pad + crop and random erasing; the occluder is pasted last):
+With `paired_views=True` (docs/ogfr.md section 1; occreid.data.occlusion) each batch also has the occluded
+view of the same augmented image (same resize, flip, pad + crop and random erasing; the occluder is pasted
+last):
         batch["occluded"]   # (B, 3, H, W) float32, normalised like "images" (x~; "images" stays x)
         batch["occ_type"]   # (B,) int64, index into cfg.occlusion.types
         batch["occ_mask"]   # (B, 1, H, W) float32 in {0, 1}, 1 where the occluder covers the pixel
@@ -68,7 +69,8 @@ class ImageDataset(Dataset):
             for i, kpts in enumerate(self.keypoints):
                 if kpts.shape != (NUM_KEYPOINTS, 3):
                     raise ValueError(
-                        f"keypoints of {self.records[i].path} have shape {kpts.shape}, expected ({NUM_KEYPOINTS}, 3)"
+                        f"keypoints of {self.records[i].path} have shape {kpts.shape}, expected "
+                        f"({NUM_KEYPOINTS}, 3)"
                     )
 
     def __len__(self) -> int:
@@ -157,13 +159,14 @@ def build_train_loader(
 ) -> DataLoader:
     """Augmented P x K training loader (`PKSampler`, p = cfg.data.p, k = cfg.data.k, batch = p * k).
 
-    `paired_views`: each batch also holds the occluded view, its occlusion type and pixel mask (`cfg.occlusion`,
-    held-out types and sources never drawn; see the module docstring).
+    `paired_views`: each batch also holds the occluded view, its occlusion type and pixel mask
+    (`cfg.occlusion`, held-out types and sources never drawn; see the module docstring).
 
-    The epoch length is cfg.train.steps_per_epoch batches per rank (None: BoT's epoch, about one pass over the images). Call
-    `loader.batch_sampler.set_epoch(epoch)` before each epoch. Augmentations are reproducible: worker w of rank r
-    is seeded by torch from a loader generator seeded with (seed, rank) (seed: cfg.train.seed by default); with
-    num_workers = 0 the augmentations use torch's global generator, so seed it (torch.manual_seed) yourself.
+    The epoch length is cfg.train.steps_per_epoch batches per rank (None: BoT's epoch, about one pass over the
+    images). Call `loader.batch_sampler.set_epoch(epoch)` before each epoch. Augmentations are reproducible:
+    worker w of rank r is seeded by torch from a loader generator seeded with (seed, rank) (seed:
+    cfg.train.seed by default); with num_workers = 0 the augmentations use torch's global generator, so seed
+    it (torch.manual_seed) yourself.
     """
     if len(records) == 0:
         raise OccreidError("the training split has no images; check data.root and the dataset layout")
@@ -191,8 +194,8 @@ def build_train_loader(
         batch_sampler=sampler,
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),
-        # Workers restart each epoch so the trainer can reseed `loader.generator` per epoch: a resumed run then
-        # draws the same augmentations as an uninterrupted one.
+        # Workers restart each epoch so the trainer can reseed `loader.generator` per epoch: a resumed run
+        # then draws the same augmentations as an uninterrupted one.
         persistent_workers=False,
         generator=generator,
     )
@@ -205,7 +208,8 @@ def build_test_loader(
     *,
     batch_size: int | None = None,
 ) -> DataLoader:
-    """Sequential loader without augmentation (resize + normalise), batch_size = cfg.eval.batch_size by default.
+    """Sequential loader without augmentation (resize + normalise), batch_size = cfg.eval.batch_size by
+    default.
 
     Batches come in the order of `records`; the last one may be smaller. Empty `records` give an empty loader
     (e.g. a rank's share of a tiny query set).

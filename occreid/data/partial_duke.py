@@ -42,7 +42,8 @@ def crop_height(height: int, crop: str) -> int:
 
 
 def plan_crops(names: list[str], split: str, seed: int) -> dict[str, str]:
-    """file name -> crop for one split: floor(n/4) "upper_half", floor(n/2) - floor(n/4) "upper_third", rest "none"."""
+    """file name -> crop for one split: floor(n/4) "upper_half", floor(n/2) - floor(n/4) "upper_third", rest
+    "none"."""
     order = sorted(names, key=lambda n: (hashlib.sha256(f"{seed}:{split}:{n}".encode()).hexdigest(), n))
     n_partial = len(order) // 2
     n_half = n_partial // 2

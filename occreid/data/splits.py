@@ -53,7 +53,8 @@ def check_split_images(
 def test_keypoints(
     cfg: Config, test_set: ReidDataset, needed: bool
 ) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
-    """Query and gallery keypoints where the method's test feature needs them (`BatchNeeds.test_keypoints`)."""
+    """Query and gallery keypoints where the method's test feature needs them
+    (`BatchNeeds.test_keypoints`)."""
     if not needed:
         return None, None
     store = cfg.data.keypoints if cfg.data.test_dataset is None else cfg.data.test_keypoints

@@ -1,7 +1,7 @@
 """Image transforms that carry the image's keypoints with it (the BoT recipe used by both papers).
 
-Train: resize to (H, W) -> random horizontal flip -> zero-pad by `pad` -> random crop back to (H, W) -> to tensor
--> normalise -> random erasing.  Test: resize -> to tensor -> normalise.
+Train: resize to (H, W) -> random horizontal flip -> zero-pad by `pad` -> random crop back to (H, W)
+-> to tensor -> normalise -> random erasing.  Test: resize -> to tensor -> normalise.
 
 Keypoints are a (17, 3) float array of (x, y, confidence) in the pixel coordinates of the *current* image.
 Coordinates are continuous: pixel column i covers [i, i + 1), so its centre is i + 0.5 and an image of width W
@@ -10,7 +10,8 @@ spans [0, W). The same convention is used by the part heatmaps. Under it
     resize (w0, h0) -> (W, H):   x' = x * W / w0,  y' = y * H / h0
     pad by p:                    x' = x + p,       y' = y + p
     crop at (left, top):         x' = x - left,    y' = y - top
-    horizontal flip:             x' = W - x        and every left/right keypoint pair swaps rows (KEYPOINT_FLIP)
+    horizontal flip:             x' = W - x        and every left/right keypoint pair swaps rows
+                                                   (KEYPOINT_FLIP)
 
 After the crop a keypoint outside [0, W) x [0, H) gets confidence 0 (its coordinates are kept). Random erasing
 leaves keypoints alone: an erased (occluded) keypoint is still where it was.
@@ -132,8 +133,8 @@ class Pad:
 class RandomCrop:
     """Crop a random (H, W) window; keypoints shift by (-left, -top) and lose their confidence outside it.
 
-    The offsets are drawn as top = randint(0, h - H), then left = randint(0, w - W) (inclusive bounds), both from
-    `generator` (torch's global generator if None).
+    The offsets are drawn as top = randint(0, h - H), then left = randint(0, w - W) (inclusive bounds), both
+    from `generator` (torch's global generator if None).
     """
 
     def __init__(self, size: tuple[int, int], generator: torch.Generator | None = None) -> None:
@@ -191,11 +192,12 @@ class ToTensorNormalize:
 
 
 class RandomErasing:
-    """Random erasing (Zhong et al. 2017) with torchvision's `RandomErasing` semantics, on the normalised tensor.
+    """Random erasing (Zhong et al. 2017) with torchvision's `RandomErasing` semantics, on the normalised
+    tensor.
 
     With probability `p`, up to 10 attempts draw an area fraction s ~ U(scale) and a log-uniform aspect ratio
-    r in `ratio`; the box is h = round(sqrt(s * H * W * r)), w = round(sqrt(s * H * W / r)) and is used when it
-    fits, at a uniform position. The box is filled with `value` = 0, which on the normalised tensor is the
+    r in `ratio`; the box is h = round(sqrt(s * H * W * r)), w = round(sqrt(s * H * W / r)) and is used when
+    it fits, at a uniform position. The box is filled with `value` = 0, which on the normalised tensor is the
     per-channel mean colour (Zhong's "fill with the mean"). Keypoints are unchanged.
     """
 
@@ -240,7 +242,8 @@ class RandomErasing:
 
 
 class ReidTransform:
-    """A chain of keypoint-aware steps: `(PIL image, (17, 3) keypoints or None) -> ((3, H, W) tensor, keypoints)`.
+    """A chain of keypoint-aware steps:
+    `(PIL image, (17, 3) keypoints or None) -> ((3, H, W) tensor, keypoints)`.
 
     The input keypoints are never modified; the returned ones are a float32 copy in the output image's pixels.
     """

@@ -65,8 +65,8 @@ def _step_of(line: str, path: Path) -> float:
 class MetricsLog:
     """Metrics as JSON lines (`metrics.jsonl`), and TensorBoard scalars when tensorboard is installed.
 
-    `resume_step`: the step of the checkpoint a run continues from; records written after it (by the part of an
-    epoch that was interrupted and will run again) are dropped, so no step appears twice. None: a new run.
+    `resume_step`: the step of the checkpoint a run continues from; records written after it (by the part of
+    an epoch that was interrupted and will run again) are dropped, so no step appears twice. None: a new run.
     """
 
     def __init__(self, run_dir: Path, enabled: bool, resume_step: int | None):

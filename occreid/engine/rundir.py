@@ -27,14 +27,15 @@ def refuse_existing_run(run_dir: Path, option: str = "train.output_dir") -> None
     existing = run_files(run_dir)
     if existing:
         raise OccreidError(
-            f"{option} {run_dir} already holds a run ({', '.join(p.name for p in existing)}); continue it with "
-            "--resume auto, replace it with --overwrite, or choose another output folder"
+            f"{option} {run_dir} already holds a run ({', '.join(p.name for p in existing)}); continue it "
+            "with --resume auto, replace it with --overwrite, or choose another output folder"
         )
 
 
 def check_run_dir(run_dir: Path, resume: object, overwrite: bool, option: str = "train.output_dir") -> None:
     """Before training: a run folder that holds a started or finished run is refused unless the run is resumed
-    (`resume`) or replaced (`overwrite`); the folder must be writable. Read-only, so every DDP rank can call it."""
+    (`resume`) or replaced (`overwrite`); the folder must be writable. Read-only, so every DDP rank can call
+    it."""
     run_dir = Path(run_dir)
     # Continuing the run in this folder; `--resume PATH` of another folder's checkpoint writes a new run here.
     here = resume == "auto" or (bool(resume) and Path(str(resume)).resolve().parent == run_dir.resolve())

@@ -9,8 +9,8 @@ method it runs. `train` reads top to bottom like nanoGPT's train.py, one named s
     epoch: `method.set_epoch(e)`, for each batch one step (forward: `training_step` -> named terms; loss,
     backward, step every optimiser; log) -> checkpoint -> evaluate
 
-A method with several parts (OGFR's teacher, agent and student) returns each part's loss as one more named term
-and detaches what a part must not learn from, so one backward gives every part only its own gradients.
+A method with several parts (OGFR's teacher, agent and student) returns each part's loss as one more named
+term and detaches what a part must not learn from, so one backward gives every part only its own gradients.
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ def train(
     """Train the method the config describes on `cfg.data`; write the run directory `cfg.train.output_dir`.
 
     `resume`: a checkpoint path, or "auto" for `<output_dir>/last.pt` when it exists. A run directory that
-    already holds a run is refused unless the run is resumed or `overwrite` replaces it (occreid.engine.rundir).
+    already holds a run is refused unless the run is resumed or `overwrite` replaces it
+    (occreid.engine.rundir).
     """
     run = _set_up(cfg, resume, overwrite)
     _resume(run, resume)
@@ -301,8 +302,8 @@ def _train_step(
     if not all_ranks(bool(torch.isfinite(loss)), run.info):
         values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
         raise TrainingDiverged(
-            f"loss became {loss.item()} at step {run.step + 1} (epoch {epoch + 1}) on rank {run.info.rank} or "
-            f"another rank: {values}; lower train.lr, enable train.grad_clip, or check the data"
+            f"loss became {loss.item()} at step {run.step + 1} (epoch {epoch + 1}) on rank {run.info.rank} "
+            f"or another rank: {values}; lower train.lr, enable train.grad_clip, or check the data"
         )
     for opt in run.optimizers:
         opt.zero_grad(set_to_none=True)
@@ -314,8 +315,8 @@ def _train_step(
     # DDP has averaged the gradients, so every rank sees the same norm and stops together.
     if t.amp != "fp16" and not torch.isfinite(grad_norm):
         raise TrainingDiverged(
-            f"gradient norm became {float(grad_norm)} at step {run.step + 1} (epoch {epoch + 1}) with a finite "
-            f"loss {loss.item():.4g}; lower train.lr or enable train.grad_clip"
+            f"gradient norm became {float(grad_norm)} at step {run.step + 1} (epoch {epoch + 1}) with a "
+            f"finite loss {loss.item():.4g}; lower train.lr or enable train.grad_clip"
         )
     for opt in run.optimizers:
         scaler.step(opt)

@@ -1,7 +1,8 @@
 """Evaluation and retrieval: exact CMC / mAP / mINP, memory-bounded k-reciprocal re-ranking, distances,
 evaluation of a model on a query/gallery split, ranked-list pictures and a searchable gallery index.
 
-Importing this package imports numpy only; torch, PIL and faiss are imported inside the functions that use them.
+Importing this package imports numpy only; torch, PIL and faiss are imported inside the functions that use
+them.
 """
 
 from occreid.evaluation.distance import compute_distance

@@ -1,10 +1,10 @@
 """Metrics per occluder type: each type's queries ranked against the whole gallery.
 
 Where a dataset knows what occludes each query (`ImageRecord.occluder_type`; SynthOcc records it), Rank-k, mAP
-and mINP are reported per type as well as overall. A type's numbers are those of `evaluate_rank` on the rows of
-the distance matrix whose query has that type: the gallery is the whole gallery, the protocol is the same, so
-the overall mAP is the query-weighted mean of the per-type mAPs (over valid queries). Queries of unknown type
-(None) are in no group.
+and mINP are reported per type as well as overall. A type's numbers are those of `evaluate_rank` on the rows
+of the distance matrix whose query has that type: the gallery is the whole gallery, the protocol is the same,
+so the overall mAP is the query-weighted mean of the per-type mAPs (over valid queries). Queries of unknown
+type (None) are in no group.
 """
 
 from __future__ import annotations

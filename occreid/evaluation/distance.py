@@ -1,4 +1,5 @@
-"""Query x gallery distances: squared Euclidean and cosine, numpy or torch in, chunked so memory stays bounded.
+"""Query x gallery distances: squared Euclidean and cosine, numpy or torch in, chunked so memory stays
+bounded.
 
 d_euc(q, g) = ||q||^2 + ||g||^2 - 2 q.g     (squared Euclidean, clamped at 0, as torchreid computes it)
 d_cos(q, g) = 1 - q.g / (||q|| ||g||)
@@ -40,7 +41,8 @@ def compute_distance(
         chunk_size: query rows computed at once (bounds the temporary memory).
 
     Returns:
-        The same kind as `qf` (numpy in -> numpy out, torch in -> torch out), float32 (float64 if both inputs are).
+        The same kind as `qf` (numpy in -> numpy out, torch in -> torch out), float32 (float64 if both inputs
+        are).
     """
     import torch
 

@@ -96,7 +96,9 @@ def eval_settings(cfg: Config, num_query: int, num_gallery: int) -> dict:
         "image_size": list(cfg.data.image_size),
         "num_query": num_query,
         "num_gallery": num_gallery,
-        "protocol": "same pid and same camera removed from each query's gallery; ties ranked by gallery index",
+        "protocol": (
+            "same pid and same camera removed from each query's gallery; ties ranked by gallery index"
+        ),
     }
 
 
@@ -169,8 +171,8 @@ def evaluate_model(
     gallery_keypoints: Sequence[np.ndarray] | None = None,
     info: DistInfo | None = None,
 ) -> EvalOutput | None:
-    """Features on all ranks, metrics on the main rank (other ranks get None); on a CUDA `device` the distances
-    and the ranking run on the GPU."""
+    """Features on all ranks, metrics on the main rank (other ranks get None); on a CUDA `device` the
+    distances and the ranking run on the GPU."""
     info = info or DistInfo(device=device)
     qf = extract_features(model, query, cfg, device, query_keypoints, info, desc="query")
     gf = extract_features(model, gallery, cfg, device, gallery_keypoints, info, desc="gallery")

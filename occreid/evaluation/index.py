@@ -1,4 +1,5 @@
-"""A gallery you can search: (N, D) features, their image paths and the settings that produced them, in one file.
+"""A gallery you can search: (N, D) features, their image paths and the settings that produced them, in one
+file.
 
     index = GalleryIndex(metric="euclidean", meta={"checkpoint": "run/model.pt", "image_size": [384, 128]})
     index.add(features, paths)
@@ -161,12 +162,14 @@ class GalleryIndex:
         ]
 
     def check_compatible(self, meta: dict[str, Any]) -> None:
-        """Raise if `meta` disagrees with the index's own on a key both define (checkpoint, image size, ...)."""
+        """Raise if `meta` disagrees with the index's own on a key both define
+        (checkpoint, image size, ...)."""
         for key, value in meta.items():
             if key in self.meta and _jsonable(self.meta[key]) != _jsonable(value):
                 raise OccreidError(
-                    f"the index was built with {key}={self.meta[key]!r} but these features use {key}={value!r}; "
-                    "build a new index instead of mixing features from different models or settings"
+                    f"the index was built with {key}={self.meta[key]!r} but these features use "
+                    f"{key}={value!r}; build a new index instead of mixing features from different models or "
+                    "settings"
                 )
 
     def save(self, path: str | Path) -> Path:

@@ -4,9 +4,9 @@ Protocol (the one torchreid's `eval_market1501` implements):
 
 1. Rank the gallery by ascending distance to the query. Ties break by gallery index (a *stable* sort): of two
    gallery items at the same distance, the one listed first in the gallery comes first.
-2. Remove the gallery items with the query's pid AND the query's camera (the same person seen by the same camera
-   is not a re-identification). Items of other pids are never removed; distractor / junk pids (0, -1) are the
-   dataset's business, not the evaluator's.
+2. Remove the gallery items with the query's pid AND the query's camera (the same person seen by the same
+   camera is not a re-identification). Items of other pids are never removed; distractor / junk pids (0, -1)
+   are the dataset's business, not the evaluator's.
 3. A query with no remaining positive (same pid, other camera) is skipped and counted in
    `num_skipped_queries`; it contributes to no metric.
 4. For the n positives of a valid query at 1-based ranks r_1 < ... < r_n in the filtered list:
@@ -20,8 +20,8 @@ sort the distance VALUES of each row (a SIMD sort, several times faster than arg
 up with a batched `searchsorted`: rank(p) = #{x < p} + 1, minus the same-camera items closer than p (a sparse
 count). A positive whose distance is tied by another gallery item needs the gallery-index rule; such rows
 (rare with real features) fall back to a stable argsort of the row, so the numbers always equal the reference
-per-query loop with a stable argsort. Same-pid pairs are found by grouping the gallery by pid, never by a dense
-Q x G comparison. Memory is O(chunk x gallery); a CUDA distance matrix is processed on the GPU.
+per-query loop with a stable argsort. Same-pid pairs are found by grouping the gallery by pid, never by a
+dense Q x G comparison. Memory is O(chunk x gallery); a CUDA distance matrix is processed on the GPU.
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ def evaluate_rank(
     max_rank: int = 50,
     chunk_size: int = 256,
 ) -> EvalResult:
-    """CMC, mAP and mINP of a query x gallery distance matrix under the Market-1501 protocol (module docstring).
+    """CMC, mAP and mINP of a query x gallery distance matrix under the Market-1501 protocol
+    (module docstring).
 
     Ties: gallery items at exactly the same distance are ranked by gallery index, the lower index first (a
     stable sort), so the numbers are deterministic. The classic loop (torchreid's `eval_market1501`) uses
@@ -206,9 +207,10 @@ def _positive_ranks_numpy(
 ) -> np.ndarray:
     """CPU version of `_positive_ranks` (same arguments and result), in numpy.
 
-    numpy's SIMD sort of the values is ~15x faster than torch.sort on the CPU, and single-threaded numpy avoids
-    the thread-pool hand-offs that make many small torch ops slow on a busy machine. The sorted rows go to a
-    reused buffer (no page faults per chunk); the per-row searchsorted calls are cheap (n_i lookups each).
+    numpy's SIMD sort of the values is ~15x faster than torch.sort on the CPU, and single-threaded numpy
+    avoids the thread-pool hand-offs that make many small torch ops slow on a busy machine. The sorted rows go
+    to a reused buffer (no page faults per chunk); the per-row searchsorted calls are cheap (n_i lookups
+    each).
     """
     C = chunk.shape[0]
     srt = sort_buffer[:C]

@@ -41,9 +41,9 @@ def format_results_table(
 def normalise_settings(settings: Mapping[str, Any], max_rank: int | None = None) -> dict[str, Any]:
     """`settings` in the schema of SETTING_KEYS, or OccreidError naming what is missing.
 
-    `rerank` may be the nested dict or a bool with flat `k1`, `k2`, `lambda_value` keys (folded into the dict).
-    `max_rank`, when given, is the value the numbers were computed with and wins over settings["max_rank"].
-    Keys outside the schema (dataset, checkpoint, image_size, ...) are kept as they are.
+    `rerank` may be the nested dict or a bool with flat `k1`, `k2`, `lambda_value` keys (folded into the
+    dict). `max_rank`, when given, is the value the numbers were computed with and wins over
+    settings["max_rank"]. Keys outside the schema (dataset, checkpoint, image_size, ...) are kept as they are.
     """
     merged = dict(settings)
     if max_rank is not None:
@@ -60,8 +60,8 @@ def normalise_settings(settings: Mapping[str, Any], max_rank: int | None = None)
         missing.append("rerank")
     if missing:
         raise OccreidError(
-            f"evaluation settings lack {', '.join(missing)}; a result is written only with every setting behind "
-            f"it ({', '.join(SETTING_KEYS)}; rerank = {{{', '.join(RERANK_KEYS)}}})"
+            f"evaluation settings lack {', '.join(missing)}; a result is written only with every setting "
+            f"behind it ({', '.join(SETTING_KEYS)}; rerank = {{{', '.join(RERANK_KEYS)}}})"
         )
     return merged
 

@@ -61,13 +61,14 @@ class _MatrixSource:
         self.Q, self.G = self.q_g.shape
         if self.q_q.shape != (self.Q, self.Q) or self.g_g.shape != (self.G, self.G):
             raise OccreidError(
-                f"re-ranking needs q_g (Q, G), q_q (Q, Q), g_g (G, G); got {self.q_g.shape}, {self.q_q.shape}, "
-                f"{self.g_g.shape}"
+                f"re-ranking needs q_g (Q, G), q_q (Q, Q), g_g (G, G); got {self.q_g.shape}, "
+                f"{self.q_q.shape}, {self.g_g.shape}"
             )
         self.N = self.Q + self.G
 
     def rows(self, s: int, e: int) -> np.ndarray:
-        """(e - s, N) float32 numpy array: row i is column i of the joint matrix, squared (a reused buffer)."""
+        """(e - s, N) float32 numpy array: row i is column i of the joint matrix, squared
+        (a reused buffer)."""
         Q, N = self.Q, self.N
         dtype = np.result_type(self.q_q.dtype, self.q_g.dtype, self.g_g.dtype)
         buf = getattr(self, "_buf", None)

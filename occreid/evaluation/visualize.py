@@ -124,7 +124,8 @@ def _ranked_rows(
     q_camids, g_camids = _to_numpy(q_camids), _to_numpy(g_camids)
     if distmat.shape != (len(query_paths), len(gallery_paths)):
         raise OccreidError(
-            f"distmat is {distmat.shape} but there are {len(query_paths)} query and {len(gallery_paths)} gallery paths"
+            f"distmat is {distmat.shape} but there are {len(query_paths)} query and {len(gallery_paths)} "
+            "gallery paths"
         )
     ap = None
     if isinstance(select, str) and select in ("worst", "best"):
@@ -203,7 +204,8 @@ def ranked_results_grid(
     num_queries: int = 8,
     same_camera_filter: bool = True,
 ) -> Path:
-    """Like `visualize_ranked_results` but all chosen queries stacked in one PNG (one row each), for reports."""
+    """Like `visualize_ranked_results` but all chosen queries stacked in one PNG (one row each), for
+    reports."""
     from PIL import Image
 
     rows = _ranked_rows(

@@ -1,4 +1,5 @@
-"""Turn images into feature vectors with any model that maps (B, 3, H, W) normalised images to (B, D) features.
+"""Turn images into feature vectors with any model that maps (B, 3, H, W) normalised images to (B, D)
+features.
 
 >>> import torch
 >>> from occreid.inference import FeatureExtractor
@@ -34,12 +35,13 @@ class FeatureExtractor:
         mean, std: per-channel normalisation applied after scaling pixels to [0, 1].
         batch_size: images per forward pass.
         device: "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
-        flip: also embed the horizontally flipped image and average the two features: f = (f(x) + f(flip x)) / 2.
+        flip: also embed the horizontally flipped image and average the two features:
+            f = (f(x) + f(flip x)) / 2.
         progress: show a tqdm bar.
 
     `__call__(inputs)` accepts a list of image paths, PIL images or HxWx3 uint8 arrays, a single one of those
-    (N = 1), a (B, H, W, 3) uint8 array, or one (B, 3, H, W) float tensor that is already resized and normalised;
-    it returns a (N, D) float32 tensor on the CPU.
+    (N = 1), a (B, H, W, 3) uint8 array, or one (B, 3, H, W) float tensor that is already resized and
+    normalised; it returns a (N, D) float32 tensor on the CPU.
     """
 
     def __init__(
@@ -116,8 +118,8 @@ class FeatureExtractor:
             image = Image.fromarray(np.ascontiguousarray(item.astype(np.uint8, copy=False)))
         else:
             raise OccreidError(
-                f"cannot extract features from a {type(item).__name__}; give paths, PIL images, HxWx3 uint8 arrays "
-                "or a (B, 3, H, W) tensor"
+                f"cannot extract features from a {type(item).__name__}; give paths, PIL images, HxWx3 uint8 "
+                "arrays or a (B, 3, H, W) tensor"
             )
         h, w = self.image_size
         if image.size != (w, h):
@@ -186,7 +188,8 @@ def save_features(
     camids: Any = None,
     meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Write features (N, D) and optional per-row paths / pids / camids to a .npz or .safetensors file (atomic).
+    """Write features (N, D) and optional per-row paths / pids / camids to a .npz or .safetensors file
+    (atomic).
 
     safetensors stores tensors only, so paths and meta go into its JSON header metadata.
     """

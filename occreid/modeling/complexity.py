@@ -1,8 +1,8 @@
 """Parameters and FLOPs of a model at test time (PGFL-KD Table 8).
 
 FLOPs are counted with `torch.utils.flop_counter.FlopCounterMode`, which counts 2 FLOPs per multiply-add of
-convolutions and matrix products (elementwise ops, BN, ReLU, pooling and softmax are not counted). Many papers,
-including Table 8 of PGFL-KD, report multiply-adds as "FLOPs"; divide ours by 2 to compare.
+convolutions and matrix products (elementwise ops, BN, ReLU, pooling and softmax are not counted). Many
+papers, including Table 8 of PGFL-KD, report multiply-adds as "FLOPs"; divide ours by 2 to compare.
 """
 
 from __future__ import annotations

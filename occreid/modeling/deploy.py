@@ -19,7 +19,8 @@ def pool_feature_map(feature_map: Tensor) -> Tensor:
 
 
 class DeployedReid(nn.Module):
-    """`images (B,3,H,W) -> feature (B, C)`; timm-like `forward_features` (F) and `forward_head` (pool + BN)."""
+    """`images (B,3,H,W) -> feature (B, C)`; timm-like `forward_features` (F) and
+    `forward_head` (pool + BN)."""
 
     def __init__(self, backbone: nn.Module, bn: nn.BatchNorm1d | None) -> None:
         super().__init__()

@@ -1,5 +1,5 @@
-"""Losses of the baseline and PGFL-KD: ReID losses (ID cross-entropy with label smoothing, batch-hard triplet),
-the consistency loss (PGFL-KD Eq. 4) and the multi-part contrastive loss (Eq. 5).
+"""Losses of the baseline and PGFL-KD: ReID losses (ID cross-entropy with label smoothing, batch-hard
+triplet), the consistency loss (PGFL-KD Eq. 4) and the multi-part contrastive loss (Eq. 5).
 
 All return a scalar averaged over the batch.
 """

@@ -1,18 +1,19 @@
-"""Vision Transformer backbones for ReID on timm's `VisionTransformer` (docs/ogfr.md section 2; TransReID's recipe).
+"""Vision Transformer backbones for ReID on timm's `VisionTransformer` (docs/ogfr.md section 2; TransReID's
+recipe).
 
     backbone = build_vit("vit_base_patch16", image_size=(256, 128), stride=12, pretrained="jx_vit_base.pth")
     tokens = backbone.forward_features(images)         # (B, 1 + N, D): class token, then N patch tokens
     f_g = backbone.pool(tokens)                        # (B, D): the class token
 
-What differs from an ImageNet ViT, each a small insertion into timm's token pipeline (patch embed -> class token
-+ position embedding -> blocks -> norm):
+What differs from an ImageNet ViT, each a small insertion into timm's token pipeline (patch embed -> class
+token + position embedding -> blocks -> norm):
 - **Overlapping patches** (TransReID): the patch embedding's conv keeps its 16 x 16 kernel but moves by
   `stride` (12), so 256 x 128 gives a 21 x 10 grid instead of 16 x 8.
 - **Position embedding resized** from the checkpoint's grid (14 x 14 at 224) to the ReID grid, by timm's
   `checkpoint_filter_fn` (bicubic `resample_abs_pos_embed`).
-- **Camera embedding** (TransReID's SIE, optional): one learnable vector per camera, times a coefficient, added
-  to every token in training. Evaluation and the deployed model see images only, so they add the mean camera
-  vector: the same model at test with or without camera labels.
+- **Camera embedding** (TransReID's SIE, optional): one learnable vector per camera, times a coefficient,
+  added to every token in training. Evaluation and the deployed model see images only, so they add the mean
+  camera vector: the same model at test with or without camera labels.
 - **Hybrid** `vit_hybrid_mnv2` for the CPU: the patch embedding is the ImageNet-pretrained MobileNetV2 stem
   (its first 14 stages, output stride 16, as the ViT paper's hybrids use a ResNet stem) and a 1 x 1 projection
   to D; a few transformer blocks on top.
@@ -140,9 +141,9 @@ class ViTBackbone(nn.Module):
             load_vit_checkpoint(self.vit, pretrained)
         elif pretrained is True and not arch.hybrid:
             raise OccreidError(
-                f"model.pretrained=true: {name} has no built-in weights; set model.pretrained to a local timm "
-                "ImageNet checkpoint (e.g. vit_base_patch16_224's .safetensors or jx_vit_base_p16_224-80ecf9dd.pth) "
-                "or to false"
+                f"model.pretrained=true: {name} has no built-in weights; set model.pretrained to a local "
+                "timm ImageNet checkpoint (e.g. vit_base_patch16_224's .safetensors or "
+                "jx_vit_base_p16_224-80ecf9dd.pth) or to false"
             )
 
     @property
@@ -158,7 +159,8 @@ class ViTBackbone(nn.Module):
         return self.vit.pos_embed[:, self.vit.num_prefix_tokens :]
 
     def embed(self, images: Tensor, camids: Tensor | None = None) -> Tensor:
-        """images (B,3,H,W) -> tokens (B, 1 + N, D): patch embedding, class token, position (+ camera) embedding."""
+        """images (B,3,H,W) -> tokens (B, 1 + N, D): patch embedding, class token, position (+ camera)
+        embedding."""
         x = self.vit._pos_embed(self.vit.patch_embed(images))
         if self.camera_embed is not None:
             if camids is None:  # evaluation / deployment: the mean camera, no side input
@@ -195,8 +197,8 @@ class ViTBackbone(nn.Module):
 
 
 def load_vit_checkpoint(vit: nn.Module, path: str) -> None:
-    """Load ImageNet weights into `vit`, resizing the position embedding to its grid; the classifier is dropped.
-    Anything else missing, unexpected or of the wrong shape is an OccreidError naming the file."""
+    """Load ImageNet weights into `vit`, resizing the position embedding to its grid; the classifier is
+    dropped. Anything else missing, unexpected or of the wrong shape is an OccreidError naming the file."""
     from timm.models.vision_transformer import checkpoint_filter_fn
 
     state = checkpoint_filter_fn(read_state_dict(path, fix="give a local timm ViT checkpoint"), vit)

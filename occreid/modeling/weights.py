@@ -13,8 +13,9 @@ from occreid.errors import OccreidError, torch_load_problem
 
 
 def read_state_dict(path: str | Path, what: str = "model.pretrained:", fix: str = "") -> dict[str, Tensor]:
-    """The tensors of a .safetensors or PyTorch file, unwrapped from a `state_dict` / `model` entry and without
-    DDP's `module.` prefix. An unreadable file is an OccreidError that starts with `what` and ends with `fix`."""
+    """The tensors of a .safetensors or PyTorch file, unwrapped from a `state_dict` / `model` entry and
+    without DDP's `module.` prefix. An unreadable file is an OccreidError that starts with `what` and ends
+    with `fix`."""
     path = Path(path)
     fix = fix or "give a state dict saved with torch.save, or a .safetensors file"
     if not path.is_file():

@@ -35,8 +35,8 @@ class ExtractSummary:
     def __str__(self) -> str:
         return (
             f"{self.total} images: {self.processed} estimated now, {self.skipped} already in {self.out}; "
-            f"no person detected in {self.no_person} of the new and {self.no_person_total} of all {self.total} "
-            f"({100.0 * self.no_person_total / max(self.total, 1):.1f}%)"
+            f"no person detected in {self.no_person} of the new and {self.no_person_total} of all "
+            f"{self.total} ({100.0 * self.no_person_total / max(self.total, 1):.1f}%)"
         )
 
 
@@ -71,8 +71,9 @@ def open_store_for(estimator_name: str, settings: dict, out: Path, overwrite: bo
         store = KeypointStore.load(out)
         if store.estimator != estimator_name or store.settings != settings:
             raise OccreidError(
-                f"{out} holds keypoints from estimator '{store.estimator}' with settings {store.settings}, not "
-                f"'{estimator_name}' with {settings}; pass --overwrite to replace it or --out to write elsewhere"
+                f"{out} holds keypoints from estimator '{store.estimator}' with settings {store.settings}, "
+                f"not '{estimator_name}' with {settings}; pass --overwrite to replace it or --out to write "
+                "elsewhere"
             )
         return store
     return KeypointStore(estimator=estimator_name, settings=dict(settings))
@@ -88,7 +89,8 @@ def extract_keypoints(
     overwrite: bool = False,
     progress: bool = True,
 ) -> ExtractSummary:
-    """Estimate keypoints for `relpaths` (relative to `root`) into the store at `out`, resuming if it exists."""
+    """Estimate keypoints for `relpaths` (relative to `root`) into the store at `out`, resuming if it
+    exists."""
     from tqdm import tqdm
 
     if batch_size < 1:

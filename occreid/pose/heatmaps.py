@@ -1,9 +1,9 @@
 """Render stored keypoints into the K = 8 part heatmaps H_k of PGFL-KD (paper section 3.1, Eq. 1).
 
-The pose estimator runs once per dataset (`occreid pose extract`); during training the keypoints travel with the
-image through the augmentations (resize, flip, pad/crop) and are rendered here, on the training device, at the
-resolution of the backbone feature map F (24 x 8 for a 384 x 128 input with last stride 1). Rendering after the
-augmentations is exact under flips and crops, and independent of the estimator.
+The pose estimator runs once per dataset (`occreid pose extract`); during training the keypoints travel with
+the image through the augmentations (resize, flip, pad/crop) and are rendered here, on the training device, at
+the resolution of the backbone feature map F (24 x 8 for a 384 x 128 input with last stride 1). Rendering
+after the augmentations is exact under flips and crops, and independent of the estimator.
 
 Recipe, for keypoints (B, 17, 3) = (x, y, conf) in the pixel coordinates of the network input of size (H, W):
 
@@ -17,10 +17,10 @@ Recipe, for keypoints (B, 17, 3) = (x, y, conf) in the pixel coordinates of the 
    keypoints (`cfg.merge`).
 4. Spatial normalisation (the paper's softmax): H_k = softmax(M_k / T) over the h * w positions, T =
    `cfg.softmax_temperature`; each visible group's map sums to 1.
-5. A group with no keypoint at or above the threshold is "empty": `cfg.empty_group` = "zero" makes H_k = 0, so the
-   part feature pooled with it (Eq. 1) is zero and an occluded part contributes nothing; "uniform" makes H_k =
-   1 / (h w), so the part feature becomes the global average feature. `part_visibility` returns which groups
-   are visible, for the models to mask their losses.
+5. A group with no keypoint at or above the threshold is "empty": `cfg.empty_group` = "zero" makes H_k = 0, so
+   the part feature pooled with it (Eq. 1) is zero and an occluded part contributes nothing; "uniform" makes
+   H_k = 1 / (h w), so the part feature becomes the global average feature. `part_visibility` returns which
+   groups are visible, for the models to mask their losses.
 
 With the defaults (sigma = 1 cell, T = 0.1, conf = 1) a lone keypoint at a cell centre puts about 91% of its
 group's mass on that cell and about 99% within one cell of it (3 x 3 neighbourhood); see docs/pose.md for the
@@ -121,8 +121,8 @@ def render_part_heatmaps(
         cfg: sigma, conf_threshold, merge, softmax_temperature, empty_group.
 
     Returns:
-        (B, 8, h, w) on the keypoints' device, groups in `PART_GROUPS` order. Each visible group sums to 1 over
-        the h * w positions; an empty group is all zeros (empty_group="zero") or 1 / (h w) ("uniform").
+        (B, 8, h, w) on the keypoints' device, groups in `PART_GROUPS` order. Each visible group sums to 1
+        over the h * w positions; an empty group is all zeros (empty_group="zero") or 1 / (h w) ("uniform").
 
     Example:
         >>> from occreid.config import PoseConfig

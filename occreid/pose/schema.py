@@ -1,4 +1,5 @@
-"""The 17 COCO keypoints, the PGFL-KD paper's K = 8 part groups (section 4.2) and the left/right mirror tables.
+"""The 17 COCO keypoints, the PGFL-KD paper's K = 8 part groups (section 4.2) and the left/right mirror
+tables.
 
 Everything that needs left/right (the flip transform, the multi-part contrastive loss) reads them from here.
 """

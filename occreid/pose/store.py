@@ -84,9 +84,9 @@ class KeypointStore:
         if bad.any():
             examples = ", ".join(str(p) for p in paths[bad][:3])
             raise OccreidError(
-                f"{path}: {int(bad.sum())} of {len(paths)} images have NaN or infinite keypoints, e.g. {examples}; "
-                "a store marks a missing keypoint with confidence 0, never NaN: fix the estimator output or "
-                "re-run `occreid pose extract --overwrite`"
+                f"{path}: {int(bad.sum())} of {len(paths)} images have NaN or infinite keypoints, e.g. "
+                f"{examples}; a store marks a missing keypoint with confidence 0, never NaN: fix the "
+                "estimator output or re-run `occreid pose extract --overwrite`"
             )
         store = cls(estimator=meta.get("estimator", "unknown"), settings=meta.get("settings", {}))
         store.keypoints = {str(p): a for p, a in zip(paths, array.astype(np.float32))}
@@ -100,7 +100,8 @@ class KeypointStore:
             examples = ", ".join(missing[:3])
             raise OccreidError(
                 f"keypoint file {source or '(in memory)'} lacks {len(missing)} image(s), e.g. {examples}; "
-                "run `occreid pose extract` (it resumes), or set data.allow_missing_keypoints=true to treat them as 'no pose'"
+                "run `occreid pose extract` (it resumes), or set data.allow_missing_keypoints=true to treat "
+                "them as 'no pose'"
             )
         for p in missing:
             self.keypoints[p] = np.zeros((NUM_KEYPOINTS, 3), np.float32)

@@ -48,7 +48,8 @@ _KEYPOINT_GROUP = {n: k for k, idx in enumerate(PART_KEYPOINT_INDICES) for n in 
 def resize_with_keypoints(
     image: np.ndarray, keypoints: np.ndarray, size: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Resize an RGB image to size (H, W) and scale its (17, 3) keypoints' x, y with it (continuous coords)."""
+    """Resize an RGB image to size (H, W) and scale its (17, 3) keypoints' x, y with it
+    (continuous coords)."""
     from PIL import Image
 
     height, width = size

@@ -8,8 +8,8 @@ from occreid.errors import OccreidError
 
 
 def check_device(name: str, option: str = "train.device") -> torch.device:
-    """`name` as a torch device; an unknown name, or CUDA on a machine without a usable GPU, is an OccreidError
-    naming `option` (the config key or command-line option it came from)."""
+    """`name` as a torch device; an unknown name, or CUDA on a machine without a usable GPU, is an
+    OccreidError naming `option` (the config key or command-line option it came from)."""
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):

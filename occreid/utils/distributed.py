@@ -65,8 +65,8 @@ def barrier(info: DistInfo) -> None:
 
 
 def all_ranks(flag: bool, info: DistInfo) -> bool:
-    """True when `flag` is true on every rank. Every rank must call it: a rank that stops alone would leave the
-    others waiting in the next collective until the process-group timeout."""
+    """True when `flag` is true on every rank. Every rank must call it: a rank that stops alone would leave
+    the others waiting in the next collective until the process-group timeout."""
     if not info.enabled:
         return flag
     tensor = torch.tensor([1.0 if flag else 0.0], device=info.device)
@@ -83,9 +83,9 @@ def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
 
 
 def parameter_fingerprint(module: torch.nn.Module) -> float:
-    """A number that differs between two modules whose parameters differ (almost surely); equal parameters give
-    equal numbers. Used to check that every DDP rank ends with the same model, parameters and buffers (the
-    trainer gives every rank rank 0's BatchNorm statistics before it evaluates or checkpoints)."""
+    """A number that differs between two modules whose parameters differ (almost surely); equal parameters
+    give equal numbers. Used to check that every DDP rank ends with the same model, parameters and buffers
+    (the trainer gives every rank rank 0's BatchNorm statistics before it evaluates or checkpoints)."""
     tensors = [*module.parameters(), *(b for b in module.buffers() if b.is_floating_point())]
     flat = torch.cat([t.detach().double().flatten().cpu() for t in tensors])
     return float((flat * torch.cos(torch.arange(flat.numel(), dtype=torch.float64))).sum())

@@ -4,7 +4,8 @@
         np.savez(f, ...)
 
 A crash or an exception mid-write leaves the old file (or none) in place, never a truncated or 0-byte one; the
-new file gets the permissions of any newly created file (0o666 minus the umask), not mkstemp's owner-only 0o600.
+new file gets the permissions of any newly created file (0o666 minus the umask), not mkstemp's owner-only
+0o600.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Content hashing: what identifies a checkpoint or a weight file (new weights at the same path get a new hash)."""
+"""Content hashing: what identifies a checkpoint or a weight file (new weights at the same path get a new
+hash)."""
 
 from __future__ import annotations
 

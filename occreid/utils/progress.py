@@ -33,8 +33,8 @@ def _interval() -> float:
 
 
 class PlainProgress:
-    """The non-terminal form: the same interface as the tqdm bar the code uses (iterate, update, set_postfix_str,
-    write, close), printing a plain line at the end and at most every `interval` seconds."""
+    """The non-terminal form: the same interface as the tqdm bar the code uses (iterate, update,
+    set_postfix_str, write, close), printing a plain line at the end and at most every `interval` seconds."""
 
     def __init__(
         self,

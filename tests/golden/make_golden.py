@@ -1,8 +1,8 @@
 """Golden numbers of a short fixed-seed training run of every method (tests/test_golden_runs.py checks them).
 
-Each of the four CPU-demo models (`configs/demo/<key>.yaml`) trains for 2 epochs of 3 steps at 64 x 32 on a small
-SynthOcc and is evaluated on its query/gallery; every logged training record (each loss term, the loss, the
-gradient norm and the learning rate of every step) and the final evaluation are kept exactly.
+Each of the four CPU-demo models (`configs/demo/<key>.yaml`) trains for 2 epochs of 3 steps at 64 x 32 on a
+small SynthOcc and is evaluated on its query/gallery; every logged training record (each loss term, the loss,
+the gradient norm and the learning rate of every step) and the final evaluation are kept exactly.
 
     python tests/golden/make_golden.py     # rewrites tests/golden/golden_runs.json
 
@@ -88,9 +88,9 @@ def _clean(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_golden(method_key: str, synth_root: Path, out_dir: Path) -> dict:
-    """Train `method_key`'s tiny demo run on the SynthOcc at `synth_root` into `out_dir/<method_key>` (which must
-    not hold a run) on one CPU thread; return its exact numbers: the settings that define the run, every training
-    record of metrics.jsonl and the final evaluation of eval.json (time fields dropped)."""
+    """Train `method_key`'s tiny demo run on the SynthOcc at `synth_root` into `out_dir/<method_key>` (which
+    must not hold a run) on one CPU thread; return its exact numbers: the settings that define the run, every
+    training record of metrics.jsonl and the final evaluation of eval.json (time fields dropped)."""
     from occreid.config import load_config
     from occreid.engine.trainer import train
 

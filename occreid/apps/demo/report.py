@@ -17,7 +17,8 @@ from occreid.modeling.vit import VIT_ARCHS
 
 
 def _curves(runs: dict[str, Path], titles: dict[str, str], out: Path) -> None:
-    """Each model's total training loss per logged step (the demo evaluates once, at the end: see the table)."""
+    """Each model's total training loss per logged step (the demo evaluates once, at the end: see the
+    table)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,8 +41,8 @@ def _curves(runs: dict[str, Path], titles: dict[str, str], out: Path) -> None:
 def _response_maps(
     models: dict[str, nn.Module], titles: dict[str, str], cfg: Config, paths: list[str], out: Path
 ) -> None:
-    """Channel-mean activation of F over each image (the paper's Figures 1 and 4), per CNN model (a ViT's tokens
-    are layer-normalised, so their channel mean says nothing; its attention maps are drawn instead)."""
+    """Channel-mean activation of F over each image (the paper's Figures 1 and 4), per CNN model (a ViT's
+    tokens are layer-normalised, so their channel mean says nothing; its attention maps are drawn instead)."""
     import matplotlib
     from PIL import Image
 
@@ -78,8 +79,9 @@ def _table(rows: dict[str, dict[str, Any]]) -> str:
     lines = [header, "|" + "---|" * 9]
     for r in rows.values():
         lines.append(
-            f"| {r['title']} | f_G | {100 * r['rank1']:.1f} | {100 * r['rank5']:.1f} | {100 * r['mAP']:.1f} | "
-            f"{100 * r['mINP']:.1f} | {r['params'] / 1e6:.2f} | {r['flops'] / 1e9:.3f} | {r['ms_per_query']:.1f} |"
+            f"| {r['title']} | f_G | {100 * r['rank1']:.1f} | {100 * r['rank5']:.1f} | {100 * r['mAP']:.1f} "
+            f"| {100 * r['mINP']:.1f} | {r['params'] / 1e6:.2f} | {r['flops'] / 1e9:.3f} | "
+            f"{r['ms_per_query']:.1f} |"
         )
     for r in rows.values():
         for feature, p in r.get("pose_at_test", {}).items():
@@ -199,9 +201,10 @@ def write_report(
         f"# occreid demo: {' vs '.join(titles.values())} on SynthOcc (occluded protocol)",
         "",
         f"Seed {seed}; {', '.join(sorted({c.model.backbone for c in cfgs.values()}))} "
-        f"({'ImageNet-pretrained' if first.model.pretrained else 'from scratch'}) at {first.data.image_size[0]}x"
-        f"{first.data.image_size[1]}, {first.train.epochs} epochs each, same schedule and seed. "
-        "Every model evaluated with f_G only: the deployed models take images only, no pose.",
+        f"({'ImageNet-pretrained' if first.model.pretrained else 'from scratch'}) at "
+        f"{first.data.image_size[0]}x{first.data.image_size[1]}, {first.train.epochs} epochs each, same "
+        "schedule and seed. Every model evaluated with f_G only: the deployed models take images only, no "
+        "pose.",
         "",
         f"{len(dataset.query)} occluded queries, {len(dataset.gallery)} gallery images; settings: "
         f"`{json.dumps(rows[first_key]['settings'])}`",

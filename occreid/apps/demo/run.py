@@ -1,12 +1,12 @@
 """`occreid demo`: the main job on the built-in data, on a CPU in about ten minutes.
 
-SynthOcc (occluded protocol, ground-truth keypoints) -> train every model of MODELS (Baseline and PGFL-KD on an
-ImageNet-pretrained MobileNetV2; the ViT baseline and OGFR on the hybrid ViT with that MobileNetV2 stem) with the
-same data, schedule and seed -> evaluate each on occluded queries with its deployed model (images only: no pose,
-no holistic teacher) -> one table (Rank-1, mAP, mINP, parameters, FLOPs, ms per query, and PGFL-KD's
-pose-at-test features of Table 8), a table by the query's occluder type, `results.json`, and `report.md` with
-training curves, ranked lists, the CNNs' response maps, the ViTs' attention maps and the tokens OGFR's agent
-erases. A new model is one more DemoModel in its method package's DEMO
+SynthOcc (occluded protocol, ground-truth keypoints) -> train every model of MODELS (Baseline and PGFL-KD on
+an ImageNet-pretrained MobileNetV2; the ViT baseline and OGFR on the hybrid ViT with that MobileNetV2 stem)
+with the same data, schedule and seed -> evaluate each on occluded queries with its deployed model (images
+only: no pose, no holistic teacher) -> one table (Rank-1, mAP, mINP, parameters, FLOPs, ms per query, and
+PGFL-KD's pose-at-test features of Table 8), a table by the query's occluder type, `results.json`, and
+`report.md` with training curves, ranked lists, the CNNs' response maps, the ViTs' attention maps and the
+tokens OGFR's agent erases. A new model is one more DemoModel in its method package's DEMO
 (occreid.methods).
 """
 
@@ -94,8 +94,9 @@ def _check_out(out: Path, seed: int, overwrite: bool) -> None:
         found.append(data)
     if found:
         raise OccreidError(
-            f"--out {out} already holds an earlier demo ({', '.join(str(p.relative_to(out)) for p in found[:4])}"
-            f"{', ...' if len(found) > 4 else ''}); pass --overwrite to replace it, or choose another --out"
+            f"--out {out} already holds an earlier demo "
+            f"({', '.join(str(p.relative_to(out)) for p in found[:4])}{', ...' if len(found) > 4 else ''}); "
+            "pass --overwrite to replace it, or choose another --out"
         )
 
 
@@ -103,8 +104,8 @@ def _check_out(out: Path, seed: int, overwrite: bool) -> None:
 def _ms_per_query(
     model: nn.Module, cfg: Config, query_paths: list[str], gallery_feats: torch.Tensor
 ) -> float:
-    """Wall time of one query end to end: load, preprocess, forward at batch 1 (in the precision the evaluation
-    uses, cfg.train.amp), rank the whole gallery."""
+    """Wall time of one query end to end: load, preprocess, forward at batch 1 (in the precision the
+    evaluation uses, cfg.train.amp), rank the whole gallery."""
     from PIL import Image
 
     from occreid.data.transforms import build_transforms
@@ -193,7 +194,8 @@ def run_demo(
 
 
 def demo_config(model: DemoModel, out: Path, seed: int, epochs: int | None = None) -> Config:
-    """A demo model's config: its packaged file on the demo's SynthOcc at <out>/synthocc, seed and run folder."""
+    """A demo model's config: its packaged file on the demo's SynthOcc at <out>/synthocc, seed and run
+    folder."""
     overrides = [f"data.root={out / 'synthocc'}", f"train.seed={seed}", f"train.output_dir={out / model.key}"]
     if epochs is not None:
         overrides.append(f"train.epochs={epochs}")

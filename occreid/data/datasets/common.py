@@ -152,7 +152,8 @@ def check_known_stats(name: str, root: Path, splits: dict[str, list[ImageRecord]
     if mismatches:
         warnings.warn(
             f"{name} at {root}: statistics differ from the published ones: {'; '.join(mismatches)}. "
-            "Fine for a subset; for the full dataset check the download (load with check_stats=False to silence).",
+            "Fine for a subset; for the full dataset check the download (load with check_stats=False to "
+            "silence).",
             UserWarning,
             stacklevel=2,
         )

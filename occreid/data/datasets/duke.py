@@ -86,8 +86,8 @@ def load_partial_duke(root: str | Path, *, check_stats: bool = True) -> ReidData
     manifest_path = folder / MANIFEST_NAME
     if not manifest_path.is_file():
         raise OccreidError(
-            f"partial_duke: {manifest_path} not found; generate Partial-Duke with `occreid data make-partial-duke "
-            f"--duke DIR --out {folder}`, or load a plain Duke-layout folder as `dukemtmc`"
+            f"partial_duke: {manifest_path} not found; generate Partial-Duke with `occreid data "
+            f"make-partial-duke --duke DIR --out {folder}`, or load a plain Duke-layout folder as `dukemtmc`"
         )
     crops = read_manifest(manifest_path)
 

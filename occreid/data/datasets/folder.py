@@ -60,8 +60,9 @@ def load_folder(
             base = Path(root).expanduser()
             if not base.is_dir():
                 raise OccreidError(
-                    f"folder: --root {base} is not a folder; with --csv, --root is the folder the CSV's relative "
-                    "paths are resolved against (leave it out to resolve them against the CSV's folder)"
+                    f"folder: --root {base} is not a folder; with --csv, --root is the folder the CSV's "
+                    "relative paths are resolved against (leave it out to resolve them against the CSV's "
+                    "folder)"
                 )
         return _load_csv(Path(csv).expanduser(), base)
     if root is None:
@@ -126,8 +127,8 @@ def _load_csv(path: Path, base: Path | None = None) -> ReidDataset:
     if missing:
         shown = "; ".join(missing[:3]) + (f"; and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise OccreidError(
-            f"folder: {len(missing)} image(s) listed in {path} do not exist (relative paths are resolved against "
-            f"{base}): {shown}"
+            f"folder: {len(missing)} image(s) listed in {path} do not exist (relative paths are resolved "
+            f"against {base}): {shown}"
         )
     all_paths = [r.path for recs in splits.values() for r in recs]
     root = base

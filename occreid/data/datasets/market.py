@@ -43,9 +43,9 @@ def load_synthocc(root: str | Path, *, check_stats: bool = True) -> ReidDataset:
 
     `<root>/synthocc.json` must exist: the generator writes it last, so without it the folder is a run that
     was interrupted (or is still running) and is refused. `<root>/annotations.json` (relpath ->
-    {"occluded": bool, "occluder_type": str | None, ...}), when present, sets each record's `occluded` flag and
-    `occluder_type` (see `_read_occlusion_labels`); images it does not list get None. There are no published
-    statistics to check.
+    {"occluded": bool, "occluder_type": str | None, ...}), when present, sets each record's `occluded` flag
+    and `occluder_type` (see `_read_occlusion_labels`); images it does not list get None. There are no
+    published statistics to check.
     """
     del check_stats  # nothing published to compare with
     folder = find_dataset_dir(root, ("synthocc",), [[d] for d in SPLIT_DIRS.values()], "synthocc")
@@ -56,13 +56,14 @@ def load_synthocc(root: str | Path, *, check_stats: bool = True) -> ReidDataset:
             folder / ANNOTATIONS_NAME
         ).is_file():  # SynthOcc's own files
             raise OccreidError(
-                f"synthocc: {folder} has no {SYNTHOCC_MARKER}, which `occreid synth` writes last, so the dataset is "
-                f"incomplete (an interrupted or running generation); re-run `occreid synth --out {folder} --overwrite`"
+                f"synthocc: {folder} has no {SYNTHOCC_MARKER}, which `occreid synth` writes last, so the "
+                "dataset is incomplete (an interrupted or running generation); re-run `occreid synth --out "
+                f"{folder} --overwrite`"
             )
         raise OccreidError(
-            f"synthocc: {folder} has no {SYNTHOCC_MARKER}, so `occreid synth` did not write it: if it is a real "
-            "dataset in Market-1501 layout, name it, e.g. data.dataset=market1501 (see `occreid data list`); "
-            "to render SynthOcc, give `occreid synth --out` an empty folder"
+            f"synthocc: {folder} has no {SYNTHOCC_MARKER}, so `occreid synth` did not write it: if it is a "
+            "real dataset in Market-1501 layout, name it, e.g. data.dataset=market1501 (see `occreid data "
+            "list`); to render SynthOcc, give `occreid synth --out` an empty folder"
         )
     labels = _read_occlusion_labels(folder / ANNOTATIONS_NAME)
 

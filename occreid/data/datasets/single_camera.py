@@ -71,8 +71,8 @@ def _records(split_dir: Path, camid: int, occluded: bool, what: str) -> list[Ima
             match = _LEADING_ID.match(path.name)
             if match is None:
                 raise OccreidError(
-                    f"{what}: cannot parse the person id from file name {path}; expected a name starting with "
-                    "the id, e.g. 001_01.tif or 001.jpg, or a person folder 001/"
+                    f"{what}: cannot parse the person id from file name {path}; expected a name starting "
+                    "with the id, e.g. 001_01.tif or 001.jpg, or a person folder 001/"
                 )
             pid = int(match.group(1))
         else:
@@ -84,7 +84,8 @@ def _records(split_dir: Path, camid: int, occluded: bool, what: str) -> list[Ima
 
 
 def load_occluded_reid(root: str | Path, *, check_stats: bool = True) -> ReidDataset:
-    """Occluded-REID (Zhuo et al., ICME 2018): test only, single-camera protocol (see the module docstring)."""
+    """Occluded-REID (Zhuo et al., ICME 2018): test only, single-camera protocol
+    (see the module docstring)."""
     return _single_camera_dataset(
         "occluded_reid",
         root,
@@ -96,7 +97,8 @@ def load_occluded_reid(root: str | Path, *, check_stats: bool = True) -> ReidDat
 
 
 def load_partial_reid(root: str | Path, *, check_stats: bool = True) -> ReidDataset:
-    """Partial-REID (Zheng et al., ICCV 2015): test only, single-camera protocol; query = partial_body_images."""
+    """Partial-REID (Zheng et al., ICCV 2015): test only, single-camera protocol;
+    query = partial_body_images."""
     return _single_camera_dataset(
         "partial_reid",
         root,

@@ -184,8 +184,9 @@ def draw_occluder(
     person: bool = False,
 ) -> Occluder:
     """An occluder of `source` for a (h, w) box of a `view_size` = (H, W) view, attached to `side` (top,
-    bottom, left, right; for a block, the side a SynthOcc renderer grows from). `other_image` gives another identity's
-    training image (image, background, person); it is cropped as stored and only the crop is resized.
+    bottom, left, right; for a block, the side a SynthOcc renderer grows from). `other_image` gives another
+    identity's training image (image, background, person); it is cropped as stored and only the crop is
+    resized.
     `person`: the occluder is another person (the image source then crops its centre)."""
     if source == "image":
         other = other_image()

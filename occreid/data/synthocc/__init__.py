@@ -1,4 +1,5 @@
-"""SynthOcc: the built-in synthetic occluded-person ReID benchmark (procedural people, occluders, exact keypoints).
+"""SynthOcc: the built-in synthetic occluded-person ReID benchmark (procedural people, occluders, exact
+keypoints).
 
 See docs/synthocc.md. `generate` writes a dataset; `make_contact_sheet` draws a preview.
 """

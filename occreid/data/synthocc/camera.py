@@ -1,6 +1,6 @@
-"""Per-camera style: a background texture, a preferred walking direction (so views correlate with cameras, as on
-a real campus), illumination gain, colour cast, blur and sensor noise. Each camera's style is a pure function of
-(dataset seed, camera id).
+"""Per-camera style: a background texture, a preferred walking direction (so views correlate with cameras, as
+on a real campus), illumination gain, colour cast, blur and sensor noise. Each camera's style is a pure
+function of (dataset seed, camera id).
 """
 
 from __future__ import annotations

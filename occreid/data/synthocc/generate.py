@@ -5,8 +5,10 @@ images in worker processes, and write a Market-1501-style dataset with exact key
     info = generate("data/synthocc", preset="small", seed=0, protocol="occluded", workers=2)
 
 Writes under `out`:
-    bounding_box_train/, query/, bounding_box_test/   {pid:04d}_c{cam}s1_{frame:06d}_00.jpg, 128 x 64, JPEG q=90
-    keypoints.npz      KeypointStore, estimator "synthetic": relpath -> (17, 3) x, y, visibility in output pixels
+    bounding_box_train/, query/, bounding_box_test/   {pid:04d}_c{cam}s1_{frame:06d}_00.jpg, 128 x 64,
+                                                      JPEG q=90
+    keypoints.npz      KeypointStore, estimator "synthetic": relpath -> (17, 3) x, y, visibility
+                       in output pixels
     annotations.json   relpath -> {"occluded", "occluder_type", "occluder_boxes", "view", "partial", ...}
     synthocc.json      generator settings and counts (written last: its presence marks a complete dataset)
 
@@ -139,9 +141,10 @@ def check_train_occluders(train_occluders: Sequence[str], protocol: str) -> tupl
 def plan_dataset(
     preset: Preset, seed: int, protocol: str, train_occluders: Sequence[str] | None = None
 ) -> tuple[list[Identity], list[ImageSpec]]:
-    """All identities (index pid - 1) and image specs. Train pids come first, then test pids, then gallery-only
-    pids; every identity is seen by >= 2 cameras; queries come from 1-2 "query cameras" of the identity and ~80%
-    of its gallery images from its other cameras (at least 2), so every query has a cross-camera match.
+    """All identities (index pid - 1) and image specs. Train pids come first, then test pids, then
+    gallery-only pids; every identity is seen by >= 2 cameras; queries come from 1-2 "query cameras" of the
+    identity and ~80% of its gallery images from its other cameras (at least 2), so every query has a
+    cross-camera match.
 
     `train_occluders` (the unseen-occluder split): training images draw their occluders only from these types,
     query and gallery images only from the other types. Which images are occluded does not change."""
@@ -213,8 +216,8 @@ def render_sample(
     spec: ImageSpec, identities: list[Identity], seed: int, preset: Preset, clean: bool = False
 ) -> Sample:
     """Render one image. `clean=True` draws only the person on a flat pure-green background with no camera
-    style, background people or occluder (the keypoints and pose are those of the normal image; visibility then
-    only reflects the frame and the partial crop)."""
+    style, background people or occluder (the keypoints and pose are those of the normal image; visibility
+    then only reflects the frame and the partial crop)."""
     base = [seed, SPLIT_CODE[spec.split], spec.index]
     rng_person, rng_occ, rng_bg = (np.random.default_rng(base + [k]) for k in range(3))
     style = camera_style(seed, spec.camid)
@@ -386,8 +389,8 @@ def _prepare_out(out: Path, force: bool) -> None:
     if existing and not written_by_synthocc(out):
         raise OccreidError(
             f"--out {out} holds {', '.join(p.name for p in existing[:4])} that `occreid synth` did not write "
-            f"(no synthocc.json of SynthOcc's generator, no {STARTED_MARKER}); --overwrite only replaces a SynthOcc "
-            "dataset, so nothing was deleted: choose an empty folder"
+            f"(no synthocc.json of SynthOcc's generator, no {STARTED_MARKER}); --overwrite only replaces a "
+            "SynthOcc dataset, so nothing was deleted: choose an empty folder"
         )
     check_writable_dir(out, "--out")
     for p in existing:

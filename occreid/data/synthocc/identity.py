@@ -1,10 +1,10 @@
-"""SynthOcc identities: the appearance attributes a person keeps in every image, and how we sample them so that
-identities are hard to tell apart.
+"""SynthOcc identities: the appearance attributes a person keeps in every image, and how we sample them so
+that identities are hard to tell apart.
 
 Identities come in *families*: a base appearance plus siblings that differ from it in one or two attributes,
 mostly attributes that are only visible on part of the body (shoes, lower-body colour or type, the logo on the
-chest, the bag) or from some views (the logo only from the front). A model that loses that part of the body to an
-occluder, or sees the wrong view, cannot separate the siblings. Colours come from small shared palettes, so
+chest, the bag) or from some views (the logo only from the front). A model that loses that part of the body to
+an occluder, or sees the wrong view, cannot separate the siblings. Colours come from small shared palettes, so
 unrelated identities collide on many attributes too.
 """
 

@@ -3,10 +3,10 @@
 Each occluder is placed from the person's silhouette: for a target fraction f of the person's pixels and a
 direction (bottom, top, left or right), the cut line is where the silhouette's cumulative row (or column) mass
 reaches f, and the occluder covers everything beyond it (up to its own irregular edge). `place_occluder` then
-measures the fraction actually hidden and holds it to COVER_RANGE (20-60%): it redraws the occluder, asking for
-a fraction corrected by the last miss, up to PLACEMENT_TRIES times, and if every try misses, clamps the last
-one's geometry (see `clamp_to_band`). Occluder colours are drawn partly from the clothing palette, so a model
-that looks at the whole image can mistake an occluder for clothing.
+measures the fraction actually hidden and holds it to COVER_RANGE (20-60%): it redraws the occluder, asking
+for a fraction corrected by the last miss, up to PLACEMENT_TRIES times, and if every try misses, clamps the
+last one's geometry (see `clamp_to_band`). Occluder colours are drawn partly from the clothing palette, so a
+model that looks at the whole image can mistake an occluder for clothing.
 """
 
 from __future__ import annotations

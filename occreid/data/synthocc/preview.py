@@ -1,6 +1,6 @@
-"""A contact sheet of a generated SynthOcc dataset: one row per identity (query first, then gallery, ordered by
-camera), each image enlarged with its occluder boxes (red), visible keypoints (green, with the skeleton) and
-hidden keypoints (orange)."""
+"""A contact sheet of a generated SynthOcc dataset: one row per identity (query first, then gallery, ordered
+by camera), each image enlarged with its occluder boxes (red), visible keypoints (green, with the skeleton)
+and hidden keypoints (orange)."""
 
 from __future__ import annotations
 

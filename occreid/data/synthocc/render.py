@@ -1,6 +1,7 @@
-"""Procedural person drawing: a 3-D stick skeleton in a walking pose, turned to a view, projected orthographically
-and painted back to front with PIL's ImageDraw (limbs as thick polylines, torso and skirt as polygons, head and
-hands as ellipses). The same projection gives the 17 COCO keypoints, so they are exact by construction.
+"""Procedural person drawing: a 3-D stick skeleton in a walking pose, turned to a view, projected
+orthographically and painted back to front with PIL's ImageDraw (limbs as thick polylines, torso and skirt as
+polygons, head and hands as ellipses). The same projection gives the 17 COCO keypoints, so they are exact by
+construction.
 
 Body frame (units of body height, before `Identity.height` scaling): x to the person's LEFT, y up from the
 ground, z forward. A yaw of theta turns the body; the camera looks at it orthographically:
@@ -8,8 +9,8 @@ ground, z forward. A yaw of theta turns the body; the camera looks at it orthogr
     u = x cos(theta) + z sin(theta)        (image x, to the right)
     c = -x sin(theta) + z cos(theta)       (depth towards the camera; larger c is painted later)   (1)
 
-so theta = 0 is a front view (the person's left appears on the image right), 180 a back view and +-90 side views
-(theta = +90: walking to the image right, right side towards the camera).
+so theta = 0 is a front view (the person's left appears on the image right), 180 a back view and +-90 side
+views (theta = +90: walking to the image right, right side towards the camera).
 """
 
 from __future__ import annotations

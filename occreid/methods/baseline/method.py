@@ -1,7 +1,7 @@
-"""The Baseline of both papers, trained with L_ReID^G = label-smoothed ID cross-entropy + batch-hard triplet loss;
-needs no pose. With a CNN it is PGFL-KD's Table 6 row 1 (BoT-style: ResNet -> F -> GAP -> f_G -> BNNeck); with
-a ViT backbone it is TransReID's baseline, the one OGFR must beat (class token -> BNNeck, optional camera
-embedding)."""
+"""The Baseline of both papers, trained with L_ReID^G = label-smoothed ID cross-entropy + batch-hard triplet
+loss; needs no pose. With a CNN it is PGFL-KD's Table 6 row 1 (BoT-style: ResNet -> F -> GAP -> f_G ->
+BNNeck); with a ViT backbone it is TransReID's baseline, the one OGFR must beat (class token -> BNNeck,
+optional camera embedding)."""
 
 from __future__ import annotations
 

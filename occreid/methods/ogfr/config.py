@@ -12,13 +12,13 @@ from occreid.config_fields import LIST_AS_TUPLE, Section
 class OGFRConfig(Section):
     """OGFR (occreid.methods.ogfr; docs/ogfr.md). Every choice docs/ogfr.md marks as ours is a field here.
 
-    Ablation switches (docs/ogfr.md section 7): `distill`, `patterns`, `fepm`, `erase_ratio`, `pattern_groups`,
-    `share`.
+    Ablation switches (docs/ogfr.md section 7): `distill`, `patterns`, `fepm`, `erase_ratio`,
+    `pattern_groups`, `share`.
     """
 
     # ---- teacher and student (docs/ogfr.md section 3)
-    # What the holistic teacher shares with the occluded student: nothing, the patch/position/camera embedding and
-    # the first `shared_blocks` blocks ("first"), or everything but the last block and the final norm.
+    # What the holistic teacher shares with the occluded student: nothing, the patch/position/camera embedding
+    # and the first `shared_blocks` blocks ("first"), or everything but the last block and the final norm.
     share: Literal["none", "first", "all_but_last"] = "first"
     shared_blocks: int = Field(2, ge=0)  # share="first" only
     # ---- occlusion pattern embeddings (docs/ogfr.md section 2)

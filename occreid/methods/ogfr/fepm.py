@@ -6,8 +6,9 @@ without replacement from softmax(scores) in training (Gumbel top-k, i.e. Placket
 evaluation. The chosen tokens are replaced by a learnable token plus their position embedding (MAE-style) and
 the teacher runs its remaining blocks on the purified tokens.
 
-Reward, without gradient (the method computes it): log p(y | purified) - log p(y | unpurified). The agent learns
-by REINFORCE with the greedy action's reward as a self-critical baseline and an entropy bonus (`reinforce_loss`).
+Reward, without gradient (the method computes it): log p(y | purified) - log p(y | unpurified). The agent
+learns by REINFORCE with the greedy action's reward as a self-critical baseline and an entropy bonus
+(`reinforce_loss`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def random_tokens(batch: int, num_patches: int, k: int, device: torch.device) ->
 
 
 def log_prob_without_replacement(scores: Tensor, index: Tensor) -> Tensor:
-    """log P(index) (B,) of drawing index (B, k) in that order without replacement from softmax(scores (B, N))."""
+    """log P(index) (B,) of drawing index (B, k) in that order without replacement from
+    softmax(scores (B, N))."""
     taken = torch.zeros_like(scores, dtype=torch.bool)
     log_prob = scores.new_zeros(scores.shape[0])
     for j in range(index.shape[1]):
@@ -56,8 +58,8 @@ def policy_entropy(scores: Tensor) -> Tensor:
 
 
 def scaled_advantage(advantage: Tensor, eps: float = 1e-8) -> Tensor:
-    """advantage (B,) / its batch standard deviation: the policy gradient's size no longer depends on the reward's
-    scale; the sign (better or worse than the greedy action) is kept."""
+    """advantage (B,) / its batch standard deviation: the policy gradient's size no longer depends on the
+    reward's scale; the sign (better or worse than the greedy action) is kept."""
     if advantage.numel() < 2:
         return advantage
     return advantage / (advantage.std() + eps)

@@ -10,7 +10,8 @@ Training terms (each already weighted; `metric_names` are logged, not summed):
     token               lambda_token L_token                       (ogfr.token_distill)
     pattern             lambda_p CE(pattern head, t)               (ogfr.patterns)
     occlusion           lambda_occ BCE(per-patch head, m)          (ogfr.occlusion_head)
-    rl                  REINFORCE + entropy bonus; reaches only the agent (detached state, reward without grad)
+    rl                  REINFORCE + entropy bonus; reaches only the agent
+                        (detached state, reward without grad)
 
 The agent (ogfr.fepm="agent") has its own Adam optimiser (`extra_optimizers`) and learns from epoch
 ogfr.agent_warmup_epochs on; before that its zero-initialised output samples uniformly (random erasing).
@@ -161,15 +162,16 @@ class OGFR(ReidMethod):
         return index, scores
 
     def purify(self, x: Tensor, index: Tensor | None) -> Tensor:
-        """Teacher tokens after block l_a -> the teacher's final tokens (B, 1 + N, D), with the tokens at `index`
-        (B, k) replaced by the learnable token + position embedding (None: unpurified)."""
+        """Teacher tokens after block l_a -> the teacher's final tokens (B, 1 + N, D), with the tokens at
+        `index` (B, k) replaced by the learnable token + position embedding (None: unpurified)."""
         start = self.cfg.ogfr.agent_block if self.eraser is not None else self.teacher.vit.depth
         if index is not None:
             x = self.eraser(x, index, self.teacher.vit.patch_pos_embed())
         return self.teacher.finish(x, start)
 
     def teacher_forward(self, images: Tensor, camids: Tensor | None = None) -> TeacherOutput:
-        """Holistic images (B,3,H,W) through the teacher: blocks [0, l_a), the erasing, the remaining blocks."""
+        """Holistic images (B,3,H,W) through the teacher: blocks [0, l_a), the erasing, the remaining
+        blocks."""
         end = self.cfg.ogfr.agent_block if self.eraser is not None else self.teacher.vit.depth
         x, _ = self.teacher.tokens_until(images, end, camids)
         index, scores = self.erase_index(x)
@@ -192,8 +194,8 @@ class OGFR(ReidMethod):
 
     @torch.no_grad()
     def identity_log_prob(self, x: Tensor, indices: list[Tensor | None], pids: Tensor) -> list[Tensor]:
-        """log p(y | purified) (B,) of the teacher for each erasing in `indices` (None: unpurified), from the same
-        tokens x after block l_a; no gradient, no drop path, BN statistics untouched."""
+        """log p(y | purified) (B,) of the teacher for each erasing in `indices` (None: unpurified), from the
+        same tokens x after block l_a; no gradient, no drop path, BN statistics untouched."""
         with _without_dropout(self.teacher):
             purified = [self.purify(x, index) for index in indices]
         return [

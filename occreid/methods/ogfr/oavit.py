@@ -1,5 +1,5 @@
-"""The Occlusion-Aware Vision Transformer (docs/ogfr.md section 2): a ViT (occreid.modeling.vit) with the occlusion
-pattern embeddings inserted after block `pattern_block`:
+"""The Occlusion-Aware Vision Transformer (docs/ogfr.md section 2): a ViT (occreid.modeling.vit) with the
+occlusion pattern embeddings inserted after block `pattern_block`:
 
     x = embed(images) -> blocks [0, l_p) -> + coef * w @ E -> blocks [l_p, depth) -> norm -> (B, 1 + N, D)
 
@@ -31,8 +31,9 @@ class OcclusionAwareViT(nn.Module):
     def tokens_until(
         self, images: Tensor, end: int, camids: Tensor | None = None, pattern: Tensor | None = None
     ) -> tuple[Tensor, PatternPrediction | None]:
-        """images (B,3,H,W) -> tokens (B, 1 + N, D) after blocks [0, end) with the pattern embedding added after
-        block pattern_block (end >= pattern_block), and the pattern prediction (None without patterns)."""
+        """images (B,3,H,W) -> tokens (B, 1 + N, D) after blocks [0, end) with the pattern embedding added
+        after block pattern_block (end >= pattern_block), and the pattern prediction (None without
+        patterns)."""
         x = self.vit.embed(images, camids)  # (B, 1 + N, D)
         if self.patterns is None:
             return self.vit.run_blocks(x, 0, end), None

@@ -1,4 +1,5 @@
-"""Occlusion pattern embeddings (docs/ogfr.md section 2): P learnable vectors E (P x D) and a light pattern head.
+"""Occlusion pattern embeddings (docs/ogfr.md section 2): P learnable vectors E (P x D) and a light pattern
+head.
 
     u = MLP(LN(patch tokens))             (B, N, h)  per-token features after block `pattern_block`
     w = softmax(Linear(mean_i u_i))       (B, P)     predicted pattern weights
@@ -40,8 +41,8 @@ class OcclusionPatterns(nn.Module):
         return self.embeddings.shape[0]
 
     def forward(self, x: Tensor, pattern: Tensor | None = None) -> tuple[Tensor, PatternPrediction]:
-        """x (B, 1 + N, D) -> (x + coef * w @ E, prediction). `pattern` (B,) int64 replaces the predicted mixture
-        by that pattern's embedding (teacher forcing); None (always at test): the prediction."""
+        """x (B, 1 + N, D) -> (x + coef * w @ E, prediction). `pattern` (B,) int64 replaces the predicted
+        mixture by that pattern's embedding (teacher forcing); None (always at test): the prediction."""
         u = self.token_mlp(x[:, 1:])  # (B, N, h)
         logits = self.classify(u.mean(dim=1))  # (B, P)
         if pattern is None:

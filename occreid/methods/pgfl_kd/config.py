@@ -1,4 +1,5 @@
-"""PGFL-KD's config section, `pgfl_kd.*`: the paper's ablation switches (Table 6 / Table 7) and loss weights."""
+"""PGFL-KD's config section, `pgfl_kd.*`: the paper's ablation switches (Table 6 / Table 7) and loss
+weights."""
 
 from __future__ import annotations
 

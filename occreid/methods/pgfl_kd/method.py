@@ -78,9 +78,9 @@ class PGFLKD(ReidMethod):
         """keypoints (B, 17, 3) in input pixels -> heatmaps H (B, K, h, w) and visible (B, K) bool."""
         if keypoints is None:
             raise OccreidError(
-                "PGFL-KD's pose branches (pgfl_kd.sab / pgfl_kd.feb) need keypoints for every image: write a keypoint "
-                "file with the pose command and point data.keypoints at it (default <data.root>/keypoints.npz), "
-                "or use model.name=baseline / model.test_feature=f_G"
+                "PGFL-KD's pose branches (pgfl_kd.sab / pgfl_kd.feb) need keypoints for every image: write a "
+                "keypoint file with the pose command and point data.keypoints at it (default "
+                "<data.root>/keypoints.npz), or use model.name=baseline / model.test_feature=f_G"
             )
         if keypoints.ndim != 3 or tuple(keypoints.shape[1:]) != (NUM_KEYPOINTS, 3):
             raise OccreidError(
@@ -160,7 +160,8 @@ class PGFLKD(ReidMethod):
         return self.test_feature(self.branches(images, keypoints, only=feature), feature)
 
     def test_feature(self, branches: dict[str, Tensor], feature: str) -> Tensor:
-        """`feature` (f_P, f_V, f_F or f_E) from the output of `branches`, through its BNNeck where it has one."""
+        """`feature` (f_P, f_V, f_F or f_E) from the output of `branches`, through its BNNeck where it has
+        one."""
         if feature not in branches:
             raise OccreidError(
                 f"model.test_feature={feature} is not produced with the current model switches"

@@ -1,9 +1,9 @@
 """Pose estimators behind one small interface (`base.PoseEstimator`), plus importers of precomputed keypoints.
 
-Image-based: `mediapipe` (BlazePose, offline, `pip install 'occreid[pose]'`) and `rtmlib` (RTMPose / ViTPose from
-a local ONNX file, or downloaded by rtmlib from a URL where there is a network). Importers: `coco-json`
-(HRNet / mmpose results files) and `synthetic` (SynthOcc's ground truth). Each lives in its own module and imports its
-optional dependency only when built.
+Image-based: `mediapipe` (BlazePose, offline, `pip install 'occreid[pose]'`) and `rtmlib` (RTMPose / ViTPose
+from a local ONNX file, or downloaded by rtmlib from a URL where there is a network). Importers: `coco-json`
+(HRNet / mmpose results files) and `synthetic` (SynthOcc's ground truth). Each lives in its own module and
+imports its optional dependency only when built.
 """
 
 from __future__ import annotations

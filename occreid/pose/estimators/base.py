@@ -2,8 +2,9 @@
 
 An estimator takes whole ReID crops (each already a person box) and returns, per image, the 17 COCO keypoints
 (order of `occreid.pose.schema.COCO_KEYPOINTS`) as a (17, 3) float32 array of x, y, confidence in the ORIGINAL
-image's pixels (continuous coordinates: pixel i covers [i, i + 1)). Where no person is found the confidences are
-all zero. Importers of precomputed keypoints (`coco_json`, `synthetic`) do not see images and are plain functions.
+image's pixels (continuous coordinates: pixel i covers [i, i + 1)). Where no person is found the confidences
+are all zero. Importers of precomputed keypoints (`coco_json`, `synthetic`) do not see images and are plain
+functions.
 """
 
 from __future__ import annotations
@@ -69,11 +70,12 @@ def check_image(image: np.ndarray) -> np.ndarray:
 def upscale_to_canvas(
     image: np.ndarray, height: int
 ) -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
-    """Resize `image` to `height` rows keeping its aspect ratio and centre it on a square canvas (black border).
+    """Resize `image` to `height` rows keeping its aspect ratio and centre it on a square canvas
+    (black border).
 
     Small ReID crops (128 x 64) are below what most estimators were trained on, and their detectors expect a
-    roughly square input. Returns (canvas, (scale_x, scale_y), (offset_x, offset_y)); a canvas point (X, Y) maps
-    back to the original image as ((X - offset_x) / scale_x, (Y - offset_y) / scale_y).
+    roughly square input. Returns (canvas, (scale_x, scale_y), (offset_x, offset_y)); a canvas point (X, Y)
+    maps back to the original image as ((X - offset_x) / scale_x, (Y - offset_y) / scale_y).
     """
     from PIL import Image
 
@@ -88,7 +90,8 @@ def upscale_to_canvas(
 
 
 def outside_image_to_zero(keypoints: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Zero the confidence of keypoints that fall outside [0, W) x [0, H): they are not visible in the crop."""
+    """Zero the confidence of keypoints that fall outside [0, W) x [0, H): they are not visible in the
+    crop."""
     out = keypoints.copy()
     x, y = out[:, 0], out[:, 1]
     outside = (x < 0) | (x >= width) | (y < 0) | (y >= height)

