@@ -517,7 +517,8 @@ def test_pictures(tmp_path):
 
 # ---- resume ------------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_resume_of_a_run_with_an_agent_is_exact(tmp_path):
+def test_the_agent_learns_after_its_warm_up_and_every_term_is_logged(tmp_path):
+    """(Exact resume of OGFR, the agent's optimiser included: tests/test_training.py, over every method.)"""
     from occreid.data.synthocc import generate as generate_synthocc
     from occreid.engine.trainer import train
     from occreid.modeling.checkpoint import load_checkpoint
@@ -552,17 +553,7 @@ def test_resume_of_a_run_with_an_agent_is_exact(tmp_path):
         )
 
     full = train(cfg(tmp_path / "full"), progress=False)
-    train(cfg(tmp_path / "cut", "train.epochs=1"), progress=False)  # "interrupted" after the warm-up epoch
-    resumed = train(cfg(tmp_path / "cut"), resume="auto", progress=False)
-    a, b = load_checkpoint(full.run_dir / "last.pt"), load_checkpoint(resumed.run_dir / "last.pt")
-    assert a["step"] == b["step"] == 4
-    for key, value in a["model"].items():
-        assert torch.equal(value, b["model"][key]), key
-    assert a["extra_optimizers"]["agent"]["state"], "the agent never stepped"
-    for x, y in zip(
-        a["extra_optimizers"]["agent"]["state"].values(), b["extra_optimizers"]["agent"]["state"].values()
-    ):
-        assert torch.equal(x["exp_avg"], y["exp_avg"])
+    assert load_checkpoint(full.run_dir / "last.pt")["extra_optimizers"]["agent"]["state"], "never stepped"
     records = [json.loads(line) for line in (full.run_dir / "metrics.jsonl").read_text().splitlines()]
     train_records = [r for r in records if r["kind"] == "train"]
     assert [r["rl"] != 0 for r in train_records] == [False, False, True, True]

@@ -82,7 +82,7 @@ class TrainingRun:
     extra_optimizers: dict[str, torch.optim.Optimizer]
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
-    step_module: nn.Module
+    step_module: nn.Module | None
     log: MetricsLog | None = None
     start_epoch: int = 0
     step: int = 0
@@ -437,4 +437,5 @@ def _finish(run: TrainingRun) -> None:
         if len(set(prints)) > 1 and run.info.is_main:
             print(f"warning: ranks ended with different weights (fingerprints {prints})", flush=True)
     run.log.close()
+    run.step_module = None  # DDP's reducer goes before its process group does
     cleanup_distributed(run.info)
