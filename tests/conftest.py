@@ -1,12 +1,21 @@
 """Shared test helpers."""
 
 import json
+import os
 import urllib.error
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+
+def pytest_configure(config):
+    """Under pytest-xdist the workers share the cores: one thread each (and in the commands they start), as
+    two threads per process on 2 cores run several times slower."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 @pytest.fixture
