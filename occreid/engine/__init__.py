@@ -1,1 +1,2 @@
-"""Engine: the training loop, checkpoints, distributed set-up, evaluation of a model and the demo."""
+"""Engine: the training loop (trainer.py, in named steps), its optimiser and schedule, metrics log, the RNG
+state a checkpoint carries, and the rules of a run folder."""

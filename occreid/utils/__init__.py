@@ -1,2 +1,3 @@
 """Small shared utilities every package may import: atomic file writes, output-path checks, content hashing,
-device resolution and progress output. Nothing here imports the rest of occreid (except its errors)."""
+device resolution, progress output and torch.distributed helpers. Nothing here imports the rest of occreid
+(except its errors)."""
