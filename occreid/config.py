@@ -175,27 +175,10 @@ class OcclusionConfig(Section):
     outer columns), shape (synthetic shapes), synthocc_* (SynthOcc's occluder renderers).
     """
 
-    types: Annotated[tuple[OcclusionType, ...], LIST_AS_TUPLE] = (
-        "none",
-        "top",
-        "bottom",
-        "left",
-        "right",
-        "block",
-        "person",
-    )
+    types: Annotated[tuple[OcclusionType, ...], LIST_AS_TUPLE] = get_args(OcclusionType)
     # Probabilities of `types` (same length; renormalised over the types not held out); None: uniform.
     type_probs: Annotated[tuple[float, ...] | None, LIST_AS_TUPLE] = None
-    sources: Annotated[tuple[OccluderSource, ...], LIST_AS_TUPLE] = (
-        "image",
-        "background",
-        "shape",
-        "synthocc_vehicle",
-        "synthocc_pole",
-        "synthocc_board",
-        "synthocc_person",
-        "synthocc_clutter",
-    )
+    sources: Annotated[tuple[OccluderSource, ...], LIST_AS_TUPLE] = get_args(OccluderSource)
     # Never drawn in training (kept for test-time views, `held_out=True`); their type indices stay valid.
     held_out_types: Annotated[tuple[OcclusionType, ...], LIST_AS_TUPLE] = ()
     held_out_sources: Annotated[tuple[OccluderSource, ...], LIST_AS_TUPLE] = ()
