@@ -1,0 +1,90 @@
+"""`occreid serve`: a local web page to search and browse a track gallery index, with a JSON API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from occreid.apps.serve import settings
+from occreid.errors import OccreidError
+
+
+def _extractor(index: Any, index_path: Path, checkpoint: Path | None) -> Any:
+    """The model that embeds query images: --checkpoint, else the one the index records (same content hash).
+    Without either, image search is off and the page says so."""
+    from occreid.cli.evaluation import _recorded_checkpoint
+    from occreid.inference.extractor import FeatureExtractor
+
+    meta = getattr(index, "meta", {}) or {}
+    if checkpoint is None and not meta.get("checkpoint"):
+        typer.secho(f"warning: {index_path} records no checkpoint; searching by image is off", err=True)
+        return None
+    try:
+        path = _recorded_checkpoint(index, index_path, "", checkpoint)
+    except OccreidError as exc:
+        if checkpoint is not None:
+            raise
+        typer.secho(f"warning: searching by image is off: {exc}", err=True)
+        return None
+    return FeatureExtractor.from_checkpoint(path, device="cpu", progress=False)
+
+
+def _check_port(host: str, port: int) -> None:
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise OccreidError(f"--port {port} is not a port number (1 to 65535)")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OccreidError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port or --host"
+            ) from None
+
+
+def serve(
+    index_path: Path = typer.Option(
+        ..., "--index", help="Track gallery index (occreid index build --tracks)."
+    ),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Model for image queries (default: the one the index records)."
+    ),
+    runs: list[Path] = typer.Option(
+        [], "--run", help="A training run folder whose report to show; repeatable."
+    ),
+    host: str = typer.Option(settings.HOST, help="Address to listen on; only this machine by default."),
+    port: int = typer.Option(settings.PORT, help="Port to listen on."),
+    upload_limit_mb: float = typer.Option(
+        settings.UPLOAD_LIMIT_MB, help="Largest query image upload, in MB."
+    ),
+) -> None:
+    """Serve a page to search the index by track or by image, browse its tracks and read run reports."""
+    from occreid.apps.serve.app import ServeState, create_app
+    from occreid.apps.serve.runs import check_run
+    from occreid.retrieval import load_index
+
+    if upload_limit_mb <= 0:
+        raise OccreidError(f"--upload-limit-mb must be above 0, got {upload_limit_mb}")
+    run_folders = [check_run(run) for run in runs]
+    _check_port(host, port)
+    index = load_index(index_path)
+    state = ServeState(index, _extractor(index, index_path, checkpoint), run_folders, upload_limit_mb)
+    if host not in settings.LOOPBACK_HOSTS:
+        typer.secho(
+            f"warning: listening on {host}, not only this machine: anyone who can reach it can search the "
+            "index and see its crops; use --host 127.0.0.1 to keep it local",
+            err=True,
+        )
+    import uvicorn
+
+    typer.echo(f"occreid serve: open http://{'[' + host + ']' if ':' in host else host}:{port}/")
+    uvicorn.run(create_app(state), host=host, port=port, log_level="info", server_header=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -1,0 +1,376 @@
+"""`occreid serve`: the JSON API's answers and errors, the safety rules (uploads, decompression bombs, path
+traversal encoded or not, no tracebacks) and the command line's checks, on a small real track index."""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+import threading
+import time
+import zlib
+from contextlib import contextmanager
+
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+
+@contextmanager
+def live_server(state):
+    """The app of `state` on a real uvicorn server on a free 127.0.0.1 port; yields its base URL."""
+    import uvicorn
+
+    from occreid.apps.serve.app import create_app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(state), log_level="info", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def png_bytes(size=(48, 96), color=(200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def bomb_png(width: int = 60_000, height: int = 60_000) -> bytes:
+    """A valid PNG header declaring width x height pixels around a tiny IDAT: opening it costs nothing, and
+    decoding it would need gigabytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(index path, index, extractor) of a small real track index (synth-video + index build)."""
+    from recordings_fixtures import make_track_index
+
+    from occreid.cli.serve import _extractor
+    from occreid.retrieval import load_index
+
+    path = make_track_index(tmp_path_factory.mktemp("serve"))
+    index = load_index(path)
+    extractor = _extractor(index, path, None)
+    assert extractor is not None, "the fixture's index records its checkpoint: image search is on"
+    return path, index, extractor
+
+
+@pytest.fixture(scope="module")
+def run_folders(tmp_path_factory):
+    """A run with a report (report.md, a picture, raw HTML that must not run) and one with only its files."""
+    import json
+
+    root = tmp_path_factory.mktemp("runs")
+    reported = root / "reported"
+    (reported / "report").mkdir(parents=True)
+    (reported / "report" / "report.md").write_text(
+        "# Run report\n\n| metric | value |\n|---|---|\n| mAP | 0.5 |\n\n![curves](curves.png)\n\n"
+        "<script>alert(1)</script>\n"
+    )
+    (reported / "report" / "curves.png").write_bytes(png_bytes())
+    (root / "secret.txt").write_text("not to be served")
+    plain = root / "plain"
+    plain.mkdir()
+    lines = [{"kind": "train", "epoch": 1, "step": s, "loss": 5.0 / s} for s in range(1, 6)]
+    lines += [{"kind": "eval", "epoch": e, "step": 5, "mAP": 0.1 * e, "rank1": 0.2 * e} for e in (1, 2)]
+    (plain / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"kind": "tr')
+    (plain / "eval.json").write_text(json.dumps({"mAP": 0.2, "rank1": 0.4, "settings": {"flip": False}}))
+    return [reported, plain]
+
+
+@pytest.fixture(scope="module")
+def client(served, run_folders):
+    from starlette.testclient import TestClient
+
+    from occreid.apps.serve.app import ServeState, create_app
+
+    _, index, extractor = served
+    state = ServeState(index, extractor, run_folders, upload_limit_mb=1.0)
+    with TestClient(create_app(state), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def first_tracks(index, count=400):
+    total, rows = index.list_tracks(0, count)
+    return total, rows
+
+
+def test_track_search_matches_the_library_and_leaves_out_the_query_camera(served, client):
+    from occreid.retrieval import search_by_track
+
+    _, index, _ = served
+    _, rows = first_tracks(index)
+    query = rows[0]
+    response = client.get(
+        "/api/search", params={"camera": query["camera"], "track": query["track"], "topk": 5}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body == search_by_track(index, query["camera"], query["track"], topk=5)
+    assert body["query"] == {"camera": query["camera"], "track": query["track"]}
+    assert body["results"] and all(r["camera"] != query["camera"] for r in body["results"])
+    distances = [r["distance"] for r in body["results"]]
+    assert distances == sorted(distances)
+    for result in body["results"]:
+        assert {"camera", "track", "distance", "first_frame", "last_frame", "seconds"} <= set(result)
+    same = client.get(
+        "/api/search",
+        params={
+            "camera": query["camera"],
+            "track": query["track"],
+            "topk": 50,
+            "include_same_camera": "true",
+        },
+    ).json()
+    assert any(r["camera"] == query["camera"] for r in same["results"])
+
+
+def test_image_search_embeds_the_upload_like_the_library(served, client):
+    from occreid.retrieval import search_by_image
+
+    _, index, extractor = served
+    crop = client.get("/api/crop", params={**_track_params(index), "i": 0})
+    assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
+    response = client.post("/api/search?topk=4", files={"image": ("q.jpg", crop.content, "image/jpeg")})
+    assert response.status_code == 200, response.text
+    expected = search_by_image(index, Image.open(io.BytesIO(crop.content)).convert("RGB"), extractor, topk=4)
+    assert [(r["camera"], r["track"]) for r in response.json()["results"]] == [
+        (r["camera"], r["track"]) for r in expected["results"]
+    ]
+    assert len(response.json()["results"]) == 4
+
+
+def _track_params(index) -> dict:
+    _, rows = index.list_tracks(0, 1)
+    return {"camera": rows[0]["camera"], "track": rows[0]["track"]}
+
+
+def test_gallery_pages_thumbnails_and_crops(served, client):
+    _, index, _ = served
+    total, rows = index.list_tracks(0, 10_000)
+    assert total == len(rows) > 3
+    page = client.get("/api/tracks", params={"offset": 1, "limit": 2}).json()
+    assert page == {"total": total, "offset": 1, "tracks": rows[1:3]}
+    assert client.get("/api/tracks", params={"offset": total}).json()["tracks"] == []
+    params = _track_params(index)
+    thumbnail = client.get("/api/thumbnail", params=params)
+    assert thumbnail.content == index.thumbnail(params["camera"], params["track"])
+    assert Image.open(io.BytesIO(thumbnail.content)).format == "JPEG"
+    crops = client.get("/api/crops", params=params).json()["crops"]
+    expected = index.crops(params["camera"], params["track"])
+    assert len(crops) == len(expected) >= 1
+    assert [client.get(url).content for url in crops] == expected
+    info = client.get("/api/info").json()
+    assert info["tracks"] == total and info["image_search"] is True
+    assert [r["url"] for r in info["runs"]] == ["/runs/0/report/", "/runs/1/report/"]
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "status", "says"),
+    [
+        ("get", "/api/search?camera=nocam&track=1", 404, "nocam"),
+        ("get", "/api/search?camera=cam1&track=999999", 404, "999999"),
+        ("get", "/api/search?camera=cam1&track=one", 400, "track"),
+        ("get", "/api/search?camera=cam1", 400, "track"),
+        ("get", "/api/search?camera=cam1&track=1&topk=0", 400, "topk"),
+        ("get", "/api/search?camera=cam1&track=1&rescore=median", 400, "median"),
+        ("get", "/api/thumbnail?camera=cam1&track=999999", 404, "999999"),
+        ("get", "/api/crop?camera=cam1&track=1&i=999", 404, "crop"),
+        ("get", "/api/tracks?limit=100000", 400, "limit"),
+        ("get", "/api/nothing", 404, "no such page"),
+        ("get", "/docs", 404, "no such page"),
+        ("get", "/openapi.json", 404, "no such page"),
+        ("get", "/runs/7/report/", 404, "no run 7"),
+        ("post", "/api/search", 400, "multipart"),
+    ],
+)
+def test_bad_requests_get_one_json_line(client, method, url, status, says):
+    response = getattr(client, method)(url)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert says in error and "\n" not in error and "Traceback" not in error
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "says"),
+    [
+        (b"this is not an image", 400, "not a readable image"),
+        (b"", 400, "empty"),
+        (png_bytes()[:60], 400, "not a readable image"),  # truncated
+        (bomb_png(), 400, "decompression bomb"),
+        (b"\xff" * (1024 * 1024 + 1), 413, "1 MB limit"),  # over the test server's 1 MB limit
+        (b"\xff" * (3 * 1024 * 1024), 413, "1 MB limit"),  # refused by its Content-Length
+    ],
+)
+def test_bad_uploads_are_refused_with_one_line(client, payload, status, says):
+    response = client.post("/api/search", files={"image": ("q.png", payload, "image/png")})
+    assert response.status_code == status, response.text
+    assert says in response.json()["error"]
+
+
+def test_an_upload_without_the_image_field_is_refused(client):
+    response = client.post("/api/search", files={"picture": ("q.png", png_bytes(), "image/png")})
+    assert response.status_code == 400 and "field 'image'" in response.json()["error"]
+
+
+def test_run_pages_show_the_report_or_the_runs_own_curves(client):
+    reported = client.get("/runs/0/report/")
+    assert reported.status_code == 200 and "text/html" in reported.headers["content-type"]
+    assert "<h1>Run report</h1>" in reported.text and "<table>" in reported.text
+    assert '<img src="curves.png"' in reported.text
+    assert "<script>" not in reported.text  # raw HTML in a report is shown as text, never run
+    assert client.get("/runs/0/report/curves.png").content == png_bytes()
+    plain = client.get("/runs/1/report/").text
+    assert plain.count("<svg") == 3  # loss, mAP and rank1 curves
+    assert "<td>mAP</td><td>0.2</td>" in plain and "<td>rank1</td><td>0.4</td>" in plain
+    assert client.get("/runs/1").url.path == "/runs/1/report/"
+
+
+@pytest.fixture(scope="module")
+def live_url(served, run_folders):
+    from occreid.apps.serve.app import ServeState
+
+    _, index, extractor = served
+    with live_server(ServeState(index, extractor, run_folders)) as url:
+        yield url
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../../secret.txt",
+        "..%2f..%2fsecret.txt",
+        "%2e%2e/%2e%2e/secret.txt",
+        "%2e%2e%2f%2e%2e%2fsecret.txt",
+        "..%5c..%5csecret.txt",
+        "..\\..\\secret.txt",
+        "%252e%252e/secret.txt",
+        "/etc/passwd",
+        "%2fetc%2fpasswd",
+    ],
+)
+def test_path_traversal_is_refused_on_the_wire(live_url, path):
+    """Raw request lines (no client normalises the dots away) to a real uvicorn server."""
+    status, body = raw_get(live_url, f"/runs/0/report/{path}")
+    assert status in (400, 404), body
+    assert b"not to be served" not in body and b"root:" not in body
+    assert body.startswith(b'{"error":')
+    assert (
+        raw_get(live_url, "/runs/0/report/curves.png")[0] == 200
+    )  # the same route serves the report's files
+
+
+def raw_get(base: str, target: str) -> tuple[int, bytes]:
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+class BrokenIndex:
+    """An index whose every call fails as a bug would."""
+
+    def list_tracks(self, offset, limit):
+        raise RuntimeError("a bug deep inside\nwith a second line")
+
+
+def test_an_unexpected_failure_is_one_line_in_the_page_and_the_log(capfd, caplog):
+    import logging
+
+    from occreid.apps.serve.app import ServeState
+
+    caplog.set_level(logging.INFO)
+    with live_server(ServeState(BrokenIndex())) as url:
+        status, body = raw_get(url, "/api/tracks")
+    assert status == 500
+    assert body == b'{"error":"internal error; the server log has one line about it"}'
+    out, err = capfd.readouterr()
+    logged = out + err + caplog.text
+    assert "a bug deep inside" in logged  # the one line names the problem ...
+    assert "Traceback" not in logged and 'File "' not in logged  # ... and no traceback is printed
+
+
+def test_cli_serves_on_127_0_0_1_by_default_and_warns_for_other_addresses(served, run_folders, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from occreid.cli import app
+
+    path, _, _ = served
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda application, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr("occreid.cli.serve._check_port", lambda host, port: None)
+    runner = CliRunner()
+    result = runner.invoke(app, ["serve", "--index", str(path), "--run", str(run_folders[0])])
+    assert result.exit_code == 0, result.output
+    assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 8765
+    assert "warning" not in result.output
+    result = runner.invoke(app, ["serve", "--index", str(path), "--host", "0.0.0.0", "--port", "9000"])
+    assert result.exit_code == 0, result.output
+    assert calls[-1]["host"] == "0.0.0.0" and calls[-1]["port"] == 9000
+    assert "warning: listening on 0.0.0.0" in result.output
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """occreid.cli.main, the real entry point, in this process: (exit status, stderr)."""
+    import sys
+
+    from occreid.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["occreid", *args])
+    with pytest.raises(SystemExit) as done:
+        main()
+    return done.value.code, capsys.readouterr().err
+
+
+def test_cli_refuses_bad_options_with_one_line(served, tmp_path, monkeypatch, capsys):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: pytest.fail("uvicorn must not start"))
+    path, _, _ = served
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    cases = [
+        (["--index", str(tmp_path / "missing.npz")], "missing.npz"),
+        (["--index", str(path), "--run", str(tmp_path / "norun")], "--run"),
+        (["--index", str(path), "--run", str(tmp_path)], "not a training run"),
+        (["--index", str(path), "--port", str(busy.getsockname()[1])], "pick another --port"),
+        (["--index", str(path), "--checkpoint", str(tmp_path / "none.pt")], "none.pt"),
+        (["--index", str(path), "--upload-limit-mb", "0"], "--upload-limit-mb"),
+    ]
+    for options, says in cases:
+        status, err = run_main(monkeypatch, capsys, "serve", *options)
+        assert status == 2, (options, err)
+        assert err.startswith("error: ") and says in err, (options, err)
+        assert "Traceback" not in err and err.count("\n") == 1, err
+    busy.close()

@@ -1,0 +1,129 @@
+"""The search page in a real headless Chromium (Debian's chromium and chromedriver, through Selenium): a
+shared link `/?camera=..&track=..` shows its results, a result opens its crops, a dropped image is searched,
+and a gallery track searches with one click. A screenshot is kept in tests/artifacts/ (git ignores it).
+
+Without Chromium the test skips, and says so; with OCCREID_REQUIRE_BROWSER=1 (CI) it fails instead."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from test_serve import live_server, served  # noqa: F401 (a module fixture: the small index)
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def _browser():
+    """A headless Chromium driven by Selenium, or a skip (a failure under OCCREID_REQUIRE_BROWSER=1)."""
+    binary = next((path for path in CHROMIUM if Path(path).is_file()), None)
+    found = {"chromium": binary, "chromedriver": Path(CHROMEDRIVER).is_file()}
+    missing = [what for what, there in found.items() if not there]
+    try:
+        from selenium import webdriver
+    except ImportError:
+        missing.append("selenium (pip install occreid[test])")
+    if missing:
+        reason = f"the browser test needs {', '.join(missing)} (apt-get install chromium chromium-driver)"
+        if os.environ.get("OCCREID_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"OCCREID_REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    profile = tempfile.mkdtemp(prefix="occreid-chromium-")
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--window-size=1200,1400",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    return driver, profile
+
+
+@pytest.fixture
+def browser():
+    driver, profile = _browser()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+# A file built in the page from base64 bytes, dropped on #drop as a user would drop it from a file manager.
+DROP_FILE = """
+const [b64, name] = arguments;
+const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+const transfer = new DataTransfer();
+transfer.items.add(new File([bytes], name, { type: "image/jpeg" }));
+const target = document.getElementById("drop");
+for (const type of ["dragenter", "dragover", "drop"]) {
+  target.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: transfer }));
+}
+"""
+
+
+def test_the_page_searches_by_link_opens_crops_and_searches_a_dropped_image(browser, served):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from occreid.apps.serve.app import ServeState
+    from occreid.retrieval import search_by_track
+
+    _, index, extractor = served
+    _, rows = index.list_tracks(0, 1)
+    camera, track = rows[0]["camera"], rows[0]["track"]
+    expected = search_by_track(index, camera, track, topk=10)["results"]
+    wait = WebDriverWait(browser, 30)
+    results_css = "#results [data-camera][data-track]"
+    with live_server(ServeState(index, extractor)) as url:
+        browser.get(f"{url}/?camera={camera}&track={track}")
+        wait.until(ec.presence_of_all_elements_located((By.CSS_SELECTOR, results_css)))
+        shown = browser.find_elements(By.CSS_SELECTOR, results_css)
+        pairs = [(e.get_attribute("data-camera"), int(e.get_attribute("data-track"))) for e in shown]
+        assert pairs == [(r["camera"], r["track"]) for r in expected]  # the API's ranking, in order
+        assert all(c != camera for c, _ in pairs)  # other cameras only
+
+        shown[0].click()
+        wait.until(ec.visibility_of_element_located((By.ID, "crops")))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#crops-list img"))
+        crops = browser.find_elements(By.CSS_SELECTOR, "#crops-list img")
+        assert len(crops) == len(index.crops(*pairs[0]))
+        wait.until(lambda d: all(d.execute_script("return arguments[0].naturalWidth", c) > 0 for c in crops))
+
+        gallery = browser.find_elements(By.CSS_SELECTOR, "#gallery [data-camera][data-track]")
+        assert len(gallery) == min(48, index.list_tracks(0, 0)[0])
+
+        thumbnail = index.thumbnail(*pairs[0])
+        browser.execute_script(DROP_FILE, base64.b64encode(thumbnail).decode(), "query.jpg")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#query img.query"))
+        wait.until(lambda d: "searching" not in d.find_element(By.ID, "message").text)
+        assert "camera=" not in browser.current_url  # an image query is no shareable track link
+        dropped = browser.find_elements(By.CSS_SELECTOR, results_css)
+        assert dropped, browser.find_element(By.ID, "message").text
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / "serve_page.png"))
+
+        gallery = browser.find_elements(By.CSS_SELECTOR, "#gallery [data-camera][data-track]")
+        gallery[-1].click()
+        last = gallery[-1].get_attribute("data-camera"), gallery[-1].get_attribute("data-track")
+        wait.until(lambda d: f"camera={last[0]}&track={last[1]}" in d.current_url)
+    assert (ARTIFACTS / "serve_page.png").stat().st_size > 10_000
