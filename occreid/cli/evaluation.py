@@ -15,6 +15,33 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 index_app = typer.Typer(help="Build and extend a searchable gallery index.", no_args_is_help=True)
 
+# The recording options of `index build|add --tracks` (docs/recordings.md).
+TRACKS = typer.Option(
+    None, "--tracks", help="MOT track file (9 or 10 columns) of one camera; excludes --images."
+)
+VIDEO = typer.Option(None, "--video", help="The camera's video (decoded with PyAV); or --frames.")
+FRAMES = typer.Option(None, "--frames", help="The camera's frame folder (000001.jpg, ...); or --video.")
+CAMERA = typer.Option(None, "--camera", help="The camera's name in the index (with --tracks).")
+FPS = typer.Option(None, "--fps", help="Frame rate, where no seqinfo.ini gives it (else the video's).")
+CROPS = typer.Option(None, "--crops-per-track", help="Crops sampled per track (default 8).")
+
+
+def _recording_options(tracks, video, frames, camera, fps, crops_per_track, images) -> dict[str, Any] | None:
+    """The recording to index (--tracks ...), None for --images; they exclude each other."""
+    if (images is None) == (tracks is None):
+        raise OccreidError(
+            "give --images DIR (a folder of images) or --tracks FILE (a camera's tracks), not both"
+        )
+    if tracks is None:
+        given = [
+            o for o, v in (("--video", video), ("--frames", frames), ("--camera", camera)) if v is not None
+        ]
+        if given:
+            raise OccreidError(f"{given[0]} goes with --tracks, not with --images")
+        return None
+    keys = ("camera", "tracks", "video", "frames", "fps", "crops_per_track")
+    return dict(zip(keys, (camera, tracks, video, frames, fps, crops_per_track)))
+
 
 def _load_model(checkpoint: Path):
     """(model, cfg) of a deployed checkpoint; a separate function so tests can patch it."""
@@ -102,23 +129,39 @@ def _extract(checkpoint: Path, images: list[Path], device: str, batch_size: int 
 
 def index_build(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Deployed model checkpoint."),
-    images: Path = typer.Option(..., "--images", help="Folder of gallery images (searched recursively)."),
+    images: Path | None = typer.Option(
+        None, "--images", help="Folder of gallery images (searched recursively)."
+    ),
     out: Path = typer.Option(..., "--out", help="Index file to write (.npz)."),
+    tracks: Path | None = TRACKS,
+    video: Path | None = VIDEO,
+    frames: Path | None = FRAMES,
+    camera: str | None = CAMERA,
+    fps: float | None = FPS,
+    crops_per_track: int | None = CROPS,
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
     batch_size: int | None = typer.Option(
         None, help="Images per batch; default eval.batch_size of the config."
     ),
     overwrite: bool = typer.Option(False, help="Replace an existing index file."),
 ) -> None:
-    """Embed every image under --images and write a searchable index."""
+    """Embed every image under --images, or every track of one camera's recording (--tracks with --video or
+    --frames, and --camera), and write a searchable index."""
     from occreid.evaluation.index import GalleryIndex
     from occreid.utils.files import check_output_file
 
+    recording = _recording_options(tracks, video, frames, camera, fps, crops_per_track, images)
     if out.suffix != ".npz":
         raise OccreidError(f"--out {out} must end in .npz")
     if out.exists() and not overwrite:
         raise OccreidError(f"{out} exists; use `occreid index add` to extend it or --overwrite to replace it")
     check_output_file(out, "--out", overwrite=True)
+    if recording is not None:
+        from occreid.cli.recordings import build_track_index
+
+        settings = _settings(checkpoint, _load_model(checkpoint)[1])
+        build_track_index(_load_model, settings, checkpoint, out, device, batch_size, recording)
+        return
     paths = list_images(images)
     from occreid.data.images import check_images
 
@@ -134,7 +177,16 @@ def index_build(
 
 def index_add(
     index_path: Path = typer.Option(..., "--index", help="Existing index file (.npz)."),
-    images: Path = typer.Option(..., "--images", help="Folder of images to add (searched recursively)."),
+    images: Path | None = typer.Option(
+        None, "--images", help="Folder of images to add (searched recursively)."
+    ),
+    tracks: Path | None = TRACKS,
+    video: Path | None = VIDEO,
+    frames: Path | None = FRAMES,
+    camera: str | None = CAMERA,
+    fps: float | None = FPS,
+    crops_per_track: int | None = CROPS,
+    replace_camera: bool = typer.Option(False, help="Replace the tracks of a camera already in the index."),
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="Default: the one the index was built with."
     ),
@@ -144,11 +196,28 @@ def index_add(
     ),
 ) -> None:
     """Embed the images under --images with the index's checkpoint and append them (already indexed paths are
-    skipped)."""
+    skipped), or the tracks of one more camera (--tracks, --video or --frames, --camera)."""
     from occreid.evaluation.index import GalleryIndex
+    from occreid.retrieval import TrackIndex, load_index
 
-    index = GalleryIndex.load(index_path)
+    recording = _recording_options(tracks, video, frames, camera, fps, crops_per_track, images)
+    index = load_index(index_path)
+    if isinstance(index, TrackIndex) != (recording is not None):
+        held, given = ("tracks", "--images") if isinstance(index, TrackIndex) else ("images", "--tracks")
+        raise OccreidError(
+            f"{index_path} holds {held}; {given} cannot be added to it (build a separate index)"
+        )
     checkpoint = _recorded_checkpoint(index, index_path, "; pass --checkpoint", checkpoint)
+    if recording is not None:
+        from occreid.cli.recordings import add_track_index
+
+        def check(loaded: Any, cfg: Any) -> None:  # the rule for images: content hash and settings
+            GalleryIndex(meta=loaded.meta).check_compatible(_comparable(loaded, _settings(checkpoint, cfg)))
+
+        add_track_index(
+            _load_model, check, index_path, checkpoint, device, batch_size, replace_camera, recording
+        )
+        return
     known = set(index.paths)
     paths = [p for p in list_images(images) if str(p.resolve()) not in known]
     if not paths:
@@ -168,20 +237,39 @@ def index_add(
 
 def search(
     index_path: Path = typer.Option(..., "--index", help="Index file (.npz)."),
-    image: Path = typer.Option(..., "--image", help="Query image."),
+    image: Path | None = typer.Option(None, "--image", help="Query image (or --camera and --track)."),
+    camera: str | None = typer.Option(None, "--camera", help="The query track's camera (a track index)."),
+    track: int | None = typer.Option(None, "--track", help="The query track's id in its track file."),
     topk: int = typer.Option(10, help="How many matches to print."),
-    backend: str = typer.Option("torch", help="torch (exact matmul) or faiss (exact flat index)."),
+    include_same_camera: bool = typer.Option(
+        False, "--include-same-camera", help="Also return tracks of the query track's own camera."
+    ),
+    rescore: str = typer.Option(
+        "mean", help="Track distance: mean (pooled features) or max (closest crops)."
+    ),
+    backend: str = typer.Option(
+        "torch", help="torch (exact matmul), faiss (exact flat index) or faiss-hnsw (tracks; approximate)."
+    ),
     device: str = typer.Option("auto", help="Where to embed the query and search: auto, cpu, cuda, ..."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="The index's model, e.g. after moving it (default: the recorded path)."
     ),
 ) -> None:
-    """Print the --topk gallery images closest to --image, with distances. The query is embedded with the
-    model the index was built with (checked by content hash)."""
-    from occreid.evaluation.index import GalleryIndex
+    """Print the --topk gallery entries closest to --image, or (a track index) to the track --camera/--track,
+    with distances. A track query leaves out its own camera unless --include-same-camera. The image is
+    embedded with the model the index was built with (checked by content hash)."""
+    from occreid.retrieval import TrackIndex, load_index
 
-    index = GalleryIndex.load(index_path)
+    if (image is None) == (camera is None and track is None) or (image is None and None in (camera, track)):
+        raise OccreidError("give the query as --image FILE, or as --camera NAME with --track ID")
+    index = load_index(index_path)
+    if image is None or isinstance(index, TrackIndex):
+        query = (image, camera, track)
+        _search_tracks(
+            index, index_path, query, topk, include_same_camera, rescore, backend, device, as_json, checkpoint
+        )
+        return
     if not image.is_file():
         raise OccreidError(f"query image not found: {image}")
     checkpoint = _recorded_checkpoint(index, index_path, " to embed the query with", checkpoint)
@@ -196,6 +284,31 @@ def search(
     typer.echo(f"query {image}  ({index.metric} distance, {len(index)} gallery images)")
     for rank, (path, distance) in enumerate(results, start=1):
         typer.echo(f"{rank:>4}  {distance:10.4f}  {path}")
+
+
+def _search_tracks(
+    index, index_path, query, topk, include_same_camera, rescore, backend, device, as_json, checkpoint
+) -> None:
+    """`search` on a track index (by image or by track), or by track on an image index (refused there).
+    `query` is (image, camera, track)."""
+    from occreid.cli.recordings import print_results
+    from occreid.evaluation.index import GalleryIndex
+    from occreid.inference import FeatureExtractor
+    from occreid.retrieval import search_by_image, search_by_track
+
+    image, camera, track = query
+    options = {"topk": topk, "rescore": rescore, "backend": backend}
+    if image is None:
+        answer = search_by_track(index, camera, track, include_same_camera=include_same_camera, **options)
+    else:
+        if not image.is_file():
+            raise OccreidError(f"query image not found: {image}")
+        checkpoint = _recorded_checkpoint(index, index_path, " to embed the query with", checkpoint)
+        model, cfg = _load_model(checkpoint)
+        GalleryIndex(meta=index.meta).check_compatible(_comparable(index, _settings(checkpoint, cfg)))
+        extractor = FeatureExtractor.for_config(model, cfg, device=device, batch_size=1, progress=False)
+        answer = search_by_image(index, image, extractor, **options)
+    print_results(answer, as_json, len(index))
 
 
 index_app.command("build")(index_build)
