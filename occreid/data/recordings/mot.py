@@ -4,7 +4,8 @@
     tracks = read_tracks("MOT17-02/gt/gt.txt", frame_size=(info.width, info.height))
     tracks.track_ids()                                    # sorted int ids
 
-Columns (1-based): frame, id, left, top, width, height, then
+Columns: frame (from 1), id, left, top, width, height (MOTChallenge pixels start at 1: `Tracks` holds left - 1
+and top - 1, from 0, as py-motmetrics reads them), then
 - 9 columns (ground truth): flag (0 = ignore), class (1 = pedestrian), visibility in [0, 1];
 - 10 columns (detections or a tracker's output): confidence, x, y, z (world coordinates, unused).
 Ground-truth rows with flag 0 or another class than pedestrian are skipped. Boxes reaching outside the frame
@@ -157,7 +158,7 @@ def read_tracks(path: str | Path, frame_size: tuple[int, int] | None = None) -> 
         score, visibility = np.ones(len(data)), np.clip(data[:, 8], 0, 1)
     else:
         score, visibility = np.where(data[:, 6] < 0, 1.0, np.clip(data[:, 6], 0, 1)), np.ones(len(data))
-    boxes, clipped = data[:, 2:6], 0
+    boxes, clipped = data[:, 2:6] - np.array([1.0, 1.0, 0.0, 0.0]), 0
     if frame_size is not None:
         boxes, inside, clipped = _clip(boxes, frame_size)
         keep &= inside

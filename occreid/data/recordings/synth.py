@@ -246,17 +246,25 @@ def detections(gt_rows: list[tuple], s: SynthVideoSettings, camera: int) -> list
 
 
 class _VideoWriter:
-    """H.264 (libx264, CRF 23, one thread so the bytes are the same every run) or MPEG-4 part 2 via PyAV."""
+    """H.264 (libx264, CRF 23, one thread, a fixed creation time: the same bytes every run) or MPEG-4 part 2
+    via PyAV."""
 
     def __init__(self, path: Path, s: SynthVideoSettings, codec: str):
         import av
 
         self.container = av.open(str(path), "w")
+        self.container.metadata["creation_time"] = "2000-01-01T00:00:00Z"  # the same bytes on every run
         self.stream = self.container.add_stream(codec, rate=s.fps)
         self.stream.width, self.stream.height, self.stream.pix_fmt = s.width, s.height, "yuv420p"
         self.stream.codec_context.thread_count = 1
         if codec == "libx264":
-            self.stream.options = {"crf": "23", "preset": "veryfast"}
+            # mbtree off: with it this libx264 gave different bytes for the same frames from run to run
+            self.stream.options = {
+                "crf": "23",
+                "preset": "veryfast",
+                "threads": "1",
+                "x264-params": "mbtree=0",
+            }
         else:
             self.stream.codec_context.bit_rate = 2_000_000
 
@@ -288,11 +296,12 @@ def video_codec() -> str | None:
 
 
 def _mot_lines(rows: list[tuple], det: bool) -> str:
+    """MOT text rows; MOTChallenge pixel coordinates start at 1, so left and top are written + 1."""
     if det:
         return "".join(
-            f"{f},-1,{x:.2f},{y:.2f},{w:.2f},{h:.2f},{c:.3f},-1,-1,-1\n" for f, x, y, w, h, c in rows
+            f"{f},-1,{x + 1:.2f},{y + 1:.2f},{w:.2f},{h:.2f},{c:.3f},-1,-1,-1\n" for f, x, y, w, h, c in rows
         )
-    return "".join(f"{f},{i},{x},{y},{w},{h},1,1,{v:.3f}\n" for f, i, x, y, w, h, v in rows)
+    return "".join(f"{f},{i},{x + 1},{y + 1},{w},{h},1,1,{v:.3f}\n" for f, i, x, y, w, h, v in rows)
 
 
 def render_camera(
