@@ -11,7 +11,9 @@ import time
 import zlib
 from contextlib import contextmanager
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 pytest.importorskip("fastapi")
@@ -66,17 +68,17 @@ def bomb_png(width: int = 60_000, height: int = 60_000) -> bytes:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """(index path, index, extractor) of a small real track index (synth-video + index build)."""
+    """(index path, index, extractor, explainer) of a small real track index (synth-video + index build)."""
     from recordings_fixtures import make_track_index
 
-    from occreid.cli.serve import _extractor
+    from occreid.cli.serve import query_model
     from occreid.retrieval import load_index
 
     path = make_track_index(tmp_path_factory.mktemp("serve"))
     index = load_index(path)
-    extractor = _extractor(index, path, None)
+    extractor, explainer = query_model(index, path, None)
     assert extractor is not None, "the fixture's index records its checkpoint: image search is on"
-    return path, index, extractor
+    return path, index, extractor, explainer
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +110,8 @@ def client(served, run_folders):
 
     from occreid.apps.serve.app import ServeState, create_app
 
-    _, index, extractor = served
-    state = ServeState(index, extractor, run_folders, upload_limit_mb=1.0)
+    _, index, extractor, explainer = served
+    state = ServeState(index, extractor, run_folders, upload_limit_mb=1.0, explainer=explainer)
     with TestClient(create_app(state), raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -122,7 +124,7 @@ def first_tracks(index, count=400):
 def test_track_search_matches_the_library_and_leaves_out_the_query_camera(served, client):
     from occreid.retrieval import search_by_track
 
-    _, index, _ = served
+    _, index, _, _ = served
     _, rows = first_tracks(index)
     query = rows[0]
     response = client.get(
@@ -152,7 +154,7 @@ def test_track_search_matches_the_library_and_leaves_out_the_query_camera(served
 def test_image_search_embeds_the_upload_like_the_library(served, client):
     from occreid.retrieval import search_by_image
 
-    _, index, extractor = served
+    _, index, extractor, _ = served
     crop = client.get("/api/crop", params={**_track_params(index), "i": 0})
     assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
     response = client.post("/api/search?topk=4", files={"image": ("q.jpg", crop.content, "image/jpeg")})
@@ -170,7 +172,7 @@ def _track_params(index) -> dict:
 
 
 def test_gallery_pages_thumbnails_and_crops(served, client):
-    _, index, _ = served
+    _, index, _, _ = served
     total, rows = index.list_tracks(0, 10_000)
     assert total == len(rows) > 3
     page = client.get("/api/tracks", params={"offset": 1, "limit": 2}).json()
@@ -206,6 +208,8 @@ def test_gallery_pages_thumbnails_and_crops(served, client):
         ("get", "/openapi.json", 404, "no such page"),
         ("get", "/runs/7/report/", 404, "no run 7"),
         ("post", "/api/search", 400, "multipart"),
+        ("post", "/api/explain", 400, "multipart"),
+        ("get", "/api/explain?camera=cam1&track=999999", 404, "999999"),
     ],
 )
 def test_bad_requests_get_one_json_line(client, method, url, status, says):
@@ -255,7 +259,7 @@ def test_run_pages_show_the_report_or_the_runs_own_curves(client):
 def live_url(served, run_folders):
     from occreid.apps.serve.app import ServeState
 
-    _, index, extractor = served
+    _, index, extractor, _ = served
     with live_server(ServeState(index, extractor, run_folders)) as url:
         yield url
 
@@ -296,6 +300,78 @@ def raw_get(base: str, target: str) -> tuple[int, bytes]:
     return int(head.split(b" ")[1]), body
 
 
+def test_explain_shows_a_cnns_response_map_of_a_track_and_of_an_upload(served, client):
+    import base64
+
+    _, index, _, explainer = served
+    assert explainer.kind == "cnn"  # the fixture's model is a ResNet-18 baseline
+    params = _track_params(index)
+    body = client.get("/api/explain", params=params).json()
+    assert body["kind"] == "cnn" and body["map"].startswith("data:image/png;base64,")
+    picture = Image.open(io.BytesIO(base64.b64decode(body["map"].split(",", 1)[1])))
+    assert picture.size == (32, 64)  # the model's input size (W, H)
+    thumbnail = index.thumbnail(params["camera"], params["track"])
+    uploaded = client.post("/api/explain", files={"image": ("q.jpg", thumbnail, "image/jpeg")}).json()
+    assert uploaded == body
+
+
+class TopHalfModel(torch.nn.Module):
+    """A 'CNN' whose feature map is 1 over the top half of the image and 0 below."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward_features(self, images):
+        fmap = torch.zeros(len(images), 8, 4, 2)
+        fmap[:, :, :2] = 1.0
+        return fmap
+
+
+def test_a_response_map_is_red_where_the_feature_map_responds_and_blue_where_not():
+    from occreid.apps.serve.explain import Explainer
+    from occreid.config import Config
+
+    cfg = Config()
+    cfg.data.image_size = (64, 32)
+    grey = Image.new("RGB", (20, 40), (128, 128, 128))
+    picture = np.asarray(Image.open(io.BytesIO(Explainer(TopHalfModel(), cfg).response_map(grey))))
+    top, bottom = picture[:8].reshape(-1, 3).mean(0), picture[-8:].reshape(-1, 3).mean(0)
+    # half the grey image, half jet's colour: its high end (0.5, 0, 0) red, its low end (0, 0, 0.5) blue
+    np.testing.assert_allclose(top, [128, 64, 64], atol=3)
+    np.testing.assert_allclose(bottom, [64, 64, 128], atol=3)
+
+
+def test_an_ogfr_model_shows_its_predicted_occlusion_pattern():
+    from occreid.apps.serve.explain import Explainer
+    from occreid.config import Config
+    from occreid.methods import build_model
+
+    cfg = Config.model_validate(
+        {
+            "model": {"name": "ogfr", "backbone": "vit_tiny_patch16", "vit_depth": 2, "pretrained": False},
+            "data": {"image_size": [64, 32]},
+            "ogfr": {
+                "pattern_block": 1,
+                "agent_block": 1,
+                "shared_blocks": 1,
+                "pattern_groups": [0, 1, 1, 2, 2, 3, 4],
+            },
+        }
+    )
+    torch.manual_seed(0)
+    deployed = build_model(cfg, 4).deploy()
+    explainer = Explainer(deployed, cfg)
+    assert explainer.kind == "ogfr"
+    pattern = explainer.explain(Image.new("RGB", (20, 40), (90, 140, 60)))["pattern"]
+    assert sorted(p["pattern"] for p in pattern) == sorted(
+        ["none", "top/bottom", "left/right", "block", "person"]
+    )
+    weights = [p["weight"] for p in pattern]
+    assert weights == sorted(weights, reverse=True) and abs(sum(weights) - 1) < 1e-3
+    assert len(set(weights)) > 1  # a prediction, not a uniform placeholder
+
+
 class BrokenIndex:
     """An index whose every call fails as a bug would."""
 
@@ -325,7 +401,7 @@ def test_cli_serves_on_127_0_0_1_by_default_and_warns_for_other_addresses(served
 
     from occreid.cli import app
 
-    path, _, _ = served
+    path, _, _, _ = served
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda application, **kwargs: calls.append(kwargs))
     monkeypatch.setattr("occreid.cli.serve._check_port", lambda host, port: None)
@@ -356,7 +432,7 @@ def test_cli_refuses_bad_options_with_one_line(served, tmp_path, monkeypatch, ca
     import uvicorn
 
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: pytest.fail("uvicorn must not start"))
-    path, _, _ = served
+    path, _, _, _ = served
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()

@@ -88,19 +88,25 @@ def test_the_page_searches_by_link_opens_crops_and_searches_a_dropped_image(brow
     from occreid.apps.serve.app import ServeState
     from occreid.retrieval import search_by_track
 
-    _, index, extractor = served
+    _, index, extractor, explainer = served
     _, rows = index.list_tracks(0, 1)
     camera, track = rows[0]["camera"], rows[0]["track"]
     expected = search_by_track(index, camera, track, topk=10)["results"]
     wait = WebDriverWait(browser, 30)
     results_css = "#results [data-camera][data-track]"
-    with live_server(ServeState(index, extractor)) as url:
+    with live_server(ServeState(index, extractor, explainer=explainer)) as url:
         browser.get(f"{url}/?camera={camera}&track={track}")
         wait.until(ec.presence_of_all_elements_located((By.CSS_SELECTOR, results_css)))
         shown = browser.find_elements(By.CSS_SELECTOR, results_css)
         pairs = [(e.get_attribute("data-camera"), int(e.get_attribute("data-track"))) for e in shown]
         assert pairs == [(r["camera"], r["track"]) for r in expected]  # the API's ranking, in order
         assert all(c != camera for c, _ in pairs)  # other cameras only
+
+        # the CNN's response maps: the query's and the top five results'
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#explain figure img")) == 6)
+        maps = browser.find_elements(By.CSS_SELECTOR, "#explain figure img")
+        assert all(browser.execute_script("return arguments[0].naturalWidth", m) == 32 for m in maps)
+        assert "Response maps" in browser.find_element(By.ID, "explain-title").text
 
         shown[0].click()
         wait.until(ec.visibility_of_element_located((By.ID, "crops")))
@@ -119,6 +125,7 @@ def test_the_page_searches_by_link_opens_crops_and_searches_a_dropped_image(brow
         assert "camera=" not in browser.current_url  # an image query is no shareable track link
         dropped = browser.find_elements(By.CSS_SELECTOR, results_css)
         assert dropped, browser.find_element(By.ID, "message").text
+        wait.until(ec.visibility_of_element_located((By.ID, "explain")))  # the dropped image's maps
         ARTIFACTS.mkdir(exist_ok=True)
         browser.save_screenshot(str(ARTIFACTS / "serve_page.png"))
 

@@ -11,24 +11,28 @@ from occreid.apps.serve import settings
 from occreid.errors import OccreidError
 
 
-def _extractor(index: Any, index_path: Path, checkpoint: Path | None) -> Any:
-    """The model that embeds query images: --checkpoint, else the one the index records (same content hash).
-    Without either, image search is off and the page says so."""
+def query_model(index: Any, index_path: Path, checkpoint: Path | None) -> tuple[Any, Any]:
+    """(extractor, explainer) of the model that embeds query images: --checkpoint, else the one the index
+    records (same content hash). Without either, (None, None): searching by image is off and the page says
+    so."""
+    from occreid.apps.serve.explain import Explainer
     from occreid.cli.evaluation import _recorded_checkpoint
     from occreid.inference.extractor import FeatureExtractor
+    from occreid.inference.models import load_deployed_model
 
     meta = getattr(index, "meta", {}) or {}
     if checkpoint is None and not meta.get("checkpoint"):
         typer.secho(f"warning: {index_path} records no checkpoint; searching by image is off", err=True)
-        return None
+        return None, None
     try:
         path = _recorded_checkpoint(index, index_path, "", checkpoint)
     except OccreidError as exc:
         if checkpoint is not None:
             raise
         typer.secho(f"warning: searching by image is off: {exc}", err=True)
-        return None
-    return FeatureExtractor.from_checkpoint(path, device="cpu", progress=False)
+        return None, None
+    model, cfg = load_deployed_model(path, device="cpu")
+    return FeatureExtractor.for_config(model, cfg, device="cpu", progress=False), Explainer(model, cfg)
 
 
 def _check_port(host: str, port: int) -> None:
@@ -73,7 +77,13 @@ def serve(
     run_folders = [check_run(run) for run in runs]
     _check_port(host, port)
     index = load_index(index_path)
-    state = ServeState(index, _extractor(index, index_path, checkpoint), run_folders, upload_limit_mb)
+    if not hasattr(index, "list_tracks"):
+        raise OccreidError(
+            f"{index_path} is an image index; occreid serve browses track indexes (occreid index build "
+            "--tracks ...); search an image index with `occreid search --image`"
+        )
+    extractor, explainer = query_model(index, index_path, checkpoint)
+    state = ServeState(index, extractor, run_folders, upload_limit_mb, explainer=explainer)
     if host not in settings.LOOPBACK_HOSTS:
         typer.secho(
             f"warning: listening on {host}, not only this machine: anyone who can reach it can search the "

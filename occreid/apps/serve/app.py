@@ -34,13 +34,14 @@ STATIC_FILES = {"page.js": "text/javascript", "page.css": "text/css"}
 @dataclass
 class ServeState:
     """What one server serves: the index (loaded once), the model that embeds query images (None: searching
-    by image is off), the run folders, and the limits."""
+    by image is off), the run folders, the limits, and what explains a query (None: nothing)."""
 
     index: Any
     extractor: Any = None
     runs: list[Path] = field(default_factory=list)
     upload_limit_mb: float = settings.UPLOAD_LIMIT_MB
     max_pixels: int = settings.MAX_IMAGE_PIXELS
+    explainer: Any = None  # occreid.apps.serve.explain.Explainer: response maps or occlusion patterns
 
     @property
     def upload_limit(self) -> int:
@@ -125,22 +126,38 @@ def _api_routes(app: Any, state: ServeState) -> None:
         )
 
     @app.post("/api/search")
-    async def search_image(request: Request, topk: int = Query(settings.TOPK, ge=1, le=settings.MAX_TOPK)):
+    async def search_image(
+        request: Request,
+        topk: int = Query(settings.TOPK, ge=1, le=settings.MAX_TOPK),
+        rescore: str = "mean",
+    ) -> dict:
         if state.extractor is None:
             raise OccreidError(
                 "this server has no model to embed a query image; start it with --checkpoint (or from an "
                 "index that records its checkpoint)"
             )
-        image = await _uploaded_image(request, state)
-        return await run_in_threadpool(search_by_image, state.index, image, state.extractor, topk=topk)
-
-
-async def _uploaded_image(request: Any, state: ServeState) -> Any:
-    """The multipart field `image`, decoded within the limits."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise OccreidError(
-            "POST /api/search takes a multipart/form-data body with the query in field 'image'"
+        image, name = await _uploaded_image(request, state)
+        return await run_in_threadpool(
+            search_by_image, state.index, image, state.extractor, topk=topk, rescore=rescore, query=name
         )
+
+    @app.get("/api/explain")
+    def explain_track(camera: str = Query(..., min_length=1), track: int = Query(...)) -> dict:
+        image = decode_image(state.index.thumbnail(camera, track), state.max_pixels)
+        return state.explainer.explain(image) if state.explainer is not None else {"kind": None}
+
+    @app.post("/api/explain")
+    async def explain_image(request: Request) -> dict:
+        image, _ = await _uploaded_image(request, state)
+        if state.explainer is None:
+            return {"kind": None}
+        return await run_in_threadpool(state.explainer.explain, image)
+
+
+async def _uploaded_image(request: Any, state: ServeState) -> tuple[Any, str]:
+    """The multipart field `image`, decoded within the limits, and its file name."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise OccreidError("POST takes a multipart/form-data body with the query image in field 'image'")
     try:
         form = await request.form(max_files=1, max_fields=8)
     except TooLargeError:
@@ -155,7 +172,7 @@ async def _uploaded_image(request: Any, state: ServeState) -> Any:
         raise TooLargeError(
             f"the upload is over the {state.upload_limit_mb:g} MB limit; send a smaller image"
         )
-    return decode_image(data, state.max_pixels)
+    return decode_image(data, state.max_pixels), one_line(upload.filename or "image", 200)
 
 
 def _image_routes(app: Any, state: ServeState) -> None:

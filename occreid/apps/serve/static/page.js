@@ -68,6 +68,40 @@ function showResults(body) {
   say(body.results.length ? `${body.results.length} tracks, nearest first` : "no results");
 }
 
+// A CNN's response maps of the query and the top results, or an OGFR model's predicted occlusion pattern.
+function explainFigure(body, caption) {
+  if (body.kind === "cnn") {
+    return el("figure", {}, el("img", { src: body.map, alt: `response map of ${caption}` }),
+      el("figcaption", {}, caption));
+  }
+  const bars = body.pattern.map((p) => el("div", { className: "bar" },
+    el("span", { className: "fill", style: `width: ${(100 * p.weight).toFixed(1)}%` }),
+    `${p.pattern} ${(100 * p.weight).toFixed(1)}%`));
+  return el("figure", { className: "pattern" }, ...bars, el("figcaption", {}, caption));
+}
+
+async function explain(queryBody, results) {
+  const panel = $("explain");
+  panel.hidden = true;
+  try {
+    const first = await getJson(await queryBody());
+    if (!first.kind) return;
+    const figures = [explainFigure(first, "query")];
+    if (first.kind === "cnn") {
+      for (const r of results.filter((r) => r.camera !== undefined).slice(0, 5)) {
+        const body = await getJson(await fetch(trackUrl("explain", r.camera, r.track)));
+        figures.push(explainFigure(body, `${r.camera} #${r.track}`));
+      }
+    }
+    $("explain-title").textContent = first.kind === "cnn"
+      ? "Response maps (channel mean of the feature map)" : "Predicted occlusion pattern of the query";
+    $("explain-list").replaceChildren(...figures);
+    panel.hidden = false;
+  } catch (err) {
+    say(err.message, true);
+  }
+}
+
 async function searchTrack(camera, track) {
   const params = new URLSearchParams({ camera, track });
   history.replaceState(null, "", `/?${params}`);
@@ -75,7 +109,9 @@ async function searchTrack(camera, track) {
   const same = $("same-camera").checked ? "&include_same_camera=true" : "";
   say("searching…");
   try {
-    showResults(await getJson(await fetch(`/api/search?${params}${same}`)));
+    const body = await getJson(await fetch(`/api/search?${params}${same}`));
+    showResults(body);
+    explain(() => fetch(trackUrl("explain", camera, track)), body.results);
   } catch (err) {
     $("results").replaceChildren();
     say(err.message, true);
@@ -90,7 +126,9 @@ async function searchImage(file) {
   form.append("image", file);
   say("searching…");
   try {
-    showResults(await getJson(await fetch("/api/search", { method: "POST", body: form })));
+    const body = await getJson(await fetch("/api/search", { method: "POST", body: form }));
+    showResults(body);
+    explain(() => fetch("/api/explain", { method: "POST", body: form }), body.results);
   } catch (err) {
     $("results").replaceChildren();
     say(err.message, true);
