@@ -168,7 +168,7 @@ class TrackIndex:
         thumb_offset = self.thumb[rows] - self.crop_start[rows]
         return replace(
             self,
-            **{name: getattr(self, name)[rows] for name in COLUMNS},
+            **{name: getattr(self, name)[rows] for name in COLUMNS if name != "thumb"},
             thumb=new_start[:-1] + thumb_offset,
             crop_start=new_start,
             **{name: getattr(self, name)[crops] for name in CROP_COLUMNS},
