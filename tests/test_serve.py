@@ -260,7 +260,7 @@ def live_url(served, run_folders):
     from occreid.apps.serve.app import ServeState
 
     _, index, extractor, _ = served
-    with live_server(ServeState(index, extractor, run_folders)) as url:
+    with live_server(ServeState(index, extractor, run_folders, upload_limit_mb=1.0)) as url:
         yield url
 
 
@@ -287,6 +287,51 @@ def test_path_traversal_is_refused_on_the_wire(live_url, path):
     assert (
         raw_get(live_url, "/runs/0/report/curves.png")[0] == 200
     )  # the same route serves the report's files
+
+
+@pytest.mark.parametrize(
+    "target", ["/static/..%2f..%2fapp.py", "/static/../app.py", "/static/%2e%2e%2fsettings.py"]
+)
+def test_the_pages_own_files_are_a_fixed_list(live_url, target):
+    status, body = raw_get(live_url, target)
+    assert status == 404 and body.startswith(b'{"error":') and b"import" not in body
+
+
+def test_a_chunked_upload_over_the_limit_is_cut_off_with_413(live_url):
+    """No Content-Length to refuse it by: the body is counted as it streams in (1 MB limit here), and the
+    answer comes while the client is still sending (a body that never ends)."""
+    host, port = live_url.removeprefix("http://").split(":")
+    boundary = "b0undary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="q.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+    chunks = [head] + [b"\0" * 65536] * 40  # 2.5 MB
+    with socket.create_connection((host, int(port)), timeout=20) as conn:
+        conn.sendall(
+            f"POST /api/search HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nConnection: close\r\n\r\n".encode()
+        )
+
+        def send_body() -> None:
+            try:
+                for chunk in chunks:  # and never the last, empty chunk: the body never ends
+                    conn.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            except OSError:
+                pass  # the server stops reading once it has answered
+
+        sender = threading.Thread(target=send_body, daemon=True)
+        sender.start()
+        data = b""
+        try:
+            while chunk := conn.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass  # the server closed a connection whose body it did not read to the end
+        sender.join(timeout=20)
+    head_line, _, body = data.partition(b"\r\n\r\n")
+    assert head_line.split(b" ")[1] == b"413", data[:300]
+    assert b"1 MB limit" in body
 
 
 def raw_get(base: str, target: str) -> tuple[int, bytes]:
@@ -432,7 +477,12 @@ def test_cli_refuses_bad_options_with_one_line(served, tmp_path, monkeypatch, ca
     import uvicorn
 
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: pytest.fail("uvicorn must not start"))
+    from occreid.evaluation import GalleryIndex
+
     path, _, _, _ = served
+    image_index = GalleryIndex()
+    image_index.add(np.ones((2, 4), np.float32), ["a.jpg", "b.jpg"])
+    image_index = image_index.save(tmp_path / "images.npz")
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
@@ -443,6 +493,7 @@ def test_cli_refuses_bad_options_with_one_line(served, tmp_path, monkeypatch, ca
         (["--index", str(path), "--port", str(busy.getsockname()[1])], "pick another --port"),
         (["--index", str(path), "--checkpoint", str(tmp_path / "none.pt")], "none.pt"),
         (["--index", str(path), "--upload-limit-mb", "0"], "--upload-limit-mb"),
+        (["--index", str(image_index)], "image index"),
     ]
     for options, says in cases:
         status, err = run_main(monkeypatch, capsys, "serve", *options)
