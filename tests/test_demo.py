@@ -5,7 +5,9 @@ import json
 
 import pytest
 
+import occreid.apps.demo.recording as recording
 import occreid.apps.demo.run as demo
+from occreid.data.recordings import SynthVideoSettings
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +24,7 @@ TINY = [
 ]
 
 
-def test_demo_trains_every_model_and_reports_by_occluder_type(tmp_path, monkeypatch):
+def test_demo_trains_every_model_and_reports_by_occluder_type(tmp_path, monkeypatch, capsys):
     from occreid.config import apply_overrides
     from occreid.data.synthocc import generate
 
@@ -34,6 +36,9 @@ def test_demo_trains_every_model_and_reports_by_occluder_type(tmp_path, monkeypa
         lambda root, seed, overwrite=False: generate(root, preset="small", seed=seed, protocol="occluded"),
     )
     monkeypatch.setattr(demo, "_ms_per_query", lambda *a: 1.0)
+    monkeypatch.setattr(
+        recording, "RECORDING", SynthVideoSettings(cameras=3, people=3, frames=12, width=320, height=180)
+    )
     rows = demo.run_demo(tmp_path / "demo", seed=0, epochs=1)
 
     assert list(rows) == [m.key for m in demo.MODELS] == ["baseline", "vit_baseline", "pgfl_kd", "ogfr"]
@@ -53,3 +58,13 @@ def test_demo_trains_every_model_and_reports_by_occluder_type(tmp_path, monkeypa
     for picture in ("curves.png", "response_maps.png", "attention_maps.png", "erased_tokens_ogfr.png"):
         assert (tmp_path / "demo" / picture).stat().st_size > 1000, picture
         assert picture in report
+    # The last step: a 3-camera recording indexed with the OGFR model, and the command that browses it.
+    from occreid.retrieval import load_index, search_by_track
+
+    index = load_index(tmp_path / "demo" / "recording" / "tracks.npz")
+    assert index.camera_names == ["cam1", "cam2", "cam3"] and index.meta["checkpoint"].endswith(
+        "ogfr/last.pt"
+    )
+    assert search_by_track(index, "cam1", int(index.track[0]))["results"]
+    out = capsys.readouterr().out
+    assert f"occreid serve --index {tmp_path / 'demo' / 'recording' / 'tracks.npz'} --checkpoint" in out

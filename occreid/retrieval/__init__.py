@@ -10,6 +10,7 @@ from occreid.retrieval.ingest import (
     open_recording,
     sample_crops,
 )
+from occreid.retrieval.meta import index_settings
 from occreid.retrieval.search import load_index, nearest, search_by_image, search_by_track
 from occreid.retrieval.track_index import INDEX_VERSION, TrackIndex, UnknownTrackError, pool
 
@@ -20,6 +21,7 @@ __all__ = [
     "Recording",
     "TrackIndex",
     "UnknownTrackError",
+    "index_settings",
     "ingest",
     "load_index",
     "nearest",

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from occreid.apps.demo.recording import demo_recording_step
 from occreid.apps.demo.report import write_report
 from occreid.config import Config, load_config
 from occreid.engine.trainer import train
@@ -186,9 +187,10 @@ def run_demo(
         runs[m.key], cfgs[m.key] = out / m.key, cfg
     rows, deployed, outputs = evaluate_models(out, seed, runs, seconds)
     write_report(out, seed, rows, runs, cfgs, deployed, outputs, seconds)
+    browse = demo_recording_step(out, seed, runs)
     print(
         f"\nreport: {out / 'report.md'}; results: {out / 'results.json'}; "
-        f"total {time.perf_counter() - started:.0f} s"
+        f"total {time.perf_counter() - started:.0f} s\n{browse}"
     )
     return rows
 
