@@ -111,6 +111,16 @@ def _faiss_index(index: TrackIndex, backend: str):
     return built
 
 
+def max_over_crops(index: TrackIndex, rows: np.ndarray, query_crops: np.ndarray) -> np.ndarray:
+    """Per entry of `rows`, the best cosine between a row of `query_crops` (q, D) and one of its crops."""
+    if not len(rows):
+        return np.zeros(0, np.float32)
+    starts, ends = index.crop_start[rows], index.crop_start[rows + 1]
+    crops = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)])
+    sims = (query_crops @ normalise(index.crop_features[crops]).T).max(axis=0)
+    return np.maximum.reduceat(sims, np.r_[0, np.cumsum(ends - starts)[:-1]])
+
+
 def nearest(
     index: TrackIndex,
     query: np.ndarray,
@@ -133,7 +143,7 @@ def nearest(
     wanted = shortlist(topk) if rescore == "max" else topk
     rows, sims = _similarities(index, np.ascontiguousarray(query, dtype=np.float32), exclude, backend, wanted)
     if rescore == "max":
-        sims = np.asarray([float((query_crops @ index.crop_rows(int(r)).T).max()) for r in rows])
+        sims = max_over_crops(index, rows, query_crops)
         order = np.argsort(-sims, kind="stable")
         rows, sims = rows[order], sims[order]
     return [(int(r), float(1.0 - s)) for r, s in zip(rows[:topk], sims[:topk])]

@@ -1,0 +1,318 @@
+"""Recordings to a gallery of tracks, and searching it: ingest throughput, query latency and index size.
+
+    python benchmarks/bench_recordings.py ingest [--checkpoint CKPT]   # decode fps, crops/s end to end
+    python benchmarks/bench_recordings.py query      # 1k / 10k / 100k tracks, torch and faiss
+    python benchmarks/bench_recordings.py size       # a 100k-track K=8 index on disk
+    python benchmarks/bench_recordings.py all --quick    # tiny sizes: checks the script runs
+
+Each part prints a markdown table and writes benchmarks/results/bench_recordings_<part>.md (not with --quick).
+
+- ingest: a synthetic 3-camera recording at 640 x 360 (`occreid synth-video`, 20 people, 300 frames a camera);
+  "decode" times PyAV decoding every frame of each video (and converting each to RGB), "ingest" the whole
+  `occreid index build --tracks` path (read tracks, decode once, cut K = 8 crops a track, embed, pool) with
+  the demo's CNN checkpoint (default /work/demo_runs/demo/baseline/last.pt, MobileNetV2, 1280-d), "embed"
+  the model alone on those crops. The process is limited to the threads torch is given (OMP_NUM_THREADS).
+- query: galleries of synthetic 1280-d features with identity structure (3 entries per identity over 3
+  cameras, K = 8 crops each = the identity's centre plus noise, as trained features cluster), searched by
+  track (own camera excluded) with torch (exact), faiss flat (exact) and faiss HNSW (approximate; recall@10
+  against exact); warm queries in one process, median of 50. By image adds embedding one crop with the CNN.
+- size: an index of 100,000 tracks x 8 crops of 1280-d with JPEG crops of the size the ingest run produced:
+  bytes on disk by part, and the time `load_index` + the first search take in a fresh process (torch
+  already imported).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+QUICK = "--quick" in sys.argv
+RESULTS = Path(__file__).parent / "results"
+DEMO_CNN = Path("/work/demo_runs/demo/baseline/last.pt")
+DIM = 1280
+K = 8
+
+
+def _arg(name: str, default: str) -> str:
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
+
+
+def _save(part: str, text: str) -> None:
+    print(text)
+    if not QUICK:
+        (RESULTS / f"bench_recordings_{part}.md").write_text(text)
+
+
+def _machine() -> str:
+    import os
+    import platform
+
+    import torch
+
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared with other work while "
+        f"measured), torch {torch.__version__} with {torch.get_num_threads()} threads"
+    )
+
+
+def bench_ingest(work: Path) -> None:
+    from occreid.data.recordings import SynthVideoSettings, synth_video, video_frames
+    from occreid.inference import FeatureExtractor
+    from occreid.retrieval import ingest, open_recording
+
+    settings = SynthVideoSettings(cameras=3, people=20 if not QUICK else 4, frames=300 if not QUICK else 20)
+    synth_video(work / "rec", settings)
+    checkpoint = Path(_arg("--checkpoint", str(DEMO_CNN)))
+    extractor = FeatureExtractor.from_checkpoint(checkpoint, device="cpu", progress=False)
+    rows = []
+    decoded, decode_s, convert_s, crops, ingest_s = 0, 0.0, 0.0, 0, 0.0
+    parts = []
+    for c in range(1, settings.cameras + 1):
+        cam = work / "rec" / f"cam{c}"
+        t = time.perf_counter()
+        import av
+
+        with av.open(str(cam / "video.mp4")) as container:
+            n = sum(1 for _ in container.decode(video=0))
+        decode_s += time.perf_counter() - t
+        t = time.perf_counter()
+        decoded += sum(1 for _ in video_frames(cam / "video.mp4", set(range(1, n + 1))))
+        convert_s += time.perf_counter() - t
+        t = time.perf_counter()
+        part, report = ingest(
+            f"cam{c}", open_recording(cam / "gt/gt.txt", video=cam / "video.mp4"), extractor
+        )
+        ingest_s += time.perf_counter() - t
+        crops += report.crops
+        parts.append(part)
+    jpeg_bytes = sum(int(p.jpeg_start[-1]) for p in parts) / crops
+    import io
+
+    from PIL import Image
+
+    sample = [Image.open(io.BytesIO(b)) for p in parts for b in p.crops(p.camera_names[0], int(p.track[0]))]
+    sample = (sample * (256 // max(1, len(sample)) + 1))[:256]
+    t = time.perf_counter()
+    extractor(sample)
+    embed_rate = len(sample) / (time.perf_counter() - t)
+    rows.append(f"| frames decoded (PyAV, H.264 640x360) | {decoded / decode_s:,.0f} frames/s |")
+    rows.append(f"| frames decoded + converted to RGB arrays | {decoded / convert_s:,.0f} frames/s |")
+    rows.append(
+        f"| ingest end to end ({crops} crops from {decoded} frames) | {crops / ingest_s:,.0f} crops/s |"
+    )
+    rows.append(f"| embedding alone ({checkpoint.parent.name} CNN, 256 crops) | {embed_rate:,.0f} crops/s |")
+    rows.append(f"| JPEG crop (128 px tall) | {jpeg_bytes:,.0f} bytes on average |")
+    text = "\n".join(
+        [
+            "# Ingest throughput: a synthetic 3-camera recording into a gallery of tracks",
+            "",
+            f"{settings.cameras} cameras x {settings.frames} frames at {settings.width}x{settings.height}, "
+            f"{settings.people} people, K = {K}; model {checkpoint}; {_machine()}.",
+            "",
+            "| what | rate |",
+            "| --- | --- |",
+            *rows,
+            "",
+        ]
+    )
+    _save("ingest", text)
+    (work / "jpeg_bytes.json").write_text(json.dumps(jpeg_bytes))
+
+
+def synthetic_index(n: int, rng: np.random.Generator, jpeg_bytes: int = 1):
+    """n tracks over 3 cameras, 3 entries per identity (one per camera), K crops each: centre + noise."""
+    from occreid.retrieval import TrackIndex
+
+    ids = (n + 2) // 3
+    centres = rng.standard_normal((ids, DIM), dtype=np.float32)
+    owner = np.arange(n) // 3
+    crops = np.empty((n * K, DIM), np.float16)
+    for a in range(0, n, 4096):
+        b = min(n, a + 4096)
+        block = centres[np.repeat(owner[a:b], K)] + 1.2 * rng.standard_normal(
+            ((b - a) * K, DIM), dtype=np.float32
+        )
+        crops[a * K : b * K] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    crop_start = np.arange(n + 1, dtype=np.int64) * K
+    blob = (
+        rng.integers(0, 256, size=n * K * jpeg_bytes, dtype=np.uint8)
+        if jpeg_bytes > 1
+        else np.zeros(n * K, np.uint8)
+    )
+    return TrackIndex(
+        cameras={f"cam{c}": {"fps": 10.0} for c in (1, 2, 3)},
+        camera_code=(np.arange(n) % 3).astype(np.int32),
+        track=np.arange(1, n + 1, dtype=np.int64),
+        first_frame=np.ones(n, np.int64),
+        last_frame=np.full(n, 50, np.int64),
+        seconds=np.tile([0.0, 4.9], (n, 1)),
+        thumb=crop_start[:-1].copy(),
+        crop_start=crop_start,
+        crop_features=crops,
+        crop_frame=np.ones(n * K, np.int64),
+        crop_box=np.zeros((n * K, 4), np.float32),
+        jpeg_start=np.arange(n * K + 1, dtype=np.int64) * (jpeg_bytes if jpeg_bytes > 1 else 1),
+        jpegs=blob,
+    )
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn(0)  # warm: caches built
+    times = []
+    for i in range(repeats):
+        t = time.perf_counter()
+        fn(i + 1)
+        times.append(time.perf_counter() - t)
+    return 1000 * float(np.median(times))
+
+
+def _recall(index, queries, exact, backend: str) -> float:
+    from occreid.retrieval import search_by_track
+
+    hits = []
+    for q in queries:
+        got = {
+            (r["camera"], r["track"]) for r in search_by_track(index, *q, topk=10, backend=backend)["results"]
+        }
+        hits.append(len(got & {(r["camera"], r["track"]) for r in exact[q]}) / 10)
+    return float(np.mean(hits))
+
+
+def _query_rows(index, queries, extractor, crop, repeats: int) -> list[str]:
+    """Table rows of one gallery: every backend (and max re-scoring with torch)."""
+    from occreid.retrieval import search_by_image, search_by_track
+
+    exact = {q: search_by_track(index, *q, topk=10)["results"] for q in queries}
+    rows = []
+    for backend, rescore in (("torch", "mean"), ("torch", "max"), ("faiss", "mean"), ("faiss-hnsw", "mean")):
+
+        def by_track(i: int, backend: str = backend, rescore: str = rescore) -> None:
+            search_by_track(index, *queries[i], topk=10, backend=backend, rescore=rescore)
+
+        def by_image(i: int, backend: str = backend) -> None:
+            search_by_image(index, crop, extractor, backend=backend)
+
+        ms = _median_ms(by_track, repeats)
+        recall = f"{_recall(index, queries, exact, backend):.3f}" if backend == "faiss-hnsw" else ""
+        image_ms = ""
+        if extractor is not None and rescore == "mean":
+            image_ms = f"{_median_ms(by_image, min(repeats, 20)):.1f}"
+        rows.append(f"| {len(index):,} | {backend} | {rescore} | {ms:.2f} | {image_ms} | {recall} |")
+    return rows
+
+
+def bench_query() -> None:
+    from PIL import Image
+
+    from occreid.inference import FeatureExtractor
+
+    rng = np.random.default_rng(0)
+    sizes = (1_000, 10_000, 100_000) if not QUICK else (300, 1_000)
+    repeats = 50 if not QUICK else 3
+    extractor = None
+    if DEMO_CNN.is_file():
+        extractor = FeatureExtractor.from_checkpoint(DEMO_CNN, device="cpu", progress=False)
+    crop = Image.fromarray(rng.integers(0, 255, (256, 128, 3), dtype=np.uint8))
+    rows = []
+    for n in sizes:
+        index = synthetic_index(n, rng)
+        _ = index.features
+        picks = rng.integers(0, n // 3, size=repeats + 1)
+        queries = [(f"cam{(i % 3) + 1}", int(p) * 3 + (i % 3) + 1) for i, p in enumerate(picks)]
+        rows += _query_rows(index, queries, extractor, crop, repeats)
+    text = "\n".join(
+        [
+            "# Query latency on a gallery of tracks (warm, one process, median)",
+            "",
+            f"Synthetic {DIM}-d track features (3 cameras, K = {K} fp16 crops a track); {_machine()}. By "
+            "track: search only, the query's camera left out. By image: embedding one crop with the demo CNN "
+            f"({DEMO_CNN.parent.name}) + search. HNSW: M = 32, efSearch = 128; recall@10 against exact.",
+            "",
+            "| tracks | backend | rescore | by track (ms) | by image (ms) | recall@10 |",
+            "| ---: | --- | --- | ---: | ---: | ---: |",
+            *rows,
+            "",
+        ]
+    )
+    _save("query", text)
+
+
+def bench_size(work: Path) -> None:
+    n = 100_000 if not QUICK else 1_000
+    jpeg_file = work / "jpeg_bytes.json"
+    jpeg_bytes = int(json.loads(jpeg_file.read_text())) if jpeg_file.is_file() else 2000
+    index = synthetic_index(n, np.random.default_rng(1), jpeg_bytes)
+    path = work / "big.npz"
+    t = time.perf_counter()
+    index.save(path)
+    save_s = time.perf_counter() - t
+    parts = {
+        "crop features (fp16)": index.crop_features.nbytes,
+        "crop JPEGs": index.jpegs.nbytes,
+        "other columns": sum(
+            getattr(index, name).nbytes
+            for name in (
+                "camera_code",
+                "track",
+                "first_frame",
+                "last_frame",
+                "seconds",
+                "thumb",
+                "crop_start",
+                "crop_frame",
+                "crop_box",
+                "jpeg_start",
+            )
+        ),  # fmt: skip
+    }
+    del index
+    code = (
+        "import time, torch; from occreid.retrieval import load_index, search_by_track; "
+        f"t = time.perf_counter(); ix = load_index({str(path)!r}); t1 = time.perf_counter(); "
+        "search_by_track(ix, 'cam1', 1); "
+        "print(t1 - t, time.perf_counter() - t)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    size = path.stat().st_size
+    rows = [f"| {name} | {b / 1e9:.3f} GB |" for name, b in parts.items()]
+    text = "\n".join(
+        [
+            f"# Size of a {n:,}-track index (K = {K}, {DIM}-d) and the time to load it",
+            "",
+            f"JPEG crops of {jpeg_bytes:,} bytes (the ingest run's average); {_machine()}.",
+            "",
+            "| part | bytes |",
+            "| --- | ---: |",
+            *rows,
+            f"| **file on disk** | **{size / 1e9:.3f} GB ({size / 2**30:.3f} GiB)** |",
+            "",
+            f"Writing it took {save_s:.1f} s. In a fresh process, `load_index` took {float(out[0]):.1f} s "
+            f"and load + the first search by track (pooling every entry's crops) {float(out[1]):.1f} s.",
+            "",
+        ]
+    )
+    _save("size", text)
+
+
+def main() -> None:
+    part = next((a for a in sys.argv[1:] if not a.startswith("--") and a != _arg("--checkpoint", "")), "all")
+    with tempfile.TemporaryDirectory(prefix="bench_recordings_") as tmp:
+        work = Path(tmp)
+        if part in ("ingest", "all"):
+            bench_ingest(work)
+        if part in ("query", "all"):
+            bench_query()
+        if part in ("size", "all"):
+            bench_size(work)
+
+
+if __name__ == "__main__":
+    main()
