@@ -334,10 +334,24 @@ def test_a_chunked_upload_over_the_limit_is_cut_off_with_413(live_url):
     assert b"1 MB limit" in body
 
 
-def raw_get(base: str, target: str) -> tuple[int, bytes]:
+def test_a_local_server_answers_only_to_its_own_names(served):
+    """A page on another site that points its DNS name at 127.0.0.1 (DNS rebinding) is refused."""
+    from occreid.apps.serve import settings
+    from occreid.apps.serve.app import ServeState
+
+    _, index, _, _ = served
+    with live_server(ServeState(index, hosts=settings.LOOPBACK_HOSTS)) as url:
+        assert raw_get(url, "/api/info")[0] == 200  # Host: 127.0.0.1
+        assert raw_get(url, "/api/info", host_header="localhost:8765")[0] == 200
+        status, body = raw_get(url, "/api/info", host_header="evil.example:8765")
+    assert status == 400 and b"evil.example" in body
+
+
+def raw_get(base: str, target: str, host_header: str | None = None) -> tuple[int, bytes]:
     host, port = base.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as conn:
-        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        header = f"Host: {host_header or host}\r\nConnection: close"
+        conn.sendall(f"GET {target} HTTP/1.1\r\n{header}\r\n\r\n".encode())
         data = b""
         while chunk := conn.recv(65536):
             data += chunk
@@ -448,16 +462,22 @@ def test_cli_serves_on_127_0_0_1_by_default_and_warns_for_other_addresses(served
 
     path, _, _, _ = served
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda application, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(uvicorn, "run", lambda application, **kwargs: calls.append((application, kwargs)))
     monkeypatch.setattr("occreid.cli.serve._check_port", lambda host, port: None)
     runner = CliRunner()
     result = runner.invoke(app, ["serve", "--index", str(path), "--run", str(run_folders[0])])
     assert result.exit_code == 0, result.output
-    assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 8765
+    application, options = calls[-1]
+    assert options["host"] == "127.0.0.1" and options["port"] == 8765
+    assert application.state.serve.hosts == ("127.0.0.1", "localhost", "::1")
+    assert application.state.serve.upload_limit == 10 * 1024 * 1024
+    assert application.state.serve.runs == [run_folders[0]]
     assert "warning" not in result.output
     result = runner.invoke(app, ["serve", "--index", str(path), "--host", "0.0.0.0", "--port", "9000"])
     assert result.exit_code == 0, result.output
-    assert calls[-1]["host"] == "0.0.0.0" and calls[-1]["port"] == 9000
+    application, options = calls[-1]
+    assert options["host"] == "0.0.0.0" and options["port"] == 9000
+    assert application.state.serve.hosts is None  # reached by other names: any Host
     assert "warning: listening on 0.0.0.0" in result.output
 
 

@@ -83,8 +83,10 @@ def serve(
             "--tracks ...); search an image index with `occreid search --image`"
         )
     extractor, explainer = query_model(index, index_path, checkpoint)
-    state = ServeState(index, extractor, run_folders, upload_limit_mb, explainer=explainer)
-    if host not in settings.LOOPBACK_HOSTS:
+    local = host in settings.LOOPBACK_HOSTS
+    hosts = settings.LOOPBACK_HOSTS if local else None  # on this machine: only its own names (no rebinding)
+    state = ServeState(index, extractor, run_folders, upload_limit_mb, explainer=explainer, hosts=hosts)
+    if not local:
         typer.secho(
             f"warning: listening on {host}, not only this machine: anyone who can reach it can search the "
             "index and see its crops; use --host 127.0.0.1 to keep it local",

@@ -18,7 +18,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from occreid.apps.serve import settings
 from occreid.apps.serve.runs import report_page
 from occreid.apps.serve.safety import (
-    BodyLimit,
+    Guard,
     NotFoundError,
     TooLargeError,
     decode_image,
@@ -42,6 +42,7 @@ class ServeState:
     upload_limit_mb: float = settings.UPLOAD_LIMIT_MB
     max_pixels: int = settings.MAX_IMAGE_PIXELS
     explainer: Any = None  # occreid.apps.serve.explain.Explainer: response maps or occlusion patterns
+    hosts: tuple[str, ...] | None = None  # the Host names it answers to; None: any
 
     @property
     def upload_limit(self) -> int:
@@ -79,7 +80,8 @@ def create_app(state: ServeState) -> Any:
     _image_routes(app, state)
     _run_routes(app, state)
     limit_mb = f"{state.upload_limit_mb:g} MB"
-    app.add_middleware(BodyLimit, limit=state.upload_limit + settings.MULTIPART_OVERHEAD, limit_text=limit_mb)
+    limit = state.upload_limit + settings.MULTIPART_OVERHEAD
+    app.add_middleware(Guard, limit=limit, limit_text=limit_mb, hosts=state.hosts)
     return app
 
 

@@ -33,26 +33,46 @@ def _json_response(status: int, message: str):
     return JSONResponse({"error": one_line(message)}, status_code=status)
 
 
-class BodyLimit:
-    """ASGI middleware: a request whose body is over `limit` bytes gets 413 (by its Content-Length before
-    anything is read, or while it streams in). Any other exception escaping the app becomes a one-line 500 and
-    one line in the log, never a traceback."""
+def host_name(header: bytes) -> str:
+    """The host of a Host header, without its port: b"127.0.0.1:8765" -> "127.0.0.1", b"[::1]:80" -> "::1"."""
+    text = header.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1 : text.find("]")] if "]" in text else text
+    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
 
-    def __init__(self, app: Any, limit: int, limit_text: str) -> None:
+
+class Guard:
+    """ASGI middleware in front of the app.
+
+    - A Host header not in `hosts` (when given) gets 400: a web page elsewhere cannot reach a server on
+      127.0.0.1 through a DNS name it controls (DNS rebinding).
+    - A request whose body is over `limit` bytes gets 413, by its Content-Length before anything is read, or
+      while it streams in.
+    - Any other exception escaping the app becomes a one-line 500 and one line in the log, never a traceback.
+    """
+
+    def __init__(self, app: Any, limit: int, limit_text: str, hosts: tuple[str, ...] | None = None) -> None:
         self.app = app
         self.limit = limit
-        self.limit_text = limit_text
+        self.too_large = f"the upload is over the {limit_text} limit; send a smaller image"
+        self.hosts = hosts
+
+    def _refusal(self, headers: dict) -> tuple[int, str] | None:
+        host = host_name(headers.get(b"host", b""))
+        if self.hosts is not None and host not in self.hosts:
+            return 400, f"this server answers only to {', '.join(self.hosts)}, not to Host {host!r}"
+        length = headers.get(b"content-length", b"0")
+        if not length.isdigit():
+            return 400, "bad Content-Length header"
+        return (413, self.too_large) if int(length) > self.limit else None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
-        too_large = f"the upload is over the {self.limit_text} limit; send a smaller image"
-        if not length.isdigit() or int(length) > self.limit:
-            status = 413 if length.isdigit() else 400
-            message = too_large if length.isdigit() else "bad Content-Length header"
-            await _json_response(status, message)(scope, receive, send)
+        refusal = self._refusal(dict(scope.get("headers") or []))
+        if refusal is not None:
+            await _json_response(*refusal)(scope, receive, send)
             return
         started = False
         seen = 0
@@ -62,7 +82,7 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise TooLargeError(too_large)
+                raise TooLargeError(self.too_large)
             return message
 
         async def tracked_send(message: dict) -> None:
