@@ -101,7 +101,12 @@ def run_folders(tmp_path_factory):
     lines += [{"kind": "eval", "epoch": e, "step": 5, "mAP": 0.1 * e, "rank1": 0.2 * e} for e in (1, 2)]
     (plain / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"kind": "tr')
     (plain / "eval.json").write_text(json.dumps({"mAP": 0.2, "rank1": 0.4, "settings": {"flip": False}}))
-    return [reported, plain]
+    demo = root / "demo"  # `occreid demo`'s folder: report.md at the top, beside its pictures and runs
+    demo.mkdir()
+    (demo / "report.md").write_text("# Demo\n\n![maps](response_maps.png)\n")
+    (demo / "response_maps.png").write_bytes(png_bytes(color=(0, 0, 200)))
+    (demo / "last.pt").write_bytes(b"weights")
+    return [reported, plain, demo]
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +193,7 @@ def test_gallery_pages_thumbnails_and_crops(served, client):
     assert [client.get(url).content for url in crops] == expected
     info = client.get("/api/info").json()
     assert info["tracks"] == total and info["image_search"] is True
-    assert [r["url"] for r in info["runs"]] == ["/runs/0/report/", "/runs/1/report/"]
+    assert [r["url"] for r in info["runs"]] == ["/runs/0/report/", "/runs/1/report/", "/runs/2/report/"]
 
 
 @pytest.mark.parametrize(
@@ -253,6 +258,20 @@ def test_run_pages_show_the_report_or_the_runs_own_curves(client):
     assert plain.count("<svg") == 3  # loss, mAP and rank1 curves
     assert "<td>mAP</td><td>0.2</td>" in plain and "<td>rank1</td><td>0.4</td>" in plain
     assert client.get("/runs/1").url.path == "/runs/1/report/"
+    demo = client.get("/runs/2/report/").text
+    assert "<h1>Demo</h1>" in demo and '<img src="response_maps.png"' in demo
+    assert client.get("/runs/2/report/response_maps.png").content == png_bytes(color=(0, 0, 200))
+    for not_a_picture in ("/runs/2/report/last.pt", "/runs/2/report/report.md", "/runs/0/report/report.md"):
+        assert client.get(not_a_picture).status_code == 404  # only the report's pictures are served
+
+
+def test_every_answer_forbids_other_origins_scripts_and_framing(client):
+    for url in ("/", "/static/page.js", "/api/info", "/runs/0/report/"):
+        headers = client.get(url).headers
+        policy = headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert "script-src" not in policy or "unsafe" not in policy.split("script-src")[1].split(";")[0]
+        assert headers["x-content-type-options"] == "nosniff"
 
 
 @pytest.fixture(scope="module")

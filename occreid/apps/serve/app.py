@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from occreid.apps.serve import settings
-from occreid.apps.serve.runs import report_page
+from occreid.apps.serve.runs import PICTURES, report_file, report_page
 from occreid.apps.serve.safety import (
     Guard,
     NotFoundError,
@@ -222,5 +222,9 @@ def _run_routes(app: Any, state: ServeState) -> None:
 
     @app.get("/runs/{number}/report/{name:path}")
     def run_file(number: int, name: str) -> Any:
-        """A file beside report.md (its pictures); nothing outside RUN/report/."""
-        return FileResponse(file_inside(run_folder(number) / "report", name))
+        """A picture beside the run's report.md; nothing else, nothing outside that folder."""
+        report = report_file(run_folder(number))
+        kind = PICTURES.get(Path(name).suffix.lower())
+        if report is None or kind is None:
+            raise NotFoundError(f"no picture {name!r} beside this run's report")
+        return FileResponse(file_inside(report.parent, name), media_type=kind)

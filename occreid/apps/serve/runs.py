@@ -1,5 +1,6 @@
-"""A training run's report as a page: RUN/report/report.md (`occreid report RUN`) rendered to HTML when it is
-there, else the run's own curves (metrics.jsonl) and evaluation table (eval.json), drawn here."""
+"""A training run's report as a page: RUN/report/report.md (`occreid report RUN`), or RUN/report.md (a demo
+folder's report), rendered to HTML when it is there, else the run's own curves (metrics.jsonl) and evaluation
+table (eval.json), drawn here. Only the pictures beside a report are served with it."""
 
 from __future__ import annotations
 
@@ -10,14 +11,22 @@ from typing import Any
 
 from occreid.errors import OccreidError
 
-REPORT = Path("report") / "report.md"
+REPORTS = (Path("report") / "report.md", Path("report.md"))
+PICTURES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
+
+
+def report_file(folder: Path) -> Path | None:
+    """The run's report.md (report/report.md first), None without one."""
+    return next((folder / name for name in REPORTS if (folder / name).is_file()), None)
 
 
 def check_run(folder: Path) -> Path:
     """A --run folder: it must exist and hold a report, metrics.jsonl or eval.json."""
     if not folder.is_dir():
         raise OccreidError(f"--run {folder}: no such folder; give a training run's folder (occreid train)")
-    if not any((folder / name).is_file() for name in (REPORT, "metrics.jsonl", "eval.json")):
+    if report_file(folder) is None and not any(
+        (folder / n).is_file() for n in ("metrics.jsonl", "eval.json")
+    ):
         raise OccreidError(
             f"--run {folder}: not a training run (no report/report.md, metrics.jsonl or eval.json in it)"
         )
@@ -35,8 +44,8 @@ def page(title: str, body: str) -> str:
 
 def report_page(folder: Path, name: str) -> str:
     """The HTML page of one run: its report.md (raw HTML in it is escaped, not run), or curves and table."""
-    report = folder / REPORT
-    if report.is_file():
+    report = report_file(folder)
+    if report is not None:
         from markdown_it import MarkdownIt
 
         markdown = MarkdownIt("commonmark", {"html": False}).enable("table")

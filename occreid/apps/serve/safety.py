@@ -14,6 +14,19 @@ from occreid.errors import OccreidError
 log = logging.getLogger("uvicorn.error")  # beside uvicorn's own lines
 
 
+# Every answer: the page runs only its own script and loads only from this server (data: and blob: for the
+# response maps and the dropped query's preview); no other site may frame it; types are never guessed.
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+        b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
 class TooLargeError(OccreidError):
     """A request body over the upload limit (HTTP 413)."""
 
@@ -87,7 +100,9 @@ class Guard:
 
         async def tracked_send(message: dict) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
             await send(message)
 
         try:
