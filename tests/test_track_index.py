@@ -238,3 +238,27 @@ def test_cli_replace_camera_and_the_index_lock(built, tmp_path):
     np.testing.assert_array_equal(
         after.crop_features[: before.crop_start[5]], before.crop_features[: before.crop_start[5]]
     )
+
+
+def test_times_clipping_warning_and_the_overwrite_rule(built, tmp_path):
+    """Without seqinfo.ini or --fps a frame folder gives no times (null); --fps gives them; a box outside the
+    frame is clipped with one warning line; an existing index is not replaced without --overwrite."""
+    folder, path = built
+    shutil.copytree(folder / "recording" / "cam1" / "img1", tmp_path / "frames")
+    rows = (folder / "recording" / "cam1" / "gt" / "gt.txt").read_text().splitlines()
+    frame, track = rows[0].split(",")[:2]
+    rows.append(f"{frame},{track},300,100,60,120,1,1,1.0")  # reaches past the 320-pixel-wide frame
+    tracks = tmp_path / "tracks.txt"
+    tracks.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "t.npz"
+    args = ["index", "build", "--checkpoint", folder / "model.pt", "--out", out, "--camera", "c"]
+    args += ["--tracks", tracks, "--frames", tmp_path / "frames", "--device", "cpu"]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    assert "warning: 1 boxes in" in result.output and "clipped to it" in result.output
+    entry = load_index(out).list_tracks(0, 1)[1][0]
+    assert entry["seconds"] is None
+    assert "exists; use `occreid index add`" in _error(*args)
+    run_cli(*args, "--overwrite", "--fps", "4")
+    entry = load_index(out).list_tracks(0, 1)[1][0]
+    assert entry["seconds"] == [(entry["first_frame"] - 1) / 4, (entry["last_frame"] - 1) / 4]
