@@ -149,7 +149,9 @@ def index_build(
     if recording is not None:
         from occreid.cli.recordings import build_track_index
 
-        settings = _settings(checkpoint, _load_model(checkpoint)[1])
+        def settings(cfg: Any) -> dict[str, Any]:
+            return _settings(checkpoint, cfg)
+
         build_track_index(_load_model, settings, checkpoint, out, device, batch_size, recording)
         return
     paths = list_images(images)

@@ -83,7 +83,7 @@ def ingest_camera(
 
 def build_track_index(
     load_model: Any,
-    settings: dict[str, Any],
+    settings: Any,
     checkpoint: Path,
     out: Path,
     device: str,
@@ -91,14 +91,15 @@ def build_track_index(
     recording: dict[str, Any],
 ) -> None:
     """`occreid index build --tracks ...`: a new track index with one camera, written under the index's
-    lock. `recording` holds camera, tracks, video, frames, fps, crops_per_track."""
+    lock. `recording` holds camera, tracks, video, frames, fps, crops_per_track; `settings(cfg)` is what the
+    index records about the model."""
     from occreid.retrieval import TrackIndex
     from occreid.utils.locks import file_lock, lock_path_for
 
     extractor, cfg = _extractor(load_model, checkpoint, device, batch_size)
     with file_lock(lock_path_for(out), what=f"the index {out}"):
         part = ingest_camera(extractor, **recording)
-        index = TrackIndex(meta=settings).extend(part)
+        index = TrackIndex(meta=settings(cfg)).extend(part)
         index.save(out)
     typer.echo(f"indexed {len(index)} tracks of {recording['camera']} ({index.dim}-d, cosine) -> {out}")
 
