@@ -3,6 +3,7 @@
     python benchmarks/bench_recordings.py ingest [--checkpoint CKPT]   # decode fps, crops/s end to end
     python benchmarks/bench_recordings.py query      # 1k / 10k / 100k tracks, torch and faiss
     python benchmarks/bench_recordings.py size       # a 100k-track K=8 index on disk
+    python benchmarks/bench_recordings.py memory     # ingest peak memory, a short vs a 4x longer video
     python benchmarks/bench_recordings.py all --quick    # tiny sizes: checks the script runs
 
 Each part prints a markdown table and writes benchmarks/results/bench_recordings_<part>.md (not with --quick).
@@ -16,6 +17,8 @@ Each part prints a markdown table and writes benchmarks/results/bench_recordings
   cameras, K = 8 crops each = the identity's centre plus noise, as trained features cluster), searched by
   track (own camera excluded) with torch (exact), faiss flat (exact) and faiss HNSW (approximate; recall@10
   against exact); warm queries in one process, median of 50. By image adds embedding one crop with the CNN.
+- memory: one camera with the same 6 people in a 100-frame and a 400-frame video (the same tracks, each
+  4 x longer): the ingest's peak resident memory above what was resident before (`PeakMemory`, Linux).
 - size: an index of 100,000 tracks x 8 crops of 1280-d with JPEG crops of the size the ingest run produced:
   bytes on disk by part, and the time `load_index` + the first search take in a fresh process (torch
   already imported).
@@ -302,6 +305,41 @@ def bench_size(work: Path) -> None:
     _save("size", text)
 
 
+def bench_memory(work: Path) -> None:
+    from bench_evaluation import PeakMemory
+
+    from occreid.data.recordings import SynthVideoSettings, synth_video
+    from occreid.inference import FeatureExtractor
+    from occreid.retrieval import ingest, open_recording
+
+    checkpoint = Path(_arg("--checkpoint", str(DEMO_CNN)))
+    extractor = FeatureExtractor.from_checkpoint(checkpoint, device="cpu", progress=False)
+    rows = []
+    for frames in (100, 400) if not QUICK else (20, 80):
+        folder = work / f"mem{frames}"
+        synth_video(folder, SynthVideoSettings(cameras=2, people=6, frames=frames))
+        cam = folder / "cam1"
+        ingest("cam1", open_recording(cam / "gt/gt.txt", video=cam / "video.mp4"), extractor)  # warm
+        with PeakMemory() as peak:
+            part, report = ingest(
+                "cam1", open_recording(cam / "gt/gt.txt", video=cam / "video.mp4"), extractor
+            )
+        rows.append(f"| {frames} | {report.tracks} | {report.crops} | {peak.extra_mb:.0f} |")
+    text = "\n".join(
+        [
+            "# Ingest memory against the video's length",
+            "",
+            f"One camera at 640x360 (H.264), the same 6 people; model {checkpoint}; {_machine()}.",
+            "",
+            "| frames | tracks | crops | peak memory above the start (MB) |",
+            "| ---: | ---: | ---: | ---: |",
+            *rows,
+            "",
+        ]
+    )
+    _save("memory", text)
+
+
 def main() -> None:
     part = next((a for a in sys.argv[1:] if not a.startswith("--") and a != _arg("--checkpoint", "")), "all")
     with tempfile.TemporaryDirectory(prefix="bench_recordings_") as tmp:
@@ -312,6 +350,8 @@ def main() -> None:
             bench_query()
         if part in ("size", "all"):
             bench_size(work)
+        if part in ("memory", "all"):
+            bench_memory(work)
 
 
 if __name__ == "__main__":
