@@ -9,8 +9,9 @@ t-interval, and the paired difference of each scoring against the mean of K (sam
 
     python benchmarks/bench_track_accuracy.py                    # seeds 0 1 2, both demo models
     python benchmarks/bench_track_accuracy.py --seeds 0 --quick  # 40 frames, 8 people: checks the script runs
+    python benchmarks/bench_track_accuracy.py --models Baseline "ViT baseline" --name vit  # other models
 
-Writes benchmarks/results/bench_track_accuracy.{json,md} (not with --quick).
+Writes benchmarks/results/bench_track_accuracy[_NAME].{json,md} (not with --quick).
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
 DEMO = Path("/work/demo_runs/demo")
-MODELS = {"Baseline": DEMO / "baseline" / "last.pt", "OGFR": DEMO / "ogfr" / "last.pt"}
+MODELS = {
+    "Baseline": DEMO / "baseline" / "last.pt",
+    "OGFR": DEMO / "ogfr" / "last.pt",
+    "ViT baseline": DEMO / "vit_baseline" / "last.pt",  # OGFR's backbone without OGFR (--models to add it)
+}
 SCORINGS = ("one random crop", "mean of K (default)", "max over crops")
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -137,7 +142,8 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=["Baseline", "OGFR"], choices=list(MODELS))
+    parser.add_argument("--name", default="", help="suffix of the results files")
     args = parser.parse_args()
     for name in set(MODELS) - set(args.models):
         del MODELS[name]
@@ -145,8 +151,9 @@ def main() -> None:
     text = table(results, args.seeds)
     print(text)
     if not args.quick:
-        (RESULTS / "bench_track_accuracy.json").write_text(json.dumps(results, indent=1))
-        (RESULTS / "bench_track_accuracy.md").write_text(text)
+        stem = "bench_track_accuracy" + (f"_{args.name}" if args.name else "")
+        (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1))
+        (RESULTS / f"{stem}.md").write_text(text)
 
 
 if __name__ == "__main__":
