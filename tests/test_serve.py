@@ -66,19 +66,25 @@ def bomb_png(width: int = 60_000, height: int = 60_000) -> bytes:
     )
 
 
-@pytest.fixture(scope="module")
+_SERVED: list = []  # the one small index of this process: both serve test files import this fixture
+
+
+@pytest.fixture(scope="session")
 def served(tmp_path_factory):
-    """(index path, index, extractor, explainer) of a small real track index (synth-video + index build)."""
+    """(index path, index, extractor, explainer) of a small real track index (synth-video + index build),
+    made once per process."""
     from recordings_fixtures import make_track_index
 
     from occreid.cli.serve import query_model
     from occreid.retrieval import load_index
 
-    path = make_track_index(tmp_path_factory.mktemp("serve"))
-    index = load_index(path)
-    extractor, explainer = query_model(index, path, None)
-    assert extractor is not None, "the fixture's index records its checkpoint: image search is on"
-    return path, index, extractor, explainer
+    if not _SERVED:
+        path = make_track_index(tmp_path_factory.mktemp("serve"))
+        index = load_index(path)
+        extractor, explainer = query_model(index, path, None)
+        assert extractor is not None, "the fixture's index records its checkpoint: image search is on"
+        _SERVED.append((path, index, extractor, explainer))
+    return _SERVED[0]
 
 
 @pytest.fixture(scope="module")
