@@ -134,3 +134,15 @@ def test_the_page_searches_by_link_opens_crops_and_searches_a_dropped_image(brow
         last = gallery[-1].get_attribute("data-camera"), gallery[-1].get_attribute("data-track")
         wait.until(lambda d: f"camera={last[0]}&track={last[1]}" in d.current_url)
     assert (ARTIFACTS / "serve_page.png").stat().st_size > 10_000
+
+
+def test_without_chromium_the_browser_test_skips_and_says_why_or_fails_under_ci(monkeypatch):
+    import test_serve_browser as module
+
+    monkeypatch.setattr(module, "CHROMEDRIVER", "/nonexistent/chromedriver")
+    monkeypatch.delenv("OCCREID_REQUIRE_BROWSER", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="needs chromedriver"):
+        module._browser()
+    monkeypatch.setenv("OCCREID_REQUIRE_BROWSER", "1")
+    with pytest.raises(pytest.fail.Exception, match="OCCREID_REQUIRE_BROWSER=1 but"):
+        module._browser()
