@@ -81,9 +81,8 @@ def _similarities(
         return rows.numpy(), values.numpy()
     if backend not in BACKENDS:
         raise OccreidError(f"unknown search backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    built = index.search_cache.get(backend) or _faiss_index(index, backend)  # says how to install faiss
     import faiss
-
-    built = index.search_cache.get(backend) or _faiss_index(index, backend)
     params = None
     if exclude is not None:
         bitmap = np.packbits(~exclude, bitorder="little")
