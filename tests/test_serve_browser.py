@@ -1,18 +1,21 @@
 """The search page in a real headless Chromium (Debian's chromium and chromedriver, through Selenium): a
-shared link `/?camera=..&track=..` shows its results, a result opens its crops, a dropped image is searched,
-and a gallery track searches with one click. A screenshot is kept in tests/artifacts/ (git ignores it).
+shared link `/?camera=..&track=..` shows its results and response maps, a result opens its crops, a picked
+and a dropped image are searched, and a gallery track searches with one click. A screenshot is kept in
+tests/artifacts/ (git ignores it).
 
 Without Chromium the test skips, and says so; with OCCREID_REQUIRE_BROWSER=1 (CI) it fails instead."""
 
 from __future__ import annotations
 
 import base64
+import io
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from test_serve import live_server, served  # noqa: F401 (a module fixture: the small index)
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -80,13 +83,13 @@ for (const type of ["dragenter", "dragover", "drop"]) {
 """
 
 
-def test_the_page_searches_by_link_opens_crops_and_searches_a_dropped_image(browser, served):  # noqa: F811
+def test_the_page_link_results_crops_maps_picked_and_dropped_images(browser, served, tmp_path):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     from occreid.apps.serve.app import ServeState
-    from occreid.retrieval import search_by_track
+    from occreid.retrieval import search_by_image, search_by_track
 
     _, index, extractor, explainer = served
     _, rows = index.list_tracks(0, 1)
@@ -94,6 +97,15 @@ def test_the_page_searches_by_link_opens_crops_and_searches_a_dropped_image(brow
     expected = search_by_track(index, camera, track, topk=10)["results"]
     wait = WebDriverWait(browser, 30)
     results_css = "#results [data-camera][data-track]"
+
+    def shown_pairs(driver) -> list[tuple[str, int]]:
+        cards = driver.find_elements(By.CSS_SELECTOR, results_css)
+        return [(c.get_attribute("data-camera"), int(c.get_attribute("data-track"))) for c in cards]
+
+    def image_answer(data: bytes) -> list[tuple[str, int]]:
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+        return [(r["camera"], r["track"]) for r in search_by_image(index, image, extractor)["results"]]
+
     with live_server(ServeState(index, extractor, explainer=explainer)) as url:
         browser.get(f"{url}/?camera={camera}&track={track}")
         wait.until(ec.presence_of_all_elements_located((By.CSS_SELECTOR, results_css)))
@@ -118,13 +130,16 @@ def test_the_page_searches_by_link_opens_crops_and_searches_a_dropped_image(brow
         gallery = browser.find_elements(By.CSS_SELECTOR, "#gallery [data-camera][data-track]")
         assert len(gallery) == min(48, index.list_tracks(0, 0)[0])
 
+        # pick a file (the file input), then drop one: each shows the library's answer for that image
+        picked = tmp_path / "picked.jpg"
+        picked.write_bytes(index.crops(*pairs[-1])[0])
+        browser.find_element(By.ID, "pick").send_keys(str(picked))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#query img.query"))
+        assert "camera=" not in browser.current_url  # an image query is no shareable track link
+        wait.until(lambda d: shown_pairs(d) == image_answer(picked.read_bytes()))
         thumbnail = index.thumbnail(*pairs[0])
         browser.execute_script(DROP_FILE, base64.b64encode(thumbnail).decode(), "query.jpg")
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#query img.query"))
-        wait.until(lambda d: "searching" not in d.find_element(By.ID, "message").text)
-        assert "camera=" not in browser.current_url  # an image query is no shareable track link
-        dropped = browser.find_elements(By.CSS_SELECTOR, results_css)
-        assert dropped, browser.find_element(By.ID, "message").text
+        wait.until(lambda d: shown_pairs(d) == image_answer(thumbnail))
         wait.until(ec.visibility_of_element_located((By.ID, "explain")))  # the dropped image's maps
         ARTIFACTS.mkdir(exist_ok=True)
         browser.save_screenshot(str(ARTIFACTS / "serve_page.png"))
