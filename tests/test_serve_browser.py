@@ -84,6 +84,7 @@ for (const type of ["dragenter", "dragover", "drop"]) {
 
 
 def test_the_page_link_results_crops_maps_picked_and_dropped_images(browser, served, tmp_path):  # noqa: F811
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -95,7 +96,8 @@ def test_the_page_link_results_crops_maps_picked_and_dropped_images(browser, ser
     _, rows = index.list_tracks(0, 1)
     camera, track = rows[0]["camera"], rows[0]["track"]
     expected = search_by_track(index, camera, track, topk=10)["results"]
-    wait = WebDriverWait(browser, 30)
+    # results are re-rendered while a condition reads them: a stale element means "not yet"
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
     results_css = "#results [data-camera][data-track]"
 
     def shown_pairs(driver) -> list[tuple[str, int]]:
