@@ -180,6 +180,26 @@ def test_image_search_embeds_the_upload_like_the_library(served, client):
     assert len(response.json()["results"]) == 4
 
 
+def test_the_servers_backend_is_the_one_searched_with(served):
+    pytest.importorskip("faiss")
+    from starlette.testclient import TestClient
+
+    from occreid.apps.serve.app import ServeState, create_app
+    from occreid.retrieval import search_by_track
+
+    _, index, _, _ = served
+    params = _track_params(index)
+    with TestClient(create_app(ServeState(index, backend="faiss-hnsw"))) as hnsw:
+        answer = hnsw.get("/api/search", params={**params, "topk": 3}).json()
+    expected = search_by_track(index, params["camera"], params["track"], topk=3, backend="faiss-hnsw")
+    assert answer == expected
+    with TestClient(create_app(ServeState(index, backend="no-such-backend"))) as wrong:
+        refused = wrong.get("/api/search", params=params)
+    assert (
+        refused.status_code == 400 and "no-such-backend" in refused.json()["error"]
+    )  # it reached the search
+
+
 def _track_params(index) -> dict:
     _, rows = index.list_tracks(0, 1)
     return {"camera": rows[0]["camera"], "track": rows[0]["track"]}
@@ -501,10 +521,14 @@ def test_cli_serves_on_127_0_0_1_by_default_and_warns_for_other_addresses(served
     assert application.state.serve.upload_limit == 10 * 1024 * 1024
     assert application.state.serve.runs == [run_folders[0]]
     assert "warning" not in result.output
-    result = runner.invoke(app, ["serve", "--index", str(path), "--host", "0.0.0.0", "--port", "9000"])
+    assert application.state.serve.backend == "torch"
+    result = runner.invoke(
+        app, ["serve", "--index", str(path), "--host", "0.0.0.0", "--port", "9000", "--backend", "faiss"]
+    )
     assert result.exit_code == 0, result.output
     application, options = calls[-1]
     assert options["host"] == "0.0.0.0" and options["port"] == 9000
+    assert application.state.serve.backend == "faiss"
     assert application.state.serve.hosts is None  # reached by other names: any Host
     assert "warning: listening on 0.0.0.0" in result.output
 
@@ -542,6 +566,7 @@ def test_cli_refuses_bad_options_with_one_line(served, tmp_path, monkeypatch, ca
         (["--index", str(path), "--checkpoint", str(tmp_path / "none.pt")], "none.pt"),
         (["--index", str(path), "--upload-limit-mb", "0"], "--upload-limit-mb"),
         (["--index", str(image_index)], "image index"),
+        (["--index", str(path), "--backend", "annoy"], "--backend 'annoy'"),
     ]
     for options, says in cases:
         status, err = run_main(monkeypatch, capsys, "serve", *options)

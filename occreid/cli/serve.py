@@ -66,14 +66,20 @@ def serve(
     upload_limit_mb: float = typer.Option(
         settings.UPLOAD_LIMIT_MB, help="Largest query image upload, in MB."
     ),
+    backend: str = typer.Option(
+        "torch", help="Search backend: torch or faiss (exact), faiss-hnsw (approximate, for large galleries)."
+    ),
 ) -> None:
     """Serve a page to search the index by track or by image, browse its tracks and read run reports."""
     from occreid.apps.serve.app import ServeState, create_app
     from occreid.apps.serve.runs import check_run
     from occreid.retrieval import load_index
+    from occreid.retrieval.search import BACKENDS
 
     if upload_limit_mb <= 0:
         raise OccreidError(f"--upload-limit-mb must be above 0, got {upload_limit_mb}")
+    if backend not in BACKENDS:
+        raise OccreidError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}")
     run_folders = [check_run(run) for run in runs]
     _check_port(host, port)
     index = load_index(index_path)
@@ -85,7 +91,9 @@ def serve(
     extractor, explainer = query_model(index, index_path, checkpoint)
     local = host in settings.LOOPBACK_HOSTS
     hosts = settings.LOOPBACK_HOSTS if local else None  # on this machine: only its own names (no rebinding)
-    state = ServeState(index, extractor, run_folders, upload_limit_mb, explainer=explainer, hosts=hosts)
+    state = ServeState(
+        index, extractor, run_folders, upload_limit_mb, explainer=explainer, hosts=hosts, backend=backend
+    )
     if not local:
         typer.secho(
             f"warning: listening on {host}, not only this machine: anyone who can reach it can search the "

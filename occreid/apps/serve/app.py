@@ -43,6 +43,7 @@ class ServeState:
     max_pixels: int = settings.MAX_IMAGE_PIXELS
     explainer: Any = None  # occreid.apps.serve.explain.Explainer: response maps or occlusion patterns
     hosts: tuple[str, ...] | None = None  # the Host names it answers to; None: any
+    backend: str = "torch"  # occreid.retrieval's search backend: torch, faiss or faiss-hnsw
 
     @property
     def upload_limit(self) -> int:
@@ -124,7 +125,13 @@ def _api_routes(app: Any, state: ServeState) -> None:
         rescore: str = "mean",
     ) -> dict:
         return search_by_track(
-            state.index, camera, track, topk=topk, include_same_camera=include_same_camera, rescore=rescore
+            state.index,
+            camera,
+            track,
+            topk=topk,
+            include_same_camera=include_same_camera,
+            rescore=rescore,
+            backend=state.backend,
         )
 
     @app.post("/api/search")
@@ -140,7 +147,14 @@ def _api_routes(app: Any, state: ServeState) -> None:
             )
         image, name = await _uploaded_image(request, state)
         return await run_in_threadpool(
-            search_by_image, state.index, image, state.extractor, topk=topk, rescore=rescore, query=name
+            search_by_image,
+            state.index,
+            image,
+            state.extractor,
+            topk=topk,
+            rescore=rescore,
+            backend=state.backend,
+            query=name,
         )
 
     @app.get("/api/explain")
