@@ -59,7 +59,7 @@ def serve(
         None, "--checkpoint", help="Model for image queries (default: the one the index records)."
     ),
     runs: list[Path] = typer.Option(
-        [], "--run", help="A training run folder whose report to show; repeatable."
+        [], "--run", metavar="DIR", help="A training run folder whose report to show; repeatable."
     ),
     host: str = typer.Option(settings.HOST, help="Address to listen on; only this machine by default."),
     port: int = typer.Option(settings.PORT, help="Port to listen on."),
