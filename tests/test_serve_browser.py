@@ -143,6 +143,11 @@ def test_the_page_link_results_crops_maps_picked_and_dropped_images(browser, ser
         browser.execute_script(DROP_FILE, base64.b64encode(thumbnail).decode(), "query.jpg")
         wait.until(lambda d: shown_pairs(d) == image_answer(thumbnail))
         wait.until(ec.visibility_of_element_located((By.ID, "explain")))  # the dropped image's maps
+        loaded = browser.execute_script(
+            "return performance.getEntriesByType('resource').map((e) => e.name)"
+            ".concat([location.href]).filter((u) => !u.startsWith('data:') && !u.startsWith('blob:'))"
+        )
+        assert loaded and all(u.startswith(url + "/") for u in loaded), loaded  # nothing from elsewhere
         ARTIFACTS.mkdir(exist_ok=True)
         browser.save_screenshot(str(ARTIFACTS / "serve_page.png"))
 
@@ -150,6 +155,11 @@ def test_the_page_link_results_crops_maps_picked_and_dropped_images(browser, ser
         gallery[-1].click()
         last = gallery[-1].get_attribute("data-camera"), gallery[-1].get_attribute("data-track")
         wait.until(lambda d: f"camera={last[0]}&track={last[1]}" in d.current_url)
+
+        browser.get(f"{url}/?camera=nocam&track=1")  # a link to a track the index does not have
+        wait.until(lambda d: "nocam" in d.find_element(By.ID, "message").text)
+        assert browser.find_element(By.ID, "message").get_attribute("class") == "error"
+        assert not browser.find_elements(By.CSS_SELECTOR, results_css)
     assert (ARTIFACTS / "serve_page.png").stat().st_size > 10_000
 
 
