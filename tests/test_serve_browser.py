@@ -60,7 +60,7 @@ def _browser():
     return driver, profile
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser():
     driver, profile = _browser()
     try:
@@ -173,3 +173,33 @@ def test_without_chromium_the_browser_test_skips_and_says_why_or_fails_under_ci(
     monkeypatch.setenv("OCCREID_REQUIRE_BROWSER", "1")
     with pytest.raises(pytest.fail.Exception, match="OCCREID_REQUIRE_BROWSER=1 but"):
         module._browser()
+
+
+class PatternExplainer:
+    """An OGFR model's answer to /api/explain: the JSON the page draws (the model side: test_serve.py)."""
+
+    kind = "ogfr"
+
+    def explain(self, image):
+        return {
+            "kind": "ogfr",
+            "pattern": [{"pattern": "top", "weight": 0.75}, {"pattern": "none", "weight": 0.25}],
+        }
+
+
+def test_the_page_draws_an_ogfr_models_occlusion_pattern(browser, served):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from occreid.apps.serve.app import ServeState
+
+    _, index, extractor, _ = served
+    _, rows = index.list_tracks(0, 1)
+    with live_server(ServeState(index, extractor, explainer=PatternExplainer())) as url:
+        browser.get(f"{url}/?camera={rows[0]['camera']}&track={rows[0]['track']}")
+        WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#explain .bar"))
+        bars = browser.find_elements(By.CSS_SELECTOR, "#explain .bar")
+        assert [b.text for b in bars] == ["top 75.0%", "none 25.0%"]
+        widths = [b.find_element(By.CSS_SELECTOR, ".fill").size["width"] / b.size["width"] for b in bars]
+        assert widths[0] == pytest.approx(0.75, abs=0.03) and widths[1] == pytest.approx(0.25, abs=0.03)
+        assert "occlusion pattern" in browser.find_element(By.ID, "explain-title").text
