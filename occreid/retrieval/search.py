@@ -83,6 +83,7 @@ def _similarities(
         raise OccreidError(f"unknown search backend {backend!r}; use one of {', '.join(BACKENDS)}")
     built = index.search_cache.get(backend) or _faiss_index(index, backend)  # says how to install faiss
     import faiss
+
     params = None
     if exclude is not None:
         bitmap = np.packbits(~exclude, bitorder="little")
