@@ -203,3 +203,51 @@ def test_the_page_draws_an_ogfr_models_occlusion_pattern(browser, served):  # no
         widths = [b.find_element(By.CSS_SELECTOR, ".fill").size["width"] / b.size["width"] for b in bars]
         assert widths[0] == pytest.approx(0.75, abs=0.03) and widths[1] == pytest.approx(0.25, abs=0.03)
         assert "occlusion pattern" in browser.find_element(By.ID, "explain-title").text
+
+
+class ManyTracks:
+    """A gallery of 120 tracks (the page's side of paging; the index's own list_tracks is tested with it)."""
+
+    def __init__(self, thumbnail: bytes):
+        self.jpeg = thumbnail
+        self.rows = [
+            {"camera": f"cam{1 + i % 3}", "track": i, "first_frame": 1, "last_frame": 9, "seconds": None}
+            for i in range(120)
+        ]
+
+    def list_tracks(self, offset, limit):
+        return len(self.rows), self.rows[offset : offset + limit]
+
+    def thumbnail(self, camera, track):
+        return self.jpeg
+
+
+def test_the_gallery_is_paged(browser, served):  # noqa: F811
+    """Two clicks on "next" before any answer came back go two pages on."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from occreid.apps.serve.app import ServeState
+
+    _, index, _, _ = served
+    _, rows = index.list_tracks(0, 1)
+    gallery = ManyTracks(index.thumbnail(rows[0]["camera"], rows[0]["track"]))
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
+
+    def tracks_shown(driver) -> list[int]:
+        cards = driver.find_elements(By.CSS_SELECTOR, "#gallery [data-track]")
+        return [int(c.get_attribute("data-track")) for c in cards]
+
+    with live_server(ServeState(gallery)) as url:
+        browser.get(url + "/")
+        wait.until(lambda d: tracks_shown(d) == list(range(48)))
+        assert browser.find_element(By.ID, "page-label").text == "1–48 of 120"
+        assert not browser.find_element(By.ID, "prev").is_enabled()
+        browser.execute_script("const next = document.getElementById('next'); next.click(); next.click();")
+        wait.until(lambda d: tracks_shown(d) == list(range(96, 120)))
+        assert browser.find_element(By.ID, "page-label").text == "97–120 of 120"
+        assert not browser.find_element(By.ID, "next").is_enabled()
+        browser.find_element(By.ID, "prev").click()
+        wait.until(lambda d: tracks_shown(d) == list(range(48, 96)))
+        assert "frames 1–9" in browser.find_element(By.CSS_SELECTOR, "#gallery .card").text  # no frame rate

@@ -3,7 +3,10 @@
 
 const PAGE = 48;
 let galleryOffset = 0;
+let galleryTotal = 0;
 let imageSearch = false;
+// Answers can come back out of order: only the latest request of each kind is shown.
+const latest = { search: 0, gallery: 0 };
 
 const $ = (id) => document.getElementById(id);
 
@@ -80,7 +83,7 @@ function explainFigure(body, caption) {
   return el("figure", { className: "pattern" }, ...bars, el("figcaption", {}, caption));
 }
 
-async function explain(queryBody, results) {
+async function explain(queryBody, results, mine) {
   const panel = $("explain");
   panel.hidden = true;
   try {
@@ -93,16 +96,18 @@ async function explain(queryBody, results) {
         figures.push(explainFigure(body, `${r.camera} #${r.track}`));
       }
     }
+    if (mine !== latest.search) return;  // a newer search is under way
     $("explain-title").textContent = first.kind === "cnn"
       ? "Response maps (channel mean of the feature map)" : "Predicted occlusion pattern of the query";
     $("explain-list").replaceChildren(...figures);
     panel.hidden = false;
   } catch (err) {
-    say(err.message, true);
+    if (mine === latest.search) say(err.message, true);
   }
 }
 
 async function searchTrack(camera, track) {
+  const mine = ++latest.search;
   const params = new URLSearchParams({ camera, track });
   history.replaceState(null, "", `/?${params}`);
   $("query").replaceChildren(card({ camera, track }, null));
@@ -110,9 +115,11 @@ async function searchTrack(camera, track) {
   say("searching…");
   try {
     const body = await getJson(await fetch(`/api/search?${params}${same}`));
+    if (mine !== latest.search) return;
     showResults(body);
-    explain(() => fetch(trackUrl("explain", camera, track)), body.results);
+    explain(() => fetch(trackUrl("explain", camera, track)), body.results, mine);
   } catch (err) {
+    if (mine !== latest.search) return;
     $("results").replaceChildren();
     say(err.message, true);
   }
@@ -120,6 +127,7 @@ async function searchTrack(camera, track) {
 
 async function searchImage(file) {
   if (!imageSearch) return say("this server has no model for image queries (start it with --checkpoint)", true);
+  const mine = ++latest.search;
   history.replaceState(null, "", "/");
   $("query").replaceChildren(el("img", { src: URL.createObjectURL(file), alt: "query", className: "query" }));
   const form = new FormData();
@@ -127,9 +135,11 @@ async function searchImage(file) {
   say("searching…");
   try {
     const body = await getJson(await fetch("/api/search", { method: "POST", body: form }));
+    if (mine !== latest.search) return;
     showResults(body);
-    explain(() => fetch("/api/explain", { method: "POST", body: form }), body.results);
+    explain(() => fetch("/api/explain", { method: "POST", body: form }), body.results, mine);
   } catch (err) {
+    if (mine !== latest.search) return;
     $("results").replaceChildren();
     say(err.message, true);
   }
@@ -150,9 +160,12 @@ async function showCrops(row) {
 }
 
 async function loadGallery(offset) {
+  const mine = ++latest.gallery;
+  galleryOffset = offset;
   try {
     const body = await getJson(await fetch(`/api/tracks?offset=${offset}&limit=${PAGE}`));
-    galleryOffset = offset;
+    if (mine !== latest.gallery) return;
+    galleryTotal = body.total;
     $("gallery").replaceChildren(...body.tracks.map((r) => card(r, (t) => searchTrack(t.camera, t.track))));
     $("gallery-count").textContent = `(${body.total} tracks)`;
     const last = Math.min(offset + body.tracks.length, body.total);
@@ -181,7 +194,9 @@ function wireDrop() {
   });
   $("pick").addEventListener("change", (e) => { if (e.target.files.length) searchImage(e.target.files[0]); });
   $("prev").addEventListener("click", () => loadGallery(Math.max(0, galleryOffset - PAGE)));
-  $("next").addEventListener("click", () => loadGallery(galleryOffset + PAGE));
+  $("next").addEventListener("click", () => {
+    if (galleryOffset + PAGE < galleryTotal) loadGallery(galleryOffset + PAGE);
+  });
   $("same-camera").addEventListener("change", () => {
     const params = new URLSearchParams(location.search);
     if (params.has("camera") && params.has("track")) searchTrack(params.get("camera"), params.get("track"));
