@@ -100,7 +100,7 @@ def run_folders(tmp_path_factory):
     (reported / "report").mkdir(parents=True)
     (reported / "report" / "report.md").write_text(
         "# Run report\n\n| metric | value |\n|---|---|\n| mAP | 0.5 |\n\n![curves](curves.png)\n\n"
-        "<script>alert(1)</script>\n"
+        "<script>alert(1)</script>\n\n[a link](javascript:alert(1))\n"
     )
     (reported / "report" / "curves.png").write_bytes(png_bytes())
     (root / "secret.txt").write_text("not to be served")
@@ -282,6 +282,7 @@ def test_run_pages_show_the_report_or_the_runs_own_curves(client):
     assert "<h1>Run report</h1>" in reported.text and "<table>" in reported.text
     assert '<img src="curves.png"' in reported.text
     assert "<script>" not in reported.text  # raw HTML in a report is shown as text, never run
+    assert 'href="javascript:' not in reported.text
     assert client.get("/runs/0/report/curves.png").content == png_bytes()
     plain = client.get("/runs/1/report/").text
     assert plain.count("<svg") == 3  # loss, mAP and rank1 curves
