@@ -568,6 +568,7 @@ def test_cli_refuses_bad_options_with_one_line(served, tmp_path, monkeypatch, ca
         (["--index", str(path), "--upload-limit-mb", "0"], "--upload-limit-mb"),
         (["--index", str(image_index)], "image index"),
         (["--index", str(path), "--backend", "annoy"], "--backend 'annoy'"),
+        (["--index", str(path), "--device", "gpu"], "--device"),
     ]
     for options, says in cases:
         status, err = run_main(monkeypatch, capsys, "serve", *options)

@@ -11,7 +11,9 @@ from occreid.apps.serve import settings
 from occreid.errors import OccreidError
 
 
-def query_model(index: Any, index_path: Path, checkpoint: Path | None) -> tuple[Any, Any]:
+def query_model(
+    index: Any, index_path: Path, checkpoint: Path | None, device: str = "cpu"
+) -> tuple[Any, Any]:
     """(extractor, explainer) of the model that embeds query images: --checkpoint, else the one the index
     records (same content hash). Without either, (None, None): searching by image is off and the page says
     so."""
@@ -19,6 +21,7 @@ def query_model(index: Any, index_path: Path, checkpoint: Path | None) -> tuple[
     from occreid.cli.evaluation import _recorded_checkpoint
     from occreid.inference.extractor import FeatureExtractor
     from occreid.inference.models import load_deployed_model
+    from occreid.utils.device import resolve_device
 
     meta = getattr(index, "meta", {}) or {}
     if checkpoint is None and not meta.get("checkpoint"):
@@ -31,8 +34,9 @@ def query_model(index: Any, index_path: Path, checkpoint: Path | None) -> tuple[
             raise
         typer.secho(f"warning: searching by image is off: {exc}", err=True)
         return None, None
-    model, cfg = load_deployed_model(path, device="cpu")
-    return FeatureExtractor.for_config(model, cfg, device="cpu", progress=False), Explainer(model, cfg)
+    device = str(resolve_device(device, option="--device"))
+    model, cfg = load_deployed_model(path, device=device)
+    return FeatureExtractor.for_config(model, cfg, device=device, progress=False), Explainer(model, cfg)
 
 
 def _check_port(host: str, port: int) -> None:
@@ -69,6 +73,7 @@ def serve(
     backend: str = typer.Option(
         "torch", help="Search backend: torch or faiss (exact), faiss-hnsw (approximate, for large galleries)."
     ),
+    device: str = typer.Option("auto", help="Where image queries are embedded: auto, cpu, cuda, cuda:1, ..."),
 ) -> None:
     """Serve a page to search the index by track or by image, browse its tracks and read run reports."""
     from occreid.apps.serve.app import ServeState, create_app
@@ -88,7 +93,7 @@ def serve(
             f"{index_path} is an image index; occreid serve browses track indexes (occreid index build "
             "--tracks ...); search an image index with `occreid search --image`"
         )
-    extractor, explainer = query_model(index, index_path, checkpoint)
+    extractor, explainer = query_model(index, index_path, checkpoint, device)
     local = host in settings.LOOPBACK_HOSTS
     hosts = settings.LOOPBACK_HOSTS if local else None  # on this machine: only its own names (no rebinding)
     state = ServeState(
