@@ -143,6 +143,11 @@ def test_save_load_extend_and_drop_a_camera(tmp_path):
     path = merged.save(tmp_path / "t.npz")
     loaded = load_index(path)
     assert isinstance(loaded, TrackIndex) and loaded.cameras == merged.cameras
+    assert isinstance(loaded.crop_features, np.memmap) and isinstance(loaded.jpegs, np.memmap)  # not read yet
+    with np.load(path) as data:  # the same arrays in a compressed .npz are read the ordinary way
+        np.savez_compressed(tmp_path / "z.npz", **dict(data))
+    again = load_index(tmp_path / "z.npz")
+    assert again.crops("c", 1) == other.crops("c", 1) and not isinstance(again.crop_features, np.memmap)
     np.testing.assert_array_equal(loaded.crop_features, merged.crop_features)
     np.testing.assert_allclose(loaded.features, merged.features)
     dropped = loaded.without_camera("a")

@@ -18,6 +18,7 @@ jpeg_start (M+1) and jpegs (bytes). docs/recordings.md describes it.
 from __future__ import annotations
 
 import json
+import struct
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +32,36 @@ from occreid.utils.files import atomic_write
 INDEX_VERSION = 2
 COLUMNS = ("camera_code", "track", "first_frame", "last_frame", "seconds", "thumb")
 CROP_COLUMNS = ("crop_features", "crop_frame", "crop_box")
+
+
+def _mapped_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an uncompressed .npz (as np.savez writes) memory-mapped read-only, not read: a large
+    index opens at once and its pages are read when used. Raises ValueError for anything else."""
+    from numpy.lib import format as npy
+
+    out = {}
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as fh:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                raise ValueError(f"{info.filename} is compressed or not an array")
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            if local[:4] != b"PK\x03\x04":
+                raise ValueError("bad zip entry")
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            fh.seek(info.header_offset + 30 + name_len + extra_len)
+            version = npy.read_magic(fh)
+            reader = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, fortran, dtype = reader(fh)
+            if dtype.hasobject:
+                raise ValueError("object arrays are never loaded")
+            name = info.filename[: -len(".npy")]
+            if not int(np.prod(shape)):
+                out[name] = np.zeros(shape, dtype)
+                continue
+            order = "F" if fortran else "C"
+            out[name] = np.memmap(path, dtype=dtype, mode="r", offset=fh.tell(), shape=shape, order=order)
+    return out
 
 
 class UnknownTrackError(OccreidError):
@@ -57,7 +88,7 @@ def pool(crop_features: np.ndarray, crop_start: np.ndarray, chunk: int = 4096) -
     for a in range(0, n, chunk):
         b = min(n, a + chunk)
         lo, hi = int(crop_start[a]), int(crop_start[b])
-        block = normalize(torch.from_numpy(np.ascontiguousarray(crop_features[lo:hi])).float(), dim=1)
+        block = normalize(torch.from_numpy(np.array(crop_features[lo:hi])).float(), dim=1)  # a writable copy
         owner = torch.repeat_interleave(torch.arange(b - a), counts[a:b])
         sums = torch.zeros(b - a, block.shape[1]).index_add_(0, owner, block)
         out[a:b] = normalize(sums, dim=1).numpy()
@@ -220,17 +251,21 @@ class TrackIndex:
 
     @classmethod
     def load(cls, path: str | Path) -> TrackIndex:
-        """Read an index written by `save` (raises OccreidError for anything else)."""
+        """Open an index written by `save`, its arrays memory-mapped read-only (raises OccreidError for
+        anything else)."""
         path = Path(path)
         if not path.is_file():
             raise OccreidError(f"index file not found: {path} (create it with `occreid index build`)")
+        names = COLUMNS + CROP_COLUMNS + ("crop_start", "jpeg_start", "jpegs")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                header = json.loads(str(data["header"]))
-                if header.get("version") != INDEX_VERSION or header.get("kind") != "tracks":
-                    raise OccreidError(f"{path} is not a track index (version {header.get('version')})")
-                names = COLUMNS + CROP_COLUMNS + ("crop_start", "jpeg_start", "jpegs")
-                arrays = {name: data[name] for name in names}
+            try:
+                data: Any = _mapped_npz(path)
+            except (ValueError, struct.error):  # not as np.savez writes it: read it the ordinary way
+                data = dict(np.load(path, allow_pickle=False))
+            header = json.loads(str(np.asarray(data["header"])))
+            if header.get("version") != INDEX_VERSION or header.get("kind") != "tracks":
+                raise OccreidError(f"{path} is not a track index (version {header.get('version')})")
+            arrays = {name: data[name] for name in names}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise OccreidError(
                 f"{path} is not an occreid track index ({npz_problem(exc)}); rebuild it with "
