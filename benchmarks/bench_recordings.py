@@ -237,6 +237,7 @@ def _query_rows(index, queries, extractor, crop, repeats: int) -> list[str]:
 
 def bench_query() -> None:
     from occreid.inference import FeatureExtractor
+    from occreid.retrieval.search import HNSW_EF_SEARCH as EF
 
     rng = np.random.default_rng(0)
     sizes = (1_000, 10_000, 100_000) if not QUICK else (300, 1_000)
@@ -258,7 +259,7 @@ def bench_query() -> None:
             "",
             f"Synthetic {DIM}-d track features (3 cameras, K = {K} fp16 crops a track, {LATENT}-d inside); "
             f"{_machine()}. By track: search only, the query's camera left out. By image: embedding one crop "
-            f"with the demo CNN ({DEMO_CNN.parent.name}) + search. HNSW: M = 32, efSearch = 128; recall@10 "
+            f"with the demo CNN ({DEMO_CNN.parent.name}) + search. HNSW: M = 32, efSearch = {EF}; recall@10 "
             "against exact search. Milliseconds: wall (the shared machine) / CPU time of this process.",
             "",
             "| tracks | backend | rescore | by track (ms) | by image (ms) | recall@10 |",
