@@ -38,6 +38,7 @@ def test_synth_video_is_deterministic_per_seed(recording, tmp_path):
     ).read_text()
 
 
+@pytest.mark.filterwarnings("ignore:Operation with tuple is deprecated")  # inside motmetrics, with pandas 3
 def test_motmetrics_reads_back_the_ground_truth(recording):
     mm = pytest.importorskip("motmetrics")
     from occreid.data.recordings.synth import Identity  # noqa: F401 (the renderer's own people)
