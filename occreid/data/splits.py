@@ -8,9 +8,10 @@ import numpy as np
 
 from occreid.config import Config
 from occreid.data.datasets import load_dataset
-from occreid.data.images import check_images
+from occreid.data.images import raise_unreadable, unreadable_images
 from occreid.data.records import ImageRecord, ReidDataset
 from occreid.pose.store import DEFAULT_STORE_NAME, KeypointStore
+from occreid.utils.distributed import DistInfo, all_gather_objects
 
 
 def keypoints_for(
@@ -38,16 +39,26 @@ def load_test_split(cfg: Config, train_set: ReidDataset | None = None) -> ReidDa
 
 
 def check_split_images(
-    *datasets: ReidDataset, splits: tuple[str, ...] = ("train", "query", "gallery")
+    *datasets: ReidDataset,
+    splits: tuple[str, ...] = ("train", "query", "gallery"),
+    info: DistInfo | None = None,
 ) -> None:
-    """Every image training and evaluation will read can be decoded (occreid.data.images.check_images)."""
+    """Every image training and evaluation will read can be decoded (occreid.data.images). With several
+    processes (`info`) each decodes every world_size-th image and all raise the same error, so none waits
+    alone in a later collective."""
+    info = info or DistInfo()
     seen: set[str] = set()
     for ds in datasets:
         for split in splits:
             records = [r for r in getattr(ds, split) if r.path not in seen]
             seen.update(r.path for r in records)
-            if records:
-                check_images([r.path for r in records], f"{ds.name} {split}")
+            if not records:
+                continue
+            what = f"{ds.name} {split}"
+            share = [r.path for r in records[info.rank :: info.world_size]]
+            mine = unreadable_images(share, what, progress=info.is_main)
+            bad = [b for part in all_gather_objects(mine, info) for b in part]
+            raise_unreadable(bad, len(records), what)
 
 
 def test_keypoints(
