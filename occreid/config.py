@@ -139,6 +139,9 @@ class TrainConfig(Section):
     sync_bn: bool | Literal["auto"] = False
     # Several processes: how long a rank waits in a collective (e.g. while rank 0 saves and evaluates).
     dist_timeout_min: int = Field(60, ge=1)
+    # Process-group backend: "auto" is NCCL on GPUs, gloo on CPUs; gloo on GPUs lets several processes share
+    # one GPU (tests; slow).
+    dist_backend: Literal["auto", "nccl", "gloo"] = "auto"
     grad_clip: float | None = Field(None, gt=0)
     seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's seed range
     device: str = "auto"  # auto: cuda if available, else cpu

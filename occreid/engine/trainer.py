@@ -121,7 +121,7 @@ def train(
 def _set_up(cfg: Config, resume: str | Path | None, overwrite: bool) -> TrainingRun:
     """Checks of the run folder, then the method, the data it asks for, and the optimisers."""
     t = cfg.train
-    info = setup_distributed(t.device, t.dist_timeout_min)
+    info = setup_distributed(t.device, t.dist_timeout_min, t.dist_backend)
     _configure_backends(cfg, info)
     run_dir = Path(t.output_dir)
     check_run_dir(run_dir, resume, overwrite)

@@ -34,10 +34,10 @@ class DistInfo:
         return self.world_size > 1
 
 
-def setup_distributed(device_name: str = "auto", timeout_min: int = 60) -> DistInfo:
-    """This process's rank and device; under torchrun, joins the process group. `timeout_min`: how long a
-    collective waits for the other ranks (NCCL's own default, 10 minutes, is shorter than rank 0's saving and
-    evaluation of a large test set)."""
+def setup_distributed(device_name: str = "auto", timeout_min: int = 60, backend: str = "auto") -> DistInfo:
+    """This process's rank and device; under torchrun, joins the process group (`backend` "auto": NCCL on
+    GPUs, gloo on CPUs). `timeout_min`: how long a collective waits for the other ranks (NCCL's own default,
+    10 minutes, is shorter than rank 0's saving and evaluation of a large test set)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistInfo(device=resolve_device(device_name))
@@ -47,7 +47,8 @@ def setup_distributed(device_name: str = "auto", timeout_min: int = 60) -> DistI
         _check_gpu_count(device)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        if backend == "auto":
+            backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, timeout=timedelta(minutes=timeout_min))
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
