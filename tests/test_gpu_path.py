@@ -349,3 +349,41 @@ def test_the_part_membership_matrix_is_built_once_per_device():
 
     assert part_membership(torch.device("cpu")) is part_membership("cpu")
     assert part_membership("cpu").sum() == 17
+
+
+# ---- host syncs
+
+
+@pytest.mark.parametrize("key", ["baseline", "pgfl_kd", "ogfr", "vit_baseline"])
+def test_a_training_step_reads_one_value_back_to_the_host(key, batch_for, monkeypatch):
+    """On a GPU each tensor read by Python (bool, item, int, float, tolist) waits for the GPU; a step may do
+    it once, for the loss check (tests/test_cuda.py counts the real syncs on a GPU)."""
+    cfg = load_config(f"configs/demo/{key}.yaml", ["model.pretrained=false", "data.image_size=[64,32]"])
+    info = DistInfo(device=torch.device("cpu"))
+    torch.manual_seed(0)
+    method = build_model(cfg, num_classes=4)
+    extra = method.extra_optimizers()
+    owned = {id(p) for opt in extra.values() for g in opt.param_groups for p in g["params"]}
+    optimizer = torch.optim.Adam(method.parameter_groups(0.0, exclude=owned), lr=1e-4)
+    run = trainer.TrainingRun(
+        cfg, info, None, None, None, (None, None), method, None, optimizer, extra, None,
+        torch.amp.GradScaler("cpu", enabled=False), trainer._step_module(method, info),
+    )  # fmt: skip
+    batch = batch_for(method.batch_needs(), cfg.data.image_size)
+    batch["camids"] = torch.tensor([0, 1] * 4)
+    method.train()
+    trainer._train_step(run, batch, epoch=1)  # creates the optimisers' states
+    # Adam's step counters live on the CPU also when training on a GPU: reading them costs nothing.
+    counters = {id(s["step"]) for opt in run.optimizers for s in opt.state.values()}
+    reads = []
+    for name in ("__bool__", "item", "__int__", "__float__", "tolist", "__index__"):
+        real = getattr(torch.Tensor, name)
+
+        def spy(self, *args, _real=real, _name=name):
+            if id(self) not in counters:
+                reads.append(_name)
+            return _real(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    trainer._train_step(run, batch, epoch=1)
+    assert len(reads) == 1, reads
