@@ -54,7 +54,12 @@ def find_dataset_dir(
             f"{what}: dataset root {root} does not exist; pass the folder that holds the dataset"
         )
     if not root.is_dir():
-        raise OccreidError(f"{what}: dataset root {root} is not a folder")
+        hint = (
+            "; a CSV list? set data.dataset=folder (occreid data summary folder)"
+            if root.suffix.lower() == ".csv"
+            else ""
+        )
+        raise OccreidError(f"{what}: dataset root {root} is not a folder{hint}")
     candidates = [root] + [root / n for n in names] + [root / n / n for n in names]
 
     def ok(folder: Path) -> bool:
