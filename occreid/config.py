@@ -36,7 +36,8 @@ def _registered_method(name: str) -> str:
     return name
 
 
-def _auto_split(value: str | None) -> str | None:
+def auto_split_spec(value: str | None) -> str | None:
+    """`auto:F` with 0 < F < 1 (data.split), or None; a ValueError otherwise."""
     if value is None:
         return value
     match = re.fullmatch(r"auto:(0?\.\d+)", value)
@@ -53,7 +54,7 @@ class DataConfig(Section):
     test_root: str | None = None
     # `folder` only (docs/own-data.md): "auto:F" holds out a fraction F of the identities, chosen by a hash of
     # their names, as query (each one's first image) and gallery (the rest); None: the data's own splits.
-    split: Annotated[str | None, AfterValidator(_auto_split)] = None
+    split: Annotated[str | None, AfterValidator(auto_split_spec)] = None
     # How query and gallery get cameras (`folder`, `p_dukemtmc`): "split" is the single-camera protocol (every
     # query camera 0, every gallery camera 1; docs/datasets.md); None: the dataset's own (folder: from the
     # file names, camera sub-folders or the CSV; p_dukemtmc: "split").

@@ -176,6 +176,8 @@ def test_train_only_data_trains_and_ends_with_best_pt(tmp_path):
     assert torch.load(run_dir / "best.pt", weights_only=True)["epoch"] == 1
     assert json.loads((run_dir / "dataset.json").read_text())["identities"]["alice"] == 1
     assert root.is_dir()
+    evaluated = run("eval", "--checkpoint", "runs/mine/best.pt", cwd=tmp_path)
+    assert_user_error(evaluated, "occreid eval", "0 query and 0 gallery images", "data.split=auto:0.2")
 
 
 def test_eval_period_minus_one_turns_evaluation_off_and_a_loss_line_ends_every_epoch(tmp_path):
@@ -224,6 +226,21 @@ def test_the_weights_line_names_the_file_its_hash_and_the_tensors_that_matched(t
 
 
 @pytest.mark.slow
+def test_the_missing_resnet_weights_error_names_the_installed_backbone(tmp_path, monkeypatch):
+    from occreid.modeling import backbone
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(backbone, "torchvision_cache_path", lambda name: tmp_path / f"{name}.pth")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(
+        OccreidError,
+        match=r"could not be downloaded .*model\.backbone=mobilenet_v2, whose ImageNet weights are installed",
+    ):
+        backbone.build_backbone("resnet50", pretrained=True)
+
+
 def test_report_on_a_run_trained_by_occreid_train_writes_its_pictures(tmp_path):
     person_folders(tmp_path / "mine", names=NAMES[:6])
     args = sets("data.root=mine", *TINY, "data.split=auto:0.34", "data.camids=split", "train.epochs=2")
@@ -278,6 +295,8 @@ def test_bad_own_data_input_gets_one_line(tmp_path):
     wrong = run("train", *sets("data.root=mine", "data.split=auto:0.5"), cwd=tmp_path)
     assert_user_error(wrong, "data.split=auto:0.5", "dataset synthocc takes no such option", "folder")
     assert_user_error(run("report", "mine", cwd=tmp_path), "mine has no metrics.jsonl or best.pt")
+    summary = run("data", "summary", "folder", "--root", "mine", "--split", "0.2", cwd=tmp_path)
+    assert_user_error(summary, "--split '0.2'", "auto:0.2")
     person_folders(tmp_path / "half" / "train", names=NAMES[:4])  # a query split and no gallery
     person_folders(tmp_path / "half" / "query", names=["erin"], per_person=1)
     half = run(*preset, *sets("data.root=half", "data.camids=split", *TINY), cwd=tmp_path)

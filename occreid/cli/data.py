@@ -62,9 +62,12 @@ def summary(
     if camids is not None:
         kwargs["camids"] = camids
     if split is not None:
-        from occreid.config import DataConfig
+        from occreid.config import auto_split_spec
 
-        kwargs["split"] = DataConfig(split=split).split  # checked as data.split is
+        try:
+            kwargs["split"] = auto_split_spec(split)
+        except ValueError as exc:
+            raise OccreidError(f"--split {split!r}: {exc}") from None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         dataset = load_dataset(name, root, check_stats=check_stats, **kwargs)
