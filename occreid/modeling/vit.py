@@ -204,4 +204,4 @@ def load_vit_checkpoint(vit: nn.Module, path: str) -> None:
     from timm.models.vision_transformer import checkpoint_filter_fn
 
     state = checkpoint_filter_fn(read_state_dict(path, fix="give a local timm ViT checkpoint"), vit)
-    load_matching(vit, state, path, "this ViT", drop=("head.",))
+    load_matching(vit, state, str(path), "this ViT", drop=("head.",), file=path)
