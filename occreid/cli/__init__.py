@@ -74,9 +74,9 @@ def _wrap_commands(group: typer.Typer) -> None:
 
 
 def _register_all() -> None:
-    from occreid.cli import data, evaluation, export, pose, recordings, serve, synth, train
+    from occreid.cli import data, evaluation, export, pose, recordings, report, serve, synth, train
 
-    for module in (synth, recordings, data, pose, train, evaluation, export, serve):
+    for module in (synth, recordings, data, pose, train, report, evaluation, export, serve):
         module.register(app)
     _wrap_commands(app)
 

@@ -34,7 +34,9 @@ def synth_video(
     settings = SynthVideoSettings(cameras, people, frames, fps, seed, width, height)
     summary = render(out, settings, overwrite=overwrite)
     video = (
-        f"video.mp4 ({summary['codec']})" if summary["codec"] else "no video (pip install 'occreid[video]')"
+        f"video.mp4 ({summary['codec']})"
+        if summary["codec"]
+        else 'no video (pip install -e ".[video]" for H.264)'
     )
     rows = ", ".join(f"{cam} {n}" for cam, n in summary["gt_rows"].items())
     typer.echo(f"wrote {out}: {cameras} cameras x {frames} frames, {people} people; gt rows {rows}; {video}")

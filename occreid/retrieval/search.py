@@ -101,7 +101,9 @@ def _faiss_index(index: TrackIndex, backend: str):
     try:
         import faiss
     except ImportError:
-        raise OccreidError("the faiss backends need faiss: pip install occreid[faiss]") from None
+        raise OccreidError(
+            'the faiss backends need faiss: pip install -e ".[faiss]" in a clone of occreid'
+        ) from None
     if backend == "faiss":
         built = faiss.IndexFlatIP(index.dim)
     else:  # approximate: HNSW graph over inner products

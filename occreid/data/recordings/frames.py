@@ -31,7 +31,9 @@ def _av():
     try:
         import av
     except ImportError:
-        raise OccreidError("reading video needs PyAV: pip install 'occreid[video]'") from None
+        raise OccreidError(
+            'reading video needs PyAV: pip install -e ".[video]" in a clone of occreid'
+        ) from None
     return av
 
 
