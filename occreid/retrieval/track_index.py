@@ -64,6 +64,15 @@ def _mapped_npz(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenation of arange(start, start + length) for each pair, without a Python loop."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if not lengths.sum():
+        return np.zeros(0, np.int64)
+    shift = np.asarray(starts, dtype=np.int64) - np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return np.repeat(shift, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+
+
 class UnknownTrackError(OccreidError):
     """A camera or track id the index does not hold."""
 
@@ -195,12 +204,10 @@ class TrackIndex:
 
     def select(self, rows: np.ndarray) -> TrackIndex:
         """A copy with only these entries (in this order) and their crops."""
-        crops = np.concatenate(
-            [np.arange(self.crop_start[r], self.crop_start[r + 1]) for r in rows] or [np.zeros(0, np.int64)]
-        ).astype(np.int64)
+        rows = np.asarray(rows, dtype=np.int64)
         counts = np.diff(self.crop_start)[rows]
+        crops = _ranges(self.crop_start[rows], counts)
         sizes = np.diff(self.jpeg_start)[crops]
-        blobs = [self.jpegs[self.jpeg_start[c] : self.jpeg_start[c + 1]] for c in crops]
         new_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         thumb_offset = self.thumb[rows] - self.crop_start[rows]
         return replace(
@@ -210,7 +217,7 @@ class TrackIndex:
             crop_start=new_start,
             **{name: getattr(self, name)[crops] for name in CROP_COLUMNS},
             jpeg_start=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
-            jpegs=np.concatenate(blobs or [np.zeros(0, np.uint8)]).astype(np.uint8),
+            jpegs=np.asarray(self.jpegs[_ranges(self.jpeg_start[crops], sizes)], dtype=np.uint8),
         )
 
     def extend(self, other: TrackIndex) -> TrackIndex:
