@@ -22,7 +22,7 @@ import numpy as np
 
 from occreid.errors import OccreidError, npz_problem
 from occreid.evaluation.index import GalleryIndex
-from occreid.retrieval.track_index import TrackIndex, _ranges, normalise
+from occreid.retrieval.track_index import TrackIndex, concat_ranges, normalise
 
 RESCORE = ("mean", "max")
 BACKENDS = ("torch", "faiss", "faiss-hnsw")
@@ -119,7 +119,7 @@ def max_over_crops(index: TrackIndex, rows: np.ndarray, query_crops: np.ndarray)
     if not len(rows):
         return np.zeros(0, np.float32)
     starts, ends = index.crop_start[rows], index.crop_start[rows + 1]
-    crops = _ranges(starts, ends - starts)
+    crops = concat_ranges(starts, ends - starts)
     sims = (query_crops @ normalise(index.crop_features[crops]).T).max(axis=0)
     return np.maximum.reduceat(sims, np.r_[0, np.cumsum(ends - starts)[:-1]])
 

@@ -64,7 +64,7 @@ def _mapped_npz(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The concatenation of arange(start, start + length) for each pair, without a Python loop."""
     lengths = np.asarray(lengths, dtype=np.int64)
     if not lengths.sum():
@@ -206,7 +206,7 @@ class TrackIndex:
         """A copy with only these entries (in this order) and their crops."""
         rows = np.asarray(rows, dtype=np.int64)
         counts = np.diff(self.crop_start)[rows]
-        crops = _ranges(self.crop_start[rows], counts)
+        crops = concat_ranges(self.crop_start[rows], counts)
         sizes = np.diff(self.jpeg_start)[crops]
         new_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         thumb_offset = self.thumb[rows] - self.crop_start[rows]
@@ -217,7 +217,7 @@ class TrackIndex:
             crop_start=new_start,
             **{name: getattr(self, name)[crops] for name in CROP_COLUMNS},
             jpeg_start=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
-            jpegs=np.asarray(self.jpegs[_ranges(self.jpeg_start[crops], sizes)], dtype=np.uint8),
+            jpegs=np.asarray(self.jpegs[concat_ranges(self.jpeg_start[crops], sizes)], dtype=np.uint8),
         )
 
     def extend(self, other: TrackIndex) -> TrackIndex:
