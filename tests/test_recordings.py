@@ -135,6 +135,16 @@ def test_video_frames_in_order_and_bad_videos(recording, tmp_path):
     assert np.abs(got[1][1].astype(np.float32) - jpeg).mean() < 6  # the same picture, two lossy codecs
     with pytest.raises(OccreidError, match=r"refers to frame 13 but the video .*ends at frame 12"):
         list(video_frames(video, {3, 13}))
+    from occreid.data.recordings import folder_frames
+    from occreid.retrieval import open_recording
+
+    late = _write(
+        tmp_path / "late.txt", [(3, 1, 11, 21, 10, 40, 1, 1, 1.0), (13, 1, 11, 21, 10, 40, 1, 1, 1.0)]
+    )
+    with pytest.raises(OccreidError, match=r"late.txt refers to frame 13 but the video .* has 12 frames"):
+        open_recording(late, video=video)  # known before any decoding, from the container's count
+    with pytest.raises(OccreidError, match=r"frame 13 is not in .*img1 \(no 000013.jpg\)"):
+        list(folder_frames(recording / "cam1" / "img1", {2, 13}))
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
     with pytest.raises(OccreidError, match=r"cannot decode video .*broken.mp4"):
