@@ -222,6 +222,20 @@ def test_cli_refusals_name_the_problem(built, tmp_path):
         "search", "--index", path, "--camera", "c"
     )
     assert not (tmp_path / "x.npz").exists()
+    images = ["index", "add", "--index", path, "--images", folder / "recording" / "cam1" / "img1"]
+    assert "holds tracks; --images cannot be added" in _error(*images)
+    from occreid.evaluation import GalleryIndex
+
+    image_index = GalleryIndex(meta={"checkpoint": str(ckpt)})
+    image_index.add(np.ones((1, 4)), ["a.jpg"])
+    image_index.save(tmp_path / "images.npz")
+    tracks = ["--camera", "cam9", "--tracks", cam / "gt" / "gt.txt", "--video", cam / "video.mp4"]
+    assert "holds images; --tracks cannot be added" in _error(
+        "index", "add", "--index", tmp_path / "images.npz", *tracks
+    )
+    assert "holds images, not tracks" in _error(
+        "search", "--index", tmp_path / "images.npz", "--camera", "c", "--track", "1"
+    )
 
 
 def test_cli_replace_camera_and_the_index_lock(built, tmp_path):
