@@ -24,10 +24,6 @@ def deployed_config(
     """The evaluation config of an `InferenceModel`: its training config (a checkpoint) or the defaults with
     the preprocessing and settings its metadata records (an .onnx file), the test feature f_G, the test
     split `dataset` at `root`, then `overrides` (`key=value`, e.g. eval.rerank=true)."""
-    if loaded.cfg is None and (dataset is None or root is None):
-        raise OccreidError(
-            f"{loaded.path} holds a model, not its dataset: evaluate it with --dataset NAME --root DIR"
-        )
     cfg = loaded.cfg.model_copy(deep=True) if loaded.cfg is not None else Config()
     settings = [
         f"data.image_size=[{loaded.image_size[0]},{loaded.image_size[1]}]",
@@ -45,7 +41,12 @@ def deployed_config(
         settings.append(f"data.test_dataset={dataset}")
     if root is not None:
         settings.append(f"data.test_root={root}")
-    return apply_overrides(cfg, settings + list(overrides or []))
+    cfg = apply_overrides(cfg, settings + list(overrides or []))
+    if loaded.cfg is None and (cfg.data.test_dataset is None or cfg.data.test_root is None):
+        raise OccreidError(
+            f"{loaded.path} holds a model, not its dataset: evaluate it with --dataset NAME --root DIR"
+        )
+    return cfg
 
 
 def evaluate_deployed(loaded: Any, cfg: Config, device: str = "cpu") -> tuple[Any, Any]:

@@ -11,6 +11,7 @@ calibration images.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from collections.abc import Sequence
@@ -50,6 +51,13 @@ def _batches(images: Sequence[Path], image_size: tuple[int, int], mean, std):
         yield np.stack(arrays)
 
 
+def calibration_batch(images: Sequence[Path], image_size: tuple[int, int], mean, std, size: int = 32):
+    """The first `size` of `images` as one (B, 3, H, W) float32 tensor (to time models on)."""
+    import torch
+
+    return torch.from_numpy(np.concatenate(list(_batches(list(images)[:size], image_size, mean, std))))
+
+
 def quantize_int8(
     fp32_path: str | Path,
     out_path: str | Path,
@@ -60,14 +68,7 @@ def quantize_int8(
 ) -> None:
     """Write the int8 (QDQ, per-channel) version of the fp32 ONNX model at `fp32_path` to `out_path`,
     calibrated on `images`. The model's metadata is not carried over (the caller writes it)."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.quantization import CalibrationDataReader
 
     from occreid.modeling.export import INPUT_NAME
 
@@ -79,13 +80,24 @@ def quantize_int8(
             batch = next(self.batches, None)
             return None if batch is None else {INPUT_NAME: batch}
 
+    logging.disable(logging.WARNING)  # e.g. "Axis 1 is out-of-range for weight 'bn.weight'": per-tensor then
+    try:
+        _quantize(fp32_path, out_path, Reader())
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _quantize(fp32_path: str | Path, out_path: str | Path, reader) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
     with tempfile.TemporaryDirectory(prefix="occreid-int8-") as folder:
         prepared = Path(folder) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         quantize_static(
             str(prepared),
             str(out_path),
-            Reader(),
+            reader,
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,
