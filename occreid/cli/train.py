@@ -55,7 +55,10 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="results JSON (default: next to the checkpoint)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing results JSON")] = False,
     runtime: Annotated[
-        str, typer.Option(help="auto (follows the file), onnx (a .pt exported in memory: f_G) or torch")
+        str,
+        typer.Option(
+            help="auto (follows the file), onnx (a .pt exported in memory: f_G) or torch (.pt only)"
+        ),
     ] = "auto",
 ) -> None:
     """Evaluate a checkpoint on a query/gallery split: Rank-k, mAP, mINP, with every setting recorded.
@@ -75,6 +78,8 @@ def evaluate(
     overrides = list(set_ or [])
     if dataset is not None and root is None:
         raise OccreidError(f"--dataset {dataset} needs --root, the folder that holds it")
+    if runtime not in ("auto", "torch", "onnx"):
+        raise OccreidError(f"--runtime {runtime}: unknown; use auto, torch or onnx")
     if checkpoint.suffix == ".onnx" and (dataset is None or root is None):
         raise OccreidError(
             f"{checkpoint} holds a model, not its dataset: evaluate it with --dataset NAME --root DIR"
@@ -85,7 +90,7 @@ def evaluate(
             dataset = stored.data.test_dataset or stored.data.dataset
             typer.echo(f"evaluating {dataset} (the checkpoint's dataset) at --root {root}")
         overrides += [f"data.test_dataset={dataset}", f"data.test_root={root}"]
-    if checkpoint.suffix == ".onnx" or runtime != "auto":
+    if checkpoint.suffix == ".onnx" or runtime == "onnx":
         _evaluate_deployed(checkpoint, runtime, overrides, out, overwrite)
         return
     method, cfg = load_method(checkpoint, "cpu", overrides)
