@@ -136,8 +136,23 @@ def test_index_and_search_accept_the_fp32_export_of_the_checkpoint(exported, tmp
         app, ["index", "build", "--checkpoint", str(onnx_path), *gallery, "--out", str(by_onnx)]
     )
     assert ok.exit_code == 0, ok.output
+    in_memory = tmp_path / "in_memory.npz"  # --runtime onnx: the .pt exported in memory
+    args = [
+        "index",
+        "build",
+        "--checkpoint",
+        str(ckpt),
+        "--runtime",
+        "onnx",
+        *gallery,
+        "--out",
+        str(in_memory),
+    ]
+    ok = runner.invoke(app, args)
+    assert ok.exit_code == 0, ok.output
     a, b = GalleryIndex.load(index), GalleryIndex.load(by_onnx)
     assert np.abs(a.features - b.features).max() < 1e-4
+    assert np.abs(a.features - GalleryIndex.load(in_memory).features).max() < 1e-4
     assert a.meta["checkpoint_sha256"] == b.meta["checkpoint_sha256"] and a.precision == b.precision == "fp32"
 
     query = sorted((market / "query").glob("*.jpg"))[0]
