@@ -13,7 +13,8 @@ How: one process; each round runs every backend once, in turn (interleaved); the
 (>= 5) after one warm-up; torch and ONNX Runtime both get --threads intra-op threads. mAP: `occreid eval`'s
 pipeline (the test loader) on the demo's SynthOcc test split, per backend file (torch: the .pt).
 A second table times the input pipelines alone (decode, resize to 256 x 128, normalise): PIL in one thread,
-the PIL thread pool (FeatureExtractor's), torchvision.io.decode_jpeg + resize on tensors, a DataLoader.
+PIL in a thread pool, PIL in worker processes (FeatureExtractor's, for files), torchvision.io.decode_jpeg +
+resize on tensors, the test DataLoader.
 
     python benchmarks/bench_inference.py --demo /work/demo_runs/demo --base /tmp/base19   # writes
         benchmarks/results/bench_inference.md
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -148,11 +150,22 @@ def pipelines(paths: list[str], size: tuple[int, int], runs: int) -> dict[str, f
     from occreid.data.records import ImageRecord
     from occreid.inference.extractor import FeatureExtractor
 
-    def pil(workers: int):
+    def extractor(workers: int):  # FeatureExtractor's own: files decoded by `workers` processes
         ex = FeatureExtractor(
             torch.nn.Identity(), image_size=size, batch_size=BATCH, workers=workers, device="cpu"
         )
-        return lambda p: [b for b in ex._image_batches(p)]
+        return lambda p: list(ex._image_batches(p))
+
+    def threads(workers: int):  # the same decoding in a pool of threads
+        ex = FeatureExtractor(torch.nn.Identity(), image_size=size, batch_size=BATCH, device="cpu")
+
+        def run(p):
+            with ThreadPoolExecutor(workers) as pool:
+                return [
+                    torch.stack(list(pool.map(ex._load, p[s : s + BATCH]))) for s in range(0, len(p), BATCH)
+                ]
+
+        return run
 
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
@@ -174,8 +187,9 @@ def pipelines(paths: list[str], size: tuple[int, int], runs: int) -> dict[str, f
     def loader(p):
         return [b["images"] for b in build_test_loader(cfg, records[: len(p)], batch_size=BATCH)]
 
-    runners = {"PIL, 1 thread": pil(0), "PIL thread pool (2)": pil(2), "PIL thread pool (4)": pil(4)}
-    runners.update({"torchvision decode_jpeg + resize": tv, "DataLoader (2 workers)": loader})
+    runners = {"PIL, 1 thread": extractor(0), "PIL, 2 threads": threads(2), "PIL, 4 threads": threads(4)}
+    runners.update({"PIL, 2 processes (FeatureExtractor)": extractor(2), "PIL, 4 processes": extractor(4)})
+    runners.update({"torchvision decode_jpeg + resize": tv, "test DataLoader (2 workers)": loader})
     return interleaved(runners, paths, runs)
 
 
