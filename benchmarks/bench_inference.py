@@ -18,7 +18,7 @@ resize on tensors, the test DataLoader.
 
     python benchmarks/bench_inference.py --demo /work/demo_runs/demo --base /tmp/base19   # writes
         benchmarks/results/bench_inference.md
-    python benchmarks/bench_inference.py --quick ...  # 64 images, 2 runs, demo models only; no results file
+    python benchmarks/bench_inference.py --quick --models baseline ...  # 64 images, 2 runs; no results file
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--images", type=int, default=512, help="JPEGs per timed run for the demo models")
     p.add_argument("--large-images", type=int, default=256, help="JPEGs per run for ResNet-50 / ViT-B")
-    p.add_argument("--models", default="baseline,ogfr,resnet50,vit_base_patch16", help="comma-separated")
+    p.add_argument(
+        "--models", default="baseline,ogfr,ogfr_random,resnet50,vit_base_patch16", help="comma-separated"
+    )
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_inference.md")
     p.add_argument("--quick", action="store_true")
     return p.parse_args()
@@ -123,16 +125,29 @@ def demo_maps(ckpt: Path, files: dict[str, Path], synth: Path) -> dict[str, floa
     return maps
 
 
-def random_checkpoint(backbone: str, folder: Path) -> Path:
+RANDOM = {  # models with random weights, speed only: (config file or None, overrides)
+    "resnet50": (None, ["model.name=baseline", "model.backbone=resnet50", "data.image_size=[256,128]"]),
+    "vit_base_patch16": (
+        None,
+        ["model.name=baseline", "model.backbone=vit_base_patch16", "data.image_size=[256,128]"],
+    ),
+    "ogfr_random": (
+        Path(__file__).parents[1] / "occreid/configs/demo/ogfr.yaml",
+        [],
+    ),  # the demo's OGFR student
+}
+
+
+def random_checkpoint(key: str, folder: Path) -> Path:
     from occreid.config import load_config
     from occreid.methods import build_model
     from occreid.modeling.checkpoint import save_checkpoint
 
-    sets = ["model.name=baseline", f"model.backbone={backbone}", "model.pretrained=false"]
-    cfg = load_config(None, [*sets, "data.image_size=[256,128]", "eval.flip=false"])
+    config, sets = RANDOM[key]
+    cfg = load_config(config, [*sets, "model.pretrained=false", "eval.flip=false"])
     torch.manual_seed(0)
     method = build_model(cfg, num_classes=10).eval()
-    ckpt = folder / backbone / "random.pt"
+    ckpt = folder / key / "random.pt"
     ckpt.parent.mkdir(parents=True)
     save_checkpoint(
         ckpt, {"model": method.state_dict(), "config": cfg.model_dump(mode="json"), "num_classes": 10}
@@ -210,7 +225,7 @@ def table(rows: dict[str, dict[str, float]], maps: dict[str, dict[str, float]]) 
 def main() -> None:
     args = parse_args()
     if args.quick:
-        args.images, args.runs, args.models = 64, 2, "baseline"
+        args.images, args.runs = 64, 2
     torch.set_num_threads(args.threads)
     synth = args.demo / "synthocc"
     jpegs = sorted(str(p) for p in (synth / "bounding_box_test").glob("*.jpg"))
