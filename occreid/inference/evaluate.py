@@ -52,11 +52,12 @@ def deployed_config(
 def evaluate_deployed(loaded: Any, cfg: Config, device: str = "cpu") -> tuple[Any, Any]:
     """(`occreid.evaluation.evaluate.EvalOutput`, the test split) of the deployed model on cfg's test split
     (images only; the split's loader feeds it as it feeds `occreid eval` with a checkpoint)."""
-    from occreid.data.splits import check_split_images, load_test_split
+    from occreid.data.splits import check_split_images, check_test_split, load_test_split
     from occreid.evaluation.evaluate import evaluate_model
     from occreid.utils.device import resolve_device
 
     test_set = load_test_split(cfg)
+    check_test_split(test_set, "evaluating a deployed model")
     check_split_images(test_set, splits=("query", "gallery"))
     target = torch.device("cpu") if loaded.runtime == "onnx" else resolve_device(device, option="--device")
     loaded.model.to(target)

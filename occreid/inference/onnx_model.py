@@ -12,7 +12,7 @@
 
 `source_sha256` is the content hash of the training checkpoint the file was exported from: it identifies the
 model, so an index built with the checkpoint accepts its fp32 export. onnx and onnxruntime are optional
-(`pip install occreid[onnx]`) and imported only when called.
+(`pip install -e ".[onnx]"`) and imported only when called.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def _onnxruntime():
     try:
         import onnxruntime
     except ImportError:
-        raise OccreidError("running .onnx models needs onnxruntime: pip install 'occreid[onnx]'") from None
+        raise OccreidError(
+            'running .onnx models needs onnxruntime: pip install -e ".[onnx]" in a clone of occreid'
+        ) from None
     return onnxruntime
 
 
