@@ -235,9 +235,7 @@ def main() -> None:
         chosen = args.models.split(",")
         models = [(k, args.demo / k / "best.pt") for k in ("baseline", "ogfr") if k in chosen]
         models = [(k, c if c.is_file() else c.with_name("last.pt")) for k, c in models]
-        models += [
-            (b, random_checkpoint(b, Path(tmp))) for b in ("resnet50", "vit_base_patch16") if b in chosen
-        ]
+        models += [(b, random_checkpoint(b, Path(tmp))) for b in RANDOM if b in chosen]
         for key, ckpt in models:
             if not ckpt.is_file():
                 print(f"skipping {key}: no {ckpt}", flush=True)
