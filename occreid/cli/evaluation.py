@@ -43,14 +43,15 @@ def _recording_options(tracks, video, frames, camera, fps, crops_per_track, imag
     return dict(zip(keys, (camera, tracks, video, frames, fps, crops_per_track)))
 
 
-def _load_model(checkpoint: Path):
-    """(model, cfg) of a deployed checkpoint; a separate function so tests can patch it."""
-    from occreid.inference.models import load_deployed_model
-    from occreid.modeling.checkpoint import load_checkpoint
+def _load_model(checkpoint: Path, runtime: str = "auto", device: str = "auto"):
+    """The model of a checkpoint or .onnx file (occreid.inference.models.InferenceModel); a separate function
+    so tests can patch it."""
+    from occreid.inference.models import load_inference_model
 
-    if not checkpoint.is_file():
-        load_checkpoint(checkpoint)  # "is a folder ..." or "not found"
-    return load_deployed_model(checkpoint, device="cpu")
+    return load_inference_model(checkpoint, runtime=runtime, device=device)
+
+
+RUNTIME_HELP = "auto (follows the file: .pt on torch, .onnx on ONNX Runtime), onnx or torch."
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -63,62 +64,60 @@ def list_images(folder: Path) -> list[Path]:
     return images
 
 
-def _settings(checkpoint: Path, cfg: Any) -> dict[str, Any]:
+def _settings(loaded: Any) -> dict[str, Any]:
     """What the index records about the model (occreid.retrieval.meta.index_settings)."""
     from occreid.retrieval.meta import index_settings
 
-    return index_settings(checkpoint, cfg)
+    return index_settings(loaded)
 
 
-def _recorded_checkpoint(index: Any, index_path: Path, hint: str, given: Path | None = None) -> Path:
-    """The checkpoint to embed with: `given` (--checkpoint) or the one the index records, or OccreidError
-    "<index> records no checkpoint<hint>". When the index records a content hash, the checkpoint must have
-    it."""
-    from occreid.utils.hashing import file_sha256
-
+def _index_model(index: Any, index_path: Path, hint: str, given: Path | None, runtime: str, device: str):
+    """The model to embed with: `given` (--checkpoint) or the one the index records, or OccreidError
+    "<index> records no checkpoint<hint>". When the index records a content hash, the model must have it: the
+    checkpoint itself or an .onnx file exported from it."""
     recorded = index.meta.get("checkpoint")
     if given is None and not recorded:
         raise OccreidError(f"{index_path} records no checkpoint{hint}")
     checkpoint = Path(given) if given is not None else Path(recorded)
     expected = index.meta.get("checkpoint_sha256")
-    if expected:
-        if not checkpoint.is_file():
-            if given is None:
-                raise OccreidError(
-                    f"{index_path} was built with {checkpoint}, which is not there (moved or "
-                    "deleted); pass --checkpoint with that model's file"
-                )
-            _load_model(checkpoint)  # its "not found" / "is a folder" message
-        if file_sha256(checkpoint) != expected:
-            raise OccreidError(
-                f"{checkpoint} is not the model {index_path} was built with (its content hash differs: "
-                f"{'new weights at the recorded path' if given is None else 'other weights'}); pass "
-                "--checkpoint with the original file, or build a new index with `occreid index build "
-                "--overwrite`"
-            )
-    return checkpoint
+    if expected and given is None and not checkpoint.is_file():
+        raise OccreidError(
+            f"{index_path} was built with {checkpoint}, which is not there (moved or deleted); pass "
+            "--checkpoint with that model's file"
+        )
+    loaded = _load_model(checkpoint, runtime, device)
+    if expected and loaded.source_sha256 != expected:
+        raise OccreidError(
+            f"{checkpoint} is not the model {index_path} was built with (its content hash differs: "
+            f"{'new weights at the recorded path' if given is None else 'other weights'}); pass "
+            "--checkpoint with the original file or its export, or build a new index with `occreid index "
+            "build --overwrite`"
+        )
+    return loaded
 
 
 def _comparable(index: Any, settings: dict[str, Any]) -> dict[str, Any]:
     """The settings to compare with the index's: by content hash when it has one (so a moved checkpoint is
     still the same model), else by path as indexes did before hashes."""
+    settings = {k: v for k, v in settings.items() if k != "precision"}
     if index.meta.get("checkpoint_sha256"):
         return {k: v for k, v in settings.items() if k != "checkpoint"}
     return {k: v for k, v in settings.items() if k != "checkpoint_sha256"}
 
 
-def _extract(checkpoint: Path, images: list[Path], device: str, batch_size: int | None):
+def _extract(loaded: Any, images: list[Path], device: str, batch_size: int | None):
     from occreid.inference.extractor import FeatureExtractor
 
-    model, cfg = _load_model(checkpoint)
-    extractor = FeatureExtractor.for_config(
-        model, cfg, device=device, batch_size=batch_size, progress=len(images) > 1
+    extractor = FeatureExtractor.for_model(
+        loaded, device=device, batch_size=batch_size, progress=len(images) > 1
     )
-    return extractor([str(p) for p in images]), cfg
+    return extractor([str(p) for p in images])
 
 
 def index_build(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Deployed model checkpoint."),
+    checkpoint: Path = typer.Option(
+        ..., "--checkpoint", help="Deployed model: a training checkpoint (.pt) or its export (.onnx)."
+    ),
     images: Path | None = typer.Option(
         None, "--images", help="Folder of gallery images (searched recursively)."
     ),
@@ -134,6 +133,7 @@ def index_build(
         None, help="Images per batch; default eval.batch_size of the config."
     ),
     overwrite: bool = typer.Option(False, help="Replace an existing index file."),
+    runtime: str = typer.Option("auto", "--runtime", help=RUNTIME_HELP),
 ) -> None:
     """Embed every image under --images, or every track of one camera's recording (--tracks with --video or
     --frames, and --camera), and write a searchable index."""
@@ -149,22 +149,19 @@ def index_build(
     if recording is not None:
         from occreid.cli.recordings import build_track_index
 
-        def settings(cfg: Any) -> dict[str, Any]:
-            return _settings(checkpoint, cfg)
-
-        build_track_index(_load_model, settings, checkpoint, out, device, batch_size, recording)
+        loaded = _load_model(checkpoint, runtime, device)
+        build_track_index(loaded, _settings(loaded), out, device, batch_size, recording)
         return
     paths = list_images(images)
     from occreid.data.images import check_images
 
     check_images(paths, "gallery")
-    features, cfg = _extract(checkpoint, paths, device, batch_size)
-    index = GalleryIndex(
-        metric=cfg.eval.metric, normalize=cfg.eval.normalize, meta=_settings(checkpoint, cfg)
-    )
+    loaded = _load_model(checkpoint, runtime, device)
+    features = _extract(loaded, paths, device, batch_size)
+    index = GalleryIndex(metric=loaded.metric, normalize=loaded.normalize, meta=_settings(loaded))
     index.add(features, [str(p.resolve()) for p in paths])
     index.save(out)
-    typer.echo(f"indexed {len(index)} images ({index.dim}-d, {index.metric}) -> {out}")
+    typer.echo(f"indexed {len(index)} images ({index.dim}-d {loaded.precision}, {index.metric}) -> {out}")
 
 
 def index_add(
@@ -180,14 +177,15 @@ def index_add(
     crops_per_track: int | None = CROPS,
     replace_camera: bool = typer.Option(False, help="Replace the tracks of a camera already in the index."),
     checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="Default: the one the index was built with."
+        None, "--checkpoint", help="Default: the one the index was built with (or give its .onnx export)."
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
     batch_size: int | None = typer.Option(
         None, help="Images per batch; default eval.batch_size of the config."
     ),
+    runtime: str = typer.Option("auto", "--runtime", help=RUNTIME_HELP),
 ) -> None:
-    """Embed the images under --images with the index's checkpoint and append them (already indexed paths are
+    """Embed the images under --images with the index's model and append them (already indexed paths are
     skipped), or the tracks of one more camera (--tracks, --video or --frames, --camera)."""
     from occreid.evaluation.index import GalleryIndex
     from occreid.retrieval import TrackIndex, load_index
@@ -199,28 +197,35 @@ def index_add(
         raise OccreidError(
             f"{index_path} holds {held}; {given} cannot be added to it (build a separate index)"
         )
-    checkpoint = _recorded_checkpoint(index, index_path, "; pass --checkpoint", checkpoint)
     if recording is not None:
         from occreid.cli.recordings import add_track_index
 
-        def check(loaded: Any, cfg: Any) -> None:  # the rule for images: content hash and settings
-            GalleryIndex(meta=loaded.meta).check_compatible(_comparable(loaded, _settings(checkpoint, cfg)))
+        def model_for(loaded_index: Any) -> Any:  # the index's model, checked as for images
+            loaded = _index_model(
+                loaded_index, index_path, "; pass --checkpoint", checkpoint, runtime, device
+            )
+            GalleryIndex(meta=loaded_index.meta).check_compatible(
+                _comparable(loaded_index, _settings(loaded))
+            )
+            return loaded
 
-        add_track_index(
-            _load_model, check, index_path, checkpoint, device, batch_size, replace_camera, recording
-        )
+        add_track_index(model_for, index_path, device, batch_size, replace_camera, recording)
         return
+    loaded = _index_model(index, index_path, "; pass --checkpoint", checkpoint, runtime, device)
+    problem = index.precision_problem(loaded.precision)
+    if problem:
+        raise OccreidError(f"{problem}; one index never mixes them: add with a {index.precision} model")
     known = set(index.paths)
     paths = [p for p in list_images(images) if str(p.resolve()) not in known]
     if not paths:
         typer.echo(f"nothing to add: every image under {images} is already in {index_path}")
         return
-    features, cfg = _extract(checkpoint, paths, device, batch_size)
-    index.check_compatible(_comparable(index, _settings(checkpoint, cfg)))
-    if (cfg.eval.metric, cfg.eval.normalize) != (index.metric, index.normalize):
+    features = _extract(loaded, paths, device, batch_size)
+    index.check_compatible(_comparable(index, _settings(loaded)))
+    if (loaded.metric, loaded.normalize) != (index.metric, index.normalize):
         raise OccreidError(
-            f"the index uses metric={index.metric}, normalize={index.normalize} but the checkpoint's config "
-            f"says metric={cfg.eval.metric}, normalize={cfg.eval.normalize}; build a new index"
+            f"the index uses metric={index.metric}, normalize={index.normalize} but the model's settings "
+            f"say metric={loaded.metric}, normalize={loaded.normalize}; build a new index"
         )
     index.add(features, [str(p.resolve()) for p in paths])
     index.save(index_path)
@@ -245,8 +250,11 @@ def search(
     device: str = typer.Option("auto", help="Where to embed the query and search: auto, cpu, cuda, ..."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="The index's model, e.g. after moving it (default: the recorded path)."
+        None,
+        "--checkpoint",
+        help="The index's model, e.g. after moving it, or its .onnx export (default: the recorded path).",
     ),
+    runtime: str = typer.Option("auto", "--runtime", help=RUNTIME_HELP),
 ) -> None:
     """Print the --topk gallery entries closest to --image, or (a track index) to the track --camera/--track,
     with distances. A track query leaves out its own camera unless --include-same-camera. The image is
@@ -257,16 +265,17 @@ def search(
         raise OccreidError("give the query as --image FILE, or as --camera NAME with --track ID")
     index = load_index(index_path)
     if image is None or isinstance(index, TrackIndex):
-        query = (image, camera, track)
-        _search_tracks(
-            index, index_path, query, topk, include_same_camera, rescore, backend, device, as_json, checkpoint
-        )
+        query, options = (image, camera, track), (topk, include_same_camera, rescore, backend)
+        _search_tracks(index, index_path, query, options, device, as_json, (checkpoint, runtime))
         return
     if not image.is_file():
         raise OccreidError(f"query image not found: {image}")
-    checkpoint = _recorded_checkpoint(index, index_path, " to embed the query with", checkpoint)
-    features, cfg = _extract(checkpoint, [image], device, 1)
-    index.check_compatible(_comparable(index, _settings(checkpoint, cfg)))
+    loaded = _index_model(index, index_path, " to embed the query with", checkpoint, runtime, device)
+    problem = index.precision_problem(loaded.precision)
+    if problem:
+        typer.echo(f"warning: {problem}; distances mix the two (close, not equal)", err=True)
+    features = _extract(loaded, [image], device, 1)
+    index.check_compatible(_comparable(index, _settings(loaded)))
     results = index.search_paths(features, topk=topk, backend=backend, device=device)[0]
     if as_json:
         typer.echo(
@@ -278,28 +287,27 @@ def search(
         typer.echo(f"{rank:>4}  {distance:10.4f}  {path}")
 
 
-def _search_tracks(
-    index, index_path, query, topk, include_same_camera, rescore, backend, device, as_json, checkpoint
-) -> None:
+def _search_tracks(index, index_path, query, options, device, as_json, model) -> None:
     """`search` on a track index (by image or by track), or by track on an image index (refused there).
-    `query` is (image, camera, track)."""
+    `query` is (image, camera, track), `options` (topk, include_same_camera, rescore, backend), `model`
+    (checkpoint, runtime)."""
     from occreid.cli.recordings import print_results
     from occreid.evaluation.index import GalleryIndex
     from occreid.inference import FeatureExtractor
     from occreid.retrieval import search_by_image, search_by_track
 
     image, camera, track = query
-    options = {"topk": topk, "rescore": rescore, "backend": backend}
+    topk, include_same_camera, rescore, backend = options
+    common = {"topk": topk, "rescore": rescore, "backend": backend}
     if image is None:
-        answer = search_by_track(index, camera, track, include_same_camera=include_same_camera, **options)
+        answer = search_by_track(index, camera, track, include_same_camera=include_same_camera, **common)
     else:
         if not image.is_file():
             raise OccreidError(f"query image not found: {image}")
-        checkpoint = _recorded_checkpoint(index, index_path, " to embed the query with", checkpoint)
-        model, cfg = _load_model(checkpoint)
-        GalleryIndex(meta=index.meta).check_compatible(_comparable(index, _settings(checkpoint, cfg)))
-        extractor = FeatureExtractor.for_config(model, cfg, device=device, batch_size=1, progress=False)
-        answer = search_by_image(index, image, extractor, **options)
+        loaded = _index_model(index, index_path, " to embed the query with", model[0], model[1], device)
+        GalleryIndex(meta=index.meta).check_compatible(_comparable(index, _settings(loaded)))
+        extractor = FeatureExtractor.for_model(loaded, device=device, batch_size=1, progress=False)
+        answer = search_by_image(index, image, extractor, **common)
     print_results(answer, as_json, len(index))
 
 

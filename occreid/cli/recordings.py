@@ -42,11 +42,10 @@ def synth_video(
     typer.echo(f"wrote {out}: {cameras} cameras x {frames} frames, {people} people; gt rows {rows}; {video}")
 
 
-def _extractor(load_model: Any, checkpoint: Path, device: str, batch_size: int | None):
+def _extractor(loaded: Any, device: str, batch_size: int | None):
     from occreid.inference import FeatureExtractor
 
-    model, cfg = load_model(checkpoint)
-    return FeatureExtractor.for_config(model, cfg, device=device, batch_size=batch_size, progress=False), cfg
+    return FeatureExtractor.for_model(loaded, device=device, batch_size=batch_size, progress=False)
 
 
 def ingest_camera(
@@ -84,40 +83,37 @@ def ingest_camera(
 
 
 def build_track_index(
-    load_model: Any,
-    settings: Any,
-    checkpoint: Path,
+    loaded: Any,
+    settings: dict[str, Any],
     out: Path,
     device: str,
     batch_size: int | None,
     recording: dict[str, Any],
 ) -> None:
-    """`occreid index build --tracks ...`: a new track index with one camera, written under the index's
-    lock. `recording` holds camera, tracks, video, frames, fps, crops_per_track; `settings(cfg)` is what the
-    index records about the model."""
+    """`occreid index build --tracks ...`: a new track index with one camera embedded by `loaded` (an
+    occreid.inference.models.InferenceModel), written under the index's lock. `recording` holds camera,
+    tracks, video, frames, fps, crops_per_track; `settings` is what the index records about the model."""
     from occreid.retrieval import TrackIndex
     from occreid.utils.locks import file_lock, lock_path_for
 
-    extractor, cfg = _extractor(load_model, checkpoint, device, batch_size)
+    extractor = _extractor(loaded, device, batch_size)
     with file_lock(lock_path_for(out), what=f"the index {out}"):
         part = ingest_camera(extractor, **recording)
-        index = TrackIndex(meta=settings(cfg)).extend(part)
+        index = TrackIndex(meta=settings).extend(part)
         index.save(out)
     typer.echo(f"indexed {len(index)} tracks of {recording['camera']} ({index.dim}-d, cosine) -> {out}")
 
 
 def add_track_index(
-    load_model: Any,
-    check: Any,
+    model_for: Any,
     index_path: Path,
-    checkpoint: Path,
     device: str,
     batch_size: int | None,
     replace_camera: bool,
     recording: dict[str, Any],
 ) -> None:
     """`occreid index add --tracks ...`: one more camera in a track index (read, extended and written under
-    the index's lock). `check(index, cfg)` raises when the model differs from the index's."""
+    the index's lock). `model_for(index)` gives the index's model, or raises when the one given differs."""
     from occreid.retrieval import TrackIndex
     from occreid.utils.locks import file_lock, lock_path_for
 
@@ -129,9 +125,7 @@ def add_track_index(
                 f"camera {camera!r} is already in {index_path}; pass --replace-camera to replace its tracks, "
                 "or give this recording another --camera name"
             )
-        extractor, cfg = _extractor(load_model, checkpoint, device, batch_size)
-        check(index, cfg)
-        part = ingest_camera(extractor, **recording)
+        part = ingest_camera(_extractor(model_for(index), device, batch_size), **recording)
         if camera in index.cameras:
             index = index.without_camera(camera)
         index = index.extend(part)

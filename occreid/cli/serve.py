@@ -18,25 +18,24 @@ def query_model(
     records (same content hash). Without either, (None, None): searching by image is off and the page says
     so."""
     from occreid.apps.serve.explain import Explainer
-    from occreid.cli.evaluation import _recorded_checkpoint
+    from occreid.cli.evaluation import _index_model
     from occreid.inference.extractor import FeatureExtractor
-    from occreid.inference.models import load_deployed_model
     from occreid.utils.device import resolve_device
 
     meta = getattr(index, "meta", {}) or {}
     if checkpoint is None and not meta.get("checkpoint"):
         typer.secho(f"warning: {index_path} records no checkpoint; searching by image is off", err=True)
         return None, None
-    try:
-        path = _recorded_checkpoint(index, index_path, "", checkpoint)
+    device = str(resolve_device(device, option="--device"))
+    try:  # the torch runtime: the explainer reads the model's feature maps
+        loaded = _index_model(index, index_path, "", checkpoint, "torch", device)
     except OccreidError as exc:
         if checkpoint is not None:
             raise
         typer.secho(f"warning: searching by image is off: {exc}", err=True)
         return None, None
-    device = str(resolve_device(device, option="--device"))
-    model, cfg = load_deployed_model(path, device=device)
-    return FeatureExtractor.for_config(model, cfg, device=device, progress=False), Explainer(model, cfg)
+    extractor = FeatureExtractor.for_model(loaded, device=device, progress=False)
+    return extractor, Explainer(loaded.model, loaded.cfg)
 
 
 def _check_port(host: str, port: int) -> None:

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 
-def index_settings(checkpoint: str | Path, cfg: Any) -> dict[str, Any]:
-    """What must match for two feature sets to be comparable; stored in the index metadata. The model is
-    identified by the checkpoint's content hash; its path is only where it was when the index was built.
-    `feature` is what the deployed model computes: always f_G (whatever test feature the config names)."""
-    from occreid.utils.hashing import file_sha256
-
-    checkpoint = Path(checkpoint)
+def index_settings(loaded: Any) -> dict[str, Any]:
+    """What must match for two feature sets to be comparable; stored in the index metadata, for `loaded`, an
+    occreid.inference.models.InferenceModel. The model is identified by the content hash of its training
+    checkpoint (an .onnx file records the one it was exported from), so a checkpoint and its fp32 export are
+    the same model; its path is only where it was when the index was built. `feature` is what the deployed
+    model computes: always f_G (whatever test feature the config names). `precision` (fp32 / int8) is checked
+    on its own (GalleryIndex.precision_problem)."""
     return {
-        "checkpoint": str(checkpoint.resolve()),
-        "checkpoint_sha256": file_sha256(checkpoint) if checkpoint.is_file() else None,
-        "image_size": list(cfg.data.image_size),
-        "mean": list(cfg.data.mean),
-        "std": list(cfg.data.std),
-        "flip": bool(cfg.eval.flip),
+        "checkpoint": str(loaded.path.resolve()),
+        "checkpoint_sha256": loaded.source_sha256,
+        "image_size": list(loaded.image_size),
+        "mean": list(loaded.mean),
+        "std": list(loaded.std),
+        "flip": bool(loaded.flip),
         "feature": "f_G",
+        "precision": loaded.precision,
     }

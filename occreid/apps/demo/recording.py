@@ -20,14 +20,14 @@ def index_recording(
     """Render <out>/recording (replacing only an earlier synth-video output there), index every camera's
     ground-truth tracks with `checkpoint` into <out>/recording/tracks.npz and return that path."""
     from occreid.inference import FeatureExtractor
-    from occreid.inference.models import load_deployed_model
+    from occreid.inference.models import load_inference_model
     from occreid.retrieval import TrackIndex, index_settings, ingest, open_recording
 
     folder = Path(out) / "recording"
     synth_video(folder, SynthVideoSettings(**{**settings.__dict__, "seed": seed}), overwrite=True)
-    model, cfg = load_deployed_model(checkpoint, device="cpu")
-    extractor = FeatureExtractor.for_config(model, cfg, device="cpu", progress=False)
-    index = TrackIndex(meta=index_settings(checkpoint, cfg))
+    loaded = load_inference_model(checkpoint, device="cpu")
+    extractor = FeatureExtractor.for_model(loaded, device="cpu", progress=False)
+    index = TrackIndex(meta=index_settings(loaded))
     with_video = video_codec() is not None
     for number in range(1, settings.cameras + 1):
         cam = folder / f"cam{number}"
