@@ -11,7 +11,7 @@ import typer
 
 from occreid.errors import OccreidError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}  # what the dataset loaders read
 
 index_app = typer.Typer(help="Build and extend a searchable gallery index.", no_args_is_help=True)
 
@@ -111,7 +111,7 @@ def index_build(
     overwrite: bool = typer.Option(False, help="Replace an existing index file."),
 ) -> None:
     """Embed every image under --images and write a searchable index."""
-    from occreid.evaluation.index import GalleryIndex
+    from occreid.evaluation.index import GalleryIndex, index_lock
     from occreid.utils.files import check_output_file
 
     if out.suffix != ".npz":
@@ -128,7 +128,10 @@ def index_build(
         metric=cfg.eval.metric, normalize=cfg.eval.normalize, meta=_settings(checkpoint, cfg)
     )
     index.add(features, [str(p.resolve()) for p in paths])
-    index.save(out)
+    with index_lock(out):  # another build or add into --out at the same time: one wins, nothing mixed
+        if out.exists() and not overwrite:
+            raise OccreidError(f"{out} was created by another command meanwhile; use `occreid index add`")
+        index.save(out)
     typer.echo(f"indexed {len(index)} images ({index.dim}-d, {index.metric}) -> {out}")
 
 
@@ -161,9 +164,10 @@ def index_add(
             f"the index uses metric={index.metric}, normalize={index.normalize} but the checkpoint's config "
             f"says metric={cfg.eval.metric}, normalize={cfg.eval.normalize}; build a new index"
         )
-    index.add(features, [str(p.resolve()) for p in paths])
-    index.save(index_path)
-    typer.echo(f"added {len(paths)} images; {index_path} now holds {len(index)}")
+    new = GalleryIndex(index.metric, index.normalize, meta=_comparable(index, _settings(checkpoint, cfg)))
+    new.add(features, [str(p.resolve()) for p in paths])
+    added = new.merge_into(index_path)  # under the index's lock, into the index as it is now
+    typer.echo(f"added {added} images; {index_path} now holds {len(GalleryIndex.load(index_path))}")
 
 
 def search(
@@ -182,6 +186,8 @@ def search(
     from occreid.evaluation.index import GalleryIndex
 
     index = GalleryIndex.load(index_path)
+    if image.is_dir():
+        raise OccreidError(f"--image {image} is a folder; give one query image file")
     if not image.is_file():
         raise OccreidError(f"query image not found: {image}")
     checkpoint = _recorded_checkpoint(index, index_path, " to embed the query with", checkpoint)

@@ -66,7 +66,7 @@ def evaluate(
     from occreid.inference.models import load_method
     from occreid.modeling.checkpoint import checkpoint_config, load_checkpoint
     from occreid.utils.device import resolve_device
-    from occreid.utils.files import check_output_file
+    from occreid.utils.files import atomic_write_text, check_output_file
 
     overrides = list(set_ or [])
     if dataset is not None and root is None:
@@ -92,7 +92,7 @@ def evaluate(
     typer.echo(format_results_table(output.table_rows(name), ranks=ranks))  # overall, then per occluder type
     payload = results_to_json(output.result, output.settings, output.per_type)
     payload.update({"checkpoint": str(checkpoint), "dataset": test_set.name, "root": str(test_set.root)})
-    out.write_text(json.dumps(payload, indent=2))
+    atomic_write_text(out, json.dumps(payload, indent=2))  # all or nothing: a full disk leaves no 0-byte file
     typer.echo(f"results written to {out}")
 
 

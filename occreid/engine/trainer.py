@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from occreid.config import Config, save_config
+from occreid.config import Config, apply_overrides
 from occreid.data.datasets import load_dataset
 from occreid.data.loaders import build_train_loader
 from occreid.data.records import ReidDataset
@@ -33,12 +33,13 @@ from occreid.data.splits import check_split_images, keypoints_for, load_test_spl
 from occreid.engine.checkpoint import rng_state, set_rng_state
 from occreid.engine.metrics_log import MetricsLog, environment_info
 from occreid.engine.optim import build_optimizer, build_scheduler
-from occreid.engine.rundir import check_run_dir, clear_run_dir
+from occreid.engine.resume import check_resume_settings
+from occreid.engine.rundir import check_run_dir, claim_run_dir, clear_run_dir
 from occreid.errors import OccreidError
 from occreid.evaluation.evaluate import EvalOutput, evaluate_model
 from occreid.methods import build_model
 from occreid.modeling.base import ReidMethod
-from occreid.modeling.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from occreid.modeling.checkpoint import checkpoint_config, load_checkpoint, load_weights, save_checkpoint
 from occreid.utils.distributed import (
     DistInfo,
     all_gather_objects,
@@ -49,7 +50,7 @@ from occreid.utils.distributed import (
     parameter_fingerprint,
     setup_distributed,
 )
-from occreid.utils.files import check_writable_dir
+from occreid.utils.files import atomic_write_text, check_writable_dir
 from occreid.utils.progress import progress as progress_bar
 
 
@@ -103,13 +104,16 @@ def train(
     already holds a run is refused unless the run is resumed or `overwrite` replaces it
     (occreid.engine.rundir).
     """
-    run = _set_up(cfg, resume, overwrite)
-    _resume(run, resume)
-    _open_run_dir(run, overwrite)
-    for epoch in range(run.start_epoch, cfg.train.epochs):
-        _train_epoch(run, epoch, progress)
-        _evaluate_and_checkpoint(run, epochs_done=epoch + 1)
-    _finish(run)
+    with claim_run_dir(Path(cfg.train.output_dir)):  # one run per folder (a lock; rank 0 under DDP)
+        check_run_dir(Path(cfg.train.output_dir), resume, overwrite)
+        state, resume_path = _resume_state(cfg, resume)
+        run = _set_up(cfg, resuming=state is not None)
+        _resume(run, state, resume_path)
+        _open_run_dir(run, overwrite)
+        for epoch in range(run.start_epoch, cfg.train.epochs):
+            _train_epoch(run, epoch, progress)
+            _evaluate_and_checkpoint(run, epochs_done=epoch + 1)
+        _finish(run)
     return TrainResult(run.run_dir, cfg.train.epochs, run.step, run.best_map, run.last_eval)
 
 
@@ -117,12 +121,12 @@ def train(
 # Set-up and resume
 
 
-def _set_up(cfg: Config, resume: str | Path | None, overwrite: bool) -> TrainingRun:
-    """Checks of the run folder, then the method, the data it asks for, and the optimisers."""
+def _set_up(cfg: Config, resuming: bool) -> TrainingRun:
+    """The method (without its pretrained file when `resuming`: the checkpoint holds every weight), the data
+    it asks for, and the optimisers."""
     t = cfg.train
     info = setup_distributed(t.device)
     run_dir = Path(t.output_dir)
-    check_run_dir(run_dir, resume, overwrite)
     check_writable_dir(run_dir, "train.output_dir")
     torch.manual_seed(t.seed)
     np.random.seed(t.seed)
@@ -132,7 +136,9 @@ def _set_up(cfg: Config, resume: str | Path | None, overwrite: bool) -> Training
         raise OccreidError(
             f"dataset {cfg.data.dataset} at {cfg.data.root} has no training split (test-only set)"
         )
-    method = build_model(cfg, num_classes=dataset.num_train_pids).to(info.device)
+    build_cfg = apply_overrides(cfg, ["model.pretrained=false"]) if resuming else cfg
+    method = build_model(build_cfg, num_classes=dataset.num_train_pids).to(info.device)
+    check_cameras(cfg, dataset)
     needs = method.batch_needs()
     train_kpts = (
         keypoints_for(dataset, dataset.train, cfg.data.keypoints, cfg.data.allow_missing_keypoints)
@@ -177,6 +183,19 @@ def _set_up(cfg: Config, resume: str | Path | None, overwrite: bool) -> Training
     )
 
 
+def check_cameras(cfg: Config, dataset: ReidDataset) -> None:
+    """A ViT camera embedding (model.num_cameras > 0) needs every training camid in [0, num_cameras): found
+    before the run folder is written, not at step 1."""
+    n = cfg.model.num_cameras
+    camids = {r.camid for r in dataset.train}
+    if n and camids and (min(camids) < 0 or max(camids) >= n):
+        bad = min(camids) if min(camids) < 0 else max(camids)
+        raise OccreidError(
+            f"model.num_cameras={n}: the training data of {cfg.data.dataset} has camera id {bad}; camera ids "
+            f"must be 0..{n - 1}: set model.num_cameras to the dataset's camera count (its ids are 0-based)"
+        )
+
+
 def _for_device(cfg: Config, method: ReidMethod, info: DistInfo) -> ReidMethod:
     """NHWC weights (train.channels_last) and synchronised BatchNorm across GPUs (train.sync_bn)."""
     if cfg.train.channels_last:
@@ -212,13 +231,22 @@ def _step_module(method: ReidMethod, info: DistInfo) -> nn.Module:
     return step_module
 
 
-def _resume(run: TrainingRun, resume: str | Path | None) -> None:
-    """The weights, optimisers, schedule, step and RNG states of `resume` (a checkpoint, or "auto": the run
-    folder's last.pt where there is one)."""
-    path = run.run_dir / "last.pt" if resume == "auto" else (Path(resume) if resume else None)
+def _resume_state(cfg: Config, resume: str | Path | None) -> tuple[dict[str, Any] | None, Path | None]:
+    """The checkpoint to continue from (`resume`, or "auto": the run folder's last.pt where there is one) and
+    its path, after checking that `cfg` keeps the run's settings (occreid.engine.resume); (None, None) for a
+    new run."""
+    path = Path(cfg.train.output_dir) / "last.pt" if resume == "auto" else (Path(resume) if resume else None)
     if path is None or (resume == "auto" and not path.is_file()):
+        return None, None
+    state = load_checkpoint(path)
+    check_resume_settings(cfg, checkpoint_config(state, path), path)
+    return state, path
+
+
+def _resume(run: TrainingRun, state: dict[str, Any] | None, path: Path | None) -> None:
+    """The weights, optimisers, schedule, step and RNG states of the checkpoint `state` (read from `path`)."""
+    if state is None:
         return
-    state = load_checkpoint(path, map_location=run.info.device)
     load_weights(run.method, state, path, run.cfg, num_classes=run.dataset.num_train_pids)
     run.optimizer.load_state_dict(state["optimizer"])
     for name, opt in run.extra_optimizers.items():
@@ -239,8 +267,8 @@ def _open_run_dir(run: TrainingRun, overwrite: bool) -> None:
     run.log = MetricsLog(run.run_dir, info.is_main, resume_step=run.step if run.start_epoch > 0 else None)
     if info.is_main:
         run.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run.run_dir / "config.yaml")
-        (run.run_dir / "environment.json").write_text(json.dumps(environment_info(info), indent=2))
+        atomic_write_text(run.run_dir / "config.yaml", cfg.to_yaml())
+        atomic_write_text(run.run_dir / "environment.json", json.dumps(environment_info(info), indent=2))
         print(run.dataset.summary())
         print(
             f"training {type(run.method).__name__} on {info.device}, {len(run.loader.batch_sampler)} "
@@ -385,7 +413,7 @@ def _evaluate(run: TrainingRun, epochs_done: int) -> bool:
     r = out.result
     print(f"epoch {epochs_done}: mAP {r.mAP:.1%} rank-1 {r.cmc[0]:.1%} mINP {r.mINP:.1%}", flush=True)
     eval_json = {**run.last_eval, "settings": out.settings}
-    (run.run_dir / "eval.json").write_text(json.dumps(eval_json, indent=2))
+    atomic_write_text(run.run_dir / "eval.json", json.dumps(eval_json, indent=2))
     return improved
 
 

@@ -166,9 +166,10 @@ class ViTBackbone(nn.Module):
             if camids is None:  # evaluation / deployment: the mean camera, no side input
                 x = x + self.camera_coef * self.camera_embed.mean(dim=0)
             else:
-                if int(camids.max()) >= len(self.camera_embed):
+                if int(camids.max()) >= len(self.camera_embed) or int(camids.min()) < 0:
+                    bad = int(camids.min()) if int(camids.min()) < 0 else int(camids.max())
                     raise OccreidError(
-                        f"camera id {int(camids.max())} is out of range for model.num_cameras="
+                        f"camera id {bad} is out of range for model.num_cameras="
                         f"{len(self.camera_embed)}; set it to the dataset's camera count"
                     )
                 x = x + self.camera_coef * self.camera_embed[camids]  # (B, 1, D) broadcast over tokens

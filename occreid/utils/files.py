@@ -56,8 +56,11 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     """A binary file object whose content replaces `path` in one rename when the block ends without an error.
     The temp file (`<name>*.tmp`, same folder) is flushed to disk before the rename and removed on failure."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    except OSError as exc:
+        raise OccreidError(f"cannot write {path}: {_reason(exc)}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -65,6 +68,12 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
             os.chmod(tmp, 0o666 & ~umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a quota: the old file (or none) stays, and no temp file
+        Path(tmp).unlink(missing_ok=True)
+        kept = "the file there before is unchanged" if path.exists() else "nothing was written"
+        raise OccreidError(
+            f"cannot write {path}: {_reason(exc)} ({kept}); free some space and run again"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

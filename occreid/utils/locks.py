@@ -1,8 +1,8 @@
 """Operating-system file locks that die with their process.
 
 `flock` locks are released by the kernel when the holder exits, SIGKILL included, so a crashed writer never
-leaves a lock behind; the lock file itself may stay and is harmless. The holder writes its PID and command into
-the lock file, so a refusal can name it. POSIX only (Linux and macOS), like `fcntl`.
+leaves a lock behind; the lock file itself may stay and is harmless. The holder writes its PID and command
+into the lock file, so a refusal can name it. POSIX only (Linux and macOS), like `fcntl`.
 """
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ def file_lock(lock_file: str | Path, *, what: str, wait_s: float = 0.0) -> Itera
     `what` is locked and the holder's PID and command. Re-entering from the same process is not supported.
     """
     lock_file = Path(lock_file)
-    handle = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        handle = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:  # a read-only folder, a missing one
+        raise OccreidError(f"cannot lock {what}: {lock_file}: {exc.strerror or exc}") from None
     try:
         if not _take(handle, wait_s=wait_s):
             raise LockedError(
