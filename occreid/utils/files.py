@@ -115,4 +115,25 @@ def check_output_file(path: Path, option: str, overwrite: bool) -> None:
         raise OccreidError(f"{option} {path} is a folder; give a file path")
     if path.exists() and not overwrite:
         raise OccreidError(f"{option} {path} already exists; {OVERWRITE_HINT}")
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise OccreidError(f"{option} {path}: {above} is a file, so it cannot hold a folder; choose another path")
     check_writable_dir(path.parent if str(path.parent) else Path("."), option)
+
+
+PICTURE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
+
+
+def check_picture_file(path: Path, option: str, overwrite: bool) -> None:
+    """`check_output_file` for a picture, whose name must also end in a format the picture commands write."""
+    path = Path(path)
+    if path.suffix.lower() not in PICTURE_FORMATS:
+        raise OccreidError(
+            f"{option} {path}: give a picture file name ending in {', '.join(PICTURE_FORMATS)}"
+        )
+    check_output_file(path, option, overwrite)
+
+
+def picture_format(path: Path) -> str:
+    """The format of a picture file by its name (PNG where the name says nothing known)."""
+    return PICTURE_FORMATS.get(Path(path).suffix.lower(), "png")
