@@ -84,6 +84,7 @@ def load_folder(
         raise OccreidError(
             f"folder: {folder} has none of the split folders {expected}; or pass a CSV with --csv"
         )
+    _check_test_split(splits, str(folder), "images")
     return finish("folder", folder, splits["train"], splits["query"], splits["gallery"], False)
 
 
@@ -93,7 +94,7 @@ def _load_csv(path: Path, base: Path | None = None) -> ReidDataset:
         raise OccreidError(f"folder: CSV file {path} does not exist")
     base = (base or path.parent).resolve()
     splits: dict[str, list[ImageRecord]] = {"train": [], "query": [], "gallery": []}
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a byte-order mark (Excel) is no cell
         rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
     if rows and rows[0][0].strip().lower() == "path":
         rows = rows[1:]
@@ -135,7 +136,18 @@ def _load_csv(path: Path, base: Path | None = None) -> ReidDataset:
     if not all(_is_under(p, base) for p in all_paths):  # absolute paths elsewhere: their common folder
         root = Path(os.path.commonpath(all_paths))
         root = root.parent if root.is_file() else root
+    _check_test_split(splits, str(path), "rows")
     return finish("folder", root, splits["train"], splits["query"], splits["gallery"], False)
+
+
+def _check_test_split(splits: dict[str, list[ImageRecord]], where: str, what: str) -> None:
+    """Query and gallery come together (an evaluation needs both) or not at all (training-only data)."""
+    for has, lacks in (("query", "gallery"), ("gallery", "query")):
+        if splits[has] and not splits[lacks]:
+            raise OccreidError(
+                f"folder: {where} has {has} {what} but no {lacks} {what}; an evaluation needs both: add "
+                f"{lacks} {what}, or leave out the {has} ones for training-only data"
+            )
 
 
 def _parse_bool(cell: str, where: str) -> bool | None:
