@@ -214,11 +214,13 @@ def load_vit_checkpoint(vit: nn.Module, path: str) -> None:
     pos = state.get("pos_embed")
     if pos is not None and not _square_grid(pos):
         raise OccreidError(  # timm's resize assumes a square ImageNet grid after 0-2 prefix tokens
-            f"model.pretrained: {path} has a position embedding of shape {tuple(pos.shape)}, not prefix tokens "
-            "plus a square grid of patches (n*n); give an ImageNet ViT checkpoint"
+            f"model.pretrained: {path} has a position embedding of shape {tuple(pos.shape)}, not prefix "
+            "tokens plus a square grid of patches (n*n); give an ImageNet ViT checkpoint"
         )
     try:
         state = checkpoint_filter_fn(state, vit)
     except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise OccreidError(f"model.pretrained: {path} does not fit this ViT ({type(exc).__name__}: {exc})") from None
+        raise OccreidError(
+            f"model.pretrained: {path} does not fit this ViT ({type(exc).__name__}: {exc})"
+        ) from None
     load_matching(vit, state, path, "this ViT", drop=("head.",))

@@ -117,7 +117,9 @@ def check_output_file(path: Path, option: str, overwrite: bool) -> None:
         raise OccreidError(f"{option} {path} already exists; {OVERWRITE_HINT}")
     above = next((p for p in path.parents if p.exists()), None)
     if above is not None and not above.is_dir():
-        raise OccreidError(f"{option} {path}: {above} is a file, so it cannot hold a folder; choose another path")
+        raise OccreidError(
+            f"{option} {path}: {above} is a file, so it cannot hold a folder; choose another path"
+        )
     check_writable_dir(path.parent if str(path.parent) else Path("."), option)
 
 

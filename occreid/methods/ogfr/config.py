@@ -67,6 +67,7 @@ class OGFRConfig(Section):
                 "word; set ogfr.fepm=off to train without erasing, or an erase_ratio above 0"
             )
         return self
+
     kd_temperature: float = Field(4.0, gt=0.0)
     token_distill: bool = False  # patch tokens the occluder does not cover (and the agent kept)
     lambda_token: float = 1.0
