@@ -111,7 +111,10 @@ def demo(
 
     An --out that holds an earlier demo is refused unless --overwrite is given."""
     from occreid.apps.demo.run import run_demo
+    from occreid.errors import OccreidError
 
+    if epochs is not None and epochs < 1:  # before SynthOcc is rendered
+        raise OccreidError(f"--epochs must be at least 1, got {epochs}")
     run_demo(out, seed=seed, epochs=epochs, overwrite=overwrite)
 
 
