@@ -129,6 +129,8 @@ PICTURE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
 def check_picture_file(path: Path, option: str, overwrite: bool) -> None:
     """`check_output_file` for a picture, whose name must also end in a format the picture commands write."""
     path = Path(path)
+    if path.is_dir():
+        raise OccreidError(f"{option} {path} is a folder; give a picture file path")
     if path.suffix.lower() not in PICTURE_FORMATS:
         raise OccreidError(
             f"{option} {path}: give a picture file name ending in {', '.join(PICTURE_FORMATS)}"
