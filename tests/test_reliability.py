@@ -599,3 +599,21 @@ def test_the_docs_synth_commands_use_the_form_occreid_synth_takes():
     spaced = re.compile(r"--train-occluders\s+[a-z]+\s+(vehicle|pole|board|person|clutter)\b")
     for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
         assert not spaced.search(path.read_text()), path
+
+
+def test_a_full_disk_anywhere_else_is_one_line(monkeypatch, capsys):
+    import errno
+
+    import occreid.cli as cli
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "runs/x/metrics.jsonl")
+
+    monkeypatch.setattr(cli, "app", full)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "error: runs/x/metrics.jsonl: No space left on device; free some space and run the command again"
+    ]
