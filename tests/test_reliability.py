@@ -499,14 +499,18 @@ def test_empty_occlusion_types_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize("present", ["query", "gallery"])
-def test_a_csv_with_query_but_no_gallery_is_refused_at_load(synth_root, tmp_path, present):
-    images = sorted((synth_root / "bounding_box_train").glob("*.jpg"))[:4]
-    rows = [f"{p},{i % 2},{i % 2},train" for i, p in enumerate(images)] + [f"{images[0]},0,1,{present}"]
+def test_a_csv_with_query_but_no_gallery_is_refused_before_training(synth_root, tmp_path, present):
+    images = sorted((synth_root / "bounding_box_train").glob("*.jpg"))[:16]
+    rows = [f"{p},{i % 4},{i % 2},train" for i, p in enumerate(images)] + [f"{images[0]},0,1,{present}"]
     csv = tmp_path / "data.csv"
     csv.write_text("\n".join(rows) + "\n")
-    result = run("data", "summary", "folder", "--csv", str(csv), cwd=tmp_path)
+    folder = tmp_path / "run"
+    result = run(
+        "train", *sets("data.dataset=folder", f"data.root={csv}"), "--output-dir", str(folder), cwd=tmp_path
+    )
     missing = "gallery" if present == "query" else "query"
-    assert_user_error(result, str(csv), f"no {missing} rows")
+    assert_user_error(result, f"no {missing} images", f"split {missing}")
+    assert not [p for p in folder.iterdir() if p.name != ".lock"]  # refused before the first step
 
 
 def test_a_csv_saved_with_a_byte_order_mark_reads_its_header(synth_root, tmp_path):

@@ -10,6 +10,7 @@ from occreid.config import Config
 from occreid.data.datasets import load_dataset
 from occreid.data.images import check_images
 from occreid.data.records import ImageRecord, ReidDataset
+from occreid.errors import OccreidError
 from occreid.pose.store import DEFAULT_STORE_NAME, KeypointStore
 
 
@@ -32,9 +33,32 @@ def keypoints_for(
 
 
 def load_test_split(cfg: Config, train_set: ReidDataset | None = None) -> ReidDataset:
+    """The dataset whose query and gallery a run evaluates on; one that has only one of the two is refused
+    here, before training starts, not after an epoch (data with neither is training-only data)."""
     if cfg.data.test_dataset is None:
-        return train_set if train_set is not None else load_dataset(cfg.data.dataset, cfg.data.root)
-    return load_dataset(cfg.data.test_dataset, cfg.data.test_root or cfg.data.root)
+        test = train_set if train_set is not None else load_dataset(cfg.data.dataset, cfg.data.root)
+    else:
+        test = load_dataset(cfg.data.test_dataset, cfg.data.test_root or cfg.data.root)
+    for has, lacks in (("query", "gallery"), ("gallery", "query")):
+        if getattr(test, has) and not getattr(test, lacks):
+            raise OccreidError(
+                f"{test.name} at {test.root} has {has} images but no {lacks} images; an evaluation needs "
+                f"both: add {lacks} images (rows with split {lacks}), or leave out the {has} ones"
+            )
+    return test
+
+
+def check_camera_ids(cfg: Config, dataset: ReidDataset) -> None:
+    """A ViT camera embedding (model.num_cameras > 0) needs every training camid in [0, num_cameras): found
+    before the run folder is written, not at step 1."""
+    n = cfg.model.num_cameras
+    camids = {r.camid for r in dataset.train}
+    if n and camids and (min(camids) < 0 or max(camids) >= n):
+        bad = min(camids) if min(camids) < 0 else max(camids)
+        raise OccreidError(
+            f"model.num_cameras={n}: the training data of {cfg.data.dataset} has camera id {bad}; camera ids "
+            f"must be 0..{n - 1}: set model.num_cameras to the dataset's camera count (its ids are 0-based)"
+        )
 
 
 def check_split_images(

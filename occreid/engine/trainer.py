@@ -29,7 +29,13 @@ from occreid.config import Config, apply_overrides
 from occreid.data.datasets import load_dataset
 from occreid.data.loaders import build_train_loader
 from occreid.data.records import ReidDataset
-from occreid.data.splits import check_split_images, keypoints_for, load_test_split, test_keypoints
+from occreid.data.splits import (
+    check_camera_ids,
+    check_split_images,
+    keypoints_for,
+    load_test_split,
+    test_keypoints,
+)
 from occreid.engine.checkpoint import rng_state, set_rng_state
 from occreid.engine.metrics_log import MetricsLog, environment_info
 from occreid.engine.optim import build_optimizer, build_scheduler
@@ -138,7 +144,7 @@ def _set_up(cfg: Config, resuming: bool) -> TrainingRun:
         )
     build_cfg = apply_overrides(cfg, ["model.pretrained=false"]) if resuming else cfg
     method = build_model(build_cfg, num_classes=dataset.num_train_pids).to(info.device)
-    check_cameras(cfg, dataset)
+    check_camera_ids(cfg, dataset)
     needs = method.batch_needs()
     train_kpts = (
         keypoints_for(dataset, dataset.train, cfg.data.keypoints, cfg.data.allow_missing_keypoints)
@@ -181,19 +187,6 @@ def _set_up(cfg: Config, resuming: bool) -> TrainingRun:
         scaler=torch.amp.GradScaler(info.device.type, enabled=t.amp == "fp16"),
         step_module=_step_module(method, info),
     )
-
-
-def check_cameras(cfg: Config, dataset: ReidDataset) -> None:
-    """A ViT camera embedding (model.num_cameras > 0) needs every training camid in [0, num_cameras): found
-    before the run folder is written, not at step 1."""
-    n = cfg.model.num_cameras
-    camids = {r.camid for r in dataset.train}
-    if n and camids and (min(camids) < 0 or max(camids) >= n):
-        bad = min(camids) if min(camids) < 0 else max(camids)
-        raise OccreidError(
-            f"model.num_cameras={n}: the training data of {cfg.data.dataset} has camera id {bad}; camera ids "
-            f"must be 0..{n - 1}: set model.num_cameras to the dataset's camera count (its ids are 0-based)"
-        )
 
 
 def _for_device(cfg: Config, method: ReidMethod, info: DistInfo) -> ReidMethod:

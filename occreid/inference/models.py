@@ -24,7 +24,9 @@ def load_method(
         cfg = apply_overrides(cfg, overrides)
     cfg.model.pretrained = False  # the checkpoint holds the weights
     method = build_model(cfg, num_classes=state["num_classes"])
-    changed = tuple(k for k in (t.split("=", 1)[0] for t in overrides or []) if not k.startswith("data.test_"))
+    changed = tuple(
+        k for k in (t.split("=", 1)[0] for t in overrides or []) if not k.startswith("data.test_")
+    )
     load_weights(method, state, path, cfg, checkpoint_config(state, path), action="evaluate", changed=changed)
     return method.to(device).eval(), cfg
 

@@ -10,6 +10,7 @@ new file gets the permissions of any newly created file (0o666 minus the umask),
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import tempfile
@@ -70,6 +71,8 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
         os.replace(tmp, path)
     except OSError as exc:  # a full disk, a quota: the old file (or none) stays, and no temp file
         Path(tmp).unlink(missing_ok=True)
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
         kept = "the file there before is unchanged" if path.exists() else "nothing was written"
         raise OccreidError(
             f"cannot write {path}: {_reason(exc)} ({kept}); free some space and run again"

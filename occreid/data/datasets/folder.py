@@ -84,7 +84,6 @@ def load_folder(
         raise OccreidError(
             f"folder: {folder} has none of the split folders {expected}; or pass a CSV with --csv"
         )
-    _check_test_split(splits, str(folder), "images")
     return finish("folder", folder, splits["train"], splits["query"], splits["gallery"], False)
 
 
@@ -136,18 +135,7 @@ def _load_csv(path: Path, base: Path | None = None) -> ReidDataset:
     if not all(_is_under(p, base) for p in all_paths):  # absolute paths elsewhere: their common folder
         root = Path(os.path.commonpath(all_paths))
         root = root.parent if root.is_file() else root
-    _check_test_split(splits, str(path), "rows")
     return finish("folder", root, splits["train"], splits["query"], splits["gallery"], False)
-
-
-def _check_test_split(splits: dict[str, list[ImageRecord]], where: str, what: str) -> None:
-    """Query and gallery come together (an evaluation needs both) or not at all (training-only data)."""
-    for has, lacks in (("query", "gallery"), ("gallery", "query")):
-        if splits[has] and not splits[lacks]:
-            raise OccreidError(
-                f"folder: {where} has {has} {what} but no {lacks} {what}; an evaluation needs both: add "
-                f"{lacks} {what}, or leave out the {has} ones for training-only data"
-            )
 
 
 def _parse_bool(cell: str, where: str) -> bool | None:
