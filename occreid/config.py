@@ -36,12 +36,29 @@ def _registered_method(name: str) -> str:
     return name
 
 
+def auto_split_spec(value: str | None) -> str | None:
+    """`auto:F` with 0 < F < 1 (data.split), or None; a ValueError otherwise."""
+    if value is None:
+        return value
+    match = re.fullmatch(r"auto:(0?\.\d+)", value)
+    if match is None or not 0 < float(match.group(1)) < 1:
+        raise ValueError("must be auto:F with F a fraction of the identities between 0 and 1, e.g. auto:0.2")
+    return value
+
+
 class DataConfig(Section):
     dataset: str = "synthocc"  # a name from `occreid data list`
     root: str = "data/synthocc"
     # Test on another dataset's query/gallery (e.g. Market-1501 -> Occluded-REID); None: the training dataset.
     test_dataset: str | None = None
     test_root: str | None = None
+    # `folder` only (docs/own-data.md): "auto:F" holds out a fraction F of the identities, chosen by a hash of
+    # their names, as query (each one's first image) and gallery (the rest); None: the data's own splits.
+    split: Annotated[str | None, AfterValidator(auto_split_spec)] = None
+    # How query and gallery get cameras (`folder`, `p_dukemtmc`): "split" is the single-camera protocol (every
+    # query camera 0, every gallery camera 1; docs/datasets.md); None: the dataset's own (folder: from the
+    # file names, camera sub-folders or the CSV; p_dukemtmc: "split").
+    camids: Literal["names", "split"] | None = None
     # Keypoint store (occreid.pose.store); None: `<root>/keypoints.npz`. Only methods that use pose read it.
     keypoints: str | None = None
     # The test set's store when it is another dataset (test_dataset); None: `<test_root>/keypoints.npz`.
@@ -134,9 +151,9 @@ class TrainConfig(Section):
     device: str = "auto"  # auto: cuda if available, else cpu
     # None: BoT's epoch (about one pass over the training images), which the papers' epoch counts assume.
     steps_per_epoch: int | None = Field(None, ge=1)
-    eval_period: int = Field(10, ge=0)  # epochs; 0: only at the end
+    eval_period: int = Field(10, ge=-1)  # epochs; 0: only at the end; -1: never (best.pt = the last epoch)
     log_period: int = Field(20, ge=1)  # steps
-    output_dir: str = "runs/default"
+    output_dir: str = "runs/default"  # "{data}" in it becomes data.root's name (runs/{data}: runs/mine)
 
 
 class EvalConfig(Section):

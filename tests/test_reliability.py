@@ -508,8 +508,8 @@ def test_a_csv_with_query_but_no_gallery_is_refused_before_training(synth_root, 
     result = run(
         "train", *sets("data.dataset=folder", f"data.root={csv}"), "--output-dir", str(folder), cwd=tmp_path
     )
-    missing = "gallery" if present == "query" else "query"
-    assert_user_error(result, f"no {missing} images", f"split {missing}")
+    counts = "1 query and 0 gallery" if present == "query" else "0 query and 1 gallery"
+    assert_user_error(result, f"has {counts} images", "evaluation needs both")
     assert not [p for p in folder.iterdir() if p.name != ".lock"]  # refused before the first step
 
 

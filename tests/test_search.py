@@ -79,7 +79,7 @@ def test_faiss_missing_gives_install_hint(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_faiss)
     index = GalleryIndex()
     index.add(np.ones((2, 3)), ["a", "b"])
-    with pytest.raises(OccreidError, match=r"pip install occreid\[faiss\]"):
+    with pytest.raises(OccreidError, match=r'pip install -e "\.\[faiss\]" in a clone'):
         index.search(np.ones((1, 3)), backend="faiss")
 
 

@@ -759,7 +759,8 @@ def test_training_and_evaluation_progress_in_a_log_file_is_plain_lines(synth_roo
     assert any(line.startswith("query: 1/1 batches (100%) in ") for line in err), err  # 60 images
     assert any(line.startswith("gallery: 3/3 batches (100%) in ") for line in err), err  # 180 images
     records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if r["kind"] == "train"] == [1]  # log_period lines are kept as before
+    # log_period lines as before (step 1), and every epoch's last step (2)
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2]
 
 
 def test_progress_is_a_bar_on_a_terminal_and_silent_when_disabled():

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
 
 from occreid.config import Config
-from occreid.data.datasets import load_dataset
+from occreid.data.datasets import DATASETS, load_dataset
 from occreid.data.images import check_images
 from occreid.data.records import ImageRecord, ReidDataset
 from occreid.errors import OccreidError
@@ -32,20 +33,27 @@ def keypoints_for(
     return [store[p] for p in relpaths]
 
 
-def load_test_split(cfg: Config, train_set: ReidDataset | None = None) -> ReidDataset:
-    """The dataset whose query and gallery a run evaluates on; one that has only one of the two is refused
-    here, before training starts, not after an epoch (data with neither is training-only data)."""
-    if cfg.data.test_dataset is None:
-        test = train_set if train_set is not None else load_dataset(cfg.data.dataset, cfg.data.root)
-    else:
-        test = load_dataset(cfg.data.test_dataset, cfg.data.test_root or cfg.data.root)
-    for has, lacks in (("query", "gallery"), ("gallery", "query")):
-        if getattr(test, has) and not getattr(test, lacks):
+def load_train_set(cfg: Config) -> ReidDataset:
+    """The dataset `cfg.data` names, read with its options (data.split, data.camids) where given."""
+    data = cfg.data
+    if not data.root:
+        raise OccreidError("data.root is empty: set it to your images, e.g. --set data.root=data/mine")
+    options = {key: getattr(data, key) for key in ("split", "camids") if getattr(data, key) is not None}
+    accepted = inspect.signature(DATASETS[data.dataset].loader).parameters if data.dataset in DATASETS else {}
+    for key, value in options.items():
+        if key not in accepted:
+            taking = [name for name, d in DATASETS.items() if key in inspect.signature(d.loader).parameters]
             raise OccreidError(
-                f"{test.name} at {test.root} has {has} images but no {lacks} images; an evaluation needs "
-                f"both: add {lacks} images (rows with split {lacks}), or leave out the {has} ones"
+                f"data.{key}={value}: dataset {data.dataset} takes no such option (only {', '.join(taking)} "
+                f"do); remove data.{key}"
             )
-    return test
+    return load_dataset(data.dataset, data.root, **options)
+
+
+def load_test_split(cfg: Config, train_set: ReidDataset | None = None) -> ReidDataset:
+    if cfg.data.test_dataset is None:
+        return train_set if train_set is not None else load_train_set(cfg)
+    return load_dataset(cfg.data.test_dataset, cfg.data.test_root or cfg.data.root)
 
 
 def check_camera_ids(cfg: Config, dataset: ReidDataset) -> None:
@@ -58,6 +66,16 @@ def check_camera_ids(cfg: Config, dataset: ReidDataset) -> None:
         raise OccreidError(
             f"model.num_cameras={n}: the training data of {cfg.data.dataset} has camera id {bad}; camera ids "
             f"must be 0..{n - 1}: set model.num_cameras to the dataset's camera count (its ids are 0-based)"
+        )
+
+
+def check_test_split(test_set: ReidDataset, what: str) -> None:
+    """`what` (a command) needs query and gallery images: an OccreidError saying how to get them otherwise."""
+    if not test_set.query or not test_set.gallery:
+        raise OccreidError(
+            f"{what}: dataset {test_set.name} at {test_set.root} has {len(test_set.query)} query and "
+            f"{len(test_set.gallery)} gallery images; give both (query/ and gallery/ folders, a CSV split "
+            "column, or data.split=auto:0.2 when training) or evaluate on another set with --dataset/--root"
         )
 
 

@@ -26,7 +26,6 @@ import torch
 from torch import nn
 
 from occreid.config import Config, apply_overrides
-from occreid.data.datasets import load_dataset
 from occreid.data.loaders import build_train_loader
 from occreid.data.records import ReidDataset
 from occreid.data.splits import (
@@ -34,13 +33,14 @@ from occreid.data.splits import (
     check_split_images,
     keypoints_for,
     load_test_split,
+    load_train_set,
     test_keypoints,
 )
 from occreid.engine.checkpoint import rng_state, set_rng_state
 from occreid.engine.metrics_log import MetricsLog, environment_info
 from occreid.engine.optim import build_optimizer, build_scheduler
 from occreid.engine.resume import check_resume_settings
-from occreid.engine.rundir import check_run_dir, claim_run_dir, clear_run_dir
+from occreid.engine.rundir import check_run_dir, claim_run_dir, clear_run_dir, expand_run_dir
 from occreid.errors import OccreidError
 from occreid.evaluation.evaluate import EvalOutput, evaluate_model
 from occreid.methods import build_model
@@ -90,6 +90,7 @@ class TrainingRun:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
     step_module: nn.Module | None
+    no_eval_reason: str | None = None  # why this run does not evaluate (then best.pt is the last epoch)
     log: MetricsLog | None = None
     start_epoch: int = 0
     step: int = 0
@@ -110,6 +111,7 @@ def train(
     already holds a run is refused unless the run is resumed or `overwrite` replaces it
     (occreid.engine.rundir).
     """
+    cfg.train.output_dir = str(expand_run_dir(cfg.train.output_dir, cfg.data.root))  # "{data}" -> its name
     with claim_run_dir(Path(cfg.train.output_dir)):  # one run per folder (a lock; rank 0 under DDP)
         check_run_dir(Path(cfg.train.output_dir), resume, overwrite)
         state, resume_path = _resume_state(cfg, resume)
@@ -137,11 +139,12 @@ def _set_up(cfg: Config, resuming: bool) -> TrainingRun:
     torch.manual_seed(t.seed)
     np.random.seed(t.seed)
 
-    dataset = load_dataset(cfg.data.dataset, cfg.data.root)
+    dataset = load_train_set(cfg)
     if not dataset.train:
         raise OccreidError(
             f"dataset {cfg.data.dataset} at {cfg.data.root} has no training split (test-only set)"
         )
+    no_eval_reason = _no_eval_reason(cfg, dataset)
     build_cfg = apply_overrides(cfg, ["model.pretrained=false"]) if resuming else cfg
     method = build_model(build_cfg, num_classes=dataset.num_train_pids).to(info.device)
     check_camera_ids(cfg, dataset)
@@ -161,7 +164,7 @@ def _set_up(cfg: Config, resuming: bool) -> TrainingRun:
         seed=t.seed,
     )
     test_set = load_test_split(cfg, dataset)
-    q_kpts, g_kpts = test_keypoints(cfg, test_set, needs.test_keypoints)
+    q_kpts, g_kpts = test_keypoints(cfg, test_set, needs.test_keypoints and no_eval_reason is None)
     check_split_images(dataset, test_set)
 
     method = _for_device(cfg, method, info)
@@ -186,7 +189,26 @@ def _set_up(cfg: Config, resuming: bool) -> TrainingRun:
         scheduler=build_scheduler(cfg, optimizer),
         scaler=torch.amp.GradScaler(info.device.type, enabled=t.amp == "fp16"),
         step_module=_step_module(method, info),
+        no_eval_reason=no_eval_reason,
     )
+
+
+def _no_eval_reason(cfg: Config, dataset: ReidDataset) -> str | None:
+    """Why the run will not evaluate (train.eval_period=-1, or train-only data), None if it will; half a test
+    split is an OccreidError. Checked before any work."""
+    if cfg.train.eval_period == -1:
+        return "train.eval_period=-1"
+    if cfg.data.test_dataset is not None:
+        return None
+    query, gallery = len(dataset.query), len(dataset.gallery)
+    if query and gallery:
+        return None
+    if query or gallery:
+        raise OccreidError(
+            f"dataset {cfg.data.dataset} at {cfg.data.root} has {query} query and {gallery} gallery images; "
+            "evaluation needs both: add the missing split, or set train.eval_period=-1 to train without it"
+        )
+    return "the data has no query/gallery images (train-only; data.split=auto:0.2 holds some out)"
 
 
 def _for_device(cfg: Config, method: ReidMethod, info: DistInfo) -> ReidMethod:
@@ -262,7 +284,12 @@ def _open_run_dir(run: TrainingRun, overwrite: bool) -> None:
         run.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run.run_dir / "config.yaml", cfg.to_yaml())
         atomic_write_text(run.run_dir / "environment.json", json.dumps(environment_info(info), indent=2))
+        if run.dataset.notes:  # how the data was read: identity names, an automatic split
+            notes = {"dataset": run.dataset.name, "root": str(run.dataset.root), **run.dataset.notes}
+            atomic_write_text(run.run_dir / "dataset.json", json.dumps(notes, indent=2))
         print(run.dataset.summary())
+        if run.no_eval_reason:
+            print(f"no evaluation: {run.no_eval_reason}; best.pt will be the last epoch", flush=True)
         print(
             f"training {type(run.method).__name__} on {info.device}, {len(run.loader.batch_sampler)} "
             f"steps/epoch, epochs {run.start_epoch}->{cfg.train.epochs}, run dir {run.run_dir}"
@@ -287,10 +314,11 @@ def _train_epoch(run: TrainingRun, epoch: int, progress: bool) -> None:
     t_data, t_end = 0.0, time.perf_counter()
     show = info.is_main and progress
     bar = progress_bar(run.loader, desc=f"epoch {epoch + 1}/{t.epochs}", unit="steps", enabled=show)
-    for batch in bar:
+    last = len(run.loader.batch_sampler) - 1
+    for i, batch in enumerate(bar):
         t_data += time.perf_counter() - t_end
         loss, terms, grad_norm = _train_step(run, batch, epoch)
-        if run.step % t.log_period == 0 or run.step == 1:
+        if run.step % t.log_period == 0 or run.step == 1 or i == last:  # and every epoch's last step
             record = {
                 "kind": "train",
                 "epoch": epoch + 1,
@@ -384,7 +412,10 @@ def _evaluate_and_checkpoint(run: TrainingRun, epochs_done: int) -> None:
     _save(
         run, ["last.pt"], epochs_done
     )  # first: an evaluation that fails (a bad image, Ctrl-C) keeps the epoch
-    if epochs_done == t.epochs or (t.eval_period > 0 and epochs_done % t.eval_period == 0):
+    if run.no_eval_reason is not None:
+        if epochs_done == t.epochs:
+            _save(run, ["best.pt"], epochs_done)  # no evaluation to choose by: the last epoch
+    elif epochs_done == t.epochs or (t.eval_period > 0 and epochs_done % t.eval_period == 0):
         improved = _evaluate(run, epochs_done)
         _save(run, ["last.pt", *(["best.pt"] if improved else [])], epochs_done)
     barrier(run.info)

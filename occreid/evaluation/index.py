@@ -7,7 +7,7 @@ file.
     index.save("gallery.npz"); index = GalleryIndex.load("gallery.npz")
 
 Exact search is a torch matmul + topk in chunks (any device). `backend="faiss"` uses a flat faiss index
-(`pip install occreid[faiss]`), exact as well, faster on large galleries.
+(`pip install -e ".[faiss]"` in a clone), exact as well, faster on large galleries.
 """
 
 from __future__ import annotations
@@ -149,7 +149,9 @@ class GalleryIndex:
         try:
             import faiss
         except ImportError:
-            raise OccreidError("the faiss backend needs faiss: pip install occreid[faiss]") from None
+            raise OccreidError(
+                'the faiss backend needs faiss: pip install -e ".[faiss]" in a clone of occreid'
+            ) from None
         if self._faiss is None:
             index = faiss.IndexFlatL2(self.dim) if self.metric == "euclidean" else faiss.IndexFlatIP(self.dim)
             index.add(self.features)

@@ -223,4 +223,4 @@ def load_vit_checkpoint(vit: nn.Module, path: str) -> None:
         raise OccreidError(
             f"model.pretrained: {path} does not fit this ViT ({type(exc).__name__}: {exc})"
         ) from None
-    load_matching(vit, state, path, "this ViT", drop=("head.",))
+    load_matching(vit, state, str(path), "this ViT", drop=("head.",), file=path)
