@@ -137,6 +137,7 @@ with file_lock(sys.argv[1], what="the test folder"):
 """
 
 
+@pytest.mark.slow  # several commands at once or one after another (> 20 s here)
 def test_two_trains_into_one_new_folder_one_runs_the_other_is_refused(synth_root, tmp_path):
     for repeat in range(2):
         folder = tmp_path / f"run{repeat}"
@@ -153,6 +154,7 @@ def test_two_trains_into_one_new_folder_one_runs_the_other_is_refused(synth_root
         assert steps == [1, 2]  # one run's log, not two mixed
 
 
+@pytest.mark.slow  # several commands at once or one after another (> 20 s here)
 def test_sigkill_then_resume_auto_continues_the_run(synth_root, tmp_path):
     folder = tmp_path / "run"
     proc = start(*train_args(synth_root, folder, "train.epochs=30"), cwd=tmp_path)
@@ -222,6 +224,7 @@ def test_a_negative_camera_id_is_refused_by_the_vit_camera_embedding():
 # Full disk: one line, and nothing that blocks a rerun (15)
 
 
+@pytest.mark.slow  # several commands at once or one after another (> 20 s here)
 def test_a_full_disk_at_a_checkpoint_save_is_one_line_and_resume_auto_reruns(synth_root, tmp_path):
     folder = tmp_path / "run"
     full = run_full_disk("last.pt", *train_args(synth_root, folder), cwd=tmp_path)
@@ -231,6 +234,7 @@ def test_a_full_disk_at_a_checkpoint_save_is_one_line_and_resume_auto_reruns(syn
     assert rerun.returncode == 0, rerun.stderr[-2000:]
 
 
+@pytest.mark.slow  # several commands at once or one after another (> 20 s here)
 def test_a_full_disk_at_eval_out_leaves_no_file_that_blocks_the_rerun(tiny_run, tmp_path):
     out = tmp_path / "eval.json"
     args = ["eval", "--checkpoint", str(tiny_run / "last.pt"), "--out", str(out)]
@@ -241,6 +245,7 @@ def test_a_full_disk_at_eval_out_leaves_no_file_that_blocks_the_rerun(tiny_run, 
     assert json.loads(out.read_text())["metrics"]["mAP"] >= 0
 
 
+@pytest.mark.slow  # several commands at once or one after another (> 20 s here)
 def test_a_full_disk_at_index_build_and_add_keeps_the_index(tiny_run, synth_root, tmp_path):
     index = tmp_path / "gallery.npz"
     build = [
@@ -281,27 +286,18 @@ def image_folders(synth_root: Path, dest: Path, counts: dict[str, int]) -> dict[
     return folders
 
 
+@pytest.mark.slow  # several commands at once or one after another (> 20 s here)
 def test_two_index_adds_at_once_both_land(tiny_run, synth_root, tmp_path):
     from occreid.evaluation import GalleryIndex
 
     folders = image_folders(synth_root, tmp_path / "images", {"base": 6, "a": 20, "b": 20})
-    ckpt = str(tiny_run / "last.pt")
+    base = tmp_path / "base.npz"
+    build = ["index", "build", "--checkpoint", str(tiny_run / "last.pt"), "--images", str(folders["base"])]
+    built = run(*build, "--out", str(base), "--device", "cpu", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr[-2000:]
     for repeat in range(2):
         index = tmp_path / f"gallery{repeat}.npz"
-        built = run(
-            "index",
-            "build",
-            "--checkpoint",
-            ckpt,
-            "--images",
-            str(folders["base"]),
-            "--out",
-            str(index),
-            "--device",
-            "cpu",
-            cwd=tmp_path,
-        )
-        assert built.returncode == 0, built.stderr[-2000:]
+        shutil.copy(base, index)
         procs = [
             start(
                 "index",
