@@ -71,7 +71,9 @@ class DataConfig(Section):
     # and >= 2 images per identity (with 1 it is 0 on every step and silently off).
     p: Annotated[int, AfterValidator(at_least_two("identities per batch (p)"))] = 4  # identities per batch
     k: Annotated[int, AfterValidator(at_least_two("images per identity (k)"))] = 16  # images per identity
-    num_workers: int = Field(2, ge=0)
+    # Loader processes per training process; "auto": the CPU cores per process (cores / torchrun's processes
+    # on this machine) less one for the trainer, at most 8 (occreid.data.loaders.loader_workers).
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = 2
     flip_prob: float = Field(0.5, ge=0, le=1)
     pad: int = Field(10, ge=0)
     erasing_prob: float = Field(0.5, ge=0, le=1)
@@ -143,9 +145,20 @@ class TrainConfig(Section):
     cosine_min_factor: float = Field(0.002, ge=0, le=1)
     warmup_epochs: int = Field(10, ge=0)
     warmup_factor: float = Field(0.01, gt=0, le=1)
-    amp: Literal["none", "bf16", "fp16"] = "none"
+    # Mixed precision in training (evaluation is always fp32): "bf16" or "fp16" autocast (fp16: CUDA only,
+    # with a loss scale), "auto": bf16 on a CUDA GPU that has it, none (fp32) elsewhere. Losses, distances
+    # and the OGFR agent's sampling run in fp32 inside the autocast region.
+    amp: Literal["none", "auto", "bf16", "fp16"] = "none"
+    tf32: bool = False  # CUDA: TF32 matmuls and convolutions in training (evaluation stays IEEE fp32)
     channels_last: bool = False  # NHWC images and conv weights in training, NHWC images in feature extraction
-    sync_bn: bool = False
+    # Synchronised BatchNorm across GPUs (CUDA, several processes); "auto": on when a process's batch
+    # (data.p x data.k) is below 32 images.
+    sync_bn: bool | Literal["auto"] = False
+    # Several processes: how long a rank waits in a collective (e.g. while rank 0 saves and evaluates).
+    dist_timeout_min: int = Field(60, ge=1)
+    # Process-group backend: "auto" is NCCL on GPUs, gloo on CPUs; gloo on GPUs lets several processes share
+    # one GPU (tests; slow).
+    dist_backend: Literal["auto", "nccl", "gloo"] = "auto"
     grad_clip: float | None = Field(None, gt=0)
     seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's seed range
     device: str = "auto"  # auto: cuda if available, else cpu

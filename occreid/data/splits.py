@@ -9,10 +9,11 @@ import numpy as np
 
 from occreid.config import Config
 from occreid.data.datasets import DATASETS, load_dataset
-from occreid.data.images import check_images
+from occreid.data.images import raise_unreadable, unreadable_images
 from occreid.data.records import ImageRecord, ReidDataset
 from occreid.errors import OccreidError
 from occreid.pose.store import DEFAULT_STORE_NAME, KeypointStore
+from occreid.utils.distributed import DistInfo, all_gather_objects
 
 
 def keypoints_for(
@@ -56,19 +57,6 @@ def load_test_split(cfg: Config, train_set: ReidDataset | None = None) -> ReidDa
     return load_dataset(cfg.data.test_dataset, cfg.data.test_root or cfg.data.root)
 
 
-def check_camera_ids(cfg: Config, dataset: ReidDataset) -> None:
-    """A ViT camera embedding (model.num_cameras > 0) needs every training camid in [0, num_cameras): found
-    before the run folder is written, not at step 1."""
-    n = cfg.model.num_cameras
-    camids = {r.camid for r in dataset.train}
-    if n and camids and (min(camids) < 0 or max(camids) >= n):
-        bad = min(camids) if min(camids) < 0 else max(camids)
-        raise OccreidError(
-            f"model.num_cameras={n}: the training data of {cfg.data.dataset} has camera id {bad}; camera ids "
-            f"must be 0..{n - 1}: set model.num_cameras to the dataset's camera count (its ids are 0-based)"
-        )
-
-
 def check_test_split(test_set: ReidDataset, what: str) -> None:
     """`what` (a command) needs query and gallery images: an OccreidError saying how to get them otherwise."""
     if not test_set.query or not test_set.gallery:
@@ -80,16 +68,26 @@ def check_test_split(test_set: ReidDataset, what: str) -> None:
 
 
 def check_split_images(
-    *datasets: ReidDataset, splits: tuple[str, ...] = ("train", "query", "gallery")
+    *datasets: ReidDataset,
+    splits: tuple[str, ...] = ("train", "query", "gallery"),
+    info: DistInfo | None = None,
 ) -> None:
-    """Every image training and evaluation will read can be decoded (occreid.data.images.check_images)."""
+    """Every image training and evaluation will read can be decoded (occreid.data.images). With several
+    processes (`info`) each decodes every world_size-th image and all raise the same error, so none waits
+    alone in a later collective."""
+    info = info or DistInfo()
     seen: set[str] = set()
     for ds in datasets:
         for split in splits:
             records = [r for r in getattr(ds, split) if r.path not in seen]
             seen.update(r.path for r in records)
-            if records:
-                check_images([r.path for r in records], f"{ds.name} {split}")
+            if not records:
+                continue
+            what = f"{ds.name} {split}"
+            share = [r.path for r in records[info.rank :: info.world_size]]
+            mine = unreadable_images(share, what, progress=info.is_main)
+            bad = [b for part in all_gather_objects(mine, info) for b in part]
+            raise_unreadable(bad, len(records), what)
 
 
 def test_keypoints(

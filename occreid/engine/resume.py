@@ -22,6 +22,8 @@ SAFE_ON_RESUME = (
     "train.log_period",
     "train.output_dir",
     "train.device",
+    "train.dist_timeout_min",
+    "train.dist_backend",
     "data.num_workers",
     "data.root",
     "data.test_root",

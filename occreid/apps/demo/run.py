@@ -97,20 +97,18 @@ def _ms_per_query(
     model: nn.Module, cfg: Config, query_paths: list[str], gallery_feats: torch.Tensor
 ) -> float:
     """Wall time of one query end to end: load, preprocess, forward at batch 1 (in the precision the
-    evaluation uses, cfg.train.amp), rank the whole gallery."""
+    evaluation uses, fp32), rank the whole gallery."""
     from PIL import Image
 
     from occreid.data.transforms import build_transforms
 
     transform = build_transforms(cfg.data, train=False)
     gallery = nn.functional.normalize(gallery_feats, dim=1)
-    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.amp == "bf16")
     times = []
     for path in query_paths[:5] + query_paths[:30]:  # the first 5 calls warm up (allocator, oneDNN kernels)
         start = time.perf_counter()
         image, _ = transform(Image.open(path).convert("RGB"), None)
-        with amp:
-            feat = nn.functional.normalize(model(image[None]).float(), dim=1)
+        feat = nn.functional.normalize(model(image[None]).float(), dim=1)
         torch.argsort(torch.cdist(feat, gallery)[0])
         times.append(time.perf_counter() - start)
     return 1000 * float(np.median(times[5:]))
