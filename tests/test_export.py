@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from occreid.config import Config
 from occreid.errors import OccreidError
 from occreid.methods import build_model
+from occreid.modeling.checkpoint import save_checkpoint
 from occreid.modeling.export import export_onnx, verify_onnx
 
 ort = pytest.importorskip("onnxruntime")
@@ -79,8 +80,10 @@ def fake_checkpoint(tmp_path, monkeypatch):
         return method.deploy(), cfg
 
     monkeypatch.setattr(checkpoint, "load_deployed_model", load_deployed_model)
-    ckpt = tmp_path / "last.pt"
-    ckpt.write_bytes(b"stand-in")
+    ckpt = tmp_path / "last.pt"  # a real checkpoint: the export's metadata records its config and hash
+    save_checkpoint(
+        ckpt, {"model": method.state_dict(), "config": cfg.model_dump(mode="json"), "num_classes": 4}
+    )
     return ckpt, calls
 
 

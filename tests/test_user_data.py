@@ -280,7 +280,11 @@ def test_index_identifies_its_model_by_content_hash(tmp_path, monkeypatch):
     cfg.data.image_size = (32, 16)
     cfg.model.test_feature = "f_P"  # what the config names; the deployed model computes f_G regardless
     model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d((2, 2)), torch.nn.Flatten())
-    monkeypatch.setattr(cli_eval, "_load_model", lambda checkpoint: (model, cfg))
+    from occreid.inference.models import InferenceModel
+
+    monkeypatch.setattr(
+        cli_eval, "_load_model", lambda ckpt, *_: InferenceModel.from_config(model, cfg, ckpt)
+    )
     ckpt = tmp_path / "run" / "last.pt"
     ckpt.parent.mkdir()
     ckpt.write_bytes(b"weights of epoch 10")

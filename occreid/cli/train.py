@@ -53,11 +53,18 @@ def evaluate(
     set_: SetOpt = None,
     out: Annotated[Path | None, typer.Option(help="results JSON (default: next to the checkpoint)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing results JSON")] = False,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            help="auto (follows the file), onnx (a .pt exported in memory: f_G) or torch (.pt only)"
+        ),
+    ] = "auto",
 ) -> None:
     """Evaluate a checkpoint on a query/gallery split: Rank-k, mAP, mINP, with every setting recorded.
 
     --root alone evaluates the checkpoint's own dataset at another folder; --dataset NAME --root DIR another
-    dataset."""
+    dataset. An exported .onnx file (or --runtime onnx) evaluates the deployed feature f_G on ONNX Runtime; an
+    .onnx file holds no dataset, so it needs --dataset and --root."""
     from occreid.data.splits import check_split_images, check_test_split, load_test_split, test_keypoints
     from occreid.errors import OccreidError
     from occreid.evaluation import format_results_table, results_to_json
@@ -70,12 +77,21 @@ def evaluate(
     overrides = list(set_ or [])
     if dataset is not None and root is None:
         raise OccreidError(f"--dataset {dataset} needs --root, the folder that holds it")
+    if runtime not in ("auto", "torch", "onnx"):
+        raise OccreidError(f"--runtime {runtime}: unknown; use auto, torch or onnx")
+    if checkpoint.suffix == ".onnx" and (dataset is None or root is None):
+        raise OccreidError(
+            f"{checkpoint} holds a model, not its dataset: evaluate it with --dataset NAME --root DIR"
+        )
     if root is not None:
         if dataset is None:  # the checkpoint's own (test) dataset, found at --root
             stored = checkpoint_config(load_checkpoint(checkpoint), checkpoint)
             dataset = stored.data.test_dataset or stored.data.dataset
             typer.echo(f"evaluating {dataset} (the checkpoint's dataset) at --root {root}")
         overrides += [f"data.test_dataset={dataset}", f"data.test_root={root}"]
+    if checkpoint.suffix == ".onnx" or runtime == "onnx":
+        _evaluate_deployed(checkpoint, runtime, overrides, out, overwrite)
+        return
     method, cfg = load_method(checkpoint, "cpu", overrides)
     device = resolve_device(cfg.train.device)
     method.to(device)
@@ -93,6 +109,32 @@ def evaluate(
     payload = results_to_json(output.result, output.settings, output.per_type)
     payload.update({"checkpoint": str(checkpoint), "dataset": test_set.name, "root": str(test_set.root)})
     atomic_write_text(out, json.dumps(payload, indent=2))  # all or nothing: a full disk leaves no 0-byte file
+    typer.echo(f"results written to {out}")
+
+
+def _evaluate_deployed(
+    path: Path, runtime: str, overrides: list[str], out: Path | None, overwrite: bool
+) -> None:
+    """`occreid eval` of the deployed model f_G of a checkpoint or .onnx file (occreid.inference.evaluate)."""
+    from occreid.evaluation import format_results_table, results_to_json
+    from occreid.inference.evaluate import deployed_config, evaluate_deployed
+    from occreid.inference.models import load_inference_model
+    from occreid.utils.files import check_output_file
+
+    loaded = load_inference_model(path, runtime=runtime, device="cpu")
+    cfg = deployed_config(loaded, None, None, overrides)
+    dataset = cfg.data.test_dataset or cfg.data.dataset
+    out = out or path.with_name(f"eval_{dataset}_f_G_{loaded.runtime}_{loaded.precision}.json")
+    check_output_file(out, "--out", overwrite)
+    output, test_set = evaluate_deployed(loaded, cfg, cfg.train.device)
+    ranks = (1, 3) if test_set.name in PARTIAL_SETS else (1, 5, 10)
+    typer.echo(f"{test_set.name}: {len(test_set.query)} queries, {len(test_set.gallery)} gallery images")
+    name = f"{path.name} f_G ({loaded.runtime} {loaded.precision})"
+    typer.echo(format_results_table(output.table_rows(name), ranks=ranks))
+    payload = results_to_json(output.result, output.settings, output.per_type)
+    payload.update({"checkpoint": str(path), "dataset": test_set.name, "root": str(test_set.root)})
+    payload["model"] = {"source_sha256": loaded.source_sha256, **loaded.provenance}
+    out.write_text(json.dumps(payload, indent=2))
     typer.echo(f"results written to {out}")
 
 

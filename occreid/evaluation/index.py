@@ -170,6 +170,19 @@ class GalleryIndex:
             [(self.paths[i], float(d)) for d, i in zip(drow, irow)] for drow, irow in zip(distances, indices)
         ]
 
+    @property
+    def precision(self) -> str:
+        """The precision of the model behind the features ("fp32" or "int8"; indexes that do not record it
+        hold fp32 features)."""
+        return str(self.meta.get("precision", "fp32"))
+
+    def precision_problem(self, precision: str) -> str | None:
+        """None when features of a `precision` model match the index's, else what differs (adding them is
+        refused; a query gets a warning)."""
+        if precision == self.precision:
+            return None
+        return f"the index holds {self.precision} features but this model gives {precision} features"
+
     def check_compatible(self, meta: dict[str, Any]) -> None:
         """Raise if `meta` disagrees with the index's own on a key both define
         (checkpoint, image size, ...)."""
