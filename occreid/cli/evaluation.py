@@ -43,6 +43,8 @@ def _settings(loaded: Any) -> dict[str, Any]:
     from), so a checkpoint and its fp32 export are the same model; its path is only where it was when the
     index was built. `feature` is what the deployed model computes: always f_G (whatever test feature the
     config names). `precision` (fp32 / int8) is checked on its own (GalleryIndex.precision_problem)."""
+    from occreid.inference.models import RESIZE
+
     return {
         "checkpoint": str(loaded.path.resolve()),
         "checkpoint_sha256": loaded.source_sha256,
@@ -50,9 +52,21 @@ def _settings(loaded: Any) -> dict[str, Any]:
         "mean": list(loaded.mean),
         "std": list(loaded.std),
         "flip": bool(loaded.flip),
+        "resize": RESIZE,
         "feature": "f_G",
         "precision": loaded.precision,
     }
+
+
+def _warn_if_resized_otherwise(index: Any, index_path: Path) -> None:
+    """Indexes written before occreid recorded `resize` were embedded with bilinear resizing; queries and new
+    rows are resized bicubically, as in training, so distances to those rows move by a few hundredths."""
+    if "resize" not in index.meta:
+        typer.echo(
+            f"warning: {index_path} was embedded with an older, bilinear resize; distances to it are close, "
+            "not exact: rebuild it (occreid index build ... --overwrite) for exact ones",
+            err=True,
+        )
 
 
 def _index_model(index: Any, index_path: Path, hint: str, given: Path | None, runtime: str, device: str):
@@ -161,6 +175,7 @@ def index_add(
     if not paths:
         typer.echo(f"nothing to add: every image under {images} is already in {index_path}")
         return
+    _warn_if_resized_otherwise(index, index_path)
     features = _extract(loaded, paths, device, batch_size)
     index.check_compatible(_comparable(index, _settings(loaded)))
     if (loaded.metric, loaded.normalize) != (index.metric, index.normalize):
@@ -201,6 +216,7 @@ def search(
     problem = index.precision_problem(loaded.precision)
     if problem:
         typer.echo(f"warning: {problem}; distances mix the two (close, not equal)", err=True)
+    _warn_if_resized_otherwise(index, index_path)
     features = _extract(loaded, [image], device, 1)
     index.check_compatible(_comparable(index, _settings(loaded)))
     results = index.search_paths(features, topk=topk, backend=backend, device=device)[0]
