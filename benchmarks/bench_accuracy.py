@@ -13,7 +13,7 @@ MobileNetV2 from ImageNet, 16 x 18 steps, 128 x 64). f_G is the test feature of 
         "pgfl_kd_sum=configs/demo/pgfl_kd.yaml,pgfl_kd.cl_reduction=sum"
 
     python benchmarks/bench_accuracy.py --rows vit_baseline ogfr_row1_two_view ogfr_row2_distill \
-        ogfr_row3_patterns ogfr_row4_fepm_random ogfr_row5_fepm_agent --train-occluders vehicle pole board
+        ogfr_row3_patterns ogfr_row4_fepm_random ogfr_row5_fepm_agent --train-occluders vehicle,pole,board
 
 A row is the name of an ablation preset (occreid/methods/<method>/presets/<name>.yaml: PGFL-KD's Table 6 and 7
 switches, OGFR's docs/ogfr.md section 7 switches) on its method's demo config (configs/demo/<method>.yaml; for
@@ -193,6 +193,8 @@ def main() -> None:
         help="the unseen-occluder split: SynthOcc training images occluded only by these types",
     )
     args = parser.parse_args()
+    if args.train_occluders:  # `vehicle,pole,board` as `occreid synth` takes it, or `vehicle pole board`
+        args.train_occluders = [k for arg in args.train_occluders for k in arg.split(",") if k]
 
     from occreid.data.datasets import load_dataset
     from occreid.data.synthocc import generate as generate_synthocc
@@ -290,7 +292,7 @@ def main() -> None:
         "",
         f"`python benchmarks/bench_accuracy.py --seeds {' '.join(map(str, args.seeds))} --rows "
         f"{' '.join(args.rows)}{' --set ' + ' '.join(args.overrides) if args.overrides else ''}"
-        f"{' --train-occluders ' + ' '.join(args.train_occluders) if args.train_occluders else ''}`",
+        f"{' --train-occluders ' + ','.join(args.train_occluders) if args.train_occluders else ''}`",
         "",
         text,
         "",

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import AfterValidator, BaseModel, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, create_model, field_validator
 
 from occreid.config_fields import LIST_AS_TUPLE, Positive, PositiveFloat, Section, at_least_two
 from occreid.errors import OccreidError
@@ -217,6 +217,13 @@ class OcclusionConfig(Section):
     block_ratio: Annotated[tuple[float, float], LIST_AS_TUPLE] = (0.5, 2.0)  # height / width, log-uniform
     # A ViT patch is occluded (m = 1) when at least this fraction of its pixels is covered (`patch_mask`).
     mask_threshold: float = 0.5
+
+    @field_validator("types", "sources")
+    @classmethod
+    def _at_least_one(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("must list at least one entry (the occluded views draw from it)")
+        return value
 
 
 class CoreConfig(Section):

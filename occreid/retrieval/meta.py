@@ -12,6 +12,8 @@ def index_settings(loaded: Any) -> dict[str, Any]:
     the same model; its path is only where it was when the index was built. `feature` is what the deployed
     model computes: always f_G (whatever test feature the config names). `precision` (fp32 / int8) is checked
     on its own (GalleryIndex.precision_problem)."""
+    from occreid.inference.models import RESIZE
+
     return {
         "checkpoint": str(loaded.path.resolve()),
         "checkpoint_sha256": loaded.source_sha256,
@@ -19,6 +21,7 @@ def index_settings(loaded: Any) -> dict[str, Any]:
         "mean": list(loaded.mean),
         "std": list(loaded.std),
         "flip": bool(loaded.flip),
+        "resize": RESIZE,
         "feature": "f_G",
         "precision": loaded.precision,
     }
