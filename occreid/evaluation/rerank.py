@@ -47,10 +47,12 @@ def _numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _copy_transposed(dst: np.ndarray, src: np.ndarray, tile: int = 256) -> None:
-    """dst[...] = src.T in (tile x all) strips: ~4x faster than one strided copy, which misses the cache."""
+def _square_transposed(dst: np.ndarray, src: np.ndarray, tile: int = 256) -> None:
+    """dst[...] = src.T ** 2 (computed in dst's dtype, as the reference squares after concatenating) in
+    (tile x all) strips: ~4x faster than one strided copy, which misses the cache, and squaring while copying
+    saves a second pass over the block."""
     for a in range(0, src.shape[0], tile):
-        dst[:, a : a + tile] = src[a : a + tile].T
+        np.square(src[a : a + tile].T, out=dst[:, a : a + tile], dtype=dst.dtype)
 
 
 class _MatrixSource:
@@ -77,13 +79,12 @@ class _MatrixSource:
         out = buf[: e - s]
         nq = max(0, min(e, Q) - s)  # rows of this block that are queries
         if nq:
-            _copy_transposed(out[:nq, :Q], self.q_q[:, s : s + nq])
-            out[:nq, Q:] = self.q_g[s : s + nq]
+            _square_transposed(out[:nq, :Q], self.q_q[:, s : s + nq])
+            np.square(self.q_g[s : s + nq], out=out[:nq, Q:], dtype=dtype)
         if e > Q:
             a, b = max(s, Q) - Q, e - Q
-            _copy_transposed(out[nq:, :Q], self.q_g[:, a:b])
-            _copy_transposed(out[nq:, Q:], self.g_g[:, a:b])
-        np.square(out, out=out)  # the reference squares before casting to float32
+            _square_transposed(out[nq:, :Q], self.q_g[:, a:b])
+            _square_transposed(out[nq:, Q:], self.g_g[:, a:b])
         return out if dtype == np.float32 else out.astype(np.float32)
 
     def pairs(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -164,6 +165,35 @@ class _FeatureSource:
         return out
 
 
+def _smallest_k(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(values, columns) of the k smallest entries of each row of a non-negative float32 block, ascending
+    (ties by column). About 3x faster than torch.topk on (1024, 6000) blocks with one thread.
+
+    Why it is exact: split each row into k groups of columns; the k group minima are k distinct entries of
+    the row, so the largest of them bounds the k-th smallest from above. Only the entries at or below that
+    bound (on random 128-d features ~77 per row for k = 21, n = 6,000) are kept and sorted, in one numpy
+    value sort of int64 keys packing (row, float bits, column): the bits of a non-negative float32 order
+    like the float itself. Clustered rows only keep more candidates (slower, still exact).
+    """
+    import torch
+
+    B, n = block.shape
+    col_bits, row_bits = int(n).bit_length(), int(B).bit_length()
+    if n < 4 * k or row_bits + 31 + col_bits > 63:
+        values, index = torch.topk(torch.from_numpy(block), k, dim=1, largest=False, sorted=True)
+        return values.numpy(), index.numpy()
+    group = n // k
+    bound = block[:, : group * k].reshape(B, k, group).min(axis=2).max(axis=1)
+    flat = np.flatnonzero(block <= bound[:, None])
+    row = flat // n
+    bits = block.reshape(-1)[flat].view(np.int32).astype(np.int64)
+    packed = np.sort((row << (31 + col_bits)) | (bits << col_bits) | (flat - row * n))
+    count = np.bincount(row, minlength=B)  # >= k for every row, by the bound above
+    picked = packed[(np.cumsum(count) - count)[:, None] + np.arange(k)]
+    values = ((picked >> col_bits) & 0x7FFFFFFF).astype(np.int32).view(np.float32)
+    return values, (picked & ((1 << col_bits) - 1)).astype(np.int32)
+
+
 def _neighbours(src, k: int, chunk_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One pass over row blocks: each row's max, its k nearest (sorted) with normalised distances, and the
     normalised query x gallery block. Returns (rowmax (N,), nbr (N, k), nbr_dist (N, k), q_g (Q, G))."""
@@ -171,7 +201,7 @@ def _neighbours(src, k: int, chunk_size: int) -> tuple[np.ndarray, np.ndarray, n
 
     N, Q = src.N, src.Q
     rowmax = np.empty(N, dtype=np.float32)
-    nbr = np.empty((N, k), dtype=np.int64)
+    nbr = np.empty((N, k), dtype=np.int32)  # halves the gathers in the set arithmetic below
     nbr_dist = np.empty((N, k), dtype=np.float32)
     q_g = np.empty((Q, src.G), dtype=np.float32)
     for s in range(0, N, chunk_size):
@@ -198,10 +228,9 @@ def _neighbours(src, k: int, chunk_size: int) -> tuple[np.ndarray, np.ndarray, n
                 f"re-ranking input holds NaN (rows {s}..{e - 1}); check the features/distances"
             )
         m[m <= 0] = 1.0  # a row of zeros stays zeros (the reference gives NaN)
-        values, index = torch.topk(torch.from_numpy(block), k, dim=1, largest=False, sorted=True)
+        values, nbr[s:e] = _smallest_k(block, k)
         rowmax[s:e] = m
-        nbr[s:e] = index.numpy()
-        np.divide(values.numpy(), m[:, None], out=nbr_dist[s:e])
+        np.divide(values, m[:, None], out=nbr_dist[s:e])
         if s < Q:
             b = min(e, Q)
             np.divide(block[: b - s, Q:], m[: b - s, None], out=q_g[s:b])
@@ -265,11 +294,32 @@ def _row_normalised_weights(rows: np.ndarray, d: np.ndarray, N: int) -> np.ndarr
     return (w / total[rows]).astype(np.float32)
 
 
+def _sort_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted keys, order) for non-negative integer keys, order stable.
+
+    Packs (key, position) into one int64 and sorts values rather than calling argsort: numpy's SIMD value
+    sort is several times faster than its argsort (about 4 ms vs 18 ms for 700k keys). Falls back to a stable
+    argsort when the packed value would not fit in 63 bits.
+    """
+    n = len(keys)
+    bits = max(1, int(n).bit_length())
+    top = int(keys.max()) if n else 0
+    if top.bit_length() + bits > 62:
+        order = np.argsort(keys, kind="stable")
+        return keys[order], order
+    packed = np.sort((keys.astype(np.int64) << bits) | np.arange(n, dtype=np.int64))
+    return packed >> bits, packed & ((1 << bits) - 1)
+
+
 def _merge_rows(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, N: int):
     """Sum duplicate (row, col) entries; returns entries sorted by row then column."""
-    keys = rows * N + cols
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    merged = np.bincount(inverse, weights=vals, minlength=len(uniq))
+    keys, order = _sort_keys(rows.astype(np.int64) * N + cols)
+    first = np.empty(len(keys), dtype=bool)
+    first[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    group = np.cumsum(first) - 1
+    uniq = keys[first]
+    merged = np.bincount(group, weights=vals[order], minlength=len(uniq))
     return uniq // N, uniq % N, merged
 
 
@@ -296,8 +346,8 @@ def _jaccard_min_sums(rows, cols, vals, Q: int, N: int, budget: int = 500_000) -
     is_q = rows < Q
     # Gallery rows grouped by column (an inverted index).
     g_rows, g_cols, g_vals = rows[~is_q] - Q, cols[~is_q], vals[~is_q].astype(np.float32)
-    order = np.argsort(g_cols)  # order within a column does not matter (the sums below are float64)
-    g_rows, g_cols, g_vals = g_rows[order].astype(np.int32), g_cols[order], g_vals[order]
+    g_cols, order = _sort_keys(g_cols)  # order within a column does not matter (the sums are float64)
+    g_rows, g_vals = g_rows[order].astype(np.int32), g_vals[order]
     col_count = np.bincount(g_cols, minlength=N)
     col_start = np.cumsum(col_count) - col_count
     q_rows, q_cols, q_vals = rows[is_q], cols[is_q], vals[is_q].astype(np.float32)
