@@ -68,24 +68,32 @@ class _MatrixSource:
             )
         self.N = self.Q + self.G
 
+    columns_major = True  # blocks are columns of the joint matrix: copies of row strips, no transposes
+
     def rows(self, s: int, e: int) -> np.ndarray:
-        """(e - s, N) float32 numpy array: row i is column i of the joint matrix, squared
-        (a reused buffer)."""
-        Q, N = self.Q, self.N
+        """(N, e - s) float32 numpy array: M[:, s:e] squared (a reused buffer). Row i of the reference's
+        transposed matrix is column i of M, so the block is read column-wise; only the (Q, G) q_g part is
+        transposed, for query columns."""
+        Q = self.Q
         dtype = np.result_type(self.q_q.dtype, self.q_g.dtype, self.g_g.dtype)
         buf = getattr(self, "_buf", None)
-        if buf is None or buf.shape[0] < e - s or buf.dtype != dtype:
-            buf = self._buf = np.empty((e - s, N), dtype=dtype)
-        out = buf[: e - s]
-        nq = max(0, min(e, Q) - s)  # rows of this block that are queries
+        if buf is None or buf.shape[1] < e - s or buf.dtype != dtype:
+            buf = self._buf = np.empty((self.N, e - s), dtype=dtype)
+        out = buf[:, : e - s] if buf.shape[1] == e - s else np.empty((self.N, e - s), dtype=dtype)
+        nq = max(0, min(e, Q) - s)  # columns of this block that are queries
         if nq:
-            _square_transposed(out[:nq, :Q], self.q_q[:, s : s + nq])
-            np.square(self.q_g[s : s + nq], out=out[:nq, Q:], dtype=dtype)
+            np.square(self.q_q[:, s : s + nq], out=out[:Q, :nq], dtype=dtype)
+            _square_transposed(out[Q:, :nq], self.q_g[s : s + nq])
         if e > Q:
             a, b = max(s, Q) - Q, e - Q
-            _square_transposed(out[nq:, :Q], self.q_g[:, a:b])
-            _square_transposed(out[nq:, Q:], self.g_g[:, a:b])
+            np.square(self.q_g[:, a:b], out=out[:Q, nq:], dtype=dtype)
+            np.square(self.g_g[:, a:b], out=out[Q:, nq:], dtype=dtype)
         return out if dtype == np.float32 else out.astype(np.float32)
+
+    def query_rows(self, s: int, e: int) -> np.ndarray:
+        """(e - s, G) float32: the squared query x gallery rows s..e-1, cast as the reference casts them."""
+        dtype = np.result_type(self.q_q.dtype, self.q_g.dtype, self.g_g.dtype)
+        return np.square(self.q_g[s:e], dtype=dtype).astype(np.float32, copy=False)
 
     def pairs(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """Squared joint-matrix entries M[j, i]^2 as float32, for index arrays i, j."""
@@ -165,9 +173,9 @@ class _FeatureSource:
         return out
 
 
-def _smallest_k(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(values, columns) of the k smallest entries of each row of a non-negative float32 block, ascending
-    (ties by column). About 3x faster than torch.topk on (1024, 6000) blocks with one thread.
+def _smallest_k(block: np.ndarray, k: int, columns: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(values, indices) of the k smallest entries of each row (each column if `columns`) of a non-negative
+    float32 block, ascending (ties by index), as (B, k) arrays. About 3x faster than torch.topk on (1024, 6000) blocks with one thread.
 
     Why it is exact: split each row into k groups of columns; the k group minima are k distinct entries of
     the row, so the largest of them bounds the k-th smallest from above. Only the entries at or below that
@@ -177,17 +185,23 @@ def _smallest_k(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """
     import torch
 
-    B, n = block.shape
+    n, B = block.shape if columns else block.shape[::-1]
     col_bits, row_bits = int(n).bit_length(), int(B).bit_length()
     if n < 4 * k or row_bits + 31 + col_bits > 63:
-        values, index = torch.topk(torch.from_numpy(block), k, dim=1, largest=False, sorted=True)
-        return values.numpy(), index.numpy()
+        values, index = torch.topk(torch.from_numpy(block), k, dim=0 if columns else 1, largest=False)
+        return (values.T.numpy(), index.T.numpy()) if columns else (values.numpy(), index.numpy())
     group = n // k
-    bound = block[:, : group * k].reshape(B, k, group).min(axis=2).max(axis=1)
-    flat = np.flatnonzero(block <= bound[:, None])
-    row = flat // n
+    if columns:
+        bound = block[: group * k].reshape(k, group, B).min(axis=1).max(axis=0)
+        flat = np.flatnonzero(block <= bound)
+        row, col = flat % B, flat // B
+    else:
+        bound = block[:, : group * k].reshape(B, k, group).min(axis=2).max(axis=1)
+        flat = np.flatnonzero(block <= bound[:, None])
+        row = flat // n
+        col = flat - row * n
     bits = block.reshape(-1)[flat].view(np.int32).astype(np.int64)
-    packed = np.sort((row << (31 + col_bits)) | (bits << col_bits) | (flat - row * n))
+    packed = np.sort((row << (31 + col_bits)) | (bits << col_bits) | col)
     count = np.bincount(row, minlength=B)  # >= k for every row, by the bound above
     picked = packed[(np.cumsum(count) - count)[:, None] + np.arange(k)]
     values = ((picked >> col_bits) & 0x7FFFFFFF).astype(np.int32).view(np.float32)
@@ -222,18 +236,20 @@ def _neighbours(src, k: int, chunk_size: int) -> tuple[np.ndarray, np.ndarray, n
                 b = min(e, Q)
                 q_g[s:b] = (block[: b - s, Q:] / m[: b - s].unsqueeze(1)).cpu().numpy()
             continue
-        m = block.max(axis=1)  # NaN propagates into the max: one cheap check for the whole block
+        columns = getattr(src, "columns_major", False)
+        m = block.max(axis=0 if columns else 1)  # NaN propagates into the max: one cheap check per block
         if np.isnan(m).any():
             raise OccreidError(
                 f"re-ranking input holds NaN (rows {s}..{e - 1}); check the features/distances"
             )
         m[m <= 0] = 1.0  # a row of zeros stays zeros (the reference gives NaN)
-        values, nbr[s:e] = _smallest_k(block, k)
+        values, nbr[s:e] = _smallest_k(block, k, columns)
         rowmax[s:e] = m
         np.divide(values, m[:, None], out=nbr_dist[s:e])
         if s < Q:
             b = min(e, Q)
-            np.divide(block[: b - s, Q:], m[: b - s, None], out=q_g[s:b])
+            rows = src.query_rows(s, b) if columns else block[: b - s, Q:]
+            np.divide(rows, m[: b - s, None], out=q_g[s:b])
     return rowmax, nbr, nbr_dist, q_g
 
 
@@ -247,8 +263,9 @@ def _expanded_sets(nbr: np.ndarray, k1: int) -> tuple[np.ndarray, np.ndarray, np
     """K*(i) of Eq. 9 for every i, as (row, column) pairs grouped by row, without duplicates.
 
     Also returns slot (same length): the position of the column in nbr[row], or -1 when it is not there.
-    Set membership, de-duplication and the slot lookup use dense (B, N) maps over a block of B rows (about
-    20 MB), so each is one vectorised lookup instead of a search.
+    Set membership and the slot lookup use dense (B, N) maps over a block of B rows (about 20 MB), read and
+    written through flat indices row * N + col (1-D takes are several times faster than 2-D fancy indexing);
+    de-duplication is one value sort of those flat indices.
     """
     N, k = nbr.shape
     half = int(np.around(k1 / 2.0))
@@ -256,35 +273,33 @@ def _expanded_sets(nbr: np.ndarray, k1: int) -> tuple[np.ndarray, np.ndarray, np
     m1, mh = _reciprocal_mask(nbr, k1), _reciprocal_mask(nbr, half)
     half_size = mh.sum(axis=1)  # |R(j, k1/2) reciprocal| for every j
     B = max(1, min(N, (1 << 22) // N))
-    mark = np.zeros((B, N), dtype=bool)  # K(i) of the block's rows
-    ids = np.full((B, N), -1, dtype=np.int32)  # de-duplication, then slot lookup
+    mark = np.zeros(B * N, dtype=bool)  # K(i) of the block's rows, flat
+    ids = np.full(B * N, -1, dtype=np.int32)  # slot lookup, flat
     out_rows, out_cols, out_slots = [], [], []
     for s in range(0, N, B):
         e = min(s + B, N)
-        local = np.arange(e - s)[:, None]
+        base = (np.arange(e - s, dtype=np.int64) * N)[:, None]
         F, M = f1[s:e], m1[s:e]
-        k_rows, k_cols = np.broadcast_to(local, F.shape)[M], F[M]
-        mark[k_rows, k_cols] = True
+        k_flat = (base + F)[M]
+        mark[k_flat] = True
         members = fh[F]  # (b, k1 + 1, half + 1): the half-size neighbours of each candidate j in R(i, k1)
+        m_flat = base[:, :, None] + members
         valid = mh[F] & M[:, :, None]
-        in_k = mark[local[:, :, None], members] & valid
+        in_k = mark[m_flat] & valid
         accept = M & (in_k.sum(axis=2) > 2.0 / 3 * half_size[F])  # the reference's float comparison
-        take = accept[:, :, None] & valid
-        mark[k_rows, k_cols] = False
-        r = np.concatenate([k_rows, np.broadcast_to(local[:, :, None], members.shape)[take]])
-        c = np.concatenate([k_cols, members[take]])
-        order = np.argsort(r.astype(np.int16), kind="stable")  # group by row (radix sort; B <= 4096)
-        r, c = r[order], c[order]
-        n = np.arange(len(r), dtype=np.int32)
-        ids[r, c] = n  # the last write of a duplicate (row, col) wins; keep exactly that one
-        keep = ids[r, c] == n
-        ids[r, c] = -1
-        r, c = r[keep], c[keep]
-        ids[local, nbr[s:e]] = np.arange(k, dtype=np.int32)
-        out_slots.append(ids[r, c])
-        ids[local, nbr[s:e]] = -1
+        mark[k_flat] = False
+        flat = np.sort(np.concatenate([k_flat, m_flat[accept[:, :, None] & valid]]))
+        first = np.empty(len(flat), dtype=bool)
+        first[:1] = True
+        np.not_equal(flat[1:], flat[:-1], out=first[1:])
+        flat = flat[first]  # unique (row, col), sorted by row then column
+        nb_flat = (base + nbr[s:e]).ravel()
+        ids[nb_flat] = np.tile(np.arange(k, dtype=np.int32), e - s)
+        out_slots.append(ids[flat])
+        ids[nb_flat] = -1
+        r = flat // N
         out_rows.append(r + s)
-        out_cols.append(c)
+        out_cols.append(flat - r * N)
     return np.concatenate(out_rows), np.concatenate(out_cols), np.concatenate(out_slots)
 
 
@@ -313,14 +328,14 @@ def _sort_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _merge_rows(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, N: int):
     """Sum duplicate (row, col) entries; returns entries sorted by row then column."""
-    keys, order = _sort_keys(rows.astype(np.int64) * N + cols)
+    bits = int(N).bit_length()  # (row << bits) | col: shifts and masks instead of int64 division
+    keys, order = _sort_keys((rows.astype(np.int64) << bits) | cols)
     first = np.empty(len(keys), dtype=bool)
     first[:1] = True
     np.not_equal(keys[1:], keys[:-1], out=first[1:])
-    group = np.cumsum(first) - 1
     uniq = keys[first]
-    merged = np.bincount(group, weights=vals[order], minlength=len(uniq))
-    return uniq // N, uniq % N, merged
+    merged = np.bincount(np.cumsum(first) - 1, weights=vals[order], minlength=len(uniq))
+    return uniq >> bits, uniq & ((1 << bits) - 1), merged
 
 
 def _query_expansion(rows, cols, vals, nbr: np.ndarray, k2: int, N: int):
