@@ -14,13 +14,14 @@ M = [[q_q, q_g], [q_g^T, g_g]]:
     d_J(i, j) = 1 - m / (2 - m),  m = sum_l min(V(i, l), V(j, l))                          (Eq. 11)
     final   = (1 - lambda) * d_J + lambda * d,  sliced to query x gallery
 
-How memory stays bounded: one pass over blocks of rows of M computes each row's max and its k1 + 1 nearest
-(a top-k; dividing a row by its own max does not change its order) and keeps only the query x gallery block of
-d. The k-reciprocal sets are index arithmetic on the (N, k1 + 1) neighbour table, V is a sparse list of
-(row, column, value) triples with about N x 2 k1 entries, query expansion merges sparse rows, and the Jaccard
-term only visits gallery rows that share a column with the query. Only the (Q, G) output is dense. Ties in the
-neighbour order may break differently from the reference's unstable argsort; with continuous features there
-are none.
+How memory stays bounded: one pass over blocks of columns of M (rows of d; copies of row strips, no large
+transposes) computes each column's max and its k1 + 1 nearest (dividing by its own max does not change the
+order) and keeps only the query x gallery block of d. The nearest are not a full top-k: the largest of k group
+minima bounds the k-th smallest, and only the few entries under that bound are sorted (`_smallest_k`). The
+k-reciprocal sets are index arithmetic on the (N, k1 + 1) neighbour table, V is a sparse list of (row, column,
+value) triples with about N x 2 k1 entries, query expansion merges sparse rows, and the Jaccard term only
+visits gallery rows that share a column with the query. Only the (Q, G) output is dense. Ties in the neighbour
+order may break differently from the reference's unstable argsort; with continuous features there are none.
 """
 
 from __future__ import annotations
@@ -403,8 +404,15 @@ def _re_rank(src, k1: int, k2: int, lambda_value: float, chunk_size: int) -> np.
     if k2 != 1:
         rows, cols, vals = _query_expansion(rows, cols, vals, nbr, k2, N)
     m = _jaccard_min_sums(rows, cols, vals, src.Q, N)
-    jaccard = 1.0 - m / (2.0 - m)
-    return (jaccard * (1.0 - lambda_value) + q_g * lambda_value).astype(np.float32)
+    # final = (1 - m / (2 - m)) * (1 - lambda) + q_g * lambda, in place: the reference's float32 operations
+    # in its order, without four fresh (Q, G) temporaries
+    out = np.subtract(2.0, m, dtype=np.float32)
+    np.divide(m, out, out=out)
+    np.subtract(1.0, out, out=out)
+    out *= 1.0 - lambda_value
+    q_g *= lambda_value
+    out += q_g
+    return out
 
 
 def re_ranking(
