@@ -436,6 +436,7 @@ ROW_CHANGES = {
     "ogfr_patterns_4": {"pattern_groups": (0, 1, 1, 1, 1, 2, 3)},
     "ogfr_teacher_separate": {"share": "none"},
     "ogfr_teacher_all_but_last": {"share": "all_but_last"},
+    "ogfr_shuffled_reward": {"shuffle_reward": True},
 }
 ROW_TERMS = {
     "ogfr_row1_two_view": {"id_S", "tri_S", "id_T", "tri_T"},
