@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -43,6 +44,9 @@ from occreid.config import load_config
 from occreid.engine.trainer import train
 from occreid.methods import presets
 from occreid.methods.pgfl_kd import POSE_FEATURES
+
+sys.path.insert(0, str(Path(__file__).parent))
+from study_stats import pair_lines  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 TABLE6 = [
@@ -397,6 +401,12 @@ def write_report(args, results: dict, labels: list[str], unseen: set[str], secon
         f"{' --train-occluders ' + ' '.join(args.train_occluders) if args.train_occluders else ''}`",
         "",
         text,
+        "",
+        "Every pair of rows, A - B in points over the seeds both have: the paired 95% t-interval over "
+        "seeds (the decision: better / worse only where it excludes 0, else no measurable difference) / "
+        "the 95% bootstrap interval over seeds x queries (benchmarks/study_stats.py):",
+        "",
+        *pair_lines(results, [(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]], args.seeds),
         "",
         "Paired f_G gains over the first row (same seed):",
         "",

@@ -261,7 +261,8 @@ def _distractor_share_after_agent_steps(steps: int = 12) -> tuple[float, float]:
     """OGFR with an agent, its teacher first trained (agent in warm-up: uniform erasing) on single-colour
     identities; then `steps` steps of the method's own REINFORCE term alone on images whose bottom half is
     another identity's colour. Returns the policy's probability of the 4 distractor patches (of 8) before and
-    after: erasing them is what the reward favours (test_reward_is_positive_for_erasing_a_pasted_distractor)."""
+    after: erasing them is what the reward favours
+    (test_reward_is_positive_for_erasing_a_pasted_distractor)."""
     method = make_method(
         depth=2,
         erase_ratio=0.5,
@@ -344,7 +345,8 @@ def test_fixed_mask_and_shuffled_reward():
 
 def test_agent_and_random_erasing_draw_from_separate_streams():
     """The zero-initialised agent samples uniformly like random erasing, but from its own stream: the two
-    rows no longer erase the same tokens in warm-up (they did when both drew from torch's global generator)."""
+    rows no longer erase the same tokens in warm-up (they did when both drew from torch's global
+    generator)."""
     x = torch.randn(16, 9, 192)
     agent, random = make_method(), make_method(fepm="random")
     torch.manual_seed(0)
