@@ -42,7 +42,14 @@ def export(
     image_size = tuple(cfg.data.image_size)
     partial = out.with_name(f".{out.name}.partial")
     try:
-        max_diff = export_onnx(deployed, partial, image_size, opset=opset, dynamic_batch=not static_batch)
+        max_diff = export_onnx(
+            deployed,
+            partial,
+            image_size,
+            opset=opset,
+            dynamic_batch=not static_batch,
+            metadata=_provenance(checkpoint),
+        )
         typer.echo(f"onnxruntime vs PyTorch max abs difference: {max_diff:.3g}")
         if max_diff > atol:
             raise OccreidError(
@@ -56,6 +63,14 @@ def export(
         f"wrote {out}: input images (B, 3, {image_size[0]}, {image_size[1]}), "
         f"{count_parameters(deployed) / 1e6:.2f}M parameters, opset {opset}"
     )
+
+
+def _provenance(checkpoint: Path) -> dict:
+    """The provenance keys of the checkpoint's training config (occreid.utils.provenance)."""
+    from occreid.modeling.checkpoint import load_checkpoint
+    from occreid.utils.provenance import provenance
+
+    return provenance(load_checkpoint(checkpoint)["config"])
 
 
 def register(app: typer.Typer) -> None:
