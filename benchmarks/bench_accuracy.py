@@ -171,6 +171,60 @@ def gains(results: dict, labels: list[str], seeds: list[int], previous: bool = F
     return out
 
 
+def agent_table(results: dict, labels: list[str], seeds: list[int]) -> str:
+    """What each agent row's agent erases on the teacher's holistic view (occreid.evaluation.agent_analysis),
+    mean over seeds: the share of erased tokens per region for its greedy action, a sampled action and
+    uniform random erasing, and how image-dependent the greedy action is."""
+    from occreid.evaluation.agent_analysis import REGIONS
+
+    head = "| row | action | " + " | ".join(REGIONS) + " | distinct sets / images | Jaccard to fixed mask |"
+    lines = [head, "|---|---|" + "---:|" * (len(REGIONS) + 2)]
+    for label in labels:
+        runs = [
+            results[label][str(s)]["agent_analysis"]
+            for s in seeds
+            if "agent_analysis" in results.get(label, {}).get(str(s), {})
+        ]
+        if not runs:
+            continue
+        for action in ("greedy", "sampled", "random"):
+            shares = " | ".join(f"{100 * statistics.fmean(r[action][g] for r in runs):.1f}" for g in REGIONS)
+            extra = " | - | -"
+            if action == "greedy":
+                distinct = statistics.fmean(r["distinct_greedy_sets"] / r["images"] for r in runs)
+                jaccard = statistics.fmean(r["mean_jaccard_to_fixed"] for r in runs)
+                extra = f" | {distinct:.2f} | {jaccard:.2f}"
+            lines.append(f"| {label} ({len(runs)} seeds) | {action} | {shares}{extra} |")
+    if len(lines) <= 2:
+        return ""
+    return "\n".join(lines + ["", *position_grids(results, labels, seeds)])
+
+
+def position_grids(results: dict, labels: list[str], seeds: list[int]) -> list[str]:
+    """Per agent row: how often its greedy action erases each patch position (percent of images, mean over
+    seeds), as the patch grid (rows top to bottom); uniform random erasing: k / N everywhere."""
+    out = []
+    for label in labels:
+        runs = [
+            results[label][str(s)]["agent_analysis"]
+            for s in seeds
+            if "agent_analysis" in results.get(label, {}).get(str(s), {})
+        ]
+        if not runs:
+            continue
+        rows, cols = runs[0]["grid"]
+        freq = [statistics.fmean(r["position_frequency"][i] for r in runs) for i in range(rows * cols)]
+        uniform = 100 * runs[0]["k"] / runs[0]["num_patches"]
+        out += [
+            f"{label}: greedy erasing frequency per position, percent (uniform: {uniform:.0f}):",
+            "",
+            "```",
+        ]
+        out += [" ".join(f"{100 * freq[r * cols + c]:5.1f}" for c in range(cols)) for r in range(rows)]
+        out += ["```", ""]
+    return out
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -420,6 +474,11 @@ def write_report(args, results: dict, labels: list[str], unseen: set[str], secon
         f"{'; unseen: no training image has it' if unseen else ''}):",
         "",
         type_table(results, labels, args.seeds, unseen),
+        "",
+        "What the agent erases on the teacher's holistic view, percent of erased tokens by region (training "
+        "images, random erasing drawn as in training; occreid/evaluation/agent_analysis.py):",
+        "",
+        agent_table(results, labels, args.seeds),
         "",
         f"Wall time of this invocation: {seconds:.0f} s (contended 2-core CPU; per-run "
         "train seconds in the JSON).",
