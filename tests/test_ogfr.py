@@ -607,7 +607,10 @@ def test_pictures(tmp_path):
     randomise_agent(method)
     baseline_cfg = make_cfg()
     baseline_cfg.model.name = "baseline"
+    torch.manual_seed(0)  # as make_method: the baseline's ViT starts from the student's very weights
     baseline = build_model(baseline_cfg, 4)
+    student_vit, baseline_vit = method.backbone.vit.state_dict(), baseline.backbone.state_dict()
+    assert all(torch.equal(student_vit[k], baseline_vit[k]) for k in baseline_vit)
     images = make_batch(b=4)["images"]
     index = draw_erased_tokens(method, images, tmp_path / "erased.png")
     method.eval()
@@ -619,6 +622,7 @@ def test_pictures(tmp_path):
     for m in maps.values():
         assert m.shape == (4, 4, 2)
         torch.testing.assert_close(m.sum(dim=(1, 2)), torch.ones(4))
+    # the same ViT weights: the maps differ only through the student's occlusion pattern embeddings
     assert not torch.allclose(maps["ViT baseline"], maps["OGFR student"])
     for name in ("erased.png", "att.png"):
         assert Image.open(tmp_path / name).size[0] > 100
