@@ -1,5 +1,5 @@
-"""Accuracy study: PGFL-KD's Table 6 ablation rows on SynthOcc, over N seeds, from the demo's pretrained
-backbone.
+"""Accuracy study: ablation rows and fair controls on SynthOcc, over N seeds, from the demo's pretrained
+backbones.
 
 Each seed is a fresh SynthOcc (default preset, occluded protocol, generated with that seed) and that seed for
 training; every row of a seed gets the same data, seed and schedule (occreid/configs/demo/base.yaml:
@@ -15,19 +15,28 @@ MobileNetV2 from ImageNet, 16 x 18 steps, 128 x 64). f_G is the test feature of 
     python benchmarks/bench_accuracy.py --rows vit_baseline ogfr_row1_two_view ogfr_row2_distill \
         ogfr_row3_patterns ogfr_row4_fepm_random ogfr_row5_fepm_agent --train-occluders vehicle pole board
 
+    python benchmarks/bench_accuracy.py --name bench_accuracy_controls --seeds 0 1 2 3 4 --no-pose-at-test \
+        --rows vit_baseline vit_control_occluded vit_control_both_views vit_control_occluded_long \
+        ogfr_row4_fepm_random ogfr_row5_fepm_agent ogfr_fixed_mask      # OGFR against its fair controls
+
 A row is the name of an ablation preset (occreid/methods/<method>/presets/<name>.yaml: PGFL-KD's Table 6 and 7
 switches, OGFR's docs/ogfr.md section 7 switches) on its method's demo config (configs/demo/<method>.yaml; for
 OGFR the CPU-scale hybrid ViT, whose teacher shares the demo's number of blocks), `vit_baseline`
 (configs/demo/vit_baseline.yaml), or
+a named row (NAMED_ROWS: the fair control with 2.2x the steps, OGFR with a fixed mask of the same seed's
+agent's most frequent positions, OGFR without random erasing of the teacher's view), or
 `label=CONFIG[,key=value,...]`: a config file (packaged or a path) with overrides. With `--train-occluders`,
 every seed's SynthOcc is the unseen-occluder split (training images occluded only by those types, queries only
-by the others) and the paired-view augmentation holds out SynthOcc's renderers of the query types, so the
-query occluders are unseen by every row; the per-type table then separates seen from unseen types. Finished
+by the others) and the paired-view augmentation holds out every source of the query types (their SynthOcc
+renderers, and the "person" type itself when people are unseen), so the query occluders are unseen by every row; the per-type table then separates seen from unseen types. Finished
 (row, seed) runs are kept in <out>/results.json and not run again, so an interrupted study continues where it
 stopped (use a new --out, or --fresh, to start over). To use several cores, run studies side by side with one
 thread each (`OMP_NUM_THREADS=1`) and separate --out folders, then `--out ALL --merge OUT1 OUT2 ... --report`
-prints one table over them. Prints mean +- std over seeds (Rank-1, mAP, mINP), and writes the JSON and a
-markdown table to benchmarks/results/ (--name).
+prints one table over them (two different runs of one row and seed are refused). Prints mean +- std over
+seeds (Rank-1, mAP, mINP), for every pair of rows the paired 95% t-interval over seeds and a bootstrap over
+seeds x queries (study_stats.py), and for agent rows what the agent erases (occreid.evaluation.agent_analysis);
+writes the JSON (every record with its per-query values and provenance) and a markdown report to
+benchmarks/results/ (--name).
 """
 
 from __future__ import annotations
