@@ -29,14 +29,15 @@ agent's most frequent positions, OGFR without random erasing of the teacher's vi
 every seed's SynthOcc is the unseen-occluder split (training images occluded only by those types, queries only
 by the others) and the paired-view augmentation holds out every source of the query types (their SynthOcc
 renderers, and the "person" type itself when people are unseen), so the query occluders are unseen by every
-row; the per-type table then separates seen from unseen types. Finished (row, seed) runs are kept in <out>/results.json and not run again, so an interrupted study continues where it
-stopped (use a new --out, or --fresh, to start over). To use several cores, run studies side by side with one
-thread each (`OMP_NUM_THREADS=1`) and separate --out folders, then `--out ALL --merge OUT1 OUT2 ... --report`
-prints one table over them (two different runs of one row and seed are refused). Prints mean +- std over
-seeds (Rank-1, mAP, mINP), for every pair of rows the paired 95% t-interval over seeds and a bootstrap over
-seeds x queries (study_stats.py), and for agent rows what the agent erases
-(occreid.evaluation.agent_analysis); writes the JSON (every record with its per-query values and provenance) and a markdown report to
-benchmarks/results/ (--name).
+row; the per-type table then separates seen from unseen types. Finished (row, seed) runs are kept in
+<out>/results.json and not run again, so an interrupted study continues where it stopped (use a new --out, or
+--fresh, to start over). To use several cores, run studies side by side with one thread each
+(`OMP_NUM_THREADS=1`) and separate --out folders, then `--out ALL --merge OUT1 OUT2 ... --report` prints one
+table over them (two different runs of one row and seed are refused). Prints mean +- std over seeds (Rank-1,
+mAP, mINP), for every pair of rows the paired 95% t-interval over seeds and a bootstrap over seeds x queries
+(study_stats.py), and for agent rows what the agent erases (occreid.evaluation.agent_analysis); writes the
+JSON (every record with its per-query values and provenance) and a markdown report to benchmarks/results/
+(--name).
 """
 
 from __future__ import annotations
