@@ -36,12 +36,29 @@ def _registered_method(name: str) -> str:
     return name
 
 
+def auto_split_spec(value: str | None) -> str | None:
+    """`auto:F` with 0 < F < 1 (data.split), or None; a ValueError otherwise."""
+    if value is None:
+        return value
+    match = re.fullmatch(r"auto:(0?\.\d+)", value)
+    if match is None or not 0 < float(match.group(1)) < 1:
+        raise ValueError("must be auto:F with F a fraction of the identities between 0 and 1, e.g. auto:0.2")
+    return value
+
+
 class DataConfig(Section):
     dataset: str = "synthocc"  # a name from `occreid data list`
     root: str = "data/synthocc"
     # Test on another dataset's query/gallery (e.g. Market-1501 -> Occluded-REID); None: the training dataset.
     test_dataset: str | None = None
     test_root: str | None = None
+    # `folder` only (docs/own-data.md): "auto:F" holds out a fraction F of the identities, chosen by a hash of
+    # their names, as query (each one's first image) and gallery (the rest); None: the data's own splits.
+    split: Annotated[str | None, AfterValidator(auto_split_spec)] = None
+    # How query and gallery get cameras (`folder`, `p_dukemtmc`): "split" is the single-camera protocol (every
+    # query camera 0, every gallery camera 1; docs/datasets.md); None: the dataset's own (folder: from the
+    # file names, camera sub-folders or the CSV; p_dukemtmc: "split").
+    camids: Literal["names", "split"] | None = None
     # Keypoint store (occreid.pose.store); None: `<root>/keypoints.npz`. Only methods that use pose read it.
     keypoints: str | None = None
     # The test set's store when it is another dataset (test_dataset); None: `<test_root>/keypoints.npz`.
@@ -54,7 +71,9 @@ class DataConfig(Section):
     # and >= 2 images per identity (with 1 it is 0 on every step and silently off).
     p: Annotated[int, AfterValidator(at_least_two("identities per batch (p)"))] = 4  # identities per batch
     k: Annotated[int, AfterValidator(at_least_two("images per identity (k)"))] = 16  # images per identity
-    num_workers: int = Field(2, ge=0)
+    # Loader processes per training process; "auto": the CPU cores per process (cores / torchrun's processes
+    # on this machine) less one for the trainer, at most 8 (occreid.data.loaders.loader_workers).
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = 2
     flip_prob: float = Field(0.5, ge=0, le=1)
     pad: int = Field(10, ge=0)
     erasing_prob: float = Field(0.5, ge=0, le=1)
@@ -126,17 +145,28 @@ class TrainConfig(Section):
     cosine_min_factor: float = Field(0.002, ge=0, le=1)
     warmup_epochs: int = Field(10, ge=0)
     warmup_factor: float = Field(0.01, gt=0, le=1)
-    amp: Literal["none", "bf16", "fp16"] = "none"
+    # Mixed precision in training (evaluation is always fp32): "bf16" or "fp16" autocast (fp16: CUDA only,
+    # with a loss scale), "auto": bf16 on a CUDA GPU that has it, none (fp32) elsewhere. Losses, distances
+    # and the OGFR agent's sampling run in fp32 inside the autocast region.
+    amp: Literal["none", "auto", "bf16", "fp16"] = "none"
+    tf32: bool = False  # CUDA: TF32 matmuls and convolutions in training (evaluation stays IEEE fp32)
     channels_last: bool = False  # NHWC images and conv weights in training, NHWC images in feature extraction
-    sync_bn: bool = False
+    # Synchronised BatchNorm across GPUs (CUDA, several processes); "auto": on when a process's batch
+    # (data.p x data.k) is below 32 images.
+    sync_bn: bool | Literal["auto"] = False
+    # Several processes: how long a rank waits in a collective (e.g. while rank 0 saves and evaluates).
+    dist_timeout_min: int = Field(60, ge=1)
+    # Process-group backend: "auto" is NCCL on GPUs, gloo on CPUs; gloo on GPUs lets several processes share
+    # one GPU (tests; slow).
+    dist_backend: Literal["auto", "nccl", "gloo"] = "auto"
     grad_clip: float | None = Field(None, gt=0)
     seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's seed range
     device: str = "auto"  # auto: cuda if available, else cpu
     # None: BoT's epoch (about one pass over the training images), which the papers' epoch counts assume.
     steps_per_epoch: int | None = Field(None, ge=1)
-    eval_period: int = Field(10, ge=0)  # epochs; 0: only at the end
+    eval_period: int = Field(10, ge=-1)  # epochs; 0: only at the end; -1: never (best.pt = the last epoch)
     log_period: int = Field(20, ge=1)  # steps
-    output_dir: str = "runs/default"
+    output_dir: str = "runs/default"  # "{data}" in it becomes data.root's name (runs/{data}: runs/mine)
 
 
 class EvalConfig(Section):

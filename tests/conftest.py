@@ -34,12 +34,12 @@ def assert_overfits(monkeypatch):
         dataset = load("synthocc", synth_root)
         keep = sorted({r.pid for r in dataset.train})[:8]
 
-        def eight_identities(name, root, **kwargs):
-            ds = load(name, root, **kwargs)
+        def eight_identities(cfg):
+            ds = load(cfg.data.dataset, cfg.data.root)
             ds.train = [r for r in ds.train if r.pid in keep]
             return ds
 
-        monkeypatch.setattr(trainer_module, "load_dataset", eight_identities)
+        monkeypatch.setattr(trainer_module, "load_train_set", eight_identities)
         result = train(cfg, progress=False)
         records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
         losses = [r["loss"] for r in records if r["kind"] == "train"]

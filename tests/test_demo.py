@@ -1,5 +1,6 @@
 """`occreid demo` end to end at a toy size: every model of MODELS is trained on the same SynthOcc, the table
-has a row per model and a column per occluder type, and the report's pictures exist."""
+has a row per model and a column per occluder type, and the report's pictures exist (each model's run report,
+shown in the demo's)."""
 
 import json
 
@@ -52,6 +53,17 @@ def test_demo_trains_every_model_and_reports_by_occluder_type(tmp_path, monkeypa
     assert "f_P" in saved["pgfl_kd"]["pose_at_test"]
     report = (tmp_path / "demo" / "report.md").read_text()
     assert "| OGFR |" in report and "by the query's occluder type" in report
-    for picture in ("curves.png", "response_maps.png", "attention_maps.png", "erased_tokens_ogfr.png"):
+    # One report: each model's `occreid report` (in its run folder), shown and linked in the demo's report.md.
+    pictures = (
+        "curves.png",
+        "baseline/report/response_maps.png",
+        "pgfl_kd/report/ranked_worst.png",
+        "vit_baseline/report/attention_maps.png",
+        "ogfr/report/erased_tokens.png",
+    )
+    for picture in pictures:
         assert (tmp_path / "demo" / picture).stat().st_size > 1000, picture
         assert picture in report
+    for m in demo.MODELS:
+        run_report = (tmp_path / "demo" / m.key / "report" / "report.md").read_text()
+        assert f"{m.key}/report/report.md" in report and "chance (random rankings)" in run_report

@@ -32,7 +32,7 @@ def manual(arrays, size=(32, 16)):
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     batch = torch.stack(
         [
-            torch.from_numpy(np.asarray(Image.fromarray(a).resize(size[::-1], Image.BILINEAR)).copy())
+            torch.from_numpy(np.asarray(Image.fromarray(a).resize(size[::-1], Image.BICUBIC)).copy())
             .permute(2, 0, 1)
             .float()
             / 255

@@ -490,8 +490,7 @@ def test_extractor_and_index_use_the_deployed_student(tmp_path):
         Image.fromarray(array).save(tmp_path / "gallery" / f"{i}.png")
     extractor = FeatureExtractor.from_checkpoint(ckpt, device="cpu", progress=False)
     paths = [str(tmp_path / "gallery" / f"{i}.png") for i in range(3)]
-    batch = torch.stack([extractor._load(p) for p in paths])
-    batch = (batch - extractor.mean) / extractor.std
+    batch = torch.stack([extractor._load(p) for p in paths])  # resized and normalised
     with torch.no_grad():
         torch.testing.assert_close(extractor(paths), method.extract(batch), rtol=1e-4, atol=1e-5)
     runner = CliRunner()

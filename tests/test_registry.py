@@ -64,3 +64,19 @@ def test_every_method_trains_a_step_and_its_deployed_model_gives_its_test_featur
         expected = method.extract(batch["images"][:2], feature="f_G")
         torch.testing.assert_close(deployed(batch["images"][:2]), expected)
     assert expected.shape == (2, method.channels)
+
+
+@pytest.mark.parametrize("key", sorted(DEMO))
+def test_a_method_asks_ddp_to_find_unused_parameters_exactly_when_it_leaves_some(key, batch_for):
+    """DDP waits forever for a gradient that never comes unless told to look (a cost every step)."""
+    cfg = load_config(DEMO[key].config, TINY)
+    torch.manual_seed(0)
+    method = build_model(cfg, num_classes=4).train()
+    unused = set()
+    for epoch in (0, cfg.train.epochs - 1):  # in a warm-up, and after
+        method.zero_grad(set_to_none=True)
+        method.set_epoch(epoch)
+        terms = method.training_step(batch_for(method.batch_needs(), cfg.data.image_size))
+        sum(v for k, v in terms.items() if k not in method.metric_names).backward()
+        unused |= {n for n, p in method.named_parameters() if p.requires_grad and p.grad is None}
+    assert method.find_unused_parameters == bool(unused), sorted(unused)[:5]

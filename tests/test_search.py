@@ -79,13 +79,21 @@ def test_faiss_missing_gives_install_hint(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_faiss)
     index = GalleryIndex()
     index.add(np.ones((2, 3)), ["a", "b"])
-    with pytest.raises(OccreidError, match=r"pip install occreid\[faiss\]"):
+    with pytest.raises(OccreidError, match=r'pip install -e "\.\[faiss\]" in a clone'):
         index.search(np.ones((1, 3)), backend="faiss")
 
 
 def _fake_model():
     # mean colour of each image quarter: images of similar colour are close
     return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d((2, 2)), torch.nn.Flatten())
+
+
+def _fake_loader(cfg):
+    """A stand-in for occreid.cli.evaluation._load_model: the fake model with `cfg`'s settings, identified by
+    the file's content hash as a real checkpoint is."""
+    from occreid.inference.models import InferenceModel
+
+    return lambda checkpoint, *_: InferenceModel.from_config(_fake_model(), cfg, checkpoint)
 
 
 def test_cli_build_add_search(tmp_path, monkeypatch):
@@ -95,7 +103,7 @@ def test_cli_build_add_search(tmp_path, monkeypatch):
     cfg.data.image_size = (32, 16)
     cfg.eval.batch_size = 4
     cfg.eval.normalize = False  # plain Euclidean on mean colours: grey is nearer to red than blue is
-    monkeypatch.setattr(cli_eval, "_load_model", lambda checkpoint: (_fake_model(), cfg))
+    monkeypatch.setattr(cli_eval, "_load_model", _fake_loader(cfg))
     ckpt = tmp_path / "model.pt"
     ckpt.write_bytes(b"x")
     colours = {"red": (250, 0, 0), "green": (0, 250, 0), "blue": (0, 0, 250), "grey": (128, 128, 128)}
@@ -202,7 +210,7 @@ def test_search_paths_and_cli_search_use_the_requested_device(tmp_path, monkeypa
 
     cfg = Config()
     cfg.data.image_size = (32, 16)
-    monkeypatch.setattr(cli_eval, "_load_model", lambda checkpoint: (_fake_model(), cfg))
+    monkeypatch.setattr(cli_eval, "_load_model", _fake_loader(cfg))
     index = GalleryIndex(meta={"checkpoint": str(tmp_path / "model.pt")})
     index.add(rng.standard_normal((5, 12)).astype(np.float32), [f"g{i}.jpg" for i in range(5)])
     index.save(tmp_path / "index.npz")

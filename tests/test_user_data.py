@@ -280,7 +280,11 @@ def test_index_identifies_its_model_by_content_hash(tmp_path, monkeypatch):
     cfg.data.image_size = (32, 16)
     cfg.model.test_feature = "f_P"  # what the config names; the deployed model computes f_G regardless
     model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d((2, 2)), torch.nn.Flatten())
-    monkeypatch.setattr(cli_eval, "_load_model", lambda checkpoint: (model, cfg))
+    from occreid.inference.models import InferenceModel
+
+    monkeypatch.setattr(
+        cli_eval, "_load_model", lambda ckpt, *_: InferenceModel.from_config(model, cfg, ckpt)
+    )
     ckpt = tmp_path / "run" / "last.pt"
     ckpt.parent.mkdir()
     ckpt.write_bytes(b"weights of epoch 10")
@@ -759,7 +763,8 @@ def test_training_and_evaluation_progress_in_a_log_file_is_plain_lines(synth_roo
     assert any(line.startswith("query: 1/1 batches (100%) in ") for line in err), err  # 60 images
     assert any(line.startswith("gallery: 3/3 batches (100%) in ") for line in err), err  # 180 images
     records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if r["kind"] == "train"] == [1]  # log_period lines are kept as before
+    # log_period lines as before (step 1), and every epoch's last step (2)
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2]
 
 
 def test_progress_is_a_bar_on_a_terminal_and_silent_when_disabled():

@@ -74,9 +74,9 @@ def _wrap_commands(group: typer.Typer) -> None:
 
 
 def _register_all() -> None:
-    from occreid.cli import data, evaluation, export, pose, synth, train
+    from occreid.cli import data, evaluation, export, pose, report, synth, train
 
-    for module in (synth, data, pose, train, evaluation, export):
+    for module in (synth, data, pose, train, report, evaluation, export):
         module.register(app)
     _wrap_commands(app)
 

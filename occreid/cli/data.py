@@ -35,7 +35,13 @@ def summary(
         None, "--csv", help="`folder` only: a CSV of path,pid,camid[,split[,occluded]]."
     ),
     camids: str | None = typer.Option(
-        None, "--camids", help="`p_dukemtmc` only: split (default, as published) or names."
+        None,
+        "--camids",
+        help="`p_dukemtmc`: split (default, as published) or names; `folder`: split for data without camera "
+        "labels (query camera 0, gallery camera 1), as data.camids.",
+    ),
+    split: str | None = typer.Option(
+        None, "--split", help="`folder`: auto:0.2 holds out a fifth of the identities, as data.split."
     ),
     check_stats: bool = typer.Option(
         True, "--check-stats/--no-check-stats", help="Compare with published counts."
@@ -55,6 +61,13 @@ def summary(
         kwargs["csv"] = csv
     if camids is not None:
         kwargs["camids"] = camids
+    if split is not None:
+        from occreid.config import auto_split_spec
+
+        try:
+            kwargs["split"] = auto_split_spec(split)
+        except ValueError as exc:
+            raise OccreidError(f"--split {split!r}: {exc}") from None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         dataset = load_dataset(name, root, check_stats=check_stats, **kwargs)
@@ -125,8 +138,8 @@ def augment_preview(
     """Save a grid of the typed occlusion augmentation: x, occluded view, mask (patches with m = 1 in red),
     type."""
     from occreid.config import load_config
-    from occreid.data.datasets import load_dataset
     from occreid.data.occlusion.preview import make_augment_preview
+    from occreid.data.splits import load_train_set
     from occreid.errors import OccreidError
 
     if out.exists() and not force:
@@ -138,7 +151,7 @@ def augment_preview(
     if num < 1:
         raise OccreidError(f"--num must be >= 1, got {num}")
     cfg = load_config(config, list(set_ or []))
-    dataset = load_dataset(cfg.data.dataset, cfg.data.root)
+    dataset = load_train_set(cfg)
     if not dataset.train:
         raise OccreidError(f"dataset {cfg.data.dataset} at {cfg.data.root} has no training images to draw")
     path = make_augment_preview(

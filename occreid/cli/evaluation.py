@@ -16,14 +16,15 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 index_app = typer.Typer(help="Build and extend a searchable gallery index.", no_args_is_help=True)
 
 
-def _load_model(checkpoint: Path):
-    """(model, cfg) of a deployed checkpoint; a separate function so tests can patch it."""
-    from occreid.inference.models import load_deployed_model
-    from occreid.modeling.checkpoint import load_checkpoint
+def _load_model(checkpoint: Path, runtime: str = "auto", device: str = "auto"):
+    """The model of a checkpoint or .onnx file (occreid.inference.models.InferenceModel); a separate function
+    so tests can patch it."""
+    from occreid.inference.models import load_inference_model
 
-    if not checkpoint.is_file():
-        load_checkpoint(checkpoint)  # "is a folder ..." or "not found"
-    return load_deployed_model(checkpoint, device="cpu")
+    return load_inference_model(checkpoint, runtime=runtime, device=device)
+
+
+RUNTIME_HELP = "auto (follows the file: .pt on torch, .onnx on ONNX Runtime), onnx or torch."
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -36,72 +37,71 @@ def list_images(folder: Path) -> list[Path]:
     return images
 
 
-def _settings(checkpoint: Path, cfg: Any) -> dict[str, Any]:
+def _settings(loaded: Any) -> dict[str, Any]:
     """What must match for two feature sets to be comparable; stored in the index metadata. The model is
-    identified by the checkpoint's content hash; its path is only where it was when the index was built.
-    `feature` is what the deployed model computes: always f_G (whatever test feature the config names)."""
-    from occreid.utils.hashing import file_sha256
-
+    identified by the content hash of its training checkpoint (an .onnx file records the one it was exported
+    from), so a checkpoint and its fp32 export are the same model; its path is only where it was when the
+    index was built. `feature` is what the deployed model computes: always f_G (whatever test feature the
+    config names). `precision` (fp32 / int8) is checked on its own (GalleryIndex.precision_problem)."""
     return {
-        "checkpoint": str(checkpoint.resolve()),
-        "checkpoint_sha256": file_sha256(checkpoint) if checkpoint.is_file() else None,
-        "image_size": list(cfg.data.image_size),
-        "mean": list(cfg.data.mean),
-        "std": list(cfg.data.std),
-        "flip": bool(cfg.eval.flip),
+        "checkpoint": str(loaded.path.resolve()),
+        "checkpoint_sha256": loaded.source_sha256,
+        "image_size": list(loaded.image_size),
+        "mean": list(loaded.mean),
+        "std": list(loaded.std),
+        "flip": bool(loaded.flip),
         "feature": "f_G",
+        "precision": loaded.precision,
     }
 
 
-def _recorded_checkpoint(index: Any, index_path: Path, hint: str, given: Path | None = None) -> Path:
-    """The checkpoint to embed with: `given` (--checkpoint) or the one the index records, or OccreidError
-    "<index> records no checkpoint<hint>". When the index records a content hash, the checkpoint must have
-    it."""
-    from occreid.utils.hashing import file_sha256
-
+def _index_model(index: Any, index_path: Path, hint: str, given: Path | None, runtime: str, device: str):
+    """The model to embed with: `given` (--checkpoint) or the one the index records, or OccreidError
+    "<index> records no checkpoint<hint>". When the index records a content hash, the model must have it: the
+    checkpoint itself or an .onnx file exported from it."""
     recorded = index.meta.get("checkpoint")
     if given is None and not recorded:
         raise OccreidError(f"{index_path} records no checkpoint{hint}")
     checkpoint = Path(given) if given is not None else Path(recorded)
     expected = index.meta.get("checkpoint_sha256")
-    if expected:
-        if not checkpoint.is_file():
-            if given is None:
-                raise OccreidError(
-                    f"{index_path} was built with {checkpoint}, which is not there (moved or "
-                    "deleted); pass --checkpoint with that model's file"
-                )
-            _load_model(checkpoint)  # its "not found" / "is a folder" message
-        if file_sha256(checkpoint) != expected:
-            raise OccreidError(
-                f"{checkpoint} is not the model {index_path} was built with (its content hash differs: "
-                f"{'new weights at the recorded path' if given is None else 'other weights'}); pass "
-                "--checkpoint with the original file, or build a new index with `occreid index build "
-                "--overwrite`"
-            )
-    return checkpoint
+    if expected and given is None and not checkpoint.is_file():
+        raise OccreidError(
+            f"{index_path} was built with {checkpoint}, which is not there (moved or deleted); pass "
+            "--checkpoint with that model's file"
+        )
+    loaded = _load_model(checkpoint, runtime, device)
+    if expected and loaded.source_sha256 != expected:
+        raise OccreidError(
+            f"{checkpoint} is not the model {index_path} was built with (its content hash differs: "
+            f"{'new weights at the recorded path' if given is None else 'other weights'}); pass "
+            "--checkpoint with the original file or its export, or build a new index with `occreid index "
+            "build --overwrite`"
+        )
+    return loaded
 
 
 def _comparable(index: Any, settings: dict[str, Any]) -> dict[str, Any]:
     """The settings to compare with the index's: by content hash when it has one (so a moved checkpoint is
     still the same model), else by path as indexes did before hashes."""
+    settings = {k: v for k, v in settings.items() if k != "precision"}
     if index.meta.get("checkpoint_sha256"):
         return {k: v for k, v in settings.items() if k != "checkpoint"}
     return {k: v for k, v in settings.items() if k != "checkpoint_sha256"}
 
 
-def _extract(checkpoint: Path, images: list[Path], device: str, batch_size: int | None):
+def _extract(loaded: Any, images: list[Path], device: str, batch_size: int | None):
     from occreid.inference.extractor import FeatureExtractor
 
-    model, cfg = _load_model(checkpoint)
-    extractor = FeatureExtractor.for_config(
-        model, cfg, device=device, batch_size=batch_size, progress=len(images) > 1
+    extractor = FeatureExtractor.for_model(
+        loaded, device=device, batch_size=batch_size, progress=len(images) > 1
     )
-    return extractor([str(p) for p in images]), cfg
+    return extractor([str(p) for p in images])
 
 
 def index_build(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Deployed model checkpoint."),
+    checkpoint: Path = typer.Option(
+        ..., "--checkpoint", help="Deployed model: a training checkpoint (.pt) or its export (.onnx)."
+    ),
     images: Path = typer.Option(..., "--images", help="Folder of gallery images (searched recursively)."),
     out: Path = typer.Option(..., "--out", help="Index file to write (.npz)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
@@ -109,6 +109,7 @@ def index_build(
         None, help="Images per batch; default eval.batch_size of the config."
     ),
     overwrite: bool = typer.Option(False, help="Replace an existing index file."),
+    runtime: str = typer.Option("auto", "--runtime", help=RUNTIME_HELP),
 ) -> None:
     """Embed every image under --images and write a searchable index."""
     from occreid.evaluation.index import GalleryIndex
@@ -123,43 +124,46 @@ def index_build(
     from occreid.data.images import check_images
 
     check_images(paths, "gallery")
-    features, cfg = _extract(checkpoint, paths, device, batch_size)
-    index = GalleryIndex(
-        metric=cfg.eval.metric, normalize=cfg.eval.normalize, meta=_settings(checkpoint, cfg)
-    )
+    loaded = _load_model(checkpoint, runtime, device)
+    features = _extract(loaded, paths, device, batch_size)
+    index = GalleryIndex(metric=loaded.metric, normalize=loaded.normalize, meta=_settings(loaded))
     index.add(features, [str(p.resolve()) for p in paths])
     index.save(out)
-    typer.echo(f"indexed {len(index)} images ({index.dim}-d, {index.metric}) -> {out}")
+    typer.echo(f"indexed {len(index)} images ({index.dim}-d {loaded.precision}, {index.metric}) -> {out}")
 
 
 def index_add(
     index_path: Path = typer.Option(..., "--index", help="Existing index file (.npz)."),
     images: Path = typer.Option(..., "--images", help="Folder of images to add (searched recursively)."),
     checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="Default: the one the index was built with."
+        None, "--checkpoint", help="Default: the one the index was built with (or give its .onnx export)."
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
     batch_size: int | None = typer.Option(
         None, help="Images per batch; default eval.batch_size of the config."
     ),
+    runtime: str = typer.Option("auto", "--runtime", help=RUNTIME_HELP),
 ) -> None:
-    """Embed the images under --images with the index's checkpoint and append them (already indexed paths are
+    """Embed the images under --images with the index's model and append them (already indexed paths are
     skipped)."""
     from occreid.evaluation.index import GalleryIndex
 
     index = GalleryIndex.load(index_path)
-    checkpoint = _recorded_checkpoint(index, index_path, "; pass --checkpoint", checkpoint)
+    loaded = _index_model(index, index_path, "; pass --checkpoint", checkpoint, runtime, device)
+    problem = index.precision_problem(loaded.precision)
+    if problem:
+        raise OccreidError(f"{problem}; one index never mixes them: add with a {index.precision} model")
     known = set(index.paths)
     paths = [p for p in list_images(images) if str(p.resolve()) not in known]
     if not paths:
         typer.echo(f"nothing to add: every image under {images} is already in {index_path}")
         return
-    features, cfg = _extract(checkpoint, paths, device, batch_size)
-    index.check_compatible(_comparable(index, _settings(checkpoint, cfg)))
-    if (cfg.eval.metric, cfg.eval.normalize) != (index.metric, index.normalize):
+    features = _extract(loaded, paths, device, batch_size)
+    index.check_compatible(_comparable(index, _settings(loaded)))
+    if (loaded.metric, loaded.normalize) != (index.metric, index.normalize):
         raise OccreidError(
-            f"the index uses metric={index.metric}, normalize={index.normalize} but the checkpoint's config "
-            f"says metric={cfg.eval.metric}, normalize={cfg.eval.normalize}; build a new index"
+            f"the index uses metric={index.metric}, normalize={index.normalize} but the model's settings "
+            f"say metric={loaded.metric}, normalize={loaded.normalize}; build a new index"
         )
     index.add(features, [str(p.resolve()) for p in paths])
     index.save(index_path)
@@ -174,8 +178,11 @@ def search(
     device: str = typer.Option("auto", help="Where to embed the query and search: auto, cpu, cuda, ..."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="The index's model, e.g. after moving it (default: the recorded path)."
+        None,
+        "--checkpoint",
+        help="The index's model, e.g. after moving it, or its .onnx export (default: the recorded path).",
     ),
+    runtime: str = typer.Option("auto", "--runtime", help=RUNTIME_HELP),
 ) -> None:
     """Print the --topk gallery images closest to --image, with distances. The query is embedded with the
     model the index was built with (checked by content hash)."""
@@ -184,9 +191,12 @@ def search(
     index = GalleryIndex.load(index_path)
     if not image.is_file():
         raise OccreidError(f"query image not found: {image}")
-    checkpoint = _recorded_checkpoint(index, index_path, " to embed the query with", checkpoint)
-    features, cfg = _extract(checkpoint, [image], device, 1)
-    index.check_compatible(_comparable(index, _settings(checkpoint, cfg)))
+    loaded = _index_model(index, index_path, " to embed the query with", checkpoint, runtime, device)
+    problem = index.precision_problem(loaded.precision)
+    if problem:
+        typer.echo(f"warning: {problem}; distances mix the two (close, not equal)", err=True)
+    features = _extract(loaded, [image], device, 1)
+    index.check_compatible(_comparable(index, _settings(loaded)))
     results = index.search_paths(features, topk=topk, backend=backend, device=device)[0]
     if as_json:
         typer.echo(

@@ -66,7 +66,15 @@ def _problem(path: str) -> str | None:
 
 def check_images(paths: Sequence[str | Path], what: str, workers: int = 8, progress: bool = True) -> None:
     """Decode every image of `paths` (a split, `what`) before long work starts; if any cannot be read, one
-    OccreidError with their count and up to three examples. Threads: PIL decodes without holding the GIL."""
+    OccreidError with their count and up to three examples."""
+    raise_unreadable(unreadable_images(paths, what, workers, progress), len(paths), what)
+
+
+def unreadable_images(
+    paths: Sequence[str | Path], what: str, workers: int = 8, progress: bool = True
+) -> list[tuple[str, str]]:
+    """(path, why) of each image of `paths` that cannot be decoded. Threads: PIL decodes without holding the
+    GIL."""
     from concurrent.futures import ThreadPoolExecutor
 
     from occreid.utils.progress import progress as progress_bar
@@ -85,9 +93,14 @@ def check_images(paths: Sequence[str | Path], what: str, workers: int = 8, progr
             if problem is not None:
                 bad.append((path, problem))
         bar.close()
+    return bad
+
+
+def raise_unreadable(bad: Sequence[tuple[str, str]], total: int, what: str) -> None:
+    """The OccreidError of `check_images` where `bad` (from `unreadable_images`) is not empty."""
     if bad:
         examples = "; ".join(f"{p} ({why})" for p, why in bad[:3])
         raise OccreidError(
-            f"{len(bad)} of {len(paths)} {what} images cannot be read, e.g. {examples}; re-download or "
+            f"{len(bad)} of {total} {what} images cannot be read, e.g. {examples}; re-download or "
             "remove them (found before any work started)"
         )

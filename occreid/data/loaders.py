@@ -40,6 +40,7 @@ from occreid.data.samplers import PKSampler
 from occreid.data.transforms import RandomErasing, build_transforms
 from occreid.errors import OccreidError
 from occreid.pose.schema import NUM_KEYPOINTS
+from occreid.utils.device import cpus_per_process
 
 if TYPE_CHECKING:
     from occreid.config import Config
@@ -154,6 +155,25 @@ class ReidDataLoader(DataLoader):
             raise
 
 
+def loader_workers(setting: int | str) -> int:
+    """data.num_workers as a number: "auto" is this process's CPU cores less one (the trainer's), at most 8
+    (an OGFR item decodes up to two JPEGs and pastes an occluder; 8 workers keep a GPU step fed)."""
+    if setting != "auto":
+        return int(setting)
+    return min(8, cpus_per_process() - 1)
+
+
+def _check_cameras(cfg: Config, records: Sequence[ImageRecord]) -> None:
+    """A ViT's camera embedding has model.num_cameras rows: every training camid must index one (checked
+    once here, not on the GPU every step, which would cost a host sync)."""
+    top = max(r.camid for r in records)
+    if cfg.model.num_cameras and top >= cfg.model.num_cameras:
+        raise OccreidError(
+            f"camera id {top} is out of range for model.num_cameras={cfg.model.num_cameras}; set it to the "
+            f"training set's camera count ({top + 1} or more)"
+        )
+
+
 def build_train_loader(
     cfg: Config,
     records: Sequence[ImageRecord],
@@ -177,6 +197,7 @@ def build_train_loader(
     """
     if len(records) == 0:
         raise OccreidError("the training split has no images; check data.root and the dataset layout")
+    _check_cameras(cfg, records)
     seed = cfg.train.seed if seed is None else seed
     transform = build_transforms(cfg.data, train=True)
     if paired_views:
@@ -199,11 +220,10 @@ def build_train_loader(
     )
     generator = torch.Generator()
     generator.manual_seed(int(np.random.SeedSequence([seed, rank]).generate_state(1)[0]))
-    workers = cfg.data.num_workers
     return ReidDataLoader(
         dataset,
         batch_sampler=sampler,
-        num_workers=workers,
+        num_workers=loader_workers(cfg.data.num_workers),
         pin_memory=torch.cuda.is_available(),
         # Workers restart each epoch so the trainer can reseed `loader.generator` per epoch: a resumed run
         # then draws the same augmentations as an uninterrupted one.
@@ -231,6 +251,6 @@ def build_test_loader(
         batch_size=batch_size or cfg.eval.batch_size,
         shuffle=False,
         drop_last=False,
-        num_workers=cfg.data.num_workers,
+        num_workers=loader_workers(cfg.data.num_workers),
         pin_memory=torch.cuda.is_available(),
     )

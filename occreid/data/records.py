@@ -24,6 +24,9 @@ class ReidDataset:
     train: list[ImageRecord] = field(default_factory=list)
     query: list[ImageRecord] = field(default_factory=list)
     gallery: list[ImageRecord] = field(default_factory=list)
+    # What a run records about how the loader read the data (`folder`: identity names -> ids, an automatic
+    # split); written to the run folder's dataset.json.
+    notes: dict = field(default_factory=dict)
 
     @property
     def num_train_pids(self) -> int:

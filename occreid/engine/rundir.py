@@ -15,7 +15,23 @@ from pathlib import Path
 from occreid.errors import OccreidError
 
 # What `occreid train` writes into its run directory; --overwrite removes exactly these (nothing else there).
-RUN_FILES = ("config.yaml", "environment.json", "metrics.jsonl", "last.pt", "best.pt", "eval.json", "tb")
+RUN_FILES = (
+    "config.yaml",
+    "environment.json",
+    "dataset.json",
+    "metrics.jsonl",
+    "last.pt",
+    "best.pt",
+    "eval.json",
+    "tb",
+)
+
+
+def expand_run_dir(output_dir: str, data_root: str) -> Path:
+    """train.output_dir with "{data}" replaced by the data's name: data.root's folder or CSV name
+    (`runs/{data}` with data.root=data/mine or data/mine.csv -> runs/mine)."""
+    name = Path(data_root).expanduser().resolve().stem if data_root else "data"
+    return Path(output_dir.replace("{data}", name))
 
 
 def run_files(run_dir: Path) -> list[Path]:

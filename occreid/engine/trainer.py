@@ -26,19 +26,25 @@ import torch
 from torch import nn
 
 from occreid.config import Config, save_config
-from occreid.data.datasets import load_dataset
 from occreid.data.loaders import build_train_loader
 from occreid.data.records import ReidDataset
-from occreid.data.splits import check_split_images, keypoints_for, load_test_split, test_keypoints
+from occreid.data.splits import (
+    check_split_images,
+    keypoints_for,
+    load_test_split,
+    load_train_set,
+    test_keypoints,
+)
 from occreid.engine.checkpoint import rng_state, set_rng_state
 from occreid.engine.metrics_log import MetricsLog, environment_info
 from occreid.engine.optim import build_optimizer, build_scheduler
-from occreid.engine.rundir import check_run_dir, clear_run_dir
+from occreid.engine.rundir import check_run_dir, clear_run_dir, expand_run_dir
 from occreid.errors import OccreidError
 from occreid.evaluation.evaluate import EvalOutput, evaluate_model
 from occreid.methods import build_model
 from occreid.modeling.base import ReidMethod
 from occreid.modeling.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from occreid.utils.device import resolve_amp, set_tf32
 from occreid.utils.distributed import (
     DistInfo,
     all_gather_objects,
@@ -83,6 +89,7 @@ class TrainingRun:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
     step_module: nn.Module | None
+    no_eval_reason: str | None = None  # why this run does not evaluate (then best.pt is the last epoch)
     log: MetricsLog | None = None
     start_epoch: int = 0
     step: int = 0
@@ -120,18 +127,21 @@ def train(
 def _set_up(cfg: Config, resume: str | Path | None, overwrite: bool) -> TrainingRun:
     """Checks of the run folder, then the method, the data it asks for, and the optimisers."""
     t = cfg.train
-    info = setup_distributed(t.device)
+    info = setup_distributed(t.device, t.dist_timeout_min, t.dist_backend)
+    _configure_backends(cfg, info)
+    t.output_dir = str(expand_run_dir(t.output_dir, cfg.data.root))  # "{data}" -> the data's name
     run_dir = Path(t.output_dir)
     check_run_dir(run_dir, resume, overwrite)
     check_writable_dir(run_dir, "train.output_dir")
     torch.manual_seed(t.seed)
     np.random.seed(t.seed)
 
-    dataset = load_dataset(cfg.data.dataset, cfg.data.root)
+    dataset = load_train_set(cfg)
     if not dataset.train:
         raise OccreidError(
             f"dataset {cfg.data.dataset} at {cfg.data.root} has no training split (test-only set)"
         )
+    no_eval_reason = _no_eval_reason(cfg, dataset)
     method = build_model(cfg, num_classes=dataset.num_train_pids).to(info.device)
     needs = method.batch_needs()
     train_kpts = (
@@ -149,8 +159,8 @@ def _set_up(cfg: Config, resume: str | Path | None, overwrite: bool) -> Training
         seed=t.seed,
     )
     test_set = load_test_split(cfg, dataset)
-    q_kpts, g_kpts = test_keypoints(cfg, test_set, needs.test_keypoints)
-    check_split_images(dataset, test_set)
+    q_kpts, g_kpts = test_keypoints(cfg, test_set, needs.test_keypoints and no_eval_reason is None)
+    check_split_images(dataset, test_set, info=info)  # each rank decodes its share
 
     method = _for_device(cfg, method, info)
     extra_optimizers = (
@@ -172,16 +182,51 @@ def _set_up(cfg: Config, resume: str | Path | None, overwrite: bool) -> Training
         optimizer=optimizer,
         extra_optimizers=extra_optimizers,
         scheduler=build_scheduler(cfg, optimizer),
-        scaler=torch.amp.GradScaler(info.device.type, enabled=t.amp == "fp16"),
+        scaler=torch.amp.GradScaler(info.device.type, enabled=resolve_amp(t.amp, info.device) == "fp16"),
         step_module=_step_module(method, info),
+        no_eval_reason=no_eval_reason,
     )
+
+
+def _configure_backends(cfg: Config, info: DistInfo) -> None:
+    """On CUDA: TF32 in training where train.tf32 says so (evaluation switches it off, see
+    occreid.evaluation.evaluate), and cuDNN's autotuner (the input size is fixed, so its search pays once)."""
+    if info.device.type == "cuda":
+        set_tf32(cfg.train.tf32)
+        torch.backends.cudnn.benchmark = True
+
+
+def _sync_bn(cfg: Config, info: DistInfo) -> bool:
+    """train.sync_bn, "auto": on for several CUDA processes whose batch (p x k each) is below 32 images, where
+    each GPU's BatchNorm statistics would be noisy."""
+    if cfg.train.sync_bn != "auto":
+        return cfg.train.sync_bn and info.enabled
+    return info.enabled and info.device.type == "cuda" and cfg.data.p * cfg.data.k < 32
+
+
+def _no_eval_reason(cfg: Config, dataset: ReidDataset) -> str | None:
+    """Why the run will not evaluate (train.eval_period=-1, or train-only data), None if it will; half a test
+    split is an OccreidError. Checked before any work."""
+    if cfg.train.eval_period == -1:
+        return "train.eval_period=-1"
+    if cfg.data.test_dataset is not None:
+        return None
+    query, gallery = len(dataset.query), len(dataset.gallery)
+    if query and gallery:
+        return None
+    if query or gallery:
+        raise OccreidError(
+            f"dataset {cfg.data.dataset} at {cfg.data.root} has {query} query and {gallery} gallery images; "
+            "evaluation needs both: add the missing split, or set train.eval_period=-1 to train without it"
+        )
+    return "the data has no query/gallery images (train-only; data.split=auto:0.2 holds some out)"
 
 
 def _for_device(cfg: Config, method: ReidMethod, info: DistInfo) -> ReidMethod:
     """NHWC weights (train.channels_last) and synchronised BatchNorm across GPUs (train.sync_bn)."""
     if cfg.train.channels_last:
         method = method.to(memory_format=torch.channels_last)
-    if cfg.train.sync_bn and info.enabled:
+    if _sync_bn(cfg, info):
         if info.device.type != "cuda":
             raise OccreidError(
                 "train.sync_bn=true needs CUDA devices (PyTorch's SyncBatchNorm is GPU-only); "
@@ -206,8 +251,10 @@ def _step_module(method: ReidMethod, info: DistInfo) -> nn.Module:
     step_module: nn.Module = _TrainStep(method)
     if info.enabled:
         device_ids = [info.device.index] if info.device.type == "cuda" else None
+        # Only a method that leaves parameters without gradients in some steps asks DDP to look for them
+        # (OGFR's agent in its warm-up): the search walks the autograd graph every step.
         step_module = nn.parallel.DistributedDataParallel(
-            step_module, device_ids=device_ids, find_unused_parameters=True
+            step_module, device_ids=device_ids, find_unused_parameters=method.find_unused_parameters
         )
     return step_module
 
@@ -218,7 +265,9 @@ def _resume(run: TrainingRun, resume: str | Path | None) -> None:
     path = run.run_dir / "last.pt" if resume == "auto" else (Path(resume) if resume else None)
     if path is None or (resume == "auto" and not path.is_file()):
         return
-    state = load_checkpoint(path, map_location=run.info.device)
+    # On the CPU: the RNG states are read there, and optimiser states move to their parameters' devices
+    # (Adam's step counters stay on the CPU, as in a fresh run).
+    state = load_checkpoint(path, map_location="cpu")
     load_weights(run.method, state, path, run.cfg, num_classes=run.dataset.num_train_pids)
     run.optimizer.load_state_dict(state["optimizer"])
     for name, opt in run.extra_optimizers.items():
@@ -227,7 +276,7 @@ def _resume(run: TrainingRun, resume: str | Path | None) -> None:
     if "scaler" in state:  # fp16 loss scale; absent from checkpoints of older versions
         run.scaler.load_state_dict(state["scaler"])
     run.start_epoch, run.step, run.best_map = state["epoch"], state["step"], state["best_map"]
-    set_rng_state(state["rng"])
+    set_rng_state(state["rng"], run.info.device)
 
 
 def _open_run_dir(run: TrainingRun, overwrite: bool) -> None:
@@ -241,7 +290,12 @@ def _open_run_dir(run: TrainingRun, overwrite: bool) -> None:
         run.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run.run_dir / "config.yaml")
         (run.run_dir / "environment.json").write_text(json.dumps(environment_info(info), indent=2))
+        if run.dataset.notes:  # how the data was read: identity names, an automatic split
+            notes = {"dataset": run.dataset.name, "root": str(run.dataset.root), **run.dataset.notes}
+            (run.run_dir / "dataset.json").write_text(json.dumps(notes, indent=2))
         print(run.dataset.summary())
+        if run.no_eval_reason:
+            print(f"no evaluation: {run.no_eval_reason}; best.pt will be the last epoch", flush=True)
         print(
             f"training {type(run.method).__name__} on {info.device}, {len(run.loader.batch_sampler)} "
             f"steps/epoch, epochs {run.start_epoch}->{cfg.train.epochs}, run dir {run.run_dir}"
@@ -255,8 +309,9 @@ def _open_run_dir(run: TrainingRun, overwrite: bool) -> None:
 def _train_epoch(run: TrainingRun, epoch: int, progress: bool) -> None:
     t, info = run.cfg.train, run.info
     # A per-epoch seed makes an epoch's sampling and augmentation independent of what ran before it, so a
-    # resumed run repeats an uninterrupted one exactly (on the CPU).
-    torch.manual_seed(t.seed * 100_003 + epoch)
+    # resumed run repeats an uninterrupted one exactly (on the CPU). Each rank its own: drop path, random
+    # erasing and the OGFR agent's sampling differ between GPUs.
+    torch.manual_seed(t.seed * 100_003 + epoch + 1_000_003 * info.rank)
     run.loader.generator.manual_seed(
         t.seed * 100_003 + epoch * 1_009 + info.rank
     )  # worker augmentation seeds
@@ -266,10 +321,11 @@ def _train_epoch(run: TrainingRun, epoch: int, progress: bool) -> None:
     t_data, t_end = 0.0, time.perf_counter()
     show = info.is_main and progress
     bar = progress_bar(run.loader, desc=f"epoch {epoch + 1}/{t.epochs}", unit="steps", enabled=show)
-    for batch in bar:
+    last = len(run.loader.batch_sampler) - 1
+    for i, batch in enumerate(bar):
         t_data += time.perf_counter() - t_end
         loss, terms, grad_norm = _train_step(run, batch, epoch)
-        if run.step % t.log_period == 0 or run.step == 1:
+        if run.step % t.log_period == 0 or run.step == 1 or i == last:  # and every epoch's last step
             record = {
                 "kind": "train",
                 "epoch": epoch + 1,
@@ -298,31 +354,49 @@ def _train_step(
         terms = run.step_module(batch)
     metric_names = getattr(method, "metric_names", ())
     loss = sum(v.float() for k, v in terms.items() if k not in metric_names)
-    # Steps are numbered from 1, as in metrics.jsonl. Every rank takes part in the check, so all stop.
-    if not all_ranks(bool(torch.isfinite(loss)), run.info):
-        values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-        raise TrainingDiverged(
-            f"loss became {loss.item()} at step {run.step + 1} (epoch {epoch + 1}) on rank {run.info.rank} "
-            f"or another rank: {values}; lower train.lr, enable train.grad_clip, or check the data"
-        )
     for opt in run.optimizers:
         opt.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
-    for opt in run.optimizers:
+    # A GradScaler cannot step an optimiser without gradients (OGFR's agent in its warm-up).
+    stepping = [opt for opt in run.optimizers if _has_gradients(opt)]
+    for opt in stepping:
         scaler.unscale_(opt)
     grad_norm = nn.utils.clip_grad_norm_(method.parameters(), t.grad_clip or float("inf"))
-    # fp16's GradScaler skips steps with inf gradients by design; otherwise they would poison the weights.
-    # DDP has averaged the gradients, so every rank sees the same norm and stops together.
-    if t.amp != "fp16" and not torch.isfinite(grad_norm):
-        raise TrainingDiverged(
-            f"gradient norm became {float(grad_norm)} at step {run.step + 1} (epoch {epoch + 1}) with a "
-            f"finite loss {loss.item():.4g}; lower train.lr or enable train.grad_clip"
-        )
-    for opt in run.optimizers:
+    _check_finite(run, loss, grad_norm, terms, epoch)
+    for opt in stepping:
         scaler.step(opt)
     scaler.update()
     run.step += 1
     return loss, terms, grad_norm
+
+
+def _has_gradients(optimizer: torch.optim.Optimizer) -> bool:
+    return any(p.grad is not None for group in optimizer.param_groups for p in group["params"])
+
+
+def _check_finite(
+    run: TrainingRun, loss: torch.Tensor, grad_norm: torch.Tensor, terms: dict[str, torch.Tensor], epoch: int
+) -> None:
+    """Stop on a NaN or infinite loss, or gradient norm: the step's one host sync (all ranks take part, so
+    all stop). fp16's GradScaler skips steps with inf gradients by design; otherwise they would poison the
+    weights. DDP has averaged the gradients, so every rank sees the same norm. Steps are numbered from 1, as
+    in metrics.jsonl."""
+    t, info = run.cfg.train, run.info
+    finite = torch.isfinite(loss)
+    if resolve_amp(t.amp, info.device) != "fp16":
+        finite = finite & torch.isfinite(grad_norm)
+    if all_ranks(finite, info):
+        return
+    if not all_ranks(torch.isfinite(loss), info):
+        values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+        raise TrainingDiverged(
+            f"loss became {loss.item()} at step {run.step + 1} (epoch {epoch + 1}) on rank {info.rank} "
+            f"or another rank: {values}; lower train.lr, enable train.grad_clip, or check the data"
+        )
+    raise TrainingDiverged(
+        f"gradient norm became {float(grad_norm)} at step {run.step + 1} (epoch {epoch + 1}) with a "
+        f"finite loss {loss.item():.4g}; lower train.lr or enable train.grad_clip"
+    )
 
 
 def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
@@ -335,7 +409,7 @@ def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool)
 
 
 def _autocast(cfg: Config, device: torch.device) -> torch.autocast:
-    amp = cfg.train.amp
+    amp = resolve_amp(cfg.train.amp, device)
     if amp == "fp16" and device.type != "cuda":
         raise OccreidError("train.amp=fp16 needs a CUDA device; on the CPU use train.amp=bf16 (or none)")
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
@@ -363,7 +437,10 @@ def _evaluate_and_checkpoint(run: TrainingRun, epochs_done: int) -> None:
     _save(
         run, ["last.pt"], epochs_done
     )  # first: an evaluation that fails (a bad image, Ctrl-C) keeps the epoch
-    if epochs_done == t.epochs or (t.eval_period > 0 and epochs_done % t.eval_period == 0):
+    if run.no_eval_reason is not None:
+        if epochs_done == t.epochs:
+            _save(run, ["best.pt"], epochs_done)  # no evaluation to choose by: the last epoch
+    elif epochs_done == t.epochs or (t.eval_period > 0 and epochs_done % t.eval_period == 0):
         improved = _evaluate(run, epochs_done)
         _save(run, ["last.pt", *(["best.pt"] if improved else [])], epochs_done)
     barrier(run.info)
@@ -420,7 +497,7 @@ def _save(run: TrainingRun, names: list[str], epochs_done: int) -> None:
         "scaler": run.scaler.state_dict(),
         "epoch": epochs_done,
         "step": run.step,
-        "rng": rng_state(),
+        "rng": rng_state(run.info.device),
         "config": run.cfg.model_dump(mode="json"),
         "num_classes": run.dataset.num_train_pids,
         "best_map": run.best_map,

@@ -12,6 +12,7 @@ from torch import nn
 
 from occreid.config import Config
 from occreid.data.records import ImageRecord
+from occreid.utils.device import ieee_fp32
 from occreid.utils.distributed import DistInfo, all_gather_objects
 from occreid.utils.progress import progress
 
@@ -27,7 +28,8 @@ def extract_features(
     desc: str = "features",
 ) -> torch.Tensor:
     """(N, D) float32 CPU features of `records`, in order. With several ranks each extracts a share and the
-    shares are gathered on every rank. `keypoints` are passed to the model only when given."""
+    shares are gathered on every rank. `keypoints` are passed to the model only when given. Always in IEEE
+    fp32, whatever train.amp and train.tf32 (`evaluate_model`): bf16 would round the pooled features."""
     from occreid.data.loaders import build_test_loader
     from occreid.data.transforms import flip_keypoints
 
@@ -36,8 +38,6 @@ def extract_features(
     loader = build_test_loader(
         cfg, [records[i] for i in share], [keypoints[i] for i in share] if keypoints is not None else None
     )
-    amp = cfg.train.amp != "none"
-    dtype = torch.bfloat16 if cfg.train.amp == "bf16" else torch.float16
     feats = []
     model.eval()
     for batch in progress(loader, desc=desc, unit="batches", enabled=info.is_main):
@@ -45,15 +45,14 @@ def extract_features(
         if cfg.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         kpts = batch["keypoints"].to(device) if keypoints is not None else None
-        with torch.autocast(device.type, dtype=dtype, enabled=amp):
-            f = model(images, kpts) if kpts is not None else model(images)
-            if cfg.eval.flip:
-                flipped = images.flip(3)
-                if kpts is not None:
-                    f = f + model(flipped, flip_keypoints(kpts, images.shape[-1]))
-                else:
-                    f = f + model(flipped)
-                f = f / 2
+        f = model(images, kpts) if kpts is not None else model(images)
+        if cfg.eval.flip:
+            flipped = images.flip(3)
+            if kpts is not None:
+                f = f + model(flipped, flip_keypoints(kpts, images.shape[-1]))
+            else:
+                f = f + model(flipped)
+            f = f / 2
         feats.append(f.float().cpu())
     local = torch.cat(feats) if feats else torch.zeros(0)
     if not info.enabled:
@@ -174,8 +173,9 @@ def evaluate_model(
     """Features on all ranks, metrics on the main rank (other ranks get None); on a CUDA `device` the
     distances and the ranking run on the GPU."""
     info = info or DistInfo(device=device)
-    qf = extract_features(model, query, cfg, device, query_keypoints, info, desc="query")
-    gf = extract_features(model, gallery, cfg, device, gallery_keypoints, info, desc="gallery")
-    if not info.is_main:
-        return None
-    return evaluate_features(qf, gf, query, gallery, cfg, device)
+    with ieee_fp32():  # no TF32 rounding of features and distances, also when training uses it
+        qf = extract_features(model, query, cfg, device, query_keypoints, info, desc="query")
+        gf = extract_features(model, gallery, cfg, device, gallery_keypoints, info, desc="gallery")
+        if not info.is_main:
+            return None
+        return evaluate_features(qf, gf, query, gallery, cfg, device)

@@ -7,7 +7,7 @@ file.
     index.save("gallery.npz"); index = GalleryIndex.load("gallery.npz")
 
 Exact search is a torch matmul + topk in chunks (any device). `backend="faiss"` uses a flat faiss index
-(`pip install occreid[faiss]`), exact as well, faster on large galleries.
+(`pip install -e ".[faiss]"` in a clone), exact as well, faster on large galleries.
 """
 
 from __future__ import annotations
@@ -142,7 +142,9 @@ class GalleryIndex:
         try:
             import faiss
         except ImportError:
-            raise OccreidError("the faiss backend needs faiss: pip install occreid[faiss]") from None
+            raise OccreidError(
+                'the faiss backend needs faiss: pip install -e ".[faiss]" in a clone of occreid'
+            ) from None
         if self._faiss is None:
             index = faiss.IndexFlatL2(self.dim) if self.metric == "euclidean" else faiss.IndexFlatIP(self.dim)
             index.add(self.features)
@@ -160,6 +162,19 @@ class GalleryIndex:
         return [
             [(self.paths[i], float(d)) for d, i in zip(drow, irow)] for drow, irow in zip(distances, indices)
         ]
+
+    @property
+    def precision(self) -> str:
+        """The precision of the model behind the features ("fp32" or "int8"; indexes that do not record it
+        hold fp32 features)."""
+        return str(self.meta.get("precision", "fp32"))
+
+    def precision_problem(self, precision: str) -> str | None:
+        """None when features of a `precision` model match the index's, else what differs (adding them is
+        refused; a query gets a warning)."""
+        if precision == self.precision:
+            return None
+        return f"the index holds {self.precision} features but this model gives {precision} features"
 
     def check_compatible(self, meta: dict[str, Any]) -> None:
         """Raise if `meta` disagrees with the index's own on a key both define

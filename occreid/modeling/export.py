@@ -28,7 +28,6 @@ def export_onnx(
     opset: int = 17,
     dynamic_batch: bool = True,
     verify: bool = True,
-    metadata: dict[str, object] | None = None,
 ) -> float | None:
     """Write `deployed` (eval mode, on CPU) as ONNX with input "images" (B, 3, H, W) float32 and output
     "features" (B, D); the batch axis is dynamic unless dynamic_batch=False.
@@ -36,8 +35,6 @@ def export_onnx(
     Uses the TorchScript-based exporter (`dynamo=False`): the deployed model is a plain CNN, which it exports
     for every opset 9-20 without extra dependencies. With verify=True, runs the file with onnxruntime on a
     random batch of 3 (1 for a static batch) and returns the max abs difference to PyTorch; else None.
-    `metadata` (e.g. occreid.utils.provenance's record) is stored in the file's metadata_props, each value
-    as JSON (onnx.load(path).metadata_props).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,23 +61,9 @@ def export_onnx(
         ) from None
     except Exception as exc:
         raise OccreidError(f"ONNX export to {path} failed at opset {opset}: {exc} (try --opset 17)") from None
-    if metadata:
-        _add_metadata(path, metadata)
     if not verify:
         return None
     return verify_onnx(model, path, image_size, batch=3 if dynamic_batch else 1)
-
-
-def _add_metadata(path: Path, metadata: dict[str, object]) -> None:
-    import json
-
-    import onnx
-
-    model = onnx.load(str(path))
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, json.dumps(value)
-    onnx.save(model, str(path))
 
 
 @torch.no_grad()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from occreid.utils.device import without_autocast
+
 
 def cross_entropy_label_smoothing(logits: Tensor, targets: Tensor, epsilon: float = 0.1) -> Tensor:
     """Cross-entropy against the smoothed target q = (1 - eps) * onehot(y) + eps / N (Szegedy et al.; BoT).
@@ -22,11 +24,16 @@ def cross_entropy_label_smoothing(logits: Tensor, targets: Tensor, epsilon: floa
 
 
 def pairwise_euclidean(x: Tensor) -> Tensor:
-    """x (B, D) -> (B, B) Euclidean distances; the clamp keeps the gradient finite on the zero diagonal."""
-    x = x.float()
-    sq = x.pow(2).sum(dim=1)  # (B,)
-    d2 = sq[:, None] + sq[None, :] - 2.0 * x @ x.t()
-    return d2.clamp(min=1e-12).sqrt()
+    """x (B, D) -> (B, B) Euclidean distances; the clamp keeps the gradient finite on the zero diagonal.
+
+    In fp32 also inside autocast: d^2 = |a|^2 + |b|^2 - 2 a.b cancels catastrophically in bf16 / fp16 for
+    nearly parallel features (ViT class tokens share a large common component), and batch-hard mining would
+    rank rounding noise."""
+    with without_autocast(x):
+        x = x.float()
+        sq = x.pow(2).sum(dim=1)  # (B,)
+        d2 = sq[:, None] + sq[None, :] - 2.0 * x @ x.t()
+        return d2.clamp(min=1e-12).sqrt()
 
 
 def batch_hard_triplet_loss(features: Tensor, pids: Tensor, margin: float | None = 0.3) -> Tensor:

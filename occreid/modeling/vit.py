@@ -166,7 +166,9 @@ class ViTBackbone(nn.Module):
             if camids is None:  # evaluation / deployment: the mean camera, no side input
                 x = x + self.camera_coef * self.camera_embed.mean(dim=0)
             else:
-                if int(camids.max()) >= len(self.camera_embed):
+                # On the CPU only: on a GPU the check would cost a host sync per step; the training loader
+                # checks the training set's cameras against model.num_cameras before training starts.
+                if camids.device.type == "cpu" and int(camids.max()) >= len(self.camera_embed):
                     raise OccreidError(
                         f"camera id {int(camids.max())} is out of range for model.num_cameras="
                         f"{len(self.camera_embed)}; set it to the dataset's camera count"
@@ -202,4 +204,4 @@ def load_vit_checkpoint(vit: nn.Module, path: str) -> None:
     from timm.models.vision_transformer import checkpoint_filter_fn
 
     state = checkpoint_filter_fn(read_state_dict(path, fix="give a local timm ViT checkpoint"), vit)
-    load_matching(vit, state, path, "this ViT", drop=("head.",))
+    load_matching(vit, state, str(path), "this ViT", drop=("head.",), file=path)

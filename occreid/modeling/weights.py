@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from occreid.errors import OccreidError, torch_load_problem
+from occreid.utils.hashing import file_sha256
 
 
 def read_state_dict(path: str | Path, what: str = "model.pretrained:", fix: str = "") -> dict[str, Tensor]:
@@ -42,10 +43,17 @@ def read_state_dict(path: str | Path, what: str = "model.pretrained:", fix: str 
 
 
 def load_matching(
-    module: nn.Module, state: dict[str, Tensor], source: str, target: str, drop: tuple[str, ...] = ()
+    module: nn.Module,
+    state: dict[str, Tensor],
+    source: str,
+    target: str,
+    drop: tuple[str, ...] = (),
+    file: str | Path | None = None,
 ) -> None:
     """Load `state` into `module` after dropping the keys that start with `drop` (a classifier); any other
-    missing or unexpected key or shape mismatch is an OccreidError: "`source` does not fit `target`: ..."."""
+    missing or unexpected key or shape mismatch is an OccreidError: "`source` does not fit `target`: ...".
+    Prints one line: which weights (`file` and its sha256), and how many tensors matched."""
+    given = len(state)
     state = {k: v for k, v in state.items() if not k.startswith(drop)} if drop else state
     own = module.state_dict()
     problems = {
@@ -65,3 +73,7 @@ def load_matching(
     if parts:
         raise OccreidError(f"model.pretrained: {source} does not fit {target}: " + "; ".join(parts))
     module.load_state_dict(state)
+    name = source if file is None or str(file) == source else f"{source}, {file}"
+    digest = f" (sha256 {file_sha256(Path(file))[:16]}...)" if file is not None else ""
+    dropped = f", {given - len(state)} dropped ({', '.join(drop)})" if given > len(state) else ""
+    print(f"weights: {name}{digest}; {len(state)} of {len(own)} tensors of {target} matched{dropped}")

@@ -29,6 +29,8 @@ measurements behind this and for how confidence flattens the map.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -56,11 +58,18 @@ def feature_map_size(image_size: tuple[int, int], last_stride: int = 1) -> tuple
 
 
 def part_membership(device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
-    """(8, 17) 0/1 matrix: entry (k, n) is 1 when keypoint n belongs to part group k."""
-    member = torch.zeros(NUM_PARTS, NUM_KEYPOINTS, dtype=dtype, device=device)
-    for k, indices in enumerate(PART_KEYPOINT_INDICES):
-        member[k, list(indices)] = 1
-    return member
+    """(8, 17) 0/1 matrix: entry (k, n) is 1 when keypoint n belongs to part group k. Built once per device
+    and dtype and cached: on a GPU, building it costs blocking host-to-device copies, three times a step."""
+    return _part_membership(torch.device(device or "cpu"), dtype)
+
+
+@functools.cache
+def _part_membership(device: torch.device, dtype: torch.dtype) -> Tensor:
+    with torch.inference_mode(False):  # a normal tensor even when first asked for inside evaluation
+        member = torch.zeros(NUM_PARTS, NUM_KEYPOINTS, dtype=dtype)
+        for k, indices in enumerate(PART_KEYPOINT_INDICES):
+            member[k, list(indices)] = 1
+        return member.to(device)
 
 
 def keypoint_visibility(keypoints: Tensor, cfg: PoseConfig) -> Tensor:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from occreid.errors import OccreidError
 from occreid.utils.device import resolve_device
 
 
@@ -32,17 +34,34 @@ class DistInfo:
         return self.world_size > 1
 
 
-def setup_distributed(device_name: str = "auto") -> DistInfo:
+def setup_distributed(device_name: str = "auto", timeout_min: int = 60, backend: str = "auto") -> DistInfo:
+    """This process's rank and device; under torchrun, joins the process group (`backend` "auto": NCCL on
+    GPUs, gloo on CPUs). `timeout_min`: how long a collective waits for the other ranks (NCCL's own default,
+    10 minutes, is shorter than rank 0's saving and evaluation of a large test set)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistInfo(device=resolve_device(device_name))
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
     if device.type == "cuda":
+        _check_gpu_count(device)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        if backend == "auto":
+            backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=timedelta(minutes=timeout_min))
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def _check_gpu_count(device: torch.device) -> None:
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        procs = os.environ.get("LOCAL_WORLD_SIZE", "more")
+        raise OccreidError(
+            f"torchrun started {procs} processes on this machine but it has {count} GPU(s) "
+            f"(this process would use cuda:{device.index}); use torchrun --nproc_per_node {count} "
+            "(at most one process per GPU)"
+        )
 
 
 def cleanup_distributed(info: DistInfo) -> None:
@@ -64,12 +83,13 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def all_ranks(flag: bool, info: DistInfo) -> bool:
-    """True when `flag` is true on every rank. Every rank must call it: a rank that stops alone would leave
-    the others waiting in the next collective until the process-group timeout."""
+def all_ranks(flag: bool | torch.Tensor, info: DistInfo) -> bool:
+    """True when `flag` (a bool, or a bool tensor on this rank's device) is true on every rank: one host sync.
+    Every rank must call it: a rank that stops alone would leave the others waiting in the next collective
+    until the process-group timeout."""
     if not info.enabled:
-        return flag
-    tensor = torch.tensor([1.0 if flag else 0.0], device=info.device)
+        return bool(flag)
+    tensor = torch.as_tensor(flag, device=info.device).to(torch.float32).reshape(1)
     dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
     return bool(tensor.item() > 0)
 
@@ -85,7 +105,15 @@ def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
 def parameter_fingerprint(module: torch.nn.Module) -> float:
     """A number that differs between two modules whose parameters differ (almost surely); equal parameters
     give equal numbers. Used to check that every DDP rank ends with the same model, parameters and buffers
-    (the trainer gives every rank rank 0's BatchNorm statistics before it evaluates or checkpoints)."""
+    (the trainer gives every rank rank 0's BatchNorm statistics before it evaluates or checkpoints).
+
+    sum_i x_i cos(i) over the concatenated float64 values, one tensor at a time on the CPU: the host memory
+    it needs is that of the largest tensor, not of the whole model (OGFR's teacher and student: 4 GB)."""
     tensors = [*module.parameters(), *(b for b in module.buffers() if b.is_floating_point())]
-    flat = torch.cat([t.detach().double().flatten().cpu() for t in tensors])
-    return float((flat * torch.cos(torch.arange(flat.numel(), dtype=torch.float64))).sum())
+    total, offset = 0.0, 0
+    for t in tensors:
+        flat = t.detach().flatten().cpu().double()
+        phase = torch.arange(offset, offset + flat.numel(), dtype=torch.float64)
+        total += float((flat * torch.cos(phase)).sum())
+        offset += flat.numel()
+    return total

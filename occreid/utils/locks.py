@@ -1,8 +1,8 @@
 """Operating-system file locks that die with their process.
 
 `flock` locks are released by the kernel when the holder exits, SIGKILL included, so a crashed writer never
-leaves a lock behind; the lock file itself may stay and is harmless. The holder writes its PID and command into
-the lock file, so a refusal can name it. POSIX only (Linux and macOS), like `fcntl`.
+leaves a lock behind; the lock file itself may stay and is harmless. The holder writes its PID and command
+into the lock file, so a refusal can name it. POSIX only (Linux and macOS), like `fcntl`.
 """
 
 from __future__ import annotations

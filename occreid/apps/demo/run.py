@@ -25,7 +25,7 @@ from occreid.apps.demo.report import write_report
 from occreid.config import Config, load_config
 from occreid.engine.trainer import train
 from occreid.evaluation.evaluate import EvalOutput, evaluate_features, extract_features
-from occreid.inference.models import load_deployed_model
+from occreid.inference.models import load_method
 from occreid.methods import DemoModel, demo_models
 
 MODELS: list[DemoModel] = demo_models()  # every method package's DEMO, in registry order
@@ -66,15 +66,7 @@ def _make_data(root: Path, seed: int, overwrite: bool = False) -> None:
     generate_synthocc(root, preset="default", seed=seed, protocol="occluded", force=overwrite)
 
 
-DEMO_OUTPUTS = (
-    "results.json",
-    "report.md",
-    "curves.png",
-    "response_maps.png",
-    "attention_maps.png",
-    *(f"ranked_{m.key}" for m in MODELS),
-    *(f"erased_tokens_{m.key}.png" for m in MODELS),
-)
+DEMO_OUTPUTS = ("results.json", "report.md", "curves.png")  # and each model's run folder with its report/
 
 
 def _check_out(out: Path, seed: int, overwrite: bool) -> None:
@@ -105,20 +97,18 @@ def _ms_per_query(
     model: nn.Module, cfg: Config, query_paths: list[str], gallery_feats: torch.Tensor
 ) -> float:
     """Wall time of one query end to end: load, preprocess, forward at batch 1 (in the precision the
-    evaluation uses, cfg.train.amp), rank the whole gallery."""
+    evaluation uses, fp32), rank the whole gallery."""
     from PIL import Image
 
     from occreid.data.transforms import build_transforms
 
     transform = build_transforms(cfg.data, train=False)
     gallery = nn.functional.normalize(gallery_feats, dim=1)
-    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.amp == "bf16")
     times = []
     for path in query_paths[:5] + query_paths[:30]:  # the first 5 calls warm up (allocator, oneDNN kernels)
         start = time.perf_counter()
         image, _ = transform(Image.open(path).convert("RGB"), None)
-        with amp:
-            feat = nn.functional.normalize(model(image[None]).float(), dim=1)
+        feat = nn.functional.normalize(model(image[None]).float(), dim=1)
         torch.argsort(torch.cdist(feat, gallery)[0])
         times.append(time.perf_counter() - start)
     return 1000 * float(np.median(times[5:]))
@@ -142,7 +132,6 @@ def pose_at_test(checkpoint: Path, dataset, features: tuple[str, ...]) -> dict[s
     produce (f_P / f_V without pgfl_kd.sab, f_F / f_E without pgfl_kd.feb) are left out."""
     from occreid.config import apply_overrides
     from occreid.data.splits import keypoints_for
-    from occreid.inference.models import load_method
 
     method, cfg = load_method(checkpoint, "cpu")
     branch = {"f_P": "sab", "f_V": "sab", "f_F": "feb", "f_E": "feb"}
@@ -184,8 +173,8 @@ def run_demo(
         seconds[m.key] = time.perf_counter() - t0
         print(f"{m.title} trained in {seconds[m.key]:.0f} s")
         runs[m.key], cfgs[m.key] = out / m.key, cfg
-    rows, deployed, outputs = evaluate_models(out, seed, runs, seconds)
-    write_report(out, seed, rows, runs, cfgs, deployed, outputs, seconds)
+    rows, methods, outputs = evaluate_models(out, seed, runs, seconds)
+    write_report(out, seed, rows, runs, cfgs, methods, outputs, seconds)
     print(
         f"\nreport: {out / 'report.md'}; results: {out / 'results.json'}; "
         f"total {time.perf_counter() - started:.0f} s"
@@ -205,8 +194,8 @@ def demo_config(model: DemoModel, out: Path, seed: int, epochs: int | None = Non
 def evaluate_models(
     out: Path, seed: int, runs: dict[str, Path], seconds: dict[str, float]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, nn.Module], dict[str, EvalOutput]]:
-    """Evaluate the trained MODELS (`runs`: key -> run folder with last.pt) on <out>/synthocc with their
-    deployed models: results.json's rows, the deployed models and their evaluation outputs, by key."""
+    """Evaluate the trained MODELS (`runs`: key -> run folder with best.pt) on <out>/synthocc with their
+    deployed models: results.json's rows, the trained methods and their evaluation outputs, by key."""
     from occreid.data.datasets import load_dataset
     from occreid.modeling.checkpoint import load_checkpoint
     from occreid.modeling.complexity import count_flops, count_parameters
@@ -214,12 +203,13 @@ def evaluate_models(
 
     dataset = load_dataset("synthocc", out / "synthocc")
     rows: dict[str, dict[str, Any]] = {}
-    deployed: dict[str, nn.Module] = {}
+    methods: dict[str, nn.Module] = {}
     outputs: dict[str, EvalOutput] = {}
     for m in MODELS:
         name = m.key
-        model, cfg = load_deployed_model(runs[name] / "last.pt")
-        trained = load_checkpoint(runs[name] / "last.pt")["config"]  # as trained (pretrained as set)
+        methods[name], cfg = load_method(runs[name] / "best.pt", "cpu")
+        model = methods[name].deploy().eval()
+        trained = load_checkpoint(runs[name] / "best.pt")["config"]  # as trained (pretrained as set)
         device = torch.device("cpu")
         qf = extract_features(model, dataset.query, cfg, device, desc="query")
         gf = extract_features(model, dataset.gallery, cfg, device, desc="gallery")
@@ -253,6 +243,6 @@ def evaluate_models(
             },
         }
         if m.pose_features:
-            rows[name]["pose_at_test"] = pose_at_test(runs[name] / "last.pt", dataset, m.pose_features)
-        deployed[name], outputs[name] = model, output
-    return rows, deployed, outputs
+            rows[name]["pose_at_test"] = pose_at_test(runs[name] / "best.pt", dataset, m.pose_features)
+        outputs[name] = output
+    return rows, methods, outputs

@@ -49,12 +49,13 @@ def find_dataset_dir(
     a candidate qualifies when one alternative of each exists. Returns the resolved path.
     """
     root = Path(root).expanduser()
+    hint = "; a CSV list? set data.dataset=folder" if root.suffix.lower() == ".csv" else ""
     if not root.exists():
         raise OccreidError(
-            f"{what}: dataset root {root} does not exist; pass the folder that holds the dataset"
+            f"{what}: dataset root {root} does not exist; pass the folder that holds the dataset{hint}"
         )
     if not root.is_dir():
-        raise OccreidError(f"{what}: dataset root {root} is not a folder")
+        raise OccreidError(f"{what}: dataset root {root} is not a folder{hint}")
     candidates = [root] + [root / n for n in names] + [root / n / n for n in names]
 
     def ok(folder: Path) -> bool:

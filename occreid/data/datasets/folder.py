@@ -1,4 +1,4 @@
-"""`folder`: your own data, in one of two forms.
+"""`folder`: your own data, in one of three forms (docs/own-data.md).
 
 1. A folder in Market-1501 layout and naming::
 
@@ -10,19 +10,27 @@
    File names start with `<pid>_c<camera>` (camera counted from 1; several digits allowed). Missing split
    folders give empty splits, but at least one must exist. pid -1 is junk and dropped; pid 0 is kept.
 
-2. A CSV file, given as the root (`--root my_data/list.csv`) or with `csv=` (`--csv`)::
+2. Folders of people: `<root>/<person>/*.jpg`, the folder name is the identity (any text; names are mapped
+   to 1..N in sorted order and the map is recorded in a run's dataset.json). A camera comes from a
+   sub-folder (`<person>/<camera>/*.jpg`) or the file name (`alice_c2_001.jpg`, `cam2_001.jpg`). With
+   `train/`, `query/`, `gallery/` folders each may hold person folders; without them everything is train,
+   and `split="auto:0.2"` holds out a fifth of the identities (folder_build.auto_split).
+
+3. A CSV file, given as the root (`--root my_data/list.csv`) or with `csv=` (`--csv`)::
 
        path,pid,camid,split,occluded
        cam1/a.jpg,7,0,query,1
        cam2/b.jpg,7,1,gallery,0
 
-   A header row is optional; the columns are path, pid, camid (0-based, used as is), then optional
+   A header row is optional; the columns are path, pid (a number or a name), camid (0-based, used as is;
+   empty: no camera), then optional
    split (train/query/gallery; a row without one is a TRAIN image) and occluded (1/0/true/false/empty).
    Relative paths are resolved against the root folder when one is given with `csv=` (`--root images/
    --csv lists/mine.csv`), else against the CSV's folder; that folder is the dataset root (the keypoint
    store keys).
 
-In both forms train pids are relabelled to 0..N-1; query and gallery keep theirs.
+In every form train pids are relabelled to 0..N-1; query and gallery keep theirs. Data without camera labels
+needs `camids="split"` (the single-camera protocol) to be evaluated.
 """
 
 from __future__ import annotations
@@ -31,8 +39,10 @@ import csv
 import os
 from pathlib import Path
 
-from occreid.data.datasets.common import camera_named_records, finish
-from occreid.data.records import ImageRecord, ReidDataset
+from occreid.data.datasets.common import camera_named_records
+from occreid.data.datasets.folder_build import Row, build_dataset
+from occreid.data.datasets.folder_people import holds_people, label_cameras, person_rows
+from occreid.data.records import ReidDataset
 from occreid.errors import OccreidError
 
 FOLDER_SPLIT_DIRS = {
@@ -46,14 +56,22 @@ _FALSE = {"0", "false", "no", "n"}
 
 
 def load_folder(
-    root: str | Path | None, *, check_stats: bool = True, csv: str | Path | None = None
+    root: str | Path | None,
+    *,
+    check_stats: bool = True,
+    csv: str | Path | None = None,
+    split: str | None = None,
+    camids: str | None = None,
 ) -> ReidDataset:
-    """Your own data: a Market-style folder, or a CSV list (the root itself, or `csv`). See the module doc.
+    """Your own data: a Market-style folder, folders of people, or a CSV list (the root itself, or `csv`).
+    See the module doc and docs/own-data.md.
 
     With `csv`, `root` (may be None) is the folder the CSV's relative paths are resolved against; None: the
-    CSV's own folder.
+    CSV's own folder. `split`: "auto:F" holds out a fraction F of the identities as query and gallery;
+    `camids`: "split" is the single-camera protocol (occreid.data.datasets.folder_build).
     """
     del check_stats  # nothing published to compare with
+    options = {"split": split, "camids": camids}
     if csv is not None:
         base = None
         if root is not None:
@@ -64,35 +82,64 @@ def load_folder(
                     "relative paths are resolved against (leave it out to resolve them against the CSV's "
                     "folder)"
                 )
-        return _load_csv(Path(csv).expanduser(), base)
-    if root is None:
-        raise OccreidError("folder: give the dataset folder or CSV file as --root, or a CSV with --csv")
+        return _load_csv(Path(csv).expanduser(), base, **options)
+    if root is None or not str(root):
+        raise OccreidError(
+            "folder: give the dataset folder or CSV file as --root (data.root), or a CSV with --csv"
+        )
     root = Path(root).expanduser()
     if root.suffix.lower() == ".csv":
-        return _load_csv(root)
+        return _load_csv(root, **options)
     if not root.is_dir():
         raise OccreidError(
-            f"folder: {root} is neither a folder nor a .csv file; see docs/datasets.md (folder)"
+            f"folder: {root} is neither a folder nor a .csv file; see docs/own-data.md for the layouts"
         )
     folder = root.resolve()
-    splits: dict[str, list[ImageRecord]] = {}
-    for split, names in FOLDER_SPLIT_DIRS.items():
-        found = next((folder / n for n in names if (folder / n).is_dir()), None)
-        splits[split] = camera_named_records(found, f"folder {split}") if found is not None else []
-    if not any((folder / n).is_dir() for names in FOLDER_SPLIT_DIRS.values() for n in names):
-        expected = ", ".join("|".join(n) + "/" for n in FOLDER_SPLIT_DIRS.values())
+    found = {
+        s: next((folder / n for n in names if (folder / n).is_dir()), None)
+        for s, names in FOLDER_SPLIT_DIRS.items()
+    }
+    if not any(found.values()):
+        _check_people_root(folder)
+        found = {"train": folder}
+    labelled: list[tuple[Row, str | None]] = []
+    for name, where in found.items():
+        if where is None:
+            continue
+        if holds_people(where):
+            labelled += person_rows(where, name, f"folder {name}")
+        else:
+            for r in camera_named_records(where, f"folder {name}"):
+                labelled.append((Row(r.path, str(r.pid), r.camid, name), None))
+    rows, _ = label_cameras(labelled)
+    return build_dataset(folder, rows, str(folder), **options)
+
+
+def _check_people_root(folder: Path) -> None:
+    """A root without split folders must hold person folders, and not a dataset one level deeper."""
+    expected = ", ".join("|".join(n) + "/" for n in FOLDER_SPLIT_DIRS.values())
+    split_names = {n for names in FOLDER_SPLIT_DIRS.values() for n in names}
+    deeper = next(
+        (p for p in sorted(folder.iterdir()) if p.is_dir() and split_names & {c.name for c in p.iterdir()}),
+        None,
+    )
+    if deeper is not None:
         raise OccreidError(
-            f"folder: {folder} has none of the split folders {expected}; or pass a CSV with --csv"
+            f"folder: {folder} has none of the split folders {expected} but {deeper} has: give that as "
+            "--root (data.root); or pass a CSV with --csv"
         )
-    return finish("folder", folder, splits["train"], splits["query"], splits["gallery"], False)
+    if not holds_people(folder):
+        raise OccreidError(
+            f"folder: {folder} has neither person folders (<person>/*.jpg) nor the split folders "
+            f"{expected}; or pass a CSV with --csv (docs/own-data.md)"
+        )
 
 
-def _load_csv(path: Path, base: Path | None = None) -> ReidDataset:
+def _load_csv(path: Path, base: Path | None = None, **options: str | None) -> ReidDataset:
     """Records from the CSV `path`; relative image paths are resolved against `base` (default: its folder)."""
     if not path.is_file():
         raise OccreidError(f"folder: CSV file {path} does not exist")
     base = (base or path.parent).resolve()
-    splits: dict[str, list[ImageRecord]] = {"train": [], "query": [], "gallery": []}
     with path.open(newline="") as handle:
         rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
     if rows and rows[0][0].strip().lower() == "path":
@@ -102,40 +149,45 @@ def _load_csv(path: Path, base: Path | None = None) -> ReidDataset:
         start = 1
     if not rows:
         raise OccreidError(f"folder: CSV file {path} lists no images; expected rows {CSV_HELP}")
-    missing = []
+    missing, records = [], []
     for line, row in enumerate(rows, start=start):
-        cells = [c.strip() for c in row]
-        where = f"{path} line {line}"
-        if not 3 <= len(cells) <= 5:
-            raise OccreidError(f"folder: {where} has {len(cells)} columns; expected {CSV_HELP}")
-        try:
-            pid, camid = int(cells[1]), int(cells[2])
-        except ValueError:
-            raise OccreidError(
-                f"folder: {where}: pid and camid must be integers, got {cells[1]!r}, {cells[2]!r}"
-            ) from None
-        split = cells[3].lower() if len(cells) > 3 and cells[3] else "train"
-        if split not in splits:
-            raise OccreidError(f"folder: {where}: split must be train, query or gallery, got {cells[3]!r}")
-        occluded = _parse_bool(cells[4], where) if len(cells) > 4 else None
-        image = Path(cells[0]).expanduser()
-        image = image if image.is_absolute() else base / image
-        if not image.is_file():
-            missing.append(f"{image} ({where})")
+        record = _csv_row([c.strip() for c in row], f"{path} line {line}", base)
+        if not Path(record.path).is_file():
+            missing.append(f"{record.path} ({path} line {line})")
             continue
-        splits[split].append(ImageRecord(str(image), pid, camid, occluded))
+        records.append(record)
     if missing:
         shown = "; ".join(missing[:3]) + (f"; and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise OccreidError(
             f"folder: {len(missing)} image(s) listed in {path} do not exist (relative paths are resolved "
             f"against {base}): {shown}"
         )
-    all_paths = [r.path for recs in splits.values() for r in recs]
+    all_paths = [r.path for r in records]
     root = base
     if not all(_is_under(p, base) for p in all_paths):  # absolute paths elsewhere: their common folder
         root = Path(os.path.commonpath(all_paths))
         root = root.parent if root.is_file() else root
-    return finish("folder", root, splits["train"], splits["query"], splits["gallery"], False)
+    return build_dataset(root, records, str(path), **options)
+
+
+def _csv_row(cells: list[str], where: str, base: Path) -> Row:
+    """One CSV row: path, person (a number or a name), camid (0-based, or empty: none), split, occluded."""
+    if not 3 <= len(cells) <= 5:
+        raise OccreidError(f"folder: {where} has {len(cells)} columns; expected {CSV_HELP}")
+    if not cells[1]:
+        raise OccreidError(f"folder: {where}: the pid (second column) is empty; give a number or a name")
+    try:
+        camid = int(cells[2]) if cells[2] else None
+    except ValueError:
+        raise OccreidError(
+            f"folder: {where}: camid must be an integer (or empty: no camera), got {cells[2]!r}"
+        ) from None
+    split = cells[3].lower() if len(cells) > 3 and cells[3] else "train"
+    if split not in ("train", "query", "gallery"):
+        raise OccreidError(f"folder: {where}: split must be train, query or gallery, got {cells[3]!r}")
+    occluded = _parse_bool(cells[4], where) if len(cells) > 4 else None
+    image = Path(cells[0]).expanduser()
+    return Row(str(image if image.is_absolute() else base / image), cells[1], camid, split, occluded)
 
 
 def _parse_bool(cell: str, where: str) -> bool | None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from occreid.utils.device import without_autocast
+
 
 def num_erased(erase_ratio: float, num_patches: int) -> int:
     """k = round(rho x N), at least 1 when rho > 0."""
@@ -25,9 +27,13 @@ def num_erased(erase_ratio: float, num_patches: int) -> int:
 def sample_tokens(scores: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
     """k indices per row of scores (B, N), drawn without replacement from softmax(scores), in draw order:
     the top-k of scores + Gumbel noise (B, k). The noise comes from `generator` (a CPU generator; None:
-    torch's global one)."""
-    u = torch.rand(scores.shape, generator=generator).to(scores.device).clamp_(1e-10, 1.0)
-    return (scores.detach() - torch.log(-torch.log(u))).topk(k, dim=1).indices
+    torch's global one), in fp32 whatever the scores' dtype and autocast: bf16 uniforms would cap the noise
+    near 5.5 (instead of 16.6) and tie the top-k, a law other than the one whose log-probability REINFORCE
+    scores."""
+    with without_autocast(scores):
+        scores = scores.detach().float()
+        u = torch.rand(scores.shape, generator=generator).to(scores.device).clamp_(1e-10, 1.0)
+        return (scores - torch.log(-torch.log(u))).topk(k, dim=1).indices
 
 
 def greedy_tokens(scores: Tensor, k: int) -> Tensor:
@@ -93,10 +99,12 @@ class PurificationAgent(nn.Module):
         nn.init.zeros_(self.score[-1].bias)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        """tokens (B, 1 + N, D) -> scores (B, N); no gradient reaches the tokens."""
-        state = self.norm(tokens.detach())
-        patches, cls = state[:, 1:], state[:, :1].expand(-1, state.shape[1] - 1, -1)
-        return self.score(torch.cat([patches, cls], dim=-1)).squeeze(-1)  # (B, N)
+        """tokens (B, 1 + N, D) -> fp32 scores (B, N), also under autocast (they are the policy's logits);
+        no gradient reaches the tokens."""
+        with without_autocast(tokens):
+            state = self.norm(tokens.detach().float())
+            patches, cls = state[:, 1:], state[:, :1].expand(-1, state.shape[1] - 1, -1)
+            return self.score(torch.cat([patches, cls], dim=-1)).squeeze(-1)  # (B, N)
 
 
 class TokenEraser(nn.Module):

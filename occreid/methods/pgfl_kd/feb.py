@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from occreid.utils.device import without_autocast
+
 
 class ForegroundEnhancedBranch(nn.Module):
     """Pose-guided attentive pooling: f_L = mean of the visible parts' f_l,k (the paper: sum_k f_l,k / K),
@@ -37,11 +39,15 @@ class ForegroundEnhancedBranch(nn.Module):
         """Eq. 2: (B, C, h, w), f_L (B, C) -> a (B, h, w), summing to 1 over positions."""
         b, _, h, w = feature_map.shape
         flat = feature_map.flatten(2)  # (B, C, N)
-        if self.similarity == "cosine":
-            sim = torch.einsum("bcn,bc->bn", F.normalize(flat, dim=1), F.normalize(f_l, dim=1))  # (B, N)
-        else:
-            sim = torch.einsum("bcn,bc->bn", flat, f_l)
-        return (sim.float() / self.temperature).softmax(dim=1).to(flat.dtype).view(b, h, w)
+        with without_autocast(flat):  # fp32 similarities also under autocast: / T magnifies their rounding
+            flat32, f_l = flat.float(), f_l.float()
+            if self.similarity == "cosine":
+                sim = torch.einsum(
+                    "bcn,bc->bn", F.normalize(flat32, dim=1), F.normalize(f_l, dim=1)
+                )  # (B, N)
+            else:
+                sim = torch.einsum("bcn,bc->bn", flat32, f_l)
+            return (sim / self.temperature).softmax(dim=1).to(flat.dtype).view(b, h, w)
 
     def forward(self, feature_map: Tensor, part_features: Tensor, visible: Tensor) -> Tensor:
         """F (B, C, h, w), f_l (B, K, C), visible (B, K) -> f_F (B, C) (Eq. 3)."""

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from occreid.utils.device import without_autocast
+
 
 def consistency_loss(student: Tensor, teacher: Tensor, reduction: str = "mean") -> Tensor:
     """PGFL-KD Eq. 4: L_CL = ||f_G - sg(f_E)||^2, the teacher detached (no gradient reaches it).
@@ -49,10 +51,11 @@ def multi_part_contrastive_loss(
     visible: (B, K) bool, parts i to include (an invisible part's f_p,i carries no pose information);
              None = all parts.
     """
-    f_g, f_p = f_g.float(), f_p.detach().float()
-    if similarity == "cosine":
-        f_g, f_p = F.normalize(f_g, dim=-1), F.normalize(f_p, dim=-1)
-    logits = torch.einsum("bid,bjd->bij", f_p, f_g) / temperature  # (B, K_i, K_j): s(f_g,j, f_p,i)
+    with without_autocast(f_g):  # fp32 similarities also under autocast: / T magnifies their rounding
+        f_g, f_p = f_g.float(), f_p.detach().float()
+        if similarity == "cosine":
+            f_g, f_p = F.normalize(f_g, dim=-1), F.normalize(f_p, dim=-1)
+        logits = torch.einsum("bid,bjd->bij", f_p, f_g) / temperature  # (B, K_i, K_j): s(f_g,j, f_p,i)
     log_all = logits.logsumexp(dim=2)  # (B, K)
     log_pos = logits.masked_fill(~positive[None], float("-inf")).logsumexp(dim=2)  # (B, K)
     per_part = log_all - log_pos  # (B, K), each >= 0
