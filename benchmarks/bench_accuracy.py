@@ -13,7 +13,7 @@ MobileNetV2 from ImageNet, 16 x 18 steps, 128 x 64). f_G is the test feature of 
         "pgfl_kd_sum=configs/demo/pgfl_kd.yaml,pgfl_kd.cl_reduction=sum"
 
     python benchmarks/bench_accuracy.py --rows vit_baseline ogfr_row1_two_view ogfr_row2_distill \
-        ogfr_row3_patterns ogfr_row4_fepm_random ogfr_row5_fepm_agent --train-occluders vehicle pole board
+        ogfr_row3_patterns ogfr_row4_fepm_random ogfr_row5_fepm_agent --train-occluders vehicle,pole,board
 
     python benchmarks/bench_accuracy.py --name bench_accuracy_controls --seeds 0 1 2 3 4 --no-pose-at-test \
         --rows vit_baseline vit_control_occluded vit_control_both_views vit_control_occluded_long \
@@ -281,7 +281,10 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="skip PGFL-KD's pose-at-test features (Table 8): f_G only, faster",
     )
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.train_occluders:  # `vehicle,pole,board` as `occreid synth` takes it, or `vehicle pole board`
+        args.train_occluders = [k for arg in args.train_occluders for k in arg.split(",") if k]
+    return args
 
 
 def same_run(a: dict, b: dict) -> bool:
@@ -462,7 +465,7 @@ def write_report(args, results: dict, labels: list[str], unseen: set[str], secon
         "",
         f"`python benchmarks/bench_accuracy.py --seeds {' '.join(map(str, args.seeds))} --rows "
         f"{' '.join(args.rows)}{' --set ' + ' '.join(args.overrides) if args.overrides else ''}"
-        f"{' --train-occluders ' + ' '.join(args.train_occluders) if args.train_occluders else ''}`",
+        f"{' --train-occluders ' + ','.join(args.train_occluders) if args.train_occluders else ''}`",
         "",
         text,
         "",

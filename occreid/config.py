@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import AfterValidator, BaseModel, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, create_model, field_validator
 
 from occreid.config_fields import LIST_AS_TUPLE, Positive, PositiveFloat, Section, at_least_two
 from occreid.errors import OccreidError
@@ -221,6 +221,13 @@ class OcclusionConfig(Section):
     # is erased and the occluder pasted onto that same erased image) or "student_only" (x stays unerased; only
     # the occluded view x~ is erased before its occluder is pasted).
     erasing_views: Literal["both", "student_only"] = "both"
+
+    @field_validator("types", "sources")
+    @classmethod
+    def _at_least_one(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("must list at least one entry (the occluded views draw from it)")
+        return value
 
 
 class CoreConfig(Section):

@@ -74,9 +74,10 @@ def test_resume_reads_the_checkpoint_on_the_cpu_whatever_the_training_device(syn
     out = tmp_path / "run"
     trainer.train(load_config(None, tiny(synth_root, out, "train.epochs=1")), progress=False)
     cfg = load_config(None, tiny(synth_root, out))
-    run = trainer._set_up(cfg, resume="auto", overwrite=False)
+    state, path = trainer._resume_state(cfg, "auto")
+    run = trainer._set_up(cfg, resuming=True)
     run = dataclasses.replace(run, info=dataclasses.replace(run.info, device=torch.device("meta")))
-    trainer._resume(run, "auto")
+    trainer._resume(run, state, path)
     assert (run.start_epoch, run.step) == (1, 2)
     state = next(iter(run.optimizer.state.values()))
     assert state["exp_avg"].device.type == "cpu" and state["step"].device.type == "cpu"

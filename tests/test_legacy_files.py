@@ -101,10 +101,16 @@ def test_search_and_index_add_on_an_old_index(tmp_path):
         expected = json.loads(line)
         query = str(LEGACY.parents[2] / expected["query"])
         args = ["--image", query, "--topk", "12", "--device", "cpu", "--json", "--checkpoint", ckpt]
-        got = json.loads(run("search", "--index", str(LEGACY / "index.npz"), *args))
-        assert [r["path"] for r in got["results"]] == [r["path"] for r in expected["results"]]
+        result = CliRunner().invoke(app, ["search", "--index", str(LEGACY / "index.npz"), *args])
+        assert result.exit_code == 0 and "older, bilinear resize" in result.stderr
+        got = json.loads(result.stdout)
+        # Queries are now resized bicubically, as training and `eval` resize (the index's rows were embedded
+        # with bilinear resizing), so each gallery image's distance moves by a few hundredths and close
+        # neighbours may swap. (--topk 12 is the whole gallery.)
+        expected_distance = {r["path"]: r["distance"] for r in expected["results"]}
+        assert sorted(r["path"] for r in got["results"]) == sorted(expected_distance)
         assert [r["distance"] for r in got["results"]] == pytest.approx(
-            [r["distance"] for r in expected["results"]], abs=1e-5
+            [expected_distance[r["path"]] for r in got["results"]], abs=0.05
         )
     index = tmp_path / "index.npz"
     shutil.copy(LEGACY / "index.npz", index)

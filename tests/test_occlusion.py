@@ -278,7 +278,9 @@ def test_augment_preview_cli_refuses_to_overwrite(tmp_path):
 
     out = tmp_path / "mine.png"
     out.write_bytes(b"not yours")
-    assert_user_error(run("data", "augment-preview", "--out", str(out), cwd=tmp_path), str(out), "--force")
+    assert_user_error(
+        run("data", "augment-preview", "--out", str(out), cwd=tmp_path), str(out), "--overwrite"
+    )
     assert out.read_bytes() == b"not yours"
 
 

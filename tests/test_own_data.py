@@ -301,4 +301,6 @@ def test_bad_own_data_input_gets_one_line(tmp_path):
     person_folders(tmp_path / "half" / "query", names=["erin"], per_person=1)
     half = run(*preset, *sets("data.root=half", "data.camids=split", *TINY), cwd=tmp_path)
     assert_user_error(half, "1 query and 0 gallery images", "train.eval_period=-1")
-    assert not list((tmp_path / "runs" / "half").iterdir())  # refused before any work
+    # refused before any work (the run folder's lock file, empty once released, is all there is)
+    assert [p.name for p in (tmp_path / "runs" / "half").iterdir()] == [".lock"]
+    assert (tmp_path / "runs" / "half" / ".lock").read_text() == ""

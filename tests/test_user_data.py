@@ -377,7 +377,7 @@ def test_resume_or_eval_with_a_checkpoint_of_another_model(synth_root, tiny_run,
         str(tmp_path / "r"),
         cwd=tmp_path,
     )
-    assert_user_error(result, str(ckpt), "model.backbone=resnet18 (config: resnet34)")
+    assert_user_error(result, str(ckpt), "model.backbone='resnet34' (the run's: 'resnet18')")  # settings kept
     result = run("eval", "--checkpoint", str(ckpt), "--set", "model.backbone=resnet34", cwd=tmp_path)
     assert_user_error(result, str(ckpt), "model.backbone=resnet18 (config: resnet34)")
 

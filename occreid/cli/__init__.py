@@ -3,6 +3,7 @@ modules import heavy libraries (torch, PIL) inside the command functions so `occ
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from collections.abc import Callable
@@ -89,6 +90,12 @@ def main() -> None:
         app()
     except OccreidError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.secho(f"error: {where}{exc.strerror}; free some space and run the command again", err=True)
         sys.exit(2)
     except (KeyboardInterrupt, _Interrupted):
         typer.secho(INTERRUPTED, err=True)

@@ -126,14 +126,16 @@ def make_partial_duke_command(
 
 @data_app.command("augment-preview")
 def augment_preview(
-    out: Path = typer.Option(..., "--out", help="PNG to write (refused if it exists, unless --force)."),
+    out: Path = typer.Option(..., "--out", help="PNG to write (refused if it exists, unless --overwrite)."),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (its data and occlusion)."),
     set_: list[str] | None = typer.Option(None, "--set", "-s", help="override, e.g. occlusion.types=[top]"),
     num: int = typer.Option(16, "--num", help="Training images to draw."),
     seed: int = typer.Option(0, "--seed", help="Seed of the draws."),
     held_out: bool = typer.Option(False, "--held-out", help="Draw only the held-out types and sources."),
     patch: str = typer.Option("16/16", "--patch", help="ViT patch size/stride of the red grid, e.g. 16/12."),
-    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", "--force", help="Replace --out if it exists (--force: the older spelling)."
+    ),
 ) -> None:
     """Save a grid of the typed occlusion augmentation: x, occluded view, mask (patches with m = 1 in red),
     type."""
@@ -141,9 +143,9 @@ def augment_preview(
     from occreid.data.occlusion.preview import make_augment_preview
     from occreid.data.splits import load_train_set
     from occreid.errors import OccreidError
+    from occreid.utils.files import check_picture_file
 
-    if out.exists() and not force:
-        raise OccreidError(f"--out {out} exists; choose another file or pass --force to replace it")
+    check_picture_file(out, "--out", overwrite)
     try:
         patch_size, stride = (int(v) for v in patch.split("/"))
     except ValueError:
@@ -151,6 +153,12 @@ def augment_preview(
     if num < 1:
         raise OccreidError(f"--num must be >= 1, got {num}")
     cfg = load_config(config, list(set_ or []))
+    height, width = cfg.data.image_size
+    if not (0 < stride <= patch_size <= min(height, width)):
+        raise OccreidError(
+            f"--patch {patch}: need 0 < STRIDE <= SIZE <= the image's shorter side ({min(height, width)} for "
+            f"data.image_size={list(cfg.data.image_size)}), e.g. 16/16 or 16/12"
+        )
     dataset = load_train_set(cfg)
     if not dataset.train:
         raise OccreidError(f"dataset {cfg.data.dataset} at {cfg.data.root} has no training images to draw")

@@ -11,7 +11,7 @@ import typer
 
 from occreid.errors import OccreidError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}  # what the dataset loaders read
 
 index_app = typer.Typer(help="Build and extend a searchable gallery index.", no_args_is_help=True)
 
@@ -43,6 +43,8 @@ def _settings(loaded: Any) -> dict[str, Any]:
     from), so a checkpoint and its fp32 export are the same model; its path is only where it was when the
     index was built. `feature` is what the deployed model computes: always f_G (whatever test feature the
     config names). `precision` (fp32 / int8) is checked on its own (GalleryIndex.precision_problem)."""
+    from occreid.inference.models import RESIZE
+
     return {
         "checkpoint": str(loaded.path.resolve()),
         "checkpoint_sha256": loaded.source_sha256,
@@ -50,9 +52,21 @@ def _settings(loaded: Any) -> dict[str, Any]:
         "mean": list(loaded.mean),
         "std": list(loaded.std),
         "flip": bool(loaded.flip),
+        "resize": RESIZE,
         "feature": "f_G",
         "precision": loaded.precision,
     }
+
+
+def _warn_if_resized_otherwise(index: Any, index_path: Path) -> None:
+    """Indexes written before occreid recorded `resize` were embedded with bilinear resizing; queries and new
+    rows are resized bicubically, as in training, so distances to those rows move by a few hundredths."""
+    if "resize" not in index.meta:
+        typer.echo(
+            f"warning: {index_path} was embedded with an older, bilinear resize; distances to it are close, "
+            "not exact: rebuild it (occreid index build ... --overwrite) for exact ones",
+            err=True,
+        )
 
 
 def _index_model(index: Any, index_path: Path, hint: str, given: Path | None, runtime: str, device: str):
@@ -112,7 +126,7 @@ def index_build(
     runtime: str = typer.Option("auto", "--runtime", help=RUNTIME_HELP),
 ) -> None:
     """Embed every image under --images and write a searchable index."""
-    from occreid.evaluation.index import GalleryIndex
+    from occreid.evaluation.index import GalleryIndex, index_lock
     from occreid.utils.files import check_output_file
 
     if out.suffix != ".npz":
@@ -128,7 +142,10 @@ def index_build(
     features = _extract(loaded, paths, device, batch_size)
     index = GalleryIndex(metric=loaded.metric, normalize=loaded.normalize, meta=_settings(loaded))
     index.add(features, [str(p.resolve()) for p in paths])
-    index.save(out)
+    with index_lock(out):  # another build or add into --out at the same time: one wins, nothing mixed
+        if out.exists() and not overwrite:
+            raise OccreidError(f"{out} was created by another command meanwhile; use `occreid index add`")
+        index.save(out)
     typer.echo(f"indexed {len(index)} images ({index.dim}-d {loaded.precision}, {index.metric}) -> {out}")
 
 
@@ -158,6 +175,7 @@ def index_add(
     if not paths:
         typer.echo(f"nothing to add: every image under {images} is already in {index_path}")
         return
+    _warn_if_resized_otherwise(index, index_path)
     features = _extract(loaded, paths, device, batch_size)
     index.check_compatible(_comparable(index, _settings(loaded)))
     if (loaded.metric, loaded.normalize) != (index.metric, index.normalize):
@@ -165,9 +183,10 @@ def index_add(
             f"the index uses metric={index.metric}, normalize={index.normalize} but the model's settings "
             f"say metric={loaded.metric}, normalize={loaded.normalize}; build a new index"
         )
-    index.add(features, [str(p.resolve()) for p in paths])
-    index.save(index_path)
-    typer.echo(f"added {len(paths)} images; {index_path} now holds {len(index)}")
+    new = GalleryIndex(index.metric, index.normalize, meta=_comparable(index, _settings(loaded)))
+    new.add(features, [str(p.resolve()) for p in paths])
+    added = new.merge_into(index_path)  # under the index's lock, into the index as it is now
+    typer.echo(f"added {added} images; {index_path} now holds {len(GalleryIndex.load(index_path))}")
 
 
 def search(
@@ -189,12 +208,15 @@ def search(
     from occreid.evaluation.index import GalleryIndex
 
     index = GalleryIndex.load(index_path)
+    if image.is_dir():
+        raise OccreidError(f"--image {image} is a folder; give one query image file")
     if not image.is_file():
         raise OccreidError(f"query image not found: {image}")
     loaded = _index_model(index, index_path, " to embed the query with", checkpoint, runtime, device)
     problem = index.precision_problem(loaded.precision)
     if problem:
         typer.echo(f"warning: {problem}; distances mix the two (close, not equal)", err=True)
+    _warn_if_resized_otherwise(index, index_path)
     features = _extract(loaded, [image], device, 1)
     index.check_compatible(_comparable(index, _settings(loaded)))
     results = index.search_paths(features, topk=topk, backend=backend, device=device)[0]

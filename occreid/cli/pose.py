@@ -65,11 +65,13 @@ def extract(
     from occreid.pose.estimators import ESTIMATOR_NAMES, build_estimator
     from occreid.pose.extract import extract_keypoints
     from occreid.pose.store import DEFAULT_STORE_NAME, KeypointStore
+    from occreid.utils.files import check_output_file
 
     if estimator not in ESTIMATOR_NAMES:
         raise OccreidError(f"--estimator {estimator}: unknown; choose one of {', '.join(ESTIMATOR_NAMES)}")
     root_dir, relpaths = _image_source(dataset, root, images)
     out = out or root_dir / DEFAULT_STORE_NAME
+    check_output_file(out, "--out", overwrite=True)  # a folder, or a file where its folder should be
 
     if estimator == "coco-json":
         from occreid.pose.estimators.base import has_pose
@@ -96,6 +98,10 @@ def extract(
         source = input or root_dir / DEFAULT_STORE_NAME
         store = import_synthetic(source, relpaths)
         if Path(out).resolve() != Path(source).resolve():
+            if out.exists() and not overwrite:
+                raise OccreidError(
+                    f"--out {out} exists; pass --overwrite to replace it, or choose another path"
+                )
             store.save(out)
         no_person = sum(not has_pose(store[p]) for p in relpaths)
         typer.echo(
@@ -129,6 +135,7 @@ def show(
         None, help="Config for pose.* and data.image_size (default: built-in)."
     ),
     out: Path = typer.Option(..., help="Output PNG."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing picture at --out."),
 ) -> None:
     """Draw images with their skeleton and the 8 rendered part heatmaps to a PNG grid."""
     import random
@@ -137,7 +144,9 @@ def show(
     from occreid.pose.extract import read_rgb
     from occreid.pose.store import DEFAULT_STORE_NAME, KeypointStore
     from occreid.pose.visualize import draw_pose_grid
+    from occreid.utils.files import check_picture_file
 
+    check_picture_file(out, "--out", overwrite)
     cfg = load_config(config)
     last_stride = cfg.model.last_stride if last_stride is None else last_stride
     if last_stride not in (1, 2):

@@ -69,10 +69,13 @@ def preview_cmd(
     root: Path = typer.Argument(..., help="A folder written by `occreid synth`."),
     out: Path = typer.Option(None, help="PNG to write; default <root>/preview.png."),
     num_ids: int = typer.Option(6, help="Identities (rows) to draw."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing picture at --out."),
 ) -> None:
     """Save a contact sheet: identities across cameras with occluder boxes and keypoints."""
     from occreid.data.synthocc import make_contact_sheet
+    from occreid.utils.files import check_picture_file
 
+    check_picture_file(out if out is not None else root / "preview.png", "--out", overwrite)
     typer.echo(f"preview: {make_contact_sheet(root, out, num_ids=num_ids)}")
 
 

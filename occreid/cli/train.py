@@ -72,7 +72,7 @@ def evaluate(
     from occreid.inference.models import load_method
     from occreid.modeling.checkpoint import checkpoint_config, load_checkpoint
     from occreid.utils.device import resolve_device
-    from occreid.utils.files import check_output_file
+    from occreid.utils.files import atomic_write_text, check_output_file
 
     overrides = list(set_ or [])
     if dataset is not None and root is None:
@@ -108,7 +108,7 @@ def evaluate(
     typer.echo(format_results_table(output.table_rows(name), ranks=ranks))  # overall, then per occluder type
     payload = results_to_json(output.result, output.settings, output.per_type)
     payload.update({"checkpoint": str(checkpoint), "dataset": test_set.name, "root": str(test_set.root)})
-    out.write_text(json.dumps(payload, indent=2))
+    atomic_write_text(out, json.dumps(payload, indent=2))  # all or nothing: a full disk leaves no 0-byte file
     typer.echo(f"results written to {out}")
 
 
@@ -153,7 +153,10 @@ def demo(
 
     An --out that holds an earlier demo is refused unless --overwrite is given."""
     from occreid.apps.demo.run import run_demo
+    from occreid.errors import OccreidError
 
+    if epochs is not None and epochs < 1:  # before SynthOcc is rendered
+        raise OccreidError(f"--epochs must be at least 1, got {epochs}")
     run_demo(out, seed=seed, epochs=epochs, overwrite=overwrite)
 
 

@@ -35,12 +35,18 @@ def image_error(path: str | Path, exc: BaseException) -> OccreidError:
     )
 
 
+EXIF_ORIENTATION = 0x0112
+
+
 def read_image(path: str | Path) -> Any:
-    """Open an image with PIL as RGB; an unreadable or corrupt file raises OccreidError naming it."""
-    from PIL import Image
+    """Open an image with PIL as RGB, turned upright by its EXIF orientation tag (as a phone photo is shown);
+    an unreadable or corrupt file raises OccreidError naming it."""
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as img:
+            if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
+                return ImageOps.exif_transpose(img).convert("RGB")
             return img.convert("RGB")
     except IMAGE_ERRORS as exc:
         raise image_error(path, exc) from None

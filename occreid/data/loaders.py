@@ -166,11 +166,16 @@ def loader_workers(setting: int | str) -> int:
 def _check_cameras(cfg: Config, records: Sequence[ImageRecord]) -> None:
     """A ViT's camera embedding has model.num_cameras rows: every training camid must index one (checked
     once here, not on the GPU every step, which would cost a host sync)."""
-    top = max(r.camid for r in records)
+    top, low = max(r.camid for r in records), min(r.camid for r in records)
     if cfg.model.num_cameras and top >= cfg.model.num_cameras:
         raise OccreidError(
             f"camera id {top} is out of range for model.num_cameras={cfg.model.num_cameras}; set it to the "
             f"training set's camera count ({top + 1} or more)"
+        )
+    if cfg.model.num_cameras and low < 0:  # -1 would index the last camera's vector without a word
+        raise OccreidError(
+            f"camera id {low} is out of range for model.num_cameras={cfg.model.num_cameras}: camera ids are "
+            "0-based; fix the data's camid column (or set model.num_cameras=0)"
         )
 
 

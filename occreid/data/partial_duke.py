@@ -28,6 +28,7 @@ from pathlib import Path
 
 from occreid.data.datasets.duke import CROPS, DUKE_DIRS, MANIFEST_NAME, NO_CROP
 from occreid.errors import OccreidError
+from occreid.utils.files import check_writable_dir
 
 SPLIT_DIRS = ("bounding_box_train", "query", "bounding_box_test")
 JPEG_QUALITY = 95
@@ -77,6 +78,7 @@ def make_partial_duke(
         raise OccreidError(
             f"make-partial-duke --out {out_root} must not be inside the DukeMTMC-reID folder {source}"
         )
+    check_writable_dir(out_root.parent, "make-partial-duke --out")  # a file where its folder should be
 
     jobs: list[tuple[str, Path, str]] = []  # (relpath, source file, crop)
     for split in SPLIT_DIRS:

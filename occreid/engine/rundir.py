@@ -9,10 +9,14 @@ for users; the checks of single output files are occreid.utils.files).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from occreid.errors import OccreidError
+from occreid.utils.locks import file_lock, lock_path_for
 
 # What `occreid train` writes into its run directory; --overwrite removes exactly these (nothing else there).
 RUN_FILES = (
@@ -59,6 +63,14 @@ def check_run_dir(run_dir: Path, resume: object, overwrite: bool, option: str = 
         raise OccreidError("--resume continues a run and --overwrite replaces it; give only one of them")
     if not here and not overwrite:
         refuse_existing_run(run_dir, option)
+    if resume == "auto" and not (run_dir / "last.pt").is_file():
+        finished = [p.name for p in run_files(run_dir) if p.name in ("best.pt", "eval.json")]
+        if finished:  # a run that cannot be continued is never started again over its results
+            raise OccreidError(
+                f"--resume auto: {run_dir} has no last.pt to continue from, but holds a run's results "
+                f"({', '.join(finished)}); restore last.pt, replace the run with --overwrite, or choose "
+                "another output folder"
+            )
     if run_dir.exists() and not run_dir.is_dir():
         raise OccreidError(f"{option} {run_dir} is a file, not a folder")
 
@@ -68,3 +80,22 @@ def clear_run_dir(run_dir: Path) -> None:
     files), nothing else."""
     for path in run_files(run_dir) + sorted(run_dir.glob("*.pt*.tmp")):
         shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+@contextlib.contextmanager
+def claim_run_dir(run_dir: Path, option: str = "train.output_dir") -> Iterator[None]:
+    """Own the run folder for the `with` block: an operating-system lock on `<run_dir>/.lock`, taken without
+    waiting (a second run into the folder is refused, naming the holder's PID) and released when the process
+    ends, SIGKILL included, so `--resume auto` works after a crash. Under DDP only rank 0 (RANK) holds it."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OccreidError(f"{option} {run_dir} is a file, not a folder")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OccreidError(f"{option} {run_dir}: cannot create this folder ({exc.strerror})") from None
+    with file_lock(lock_path_for(run_dir), what=f"the run folder {run_dir}"):
+        yield

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from occreid.config import Config, save_config
+from occreid.config import Config, apply_overrides
 from occreid.data.loaders import build_train_loader
 from occreid.data.records import ReidDataset
 from occreid.data.splits import (
@@ -38,12 +38,13 @@ from occreid.data.splits import (
 from occreid.engine.checkpoint import rng_state, set_rng_state
 from occreid.engine.metrics_log import MetricsLog, environment_info
 from occreid.engine.optim import build_optimizer, build_scheduler
-from occreid.engine.rundir import check_run_dir, clear_run_dir, expand_run_dir
+from occreid.engine.resume import check_resume_settings
+from occreid.engine.rundir import check_run_dir, claim_run_dir, clear_run_dir, expand_run_dir
 from occreid.errors import OccreidError
 from occreid.evaluation.evaluate import EvalOutput, evaluate_model
 from occreid.methods import build_model
 from occreid.modeling.base import ReidMethod
-from occreid.modeling.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from occreid.modeling.checkpoint import checkpoint_config, load_checkpoint, load_weights, save_checkpoint
 from occreid.utils.device import resolve_amp, set_tf32
 from occreid.utils.distributed import (
     DistInfo,
@@ -55,7 +56,7 @@ from occreid.utils.distributed import (
     parameter_fingerprint,
     setup_distributed,
 )
-from occreid.utils.files import check_writable_dir
+from occreid.utils.files import atomic_write_text, check_writable_dir
 from occreid.utils.progress import progress as progress_bar
 
 
@@ -110,13 +111,17 @@ def train(
     already holds a run is refused unless the run is resumed or `overwrite` replaces it
     (occreid.engine.rundir).
     """
-    run = _set_up(cfg, resume, overwrite)
-    _resume(run, resume)
-    _open_run_dir(run, overwrite)
-    for epoch in range(run.start_epoch, cfg.train.epochs):
-        _train_epoch(run, epoch, progress)
-        _evaluate_and_checkpoint(run, epochs_done=epoch + 1)
-    _finish(run)
+    cfg.train.output_dir = str(expand_run_dir(cfg.train.output_dir, cfg.data.root))  # "{data}" -> its name
+    with claim_run_dir(Path(cfg.train.output_dir)):  # one run per folder (a lock; rank 0 under DDP)
+        check_run_dir(Path(cfg.train.output_dir), resume, overwrite)
+        state, resume_path = _resume_state(cfg, resume)
+        run = _set_up(cfg, resuming=state is not None)
+        _resume(run, state, resume_path)
+        _open_run_dir(run, overwrite)
+        for epoch in range(run.start_epoch, cfg.train.epochs):
+            _train_epoch(run, epoch, progress)
+            _evaluate_and_checkpoint(run, epochs_done=epoch + 1)
+        _finish(run)
     return TrainResult(run.run_dir, cfg.train.epochs, run.step, run.best_map, run.last_eval)
 
 
@@ -124,14 +129,13 @@ def train(
 # Set-up and resume
 
 
-def _set_up(cfg: Config, resume: str | Path | None, overwrite: bool) -> TrainingRun:
-    """Checks of the run folder, then the method, the data it asks for, and the optimisers."""
+def _set_up(cfg: Config, resuming: bool) -> TrainingRun:
+    """The method (without its pretrained file when `resuming`: the checkpoint holds every weight), the data
+    it asks for, and the optimisers."""
     t = cfg.train
     info = setup_distributed(t.device, t.dist_timeout_min, t.dist_backend)
     _configure_backends(cfg, info)
-    t.output_dir = str(expand_run_dir(t.output_dir, cfg.data.root))  # "{data}" -> the data's name
     run_dir = Path(t.output_dir)
-    check_run_dir(run_dir, resume, overwrite)
     check_writable_dir(run_dir, "train.output_dir")
     torch.manual_seed(t.seed)
     np.random.seed(t.seed)
@@ -142,7 +146,8 @@ def _set_up(cfg: Config, resume: str | Path | None, overwrite: bool) -> Training
             f"dataset {cfg.data.dataset} at {cfg.data.root} has no training split (test-only set)"
         )
     no_eval_reason = _no_eval_reason(cfg, dataset)
-    method = build_model(cfg, num_classes=dataset.num_train_pids).to(info.device)
+    build_cfg = apply_overrides(cfg, ["model.pretrained=false"]) if resuming else cfg
+    method = build_model(build_cfg, num_classes=dataset.num_train_pids).to(info.device)
     needs = method.batch_needs()
     train_kpts = (
         keypoints_for(dataset, dataset.train, cfg.data.keypoints, cfg.data.allow_missing_keypoints)
@@ -259,15 +264,24 @@ def _step_module(method: ReidMethod, info: DistInfo) -> nn.Module:
     return step_module
 
 
-def _resume(run: TrainingRun, resume: str | Path | None) -> None:
-    """The weights, optimisers, schedule, step and RNG states of `resume` (a checkpoint, or "auto": the run
-    folder's last.pt where there is one)."""
-    path = run.run_dir / "last.pt" if resume == "auto" else (Path(resume) if resume else None)
+def _resume_state(cfg: Config, resume: str | Path | None) -> tuple[dict[str, Any] | None, Path | None]:
+    """The checkpoint to continue from (`resume`, or "auto": the run folder's last.pt where there is one) and
+    its path, after checking that `cfg` keeps the run's settings (occreid.engine.resume); (None, None) for a
+    new run."""
+    path = Path(cfg.train.output_dir) / "last.pt" if resume == "auto" else (Path(resume) if resume else None)
     if path is None or (resume == "auto" and not path.is_file()):
-        return
+        return None, None
     # On the CPU: the RNG states are read there, and optimiser states move to their parameters' devices
     # (Adam's step counters stay on the CPU, as in a fresh run).
     state = load_checkpoint(path, map_location="cpu")
+    check_resume_settings(cfg, checkpoint_config(state, path), path)
+    return state, path
+
+
+def _resume(run: TrainingRun, state: dict[str, Any] | None, path: Path | None) -> None:
+    """The weights, optimisers, schedule, step and RNG states of the checkpoint `state` (read from `path`)."""
+    if state is None:
+        return
     load_weights(run.method, state, path, run.cfg, num_classes=run.dataset.num_train_pids)
     run.optimizer.load_state_dict(state["optimizer"])
     for name, opt in run.extra_optimizers.items():
@@ -288,11 +302,11 @@ def _open_run_dir(run: TrainingRun, overwrite: bool) -> None:
     run.log = MetricsLog(run.run_dir, info.is_main, resume_step=run.step if run.start_epoch > 0 else None)
     if info.is_main:
         run.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run.run_dir / "config.yaml")
-        (run.run_dir / "environment.json").write_text(json.dumps(environment_info(info), indent=2))
+        atomic_write_text(run.run_dir / "config.yaml", cfg.to_yaml())
+        atomic_write_text(run.run_dir / "environment.json", json.dumps(environment_info(info), indent=2))
         if run.dataset.notes:  # how the data was read: identity names, an automatic split
             notes = {"dataset": run.dataset.name, "root": str(run.dataset.root), **run.dataset.notes}
-            (run.run_dir / "dataset.json").write_text(json.dumps(notes, indent=2))
+            atomic_write_text(run.run_dir / "dataset.json", json.dumps(notes, indent=2))
         print(run.dataset.summary())
         if run.no_eval_reason:
             print(f"no evaluation: {run.no_eval_reason}; best.pt will be the last epoch", flush=True)
@@ -462,7 +476,7 @@ def _evaluate(run: TrainingRun, epochs_done: int) -> bool:
     r = out.result
     print(f"epoch {epochs_done}: mAP {r.mAP:.1%} rank-1 {r.cmc[0]:.1%} mINP {r.mINP:.1%}", flush=True)
     eval_json = {**run.last_eval, "settings": out.settings, "per_query": r.per_query()}
-    (run.run_dir / "eval.json").write_text(json.dumps(eval_json, indent=2))
+    atomic_write_text(run.run_dir / "eval.json", json.dumps(eval_json, indent=2))
     return improved
 
 

@@ -12,9 +12,10 @@ Exact search is a torch matmul + topk in chunks (any device). `backend="faiss"` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,10 @@ import numpy as np
 
 from occreid.errors import OccreidError, npz_problem
 from occreid.utils.files import atomic_write
+from occreid.utils.locks import file_lock, lock_path_for
 
 INDEX_VERSION = 1
+INDEX_LOCK_WAIT_S = 120.0  # how long a writer waits for another to finish its read-modify-write
 
 
 class GalleryIndex:
@@ -68,6 +71,10 @@ class GalleryIndex:
     def add(self, features: Any, paths: Sequence[str]) -> None:
         """Append features (N, D) with their N image paths."""
         array = self._prepare(features)
+        if not np.isfinite(array).all():
+            raise OccreidError(
+                "the model gave NaN or infinite features; they are never indexed (check the model)"
+            )
         if len(array) != len(paths):
             raise OccreidError(f"{len(array)} feature rows but {len(paths)} paths")
         if len(self) and array.shape[1] != self.dim:
@@ -222,11 +229,66 @@ class GalleryIndex:
                 f"{path} is not an occreid gallery index ({npz_problem(exc)}); rebuild it with "
                 "`occreid index build --overwrite`"
             ) from None
+        problem = _header_problem(header) or _rows_problem(features, paths)
+        if problem:
+            raise OccreidError(
+                f"{path} is not a usable gallery index ({problem}); rebuild it with "
+                "`occreid index build --overwrite`"
+            )
         index = cls(metric=header["metric"], normalize=header["normalize"], meta=header.get("meta", {}))
         if len(paths):
             index.features = features
             index.paths = paths
         return index
+
+    def merge_into(self, path: str | Path) -> int:
+        """Append this index's rows to the index file at `path` as it is now, under its lock (`index_lock`),
+        so that two writers at once both land: the file is re-read under the lock, rows whose path it
+        already holds are skipped, and the result is saved atomically. Returns how many rows were added."""
+        with index_lock(path):
+            fresh = GalleryIndex.load(path)
+            fresh.check_compatible(self.meta)
+            if (self.metric, self.normalize) != (fresh.metric, fresh.normalize):
+                raise OccreidError(
+                    f"{path} uses metric={fresh.metric}, normalize={fresh.normalize}, these features "
+                    f"metric={self.metric}, normalize={self.normalize}; build a new index"
+                )
+            known = set(fresh.paths)
+            keep = [i for i, p in enumerate(self.paths) if p not in known]
+            if keep:
+                fresh.add(self.features[keep], [self.paths[i] for i in keep])
+                fresh.save(path)
+            return len(keep)
+
+
+@contextlib.contextmanager
+def index_lock(path: str | Path) -> Iterator[None]:
+    """Hold the lock of the index file `path` (`<path>.lock`, occreid.utils.locks) around a read-modify-write;
+    every writer of an index takes it, waiting up to INDEX_LOCK_WAIT_S for another writer to finish."""
+    with file_lock(lock_path_for(path), what=f"the index {path}", wait_s=INDEX_LOCK_WAIT_S):
+        yield
+
+
+def _header_problem(header: Any) -> str | None:
+    if not isinstance(header, dict):
+        return f"its header is {type(header).__name__}, not a JSON object"
+    missing = [key for key in ("metric", "normalize") if key not in header]
+    if missing:
+        return f"its header has no {' or '.join(missing)}"
+    if header["metric"] not in ("euclidean", "cosine") or not isinstance(header.get("meta", {}), dict):
+        return f"its header has metric {header['metric']!r} (euclidean or cosine) or a meta that is no object"
+    return None
+
+
+def _rows_problem(features: np.ndarray, paths: list[str]) -> str | None:
+    if features.ndim != 2 and len(paths):
+        return f"features of shape {features.shape}, not (N, D)"
+    if len(paths) and len(features) != len(paths):
+        return f"{len(features)} feature rows but {len(paths)} paths"
+    if len(paths) and not np.isfinite(features).all():
+        bad = int((~np.isfinite(features)).any(axis=1).sum())
+        return f"{bad} of its {len(paths)} feature rows hold NaN or infinite values"
+    return None
 
 
 def _jsonable(value: Any) -> Any:

@@ -38,14 +38,12 @@ def _to_numpy(x: Any) -> np.ndarray:
 def _cell(path: str, colour: tuple[int, int, int], label: str):
     from PIL import Image, ImageDraw
 
+    from occreid.data.images import read_image
+
     cell = Image.new("RGB", (CELL_W + 2 * BORDER, CELL_H + 2 * BORDER + LABEL_H), WHITE)
     draw = ImageDraw.Draw(cell)
     draw.rectangle([0, 0, CELL_W + 2 * BORDER - 1, CELL_H + 2 * BORDER - 1], fill=colour)
-    try:
-        with Image.open(path) as im:
-            image = im.convert("RGB").resize((CELL_W, CELL_H), Image.BILINEAR)
-    except (OSError, ValueError) as exc:
-        raise OccreidError(f"cannot read image {path}: {exc}") from None
+    image = read_image(path).resize((CELL_W, CELL_H), Image.BILINEAR)  # upright, as the model saw it
     cell.paste(image, (BORDER, BORDER))
     draw.text((2, CELL_H + 2 * BORDER + 1), label, fill=(0, 0, 0))
     return cell

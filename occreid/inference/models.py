@@ -22,6 +22,9 @@ from occreid.utils.provenance import config_sha256, init_of
 
 RUNTIMES = ("auto", "torch", "onnx")
 
+# How every deployed model's input is resized: as the test loader does (occreid.data.transforms.Resize).
+RESIZE = "bicubic"
+
 
 def load_method(
     path: str | Path, device: str | torch.device = "cpu", overrides: list[str] | None = None
@@ -34,7 +37,10 @@ def load_method(
         cfg = apply_overrides(cfg, overrides)
     cfg.model.pretrained = False  # the checkpoint holds the weights
     method = build_model(cfg, num_classes=state["num_classes"])
-    load_weights(method, state, path, cfg, checkpoint_config(state, path), action="evaluate")
+    changed = tuple(
+        k for k in (t.split("=", 1)[0] for t in overrides or []) if not k.startswith("data.test_")
+    )
+    load_weights(method, state, path, cfg, checkpoint_config(state, path), action="evaluate", changed=changed)
     return method.to(device).eval(), cfg
 
 
@@ -116,7 +122,7 @@ def export_metadata(checkpoint: str | Path, feature_dim: int, precision: str = "
         "image_size": list(stored.data.image_size),
         "mean": list(stored.data.mean),
         "std": list(stored.data.std),
-        "resize": "bicubic",
+        "resize": RESIZE,
         "flip": bool(stored.eval.flip),
         "feature": "f_G",
         "feature_dim": int(feature_dim),

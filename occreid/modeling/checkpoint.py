@@ -73,10 +73,12 @@ def load_weights(
     stored: Config | None = None,
     num_classes: int | None = None,
     action: str = "resume",
+    changed: tuple[str, ...] = (),
 ) -> None:
     """Load a checkpoint's `model` weights into `method` (built from `cfg`). Weights of another model,
     backbone or dataset (identity count) are an OccreidError that says what the checkpoint holds and what
-    `cfg` asks for, instead of torch's load_state_dict traceback."""
+    `cfg` asks for, instead of torch's load_state_dict traceback. `changed`: the overridden keys, named in the
+    message."""
     stored = stored if stored is not None else checkpoint_config(state, path)
     own = method.state_dict()
     weights = state["model"]
@@ -107,7 +109,8 @@ def load_weights(
         "resume only with the config the run was started with (its config.yaml), or start a new run without "
         "--resume"
         if action == "resume"
-        else "drop the --set overrides of model.* that differ from the checkpoint"
+        else "evaluate with the checkpoint's own settings: drop the --set overrides that change the model"
+        + (f" ({', '.join(changed)})" if changed else "")
     )
     raise OccreidError(
         f"cannot {action} from {path}: it holds {_model_summary(stored, state.get('num_classes'))}, "

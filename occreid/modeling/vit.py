@@ -29,6 +29,7 @@ Methods read the pipeline in steps, so OGFR can act between blocks:
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -168,9 +169,12 @@ class ViTBackbone(nn.Module):
             else:
                 # On the CPU only: on a GPU the check would cost a host sync per step; the training loader
                 # checks the training set's cameras against model.num_cameras before training starts.
-                if camids.device.type == "cpu" and int(camids.max()) >= len(self.camera_embed):
+                on_cpu = camids.device.type == "cpu"
+                low, high = (int(camids.min()), int(camids.max())) if on_cpu else (0, 0)
+                if high >= len(self.camera_embed) or low < 0:
+                    bad = low if low < 0 else high
                     raise OccreidError(
-                        f"camera id {int(camids.max())} is out of range for model.num_cameras="
+                        f"camera id {bad} is out of range for model.num_cameras="
                         f"{len(self.camera_embed)}; set it to the dataset's camera count"
                     )
                 x = x + self.camera_coef * self.camera_embed[camids]  # (B, 1, D) broadcast over tokens
@@ -198,10 +202,29 @@ class ViTBackbone(nn.Module):
         return self.forward_features(images)
 
 
+def _square_grid(pos: Tensor) -> bool:
+    """Whether a position embedding (1, T, D) is 0, 1 or 2 prefix tokens and a square grid of patches."""
+    return pos.ndim == 3 and any(
+        t > 0 and math.isqrt(t) ** 2 == t for t in (pos.shape[1] - k for k in (0, 1, 2))
+    )
+
+
 def load_vit_checkpoint(vit: nn.Module, path: str) -> None:
     """Load ImageNet weights into `vit`, resizing the position embedding to its grid; the classifier is
     dropped. Anything else missing, unexpected or of the wrong shape is an OccreidError naming the file."""
     from timm.models.vision_transformer import checkpoint_filter_fn
 
-    state = checkpoint_filter_fn(read_state_dict(path, fix="give a local timm ViT checkpoint"), vit)
+    state = read_state_dict(path, fix="give a local timm ViT checkpoint")
+    pos = state.get("pos_embed")
+    if pos is not None and not _square_grid(pos):
+        raise OccreidError(  # timm's resize assumes a square ImageNet grid after 0-2 prefix tokens
+            f"model.pretrained: {path} has a position embedding of shape {tuple(pos.shape)}, not prefix "
+            "tokens plus a square grid of patches (n*n); give an ImageNet ViT checkpoint"
+        )
+    try:
+        state = checkpoint_filter_fn(state, vit)
+    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
+        raise OccreidError(
+            f"model.pretrained: {path} does not fit this ViT ({type(exc).__name__}: {exc})"
+        ) from None
     load_matching(vit, state, str(path), "this ViT", drop=("head.",), file=path)

@@ -19,6 +19,8 @@ def read_state_dict(path: str | Path, what: str = "model.pretrained:", fix: str 
     with `fix`."""
     path = Path(path)
     fix = fix or "give a state dict saved with torch.save, or a .safetensors file"
+    if path.is_dir():
+        raise OccreidError(f"{what} {path} is a folder, not a weights file; {fix}")
     if not path.is_file():
         raise OccreidError(
             f"{what} weights file {path} does not exist ({fix}, true for the ImageNet weights, or false)"

@@ -15,6 +15,7 @@ import numpy as np
 
 from occreid.config import PoseConfig
 from occreid.pose.schema import COCO_KEYPOINTS, NUM_PARTS, PART_GROUPS, PART_KEYPOINT_INDICES
+from occreid.utils.files import atomic_write, picture_format
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -155,7 +156,7 @@ def draw_pose_grid(
 
     fig = pose_grid_figure(images, keypoints, cfg, image_size, last_stride, titles)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=DPI)
+    with atomic_write(out) as f:
+        fig.savefig(f, dpi=DPI, format=picture_format(out))
     plt.close(fig)
     return out

@@ -10,6 +10,7 @@ new file gets the permissions of any newly created file (0o666 minus the umask),
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import tempfile
@@ -56,8 +57,11 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     """A binary file object whose content replaces `path` in one rename when the block ends without an error.
     The temp file (`<name>*.tmp`, same folder) is flushed to disk before the rename and removed on failure."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    except OSError as exc:
+        raise OccreidError(f"cannot write {path}: {_reason(exc)}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -65,6 +69,14 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
             os.chmod(tmp, 0o666 & ~umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a quota: the old file (or none) stays, and no temp file
+        Path(tmp).unlink(missing_ok=True)
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        kept = "the file there before is unchanged" if path.exists() else "nothing was written"
+        raise OccreidError(
+            f"cannot write {path}: {_reason(exc)} ({kept}); free some space and run again"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -106,4 +118,29 @@ def check_output_file(path: Path, option: str, overwrite: bool) -> None:
         raise OccreidError(f"{option} {path} is a folder; give a file path")
     if path.exists() and not overwrite:
         raise OccreidError(f"{option} {path} already exists; {OVERWRITE_HINT}")
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise OccreidError(
+            f"{option} {path}: {above} is a file, so it cannot hold a folder; choose another path"
+        )
     check_writable_dir(path.parent if str(path.parent) else Path("."), option)
+
+
+PICTURE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
+
+
+def check_picture_file(path: Path, option: str, overwrite: bool) -> None:
+    """`check_output_file` for a picture, whose name must also end in a format the picture commands write."""
+    path = Path(path)
+    if path.is_dir():
+        raise OccreidError(f"{option} {path} is a folder; give a picture file path")
+    if path.suffix.lower() not in PICTURE_FORMATS:
+        raise OccreidError(
+            f"{option} {path}: give a picture file name ending in {', '.join(PICTURE_FORMATS)}"
+        )
+    check_output_file(path, option, overwrite)
+
+
+def picture_format(path: Path) -> str:
+    """The format of a picture file by its name (PNG where the name says nothing known)."""
+    return PICTURE_FORMATS.get(Path(path).suffix.lower(), "png")

@@ -54,7 +54,10 @@ def file_lock(lock_file: str | Path, *, what: str, wait_s: float = 0.0) -> Itera
     `what` is locked and the holder's PID and command. Re-entering from the same process is not supported.
     """
     lock_file = Path(lock_file)
-    handle = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        handle = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:  # a read-only folder, a missing one
+        raise OccreidError(f"cannot lock {what}: {lock_file}: {exc.strerror or exc}") from None
     try:
         if not _take(handle, wait_s=wait_s):
             raise LockedError(

@@ -140,7 +140,7 @@ def _load_csv(path: Path, base: Path | None = None, **options: str | None) -> Re
     if not path.is_file():
         raise OccreidError(f"folder: CSV file {path} does not exist")
     base = (base or path.parent).resolve()
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a byte-order mark (Excel) is no cell
         rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
     if rows and rows[0][0].strip().lower() == "path":
         rows = rows[1:]

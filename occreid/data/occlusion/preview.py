@@ -12,6 +12,7 @@ import torch
 
 from occreid.config import Config
 from occreid.data.records import ImageRecord
+from occreid.utils.files import atomic_write, picture_format
 
 
 def _to_rgb(view: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -74,5 +75,6 @@ def make_augment_preview(
         label = occ.type if occ.source is None else f"{occ.type} / {occ.source}"
         draw.text((x0, y0 + th + 2), label, fill=(0, 0, 0))
     out = Path(out)
-    sheet.save(out)
+    with atomic_write(out) as f:
+        sheet.save(f, format=picture_format(out))
     return out

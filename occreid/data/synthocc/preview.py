@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from occreid.errors import OccreidError
+from occreid.utils.files import atomic_write, picture_format
 
 MARKET_NAME = re.compile(r"([-\d]+)_c(\d)")
 SKELETON = (
@@ -90,5 +91,6 @@ def make_contact_sheet(
                 tag += f" {ann.get('occluder_type') or ann.get('partial')}"
             draw.text((x, y + th + 2), tag, fill=(0, 0, 0))
     out = Path(out) if out is not None else root / "preview.png"
-    sheet.save(out)
+    with atomic_write(out) as f:
+        sheet.save(f, format=picture_format(out))
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from occreid.config_fields import LIST_AS_TUPLE, Section
 
@@ -64,6 +64,16 @@ class OGFRConfig(Section):
     distill_space: Literal["bn", "raw"] = "bn"
     lambda_feat: float = 1.0
     lambda_logit: float = 1.0
+
+    @model_validator(mode="after")
+    def _erasing_erases(self) -> OGFRConfig:
+        if self.fepm != "off" and self.erase_ratio == 0:
+            raise ValueError(
+                f"ogfr.erase_ratio=0 erases no token, which would switch ogfr.fepm={self.fepm} off without a "
+                "word; set ogfr.fepm=off to train without erasing, or an erase_ratio above 0"
+            )
+        return self
+
     kd_temperature: float = Field(4.0, gt=0.0)
     token_distill: bool = False  # patch tokens the occluder does not cover (and the agent kept)
     lambda_token: float = 1.0

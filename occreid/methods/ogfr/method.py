@@ -69,6 +69,16 @@ def teacher_vit(student: ViTBackbone, share: str, shared_blocks: int) -> ViTBack
     return teacher
 
 
+def occluded_patches(occ_mask: Tensor, vit: nn.Module, threshold: float) -> Tensor:
+    """`patch_mask` (docs/ogfr.md section 1, m) on the ViT's own token grid, (B, N) bool. The hybrid ViT's
+    convolutional stem pads an image whose sides are not multiples of 16 and so has ceil(H/16) x ceil(W/16)
+    tokens: the pixel mask is padded (uncovered) at the bottom and right to that grid first."""
+    kernel, stride = vit.patch_geometry
+    (gh, gw), (h, w) = vit.grid_size, occ_mask.shape[-2:]
+    pad_h, pad_w = max(0, (gh - 1) * stride + kernel - h), max(0, (gw - 1) * stride + kernel - w)
+    return patch_mask(F.pad(occ_mask, (0, pad_w, 0, pad_h)), kernel, stride, threshold)
+
+
 @dataclass
 class TeacherOutput:
     x: Tensor  # (B, 1 + N, D) tokens after block l_a, before erasing
@@ -244,8 +254,8 @@ class OGFR(ReidMethod):
         terms["acc_S"] = self.accuracy(logits_s, pids)
         occluded = None  # (B, N) bool: patches the occluder covers
         if self.occlusion_head is not None or o.token_distill:
-            occluded = patch_mask(
-                batch["occ_mask"], *self.backbone.vit.patch_geometry, self.cfg.occlusion.mask_threshold
+            occluded = occluded_patches(
+                batch["occ_mask"], self.backbone.vit, self.cfg.occlusion.mask_threshold
             )
         if prediction is not None:
             terms["pattern"] = o.lambda_pattern * F.cross_entropy(prediction.logits, pattern)
