@@ -1,5 +1,5 @@
-"""Accuracy study: PGFL-KD's Table 6 ablation rows on SynthOcc, over N seeds, from the demo's pretrained
-backbone.
+"""Accuracy study: ablation rows and fair controls on SynthOcc, over N seeds, from the demo's pretrained
+backbones.
 
 Each seed is a fresh SynthOcc (default preset, occluded protocol, generated with that seed) and that seed for
 training; every row of a seed gets the same data, seed and schedule (occreid/configs/demo/base.yaml:
@@ -15,19 +15,29 @@ MobileNetV2 from ImageNet, 16 x 18 steps, 128 x 64). f_G is the test feature of 
     python benchmarks/bench_accuracy.py --rows vit_baseline ogfr_row1_two_view ogfr_row2_distill \
         ogfr_row3_patterns ogfr_row4_fepm_random ogfr_row5_fepm_agent --train-occluders vehicle,pole,board
 
+    python benchmarks/bench_accuracy.py --name bench_accuracy_controls --seeds 0 1 2 3 4 --no-pose-at-test \
+        --rows vit_baseline vit_control_occluded vit_control_both_views vit_control_occluded_long \
+        ogfr_row4_fepm_random ogfr_row5_fepm_agent ogfr_fixed_mask      # OGFR against its fair controls
+
 A row is the name of an ablation preset (occreid/methods/<method>/presets/<name>.yaml: PGFL-KD's Table 6 and 7
 switches, OGFR's docs/ogfr.md section 7 switches) on its method's demo config (configs/demo/<method>.yaml; for
 OGFR the CPU-scale hybrid ViT, whose teacher shares the demo's number of blocks), `vit_baseline`
 (configs/demo/vit_baseline.yaml), or
+a named row (NAMED_ROWS: the fair control with 2.2x the steps, OGFR with a fixed mask of the same seed's
+agent's most frequent positions, OGFR without random erasing of the teacher's view), or
 `label=CONFIG[,key=value,...]`: a config file (packaged or a path) with overrides. With `--train-occluders`,
 every seed's SynthOcc is the unseen-occluder split (training images occluded only by those types, queries only
-by the others) and the paired-view augmentation holds out SynthOcc's renderers of the query types, so the
-query occluders are unseen by every row; the per-type table then separates seen from unseen types. Finished
-(row, seed) runs are kept in <out>/results.json and not run again, so an interrupted study continues where it
-stopped (use a new --out, or --fresh, to start over). To use several cores, run studies side by side with one
-thread each (`OMP_NUM_THREADS=1`) and separate --out folders, then `--out ALL --merge OUT1 OUT2 ... --report`
-prints one table over them. Prints mean +- std over seeds (Rank-1, mAP, mINP), and writes the JSON and a
-markdown table to benchmarks/results/ (--name).
+by the others) and the paired-view augmentation holds out every source of the query types (their SynthOcc
+renderers, and the "person" type itself when people are unseen), so the query occluders are unseen by every
+row; the per-type table then separates seen from unseen types. Finished (row, seed) runs are kept in
+<out>/results.json and not run again, so an interrupted study continues where it stopped (use a new --out, or
+--fresh, to start over). To use several cores, run studies side by side with one thread each
+(`OMP_NUM_THREADS=1`) and separate --out folders, then `--out ALL --merge OUT1 OUT2 ... --report` prints one
+table over them (two different runs of one row and seed are refused). Prints mean +- std over seeds (Rank-1,
+mAP, mINP), for every pair of rows the paired 95% t-interval over seeds and a bootstrap over seeds x queries
+(study_stats.py), and for agent rows what the agent erases (occreid.evaluation.agent_analysis); writes the
+JSON (every record with its per-query values and provenance) and a markdown report to benchmarks/results/
+(--name).
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -43,6 +54,9 @@ from occreid.config import load_config
 from occreid.engine.trainer import train
 from occreid.methods import presets
 from occreid.methods.pgfl_kd import POSE_FEATURES
+
+sys.path.insert(0, str(Path(__file__).parent))
+from study_stats import pair_lines  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 TABLE6 = [
@@ -59,19 +73,35 @@ PAPER = {  # Occluded-Duke, Table 6 (Rank-1, mAP)
 }
 
 
+# Rows that are a config plus settings rather than one preset (docs/results.md): the fair controls of OGFR and
+# the controls of its agent. "ogfr_fixed_mask" also gets ogfr.fixed_positions from the same seed's agent row.
+NAMED_ROWS = {  # label -> (demo config, preset or None, overrides)
+    "vit_baseline": ("vit_baseline", None, []),
+    # control (c): control (a) with about OGFR's compute, 2.2x the steps (40 instead of 18 per epoch)
+    "vit_control_occluded_long": ("vit_baseline", "vit_control_occluded", ["train.steps_per_epoch=40"]),
+    "ogfr_student_only_erasing": ("ogfr", "ogfr_row5_fepm_agent", ["occlusion.erasing_views=student_only"]),
+    "ogfr_fixed_mask": ("ogfr", "ogfr_row5_fepm_agent", ["ogfr.fepm=fixed"]),
+}
+AGENT_ROW = "ogfr_row5_fepm_agent"  # whose analysis gives each seed's fixed mask
+
+
 def parse_row(spec: str) -> tuple[str, list[str], list[str]]:
     """A row spec -> (label, config files merged in order, overrides)."""
-    if spec == "vit_baseline":
-        return spec, ["configs/demo/vit_baseline.yaml"], []
+    if spec in NAMED_ROWS:
+        demo, preset, overrides = NAMED_ROWS[spec]
+        return spec, [f"configs/demo/{demo}.yaml", *([str(presets()[preset])] if preset else [])], overrides
     if "=" not in spec.split(",")[0]:
         preset = presets().get(spec)
         if preset is None:
             raise SystemExit(
-                f"--rows: {spec!r} is neither a preset ({', '.join(presets())}, vit_baseline) "
-                "nor label=CONFIG[,key=value,...]"
+                f"--rows: {spec!r} is neither a preset ({', '.join(presets())}), a named row "
+                f"({', '.join(NAMED_ROWS)}) nor label=CONFIG[,key=value,...]"
             )
-        # the preset's switches on the demo config of its method (occreid/methods/<method>/presets/)
-        return spec, [f"configs/demo/{preset.parent.parent.name}.yaml", str(preset)], []
+        # the preset's switches on the demo config of its method (occreid/methods/<method>/presets/); the
+        # ViT baseline's controls on the ViT baseline's
+        method = preset.parent.parent.name
+        demo = "vit_baseline" if spec.startswith("vit_") else method
+        return spec, [f"configs/demo/{demo}.yaml", str(preset)], []
     label, rest = spec.split("=", 1)
     config, *overrides = rest.split(",")
     return label, [config], overrides
@@ -151,13 +181,67 @@ def gains(results: dict, labels: list[str], seeds: list[int], previous: bool = F
     return out
 
 
-def main() -> None:
+def agent_table(results: dict, labels: list[str], seeds: list[int]) -> str:
+    """What each agent row's agent erases on the teacher's holistic view (occreid.evaluation.agent_analysis),
+    mean over seeds: the share of erased tokens per region for its greedy action, a sampled action and
+    uniform random erasing, and how image-dependent the greedy action is."""
+    from occreid.evaluation.agent_analysis import REGIONS
+
+    head = "| row | action | " + " | ".join(REGIONS) + " | distinct sets / images | Jaccard to fixed mask |"
+    lines = [head, "|---|---|" + "---:|" * (len(REGIONS) + 2)]
+    for label in labels:
+        runs = [
+            results[label][str(s)]["agent_analysis"]
+            for s in seeds
+            if "agent_analysis" in results.get(label, {}).get(str(s), {})
+        ]
+        if not runs:
+            continue
+        for action in ("greedy", "sampled", "random"):
+            shares = " | ".join(f"{100 * statistics.fmean(r[action][g] for r in runs):.1f}" for g in REGIONS)
+            extra = " | - | -"
+            if action == "greedy":
+                distinct = statistics.fmean(r["distinct_greedy_sets"] / r["images"] for r in runs)
+                jaccard = statistics.fmean(r["mean_jaccard_to_fixed"] for r in runs)
+                extra = f" | {distinct:.2f} | {jaccard:.2f}"
+            lines.append(f"| {label} ({len(runs)} seeds) | {action} | {shares}{extra} |")
+    if len(lines) <= 2:
+        return ""
+    return "\n".join(lines + ["", *position_grids(results, labels, seeds)])
+
+
+def position_grids(results: dict, labels: list[str], seeds: list[int]) -> list[str]:
+    """Per agent row: how often its greedy action erases each patch position (percent of images, mean over
+    seeds), as the patch grid (rows top to bottom); uniform random erasing: k / N everywhere."""
+    out = []
+    for label in labels:
+        runs = [
+            results[label][str(s)]["agent_analysis"]
+            for s in seeds
+            if "agent_analysis" in results.get(label, {}).get(str(s), {})
+        ]
+        if not runs:
+            continue
+        rows, cols = runs[0]["grid"]
+        freq = [statistics.fmean(r["position_frequency"][i] for r in runs) for i in range(rows * cols)]
+        uniform = 100 * runs[0]["k"] / runs[0]["num_patches"]
+        out += [
+            f"{label}: greedy erasing frequency per position, percent (uniform: {uniform:.0f}):",
+            "",
+            "```",
+        ]
+        out += [" ".join(f"{100 * freq[r * cols + c]:5.1f}" for c in range(cols)) for r in range(rows)]
+        out += ["```", ""]
+    return out
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
-        "--rows", nargs="+", default=TABLE6, help="preset names or label=CONFIG[,key=value...]"
+        "--rows", nargs="+", default=TABLE6, help="preset names, named rows or label=CONFIG[,key=value...]"
     )
     parser.add_argument(
         "--out", type=Path, default=Path("runs/bench_accuracy"), help="runs and SynthOcc per seed"
@@ -184,7 +268,7 @@ def main() -> None:
         nargs="+",
         default=[],
         help="add the finished runs of other --out folders (studies run side by side, e.g. one "
-        "per core) to <out>/results.json first",
+        "per core) to <out>/results.json first; two different runs of one row and seed are refused",
     )
     parser.add_argument(
         "--train-occluders",
@@ -192,95 +276,184 @@ def main() -> None:
         default=None,
         help="the unseen-occluder split: SynthOcc training images occluded only by these types",
     )
+    parser.add_argument(
+        "--no-pose-at-test",
+        action="store_true",
+        help="skip PGFL-KD's pose-at-test features (Table 8): f_G only, faster",
+    )
     args = parser.parse_args()
     if args.train_occluders:  # `vehicle,pole,board` as `occreid synth` takes it, or `vehicle pole board`
         args.train_occluders = [k for arg in args.train_occluders for k in arg.split(",") if k]
+    return args
 
-    from occreid.data.datasets import load_dataset
+
+def same_run(a: dict, b: dict) -> bool:
+    """Whether two records are one run (the same numbers and provenance), e.g. merged twice."""
+    keys = ("mAP", "rank1", "mINP", "provenance")
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def merge_results(results: dict, others: list[Path]) -> None:
+    """Add the finished runs of each <other>/results.json to `results`; a (row, seed) both hold with
+    different records is refused (SystemExit naming it), none is overwritten."""
+    for other in others:
+        for label, runs in json.loads((other / "results.json").read_text()).items():
+            mine = results.setdefault(label, {})
+            for seed, record in runs.items():
+                if seed in mine and not same_run(mine[seed], record):
+                    raise SystemExit(
+                        f"error: --merge {other}: row {label} seed {seed} is already there from another run "
+                        f"(mAP {100 * mine[seed]['mAP']:.2f} against {100 * record['mAP']:.2f}); merge "
+                        "folders that ran different seeds or rows, or remove one of the two runs"
+                    )
+                mine[seed] = record
+
+
+def fixed_mask_overrides(label: str, results: dict, seed: int) -> list[str] | None:
+    """ogfr.fixed_positions for the fixed-mask row: the k positions the same seed's agent erased most often
+    (its analysis); None while that agent run is missing. Other rows: []."""
+    if label != "ogfr_fixed_mask":
+        return []
+    agent = results.get(AGENT_ROW, {}).get(str(seed), {}).get("agent_analysis")
+    if agent is None:
+        return None
+    return [f"ogfr.fixed_positions=[{','.join(map(str, agent['fixed_positions']))}]"]
+
+
+def analyse(run_dir: Path, data_root: Path, dataset) -> dict | None:
+    """The agent analysis (occreid.evaluation.agent_analysis) of an OGFR run with an agent, on up to 512 of
+    its training images (the teacher's holistic view); None for other rows."""
+    from occreid.evaluation.agent_analysis import analyse_agent, holistic_views
+    from occreid.inference.models import load_method
+
+    method, cfg = load_method(run_dir / "last.pt", "cpu")
+    if getattr(method, "agent", None) is None:
+        return None
+    images, masks = holistic_views(cfg, data_root, dataset.train, max_images=512, seed=cfg.train.seed)
+    return analyse_agent(method, images, masks, seed=cfg.train.seed)
+
+
+def run_row(args, row, seed: int, data_root: Path, dataset, extra: list[str], held_out: list[str]) -> dict:
+    """Train one (row, seed) and return its record: metrics, per-query AP / Rank-1 hits / INP, per occluder
+    type, provenance, and (agent rows) the agent analysis."""
+    from occreid.utils.provenance import provenance
+
+    label, config, overrides = row
+    run_dir = args.out / f"seed{seed}" / label
+    cfg = load_config(
+        config,
+        [
+            *overrides,
+            *extra,
+            *args.overrides,
+            *held_out,
+            f"data.root={data_root}",
+            f"train.seed={seed}",
+            f"train.output_dir={run_dir}",
+            "model.test_feature=f_G",
+            "train.eval_period=0",
+        ],
+    )
+    print(f"\n=== seed {seed}: {label} ({' '.join(config)} {' '.join(overrides + extra)}) ===", flush=True)
+    t0 = time.perf_counter()
+    result = train(cfg, resume="auto", progress=False)  # a run an interrupted study left continues
+    seconds = time.perf_counter() - t0
+    record = {k: result.last_eval[k] for k in ("rank1", "rank5", "mAP", "mINP")}
+    record["per_type"] = {  # the trainer's eval log: "mAP[vehicle]", ...
+        key[len("mAP[") : -1]: {
+            m: result.last_eval[f"{m}[{key[len('mAP[') : -1]}]"] for m in ("rank1", "mAP", "mINP")
+        }
+        for key in result.last_eval
+        if key.startswith("mAP[")
+    }
+    record |= {
+        "train_seconds": round(seconds, 1),
+        "steps": result.steps,
+        "config": config,
+        "overrides": overrides + extra + args.overrides + held_out,
+        "backbone": cfg.model.backbone,
+        "provenance": provenance(cfg.model_dump(mode="json")),
+        "per_query": json.loads((run_dir / "eval.json").read_text())["per_query"],
+    }
+    if not args.no_pose_at_test:
+        record["pose_at_test"] = pose_at_test(run_dir / "last.pt", dataset, POSE_FEATURES)
+    agent = analyse(run_dir, data_root, dataset) if cfg.model.name == "ogfr" else None
+    if agent is not None:
+        record["agent_analysis"] = agent
+    print(
+        f"seed {seed} {label}: mAP {100 * record['mAP']:.1f} rank-1 {100 * record['rank1']:.1f} "
+        f"({seconds:.0f} s, {seconds / max(result.steps, 1):.2f} s/step incl. eval)",
+        flush=True,
+    )
+    return record
+
+
+def make_data(args, seed: int) -> Path:
+    """The seed's SynthOcc under <out>/seed<seed>/synthocc (the unseen-occluder split with
+    --train-occluders), generated once."""
     from occreid.data.synthocc import generate as generate_synthocc
+
+    data_root = args.out / f"seed{seed}" / "synthocc"
+    if not args.train_occluders:
+        _make_data(data_root, seed)
+    elif not (data_root / "synthocc.json").is_file():
+        generate_synthocc(
+            data_root, preset="default", seed=seed, protocol="occluded", train_occluders=args.train_occluders
+        )
+    return data_root
+
+
+def run_study(args, rows, results: dict, held_out: list[str]) -> None:
+    """Every (row, seed) not in `results` yet, seed by seed; results.json rewritten after each run."""
+    from occreid.data.datasets import load_dataset
+
+    state_path = args.out / "results.json"
+    for seed in args.seeds:
+        todo = [row for row in rows if str(seed) not in results.get(row[0], {})]
+        for label in sorted({row[0] for row in rows} - {row[0] for row in todo}):
+            print(f"seed {seed} {label}: done before, kept")
+        if not todo:
+            continue
+        data_root = make_data(args, seed)
+        dataset = load_dataset("synthocc", data_root)
+        for row in todo:
+            extra = fixed_mask_overrides(row[0], results, seed)
+            if extra is None:
+                print(f"seed {seed} {row[0]}: skipped, needs {AGENT_ROW} of seed {seed} first", flush=True)
+                continue
+            record = run_row(args, row, seed, data_root, dataset, extra, held_out)
+            results.setdefault(row[0], {})[str(seed)] = record
+            args.out.mkdir(parents=True, exist_ok=True)
+            tmp = state_path.with_suffix(".json.tmp")  # after every run: nothing finished is lost
+            tmp.write_text(json.dumps(results, indent=1))
+            tmp.replace(state_path)
+
+
+def main() -> None:
+    args = parse_args()
+    from occreid.data.occlusion.paste import held_out_for_unseen
     from occreid.data.synthocc.occluders import OCCLUDER_TYPES
 
     rows = [parse_row(spec) for spec in args.rows]
     unseen = set(OCCLUDER_TYPES) - set(args.train_occluders) if args.train_occluders else set()
-    held_out = (
-        [f"occlusion.held_out_sources=[{','.join(f'synthocc_{t}' for t in sorted(unseen))}]"]
-        if unseen
-        else []
-    )
+    types, sources = held_out_for_unseen(sorted(unseen))
+    held_out = [f"occlusion.held_out_sources=[{','.join(sources)}]"] if unseen else []
+    held_out += [f"occlusion.held_out_types=[{','.join(types)}]"] if types else []
     labels = [label for label, _, _ in rows]
     state_path = args.out / "results.json"
     results: dict = {} if args.fresh or not state_path.is_file() else json.loads(state_path.read_text())
-    for other in args.merge:  # finished runs only ever added, none dropped
-        for label, runs in json.loads((other / "results.json").read_text()).items():
-            results.setdefault(label, {}).update(runs)
+    merge_results(results, args.merge)  # finished runs only ever added, none dropped or overwritten
     if args.merge:
         args.out.mkdir(parents=True, exist_ok=True)
-        state_path.write_text(json.dumps(results, indent=2))
+        state_path.write_text(json.dumps(results, indent=1))
     started = time.perf_counter()
-    for seed in [] if args.report else args.seeds:
-        todo = [row for row in rows if str(seed) not in results.get(row[0], {})]
-        for label in sorted(set(labels) - {row[0] for row in todo}):
-            print(f"seed {seed} {label}: done before, kept")
-        if not todo:
-            continue
-        data_root = args.out / f"seed{seed}" / "synthocc"
-        if args.train_occluders:
-            if not (data_root / "synthocc.json").is_file():
-                generate_synthocc(
-                    data_root,
-                    preset="default",
-                    seed=seed,
-                    protocol="occluded",
-                    train_occluders=args.train_occluders,
-                )
-        else:
-            _make_data(data_root, seed)
-        dataset = load_dataset("synthocc", data_root)
-        for label, config, overrides in todo:
-            run_dir = args.out / f"seed{seed}" / label
-            cfg = load_config(
-                config,
-                [
-                    *overrides,
-                    *args.overrides,
-                    *held_out,
-                    f"data.root={data_root}",
-                    f"train.seed={seed}",
-                    f"train.output_dir={run_dir}",
-                    "model.test_feature=f_G",
-                    "train.eval_period=0",
-                ],
-            )
-            print(f"\n=== seed {seed}: {label} ({config} {' '.join(overrides)}) ===", flush=True)
-            t0 = time.perf_counter()
-            result = train(cfg, resume="auto", progress=False)  # a run an interrupted study left continues
-            seconds = time.perf_counter() - t0
-            record = {k: result.last_eval[k] for k in ("rank1", "rank5", "mAP", "mINP")}
-            record["per_type"] = {  # the trainer's eval log: "mAP[vehicle]", ...
-                key[len("mAP[") : -1]: {
-                    m: result.last_eval[f"{m}[{key[len('mAP[') : -1]}]"] for m in ("rank1", "mAP", "mINP")
-                }
-                for key in result.last_eval
-                if key.startswith("mAP[")
-            }
-            record |= {
-                "train_seconds": round(seconds, 1),
-                "steps": result.steps,
-                "config": config,
-                "overrides": overrides + args.overrides,
-                "backbone": cfg.model.backbone,
-                "pretrained": cfg.model.pretrained,
-            }
-            record["pose_at_test"] = pose_at_test(run_dir / "last.pt", dataset, POSE_FEATURES)
-            results.setdefault(label, {})[str(seed)] = record
-            args.out.mkdir(parents=True, exist_ok=True)
-            state_path.write_text(json.dumps(results, indent=2))  # after every run: nothing finished is lost
-            print(
-                f"seed {seed} {label}: mAP {100 * record['mAP']:.1f} rank-1 {100 * record['rank1']:.1f} "
-                f"({seconds:.0f} s, {seconds / max(result.steps, 1):.2f} s/step incl. eval)",
-                flush=True,
-            )
+    if not args.report:
+        run_study(args, rows, results, held_out)
+    write_report(args, results, labels, unseen, time.perf_counter() - started)
 
+
+def write_report(args, results: dict, labels: list[str], unseen: set[str], seconds: float) -> None:
+    """The tables (markdown) and every record (JSON) under benchmarks/results/<name>."""
     text = table(results, labels, args.seeds)
     lines = [
         f"# Accuracy study: {', '.join(labels)}",
@@ -296,6 +469,12 @@ def main() -> None:
         "",
         text,
         "",
+        "Every pair of rows, A - B in points over the seeds both have: the paired 95% t-interval over "
+        "seeds (the decision: better / worse only where it excludes 0, else no measurable difference) / "
+        "the 95% bootstrap interval over seeds x queries (benchmarks/study_stats.py):",
+        "",
+        *pair_lines(results, [(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]], args.seeds),
+        "",
         "Paired f_G gains over the first row (same seed):",
         "",
         *gains(results, labels, args.seeds),
@@ -309,7 +488,12 @@ def main() -> None:
         "",
         type_table(results, labels, args.seeds, unseen),
         "",
-        f"Wall time of this invocation: {time.perf_counter() - started:.0f} s (contended 2-core CPU; per-run "
+        "What the agent erases on the teacher's holistic view, percent of erased tokens by region (training "
+        "images, random erasing drawn as in training; occreid/evaluation/agent_analysis.py):",
+        "",
+        agent_table(results, labels, args.seeds),
+        "",
+        f"Wall time of this invocation: {seconds:.0f} s (contended 2-core CPU; per-run "
         "train seconds in the JSON).",
     ]
     print("\n" + "\n".join(lines))
@@ -317,7 +501,7 @@ def main() -> None:
     (RESULTS / f"{args.name}.json").write_text(
         json.dumps(
             {"seeds": args.seeds, "rows": args.rows, "overrides": args.overrides, "results": results},
-            indent=2,
+            indent=1,
         )
     )
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")

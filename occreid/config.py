@@ -217,6 +217,10 @@ class OcclusionConfig(Section):
     block_ratio: Annotated[tuple[float, float], LIST_AS_TUPLE] = (0.5, 2.0)  # height / width, log-uniform
     # A ViT patch is occluded (m = 1) when at least this fraction of its pixels is covered (`patch_mask`).
     mask_threshold: float = 0.5
+    # Which views get the training transform's random erasing (data.erasing_prob): "both" (the holistic view x
+    # is erased and the occluder pasted onto that same erased image) or "student_only" (x stays unerased; only
+    # the occluded view x~ is erased before its occluder is pasted).
+    erasing_views: Literal["both", "student_only"] = "both"
 
     @field_validator("types", "sources")
     @classmethod

@@ -50,6 +50,8 @@ def test_demo_trains_every_model_and_reports_by_occluder_type(tmp_path, monkeypa
     for row in saved.values():
         assert set(row["per_type"]) == types and 0 <= row["mAP"] <= 1
         assert sum(row["per_type_queries"].values()) == 60  # the small preset's 30 identities x 2 queries
+        assert row["pretrained"] is True  # every demo model starts from ImageNet (the ViTs' stem)
+        assert row["provenance"]["init"] in ("imagenet", "imagenet_stem")
     # The deployed OGFR student costs the ViT baseline's parameters plus its pattern head and embeddings.
     assert saved["ogfr"]["params"] > saved["vit_baseline"]["params"]
     assert saved["ogfr"]["params"] - saved["vit_baseline"]["params"] < 0.1 * saved["vit_baseline"]["params"]

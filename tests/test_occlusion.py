@@ -282,3 +282,38 @@ def test_augment_preview_cli_refuses_to_overwrite(tmp_path):
         run("data", "augment-preview", "--out", str(out), cwd=tmp_path), str(out), "--overwrite"
     )
     assert out.read_bytes() == b"not yours"
+
+
+@pytest.mark.parametrize("views", ["both", "student_only"])
+def test_random_erasing_of_the_holistic_view_is_a_setting(tmp_path, views):
+    """occlusion.erasing_views: with "both" the holistic view is erased like the occluded one; with
+    "student_only" it is the unerased image and only x~ carries the erasing box (no occluder here: type none,
+    so x~ is x plus only the erasing)."""
+    records = _make_images(tmp_path)
+    cfg = _cfg(types=("none",), erasing_views=views)
+    cfg.data.erasing_prob = 1.0
+    erased = []
+    for i in range(len(records)):
+        torch.manual_seed(i)
+        item = build_train_loader(cfg, records, paired_views=True).dataset[i]
+        x, xo = item["images"], item["occluded"]
+        erased.append(
+            bool((xo == 0).all(dim=0).any())
+        )  # the erasing box: the mean colour, 0 after normalising
+        assert torch.equal(x, xo) == (views == "both")
+        assert not (x == 0).all(dim=0).any() if views == "student_only" else True
+    assert sum(erased) >= len(records) - 1  # p = 1: (nearly) every x~ has its box (10 tries may all miss)
+
+
+def test_the_unseen_split_holds_out_every_source_of_a_held_out_type():
+    from occreid.data.occlusion.paste import held_out_for_unseen
+
+    types, sources = held_out_for_unseen(["person", "clutter"])
+    assert types == ("person",) and sources == ("synthocc_clutter", "synthocc_person")
+    assert held_out_for_unseen(["pole"]) == ((), ("synthocc_pole",))
+    cfg = _cfg(held_out_types=types, held_out_sources=sources)
+    augment = _augment(cfg)
+    assert "person" not in augment.types  # not even from the "image" source (another identity's centre)
+    assert not any(
+        s in ("synthocc_person", "synthocc_clutter") for t in augment.types for s in augment.sources[t]
+    )

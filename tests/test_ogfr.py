@@ -163,7 +163,7 @@ def test_greedy_erasing_is_deterministic_and_sampling_is_not():
     method.train()
     torch.manual_seed(1)
     s1 = method.teacher_forward(images).index
-    torch.manual_seed(2)
+    torch.manual_seed(1)  # the draws are the method's own stream, not torch's global generator
     s2 = method.teacher_forward(images).index
     assert not torch.equal(s1, s2)
 
@@ -247,6 +247,116 @@ def test_reward_is_positive_for_erasing_a_pasted_distractor():
     assert (erase_distractor - plain > 0.1).all()  # the reward of erasing the distractor
     assert (erase_person - plain < 0).all()
     assert torch.equal(method.necks["T"].bn.running_mean, running_mean)
+
+
+def _distractor_images(pids: torch.Tensor, colours: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Each identity's colour with the next identity's colour pasted over the bottom half (patches 4..7)."""
+    images = colours[pids][:, :, None, None] + 0.2 * torch.randn(len(pids), 3, H, W, generator=g)
+    other = colours[(pids + 1) % len(colours)][:, :, None, None]
+    images[:, :, H // 2 :] = other + 0.2 * torch.randn(len(pids), 3, H // 2, W, generator=g)
+    return images
+
+
+def _distractor_share_after_agent_steps(steps: int = 12) -> tuple[float, float]:
+    """OGFR with an agent, its teacher first trained (agent in warm-up: uniform erasing) on single-colour
+    identities; then `steps` steps of the method's own REINFORCE term alone on images whose bottom half is
+    another identity's colour. Returns the policy's probability of the 4 distractor patches (of 8) before and
+    after: erasing them is what the reward favours
+    (test_reward_is_positive_for_erasing_a_pasted_distractor)."""
+    method = make_method(
+        depth=2,
+        erase_ratio=0.5,
+        patterns=False,
+        distill=False,
+        share="none",
+        agent_warmup_epochs=1,
+        agent_lr=0.01,
+    )
+    colours = torch.tensor([[1.0, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, -1]])
+    opt = torch.optim.Adam(method.parameter_groups(0.0, exclude={id(p) for p in method.agent.parameters()}))
+    g = torch.Generator().manual_seed(0)
+    pids = torch.arange(4).repeat_interleave(2)
+    method.set_epoch(0)  # warm-up: the agent does not learn, the teacher learns the identities
+    for _ in range(40):
+        images = colours[pids][:, :, None, None] + 0.2 * torch.randn(8, 3, H, W, generator=g)
+        terms = method.training_step(dict(make_batch(), images=images, occluded=images, pids=pids))
+        opt.zero_grad()
+        loss_of(method, terms).backward()
+        opt.step()
+    method.set_epoch(1)  # the agent learns; only its optimiser steps
+    agent_opt = method.extra_optimizers()["agent"]
+
+    def share(images: torch.Tensor) -> float:
+        with torch.no_grad():
+            x, _ = method.teacher.tokens_until(images, method.cfg.ogfr.agent_block)
+            return method.agent(x).softmax(dim=1)[:, 4:].sum(dim=1).mean().item()
+
+    test_images = _distractor_images(pids, colours, g)
+    before = share(test_images)
+    for _ in range(steps):
+        images = _distractor_images(pids, colours, g)
+        terms = method.training_step(dict(make_batch(), images=images, occluded=images, pids=pids))
+        agent_opt.zero_grad()
+        terms["rl"].backward()
+        agent_opt.step()
+    return before, share(test_images)
+
+
+def test_reinforce_in_the_method_moves_the_policy_toward_a_pasted_distractor():
+    """The sign of the self-critical advantage (reward - reward_greedy) as OGFR computes it: a few agent steps
+    raise the probability of erasing the distractor's patches (a flipped sign lowers it)."""
+    before, after = _distractor_share_after_agent_steps()
+    assert before == pytest.approx(0.5, abs=1e-6)  # zero-initialised agent: uniform over the 8 patches
+    assert after > before + 0.05
+
+
+def test_teacher_gets_the_holistic_view_and_the_student_the_occluded_one():
+    method = make_method(share="none")
+    batch = make_batch()
+    seen = {}
+    for name, part in (("teacher", method.teacher), ("student", method.backbone)):
+        original = part.tokens_until
+
+        def spy(images, *args, _name=name, _original=original, **kwargs):
+            seen.setdefault(_name, images)
+            return _original(images, *args, **kwargs)
+
+        part.tokens_until = spy
+    method.training_step(batch)
+    assert not torch.equal(batch["images"], batch["occluded"])
+    assert seen["teacher"] is batch["images"] and seen["student"] is batch["occluded"]
+
+
+def test_fixed_mask_and_shuffled_reward():
+    method = make_method(fepm="fixed", fixed_positions=(1, 6))
+    x = torch.randn(3, 9, 192)
+    index, scores = method.erase_index(x)
+    assert scores is None and index.tolist() == [[1, 6]] * 3
+    with pytest.raises(OccreidError, match=r"ogfr.fixed_positions=\[1\]: ogfr.fepm=fixed needs 2 distinct"):
+        make_method(fepm="fixed", fixed_positions=(1,))
+    # shuffled rewards: the same agent, batch and draws give the advantages in another order, so another loss
+    plain, shuffled = make_method(), make_method(shuffle_reward=True)
+    for m in (plain, shuffled):
+        randomise_agent(m)
+    batch = make_batch()
+    assert plain.training_step(batch)["reward"] == shuffled.training_step(batch)["reward"]
+    assert plain.training_step(batch)["rl"].item() != shuffled.training_step(batch)["rl"].item()
+
+
+def test_agent_and_random_erasing_draw_from_separate_streams():
+    """The zero-initialised agent samples uniformly like random erasing, but from its own stream: the two
+    rows no longer erase the same tokens in warm-up (they did when both drew from torch's global
+    generator)."""
+    x = torch.randn(16, 9, 192)
+    agent, random = make_method(), make_method(fepm="random")
+    torch.manual_seed(0)
+    a = agent.erase_index(x)[0]
+    torch.manual_seed(0)
+    r = random.erase_index(x)[0]
+    assert not torch.equal(a, r)
+    agent.set_epoch(0)  # reseeded per epoch: the same draws again (exact resume)
+    torch.manual_seed(5)
+    assert torch.equal(agent.erase_index(x)[0], a)
 
 
 # ---- occlusion patterns ------------------------------------------------------------------------------------
@@ -435,6 +545,7 @@ ROW_CHANGES = {
     "ogfr_patterns_4": {"pattern_groups": (0, 1, 1, 1, 1, 2, 3)},
     "ogfr_teacher_separate": {"share": "none"},
     "ogfr_teacher_all_but_last": {"share": "all_but_last"},
+    "ogfr_shuffled_reward": {"shuffle_reward": True},
 }
 ROW_TERMS = {
     "ogfr_row1_two_view": {"id_S", "tri_S", "id_T", "tri_T"},
@@ -495,7 +606,10 @@ def test_pictures(tmp_path):
     randomise_agent(method)
     baseline_cfg = make_cfg()
     baseline_cfg.model.name = "baseline"
+    torch.manual_seed(0)  # as make_method: the baseline's ViT starts from the student's very weights
     baseline = build_model(baseline_cfg, 4)
+    student_vit, baseline_vit = method.backbone.vit.state_dict(), baseline.backbone.state_dict()
+    assert all(torch.equal(student_vit[k], baseline_vit[k]) for k in baseline_vit)
     images = make_batch(b=4)["images"]
     index = draw_erased_tokens(method, images, tmp_path / "erased.png")
     method.eval()
@@ -507,6 +621,7 @@ def test_pictures(tmp_path):
     for m in maps.values():
         assert m.shape == (4, 4, 2)
         torch.testing.assert_close(m.sum(dim=(1, 2)), torch.ones(4))
+    # the same ViT weights: the maps differ only through the student's occlusion pattern embeddings
     assert not torch.allclose(maps["ViT baseline"], maps["OGFR student"])
     for name in ("erased.png", "att.png"):
         assert Image.open(tmp_path / name).size[0] > 100

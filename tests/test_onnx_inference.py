@@ -80,7 +80,12 @@ def test_metadata_survives_the_round_trip(exported):
         "best.pt",
     )
     assert provenance["occreid_version"] and len(provenance["config_sha256"]) == 64
-    assert {"git_commit", "init"} <= set(provenance)
+    assert {"git_commit", "git_dirty", "init"} <= set(provenance)  # the keys of every result's provenance
+    from occreid.modeling.checkpoint import load_checkpoint
+    from occreid.utils.provenance import config_sha256, init_of
+
+    stored = load_checkpoint(ckpt)["config"]
+    assert provenance["config_sha256"] == config_sha256(stored) and provenance["init"] == init_of(stored)
 
 
 def _features(ckpt, images, runtime="auto"):

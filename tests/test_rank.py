@@ -41,6 +41,17 @@ def test_hand_computed_single_query():
     assert (r.num_valid_queries, r.num_skipped_queries) == (1, 0)
 
 
+def test_per_query_values_average_to_the_metrics():
+    # query 0: first match at rank 2; query 1: at rank 1; query 2: no positive (skipped)
+    d = np.array([[0.1, 0.2, 0.3], [0.3, 0.2, 0.1], [0.1, 0.2, 0.3]], dtype=np.float32)
+    r = evaluate_rank(d, [1, 2, 9], [2, 1, 2], [0, 0, 0], [1, 1, 1], max_rank=3)
+    per = r.per_query()
+    assert per["rank1"] == [0, 1, None] and per["AP"][2] is None and per["INP"][2] is None
+    assert per["AP"][:2] == pytest.approx([1 / 2, (1 / 1 + 2 / 3) / 2])
+    assert np.mean(per["rank1"][:2]) == r.cmc[0] and np.mean(per["AP"][:2]) == pytest.approx(r.mAP)
+    assert np.mean(per["INP"][:2]) == pytest.approx(r.mINP)
+
+
 def test_hand_computed_distractors_and_junk():
     # Gallery in index order (pid, camera, distance to query 0 / query 1). Query 0 is pid 3 in camera 0,
     # query 1 is pid 5 in camera 1.

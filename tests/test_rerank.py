@@ -88,6 +88,30 @@ def test_asymmetric_matrices_and_torch_inputs():
     assert np.abs(ours - expected).max() <= 1e-5
 
 
+def test_600_queries_128d_random_features_same_values_and_ranking():
+    """The benchmark's "fewer queries" shape (600 queries, 128-d random features), gallery cut to 2,400 to
+    keep the dense reference quick: exercises the bounded k-smallest selection on realistic block sizes."""
+    rng = np.random.default_rng(11)
+    qf = torch.nn.functional.normalize(torch.from_numpy(rng.standard_normal((600, 128)).astype(np.float32)))
+    gf = torch.nn.functional.normalize(torch.from_numpy(rng.standard_normal((2400, 128)).astype(np.float32)))
+    qg, qq, gg = (compute_distance(a, b).numpy() for a, b in ((qf, gf), (qf, qf), (gf, gf)))
+    expected = reference_re_ranking(qg, qq, gg)
+    ours = re_ranking(qg, qq, gg)
+    assert np.abs(ours - expected).max() <= 1e-5
+    assert (np.argsort(ours, axis=1)[:, :50] == np.argsort(expected, axis=1)[:, :50]).all()
+    assert np.abs(re_ranking_features(qf, gf) - expected).max() <= 1e-5
+
+
+def test_tiny_sets_and_float64_inputs():
+    """N < 4 (k1 + 1) takes the torch.topk fallback; float64 matrices are squared before the float32 cast."""
+    rng = np.random.default_rng(7)
+    qf, gf = rng.standard_normal((5, 8)).astype(np.float32), rng.standard_normal((12, 8)).astype(np.float32)
+    qg, qq, gg = (np.asarray(compute_distance(a, b), np.float64) for a, b in ((qf, gf), (qf, qf), (gf, gf)))
+    expected = reference_re_ranking(qg, qq, gg)
+    assert np.abs(re_ranking(qg, qq, gg) - expected).max() <= 1e-5
+    assert np.abs(re_ranking_features(qf, gf) - expected).max() <= 1e-5
+
+
 def test_bad_parameters():
     with pytest.raises(OccreidError, match="k1"):
         re_ranking(np.zeros((2, 3)), np.zeros((2, 2)), np.zeros((3, 3)), k1=0)

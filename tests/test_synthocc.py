@@ -168,6 +168,13 @@ def test_keypoint_store_covers_every_image_and_hidden_keypoints_lie_in_occluder_
                 y,
             )
     assert hidden_in_frame > 100  # occluders really hide keypoints
+    # The person's box (its silhouette before the occluder) holds every keypoint in the frame, hidden or not.
+    for rel in files:
+        x0, y0, x1, y1 = ann[rel]["person_box"]
+        kp = store[rel]
+        inside = (kp[:, 0] >= 0) & (kp[:, 0] < WIDTH) & (kp[:, 1] >= 0) & (kp[:, 1] < HEIGHT)
+        assert ((kp[inside, 0] >= x0 - 1) & (kp[inside, 0] <= x1 + 1)).all(), rel
+        assert ((kp[inside, 1] >= y0 - 1) & (kp[inside, 1] <= y1 + 1)).all(), rel
     occluded_vis = np.mean([store[k][:, 2].mean() for k in files if ann[k]["occluded"]])
     assert occluded_vis < 0.85
 

@@ -11,7 +11,8 @@
 
 With `paired_views=True` (docs/ogfr.md section 1; occreid.data.occlusion) each batch also has the occluded
 view of the same augmented image (same resize, flip, pad + crop and random erasing; the occluder is pasted
-last):
+last). With cfg.occlusion.erasing_views="student_only" only the occluded view is randomly erased and
+"images" is the unerased x:
         batch["occluded"]   # (B, 3, H, W) float32, normalised like "images" (x~; "images" stays x)
         batch["occ_type"]   # (B,) int64, index into cfg.occlusion.types
         batch["occ_mask"]   # (B, 1, H, W) float32 in {0, 1}, 1 where the occluder covers the pixel
@@ -36,7 +37,7 @@ from occreid.data.images import read_image
 from occreid.data.occlusion import OcclusionAugment, OcclusionDraw
 from occreid.data.records import ImageRecord
 from occreid.data.samplers import PKSampler
-from occreid.data.transforms import build_transforms
+from occreid.data.transforms import RandomErasing, build_transforms
 from occreid.errors import OccreidError
 from occreid.pose.schema import NUM_KEYPOINTS
 from occreid.utils.device import cpus_per_process
@@ -103,9 +104,11 @@ class PairedViewDataset(ImageDataset):
         transform: ReidTransformFn,
         augment: OcclusionAugment,
         keypoints: Sequence[np.ndarray] | None = None,
+        student_erasing: RandomErasing | None = None,
     ) -> None:
         super().__init__(records, transform, keypoints)
         self.augment = augment
+        self.student_erasing = student_erasing  # erases the occluded view only (`transform` has no erasing)
 
     def other_image(self, pid: int) -> np.ndarray:
         """(H0, W0, 3) uint8: a random training image of another identity (of any, if every record has `pid`),
@@ -124,8 +127,12 @@ class PairedViewDataset(ImageDataset):
         return item, self.augment.sample(lambda: self.other_image(pid))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        item, draw = self.views(index)
-        occluded, occ_mask = self.augment.paste(item["images"], draw)
+        item = super().__getitem__(index)
+        student = item["images"]
+        if self.student_erasing is not None:
+            student, _ = self.student_erasing(student, None)
+        draw = self.augment.sample(lambda: self.other_image(self.records[index].pid))
+        occluded, occ_mask = self.augment.paste(student, draw)
         item.update(occluded=occluded, occ_type=draw.type_index, occ_mask=occ_mask)
         return item
 
@@ -200,7 +207,11 @@ def build_train_loader(
     transform = build_transforms(cfg.data, train=True)
     if paired_views:
         augment = OcclusionAugment(cfg.occlusion, cfg.data.image_size, cfg.data.mean, cfg.data.std)
-        dataset: ImageDataset = PairedViewDataset(records, transform, augment, keypoints)
+        student_erasing = None
+        if cfg.occlusion.erasing_views == "student_only" and cfg.data.erasing_prob > 0:
+            transform = build_transforms(cfg.data, train=True, erasing=False)
+            student_erasing = RandomErasing(cfg.data.erasing_prob)
+        dataset: ImageDataset = PairedViewDataset(records, transform, augment, keypoints, student_erasing)
     else:
         dataset = ImageDataset(records, transform, keypoints)
     sampler = PKSampler(

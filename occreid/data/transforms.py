@@ -268,8 +268,9 @@ class ReidTransform:
         return f"{type(self).__name__}({', '.join(type(s).__name__ for s in self.steps)})"
 
 
-def build_transforms(cfg: DataConfig, train: bool) -> ReidTransform:
-    """The BoT train/test transforms from `cfg` (image_size, flip_prob, pad, erasing_prob, mean, std)."""
+def build_transforms(cfg: DataConfig, train: bool, erasing: bool = True) -> ReidTransform:
+    """The BoT train/test transforms from `cfg` (image_size, flip_prob, pad, erasing_prob, mean, std);
+    `erasing=False` leaves random erasing out (a caller that erases one view only applies it itself)."""
     size = tuple(cfg.image_size)
     steps: list[Any] = [Resize(size)]
     if train:
@@ -277,6 +278,6 @@ def build_transforms(cfg: DataConfig, train: bool) -> ReidTransform:
         if cfg.pad > 0:
             steps += [Pad(cfg.pad), RandomCrop(size)]
     steps += [ToTensorNormalize(cfg.mean, cfg.std)]
-    if train and cfg.erasing_prob > 0:
+    if train and erasing and cfg.erasing_prob > 0:
         steps += [RandomErasing(cfg.erasing_prob)]
     return ReidTransform(steps)

@@ -475,7 +475,7 @@ def _evaluate(run: TrainingRun, epochs_done: int) -> bool:
     run.best_map = max(run.best_map, float(out.result.mAP))
     r = out.result
     print(f"epoch {epochs_done}: mAP {r.mAP:.1%} rank-1 {r.cmc[0]:.1%} mINP {r.mINP:.1%}", flush=True)
-    eval_json = {**run.last_eval, "settings": out.settings}
+    eval_json = {**run.last_eval, "settings": out.settings, "per_query": r.per_query()}
     atomic_write_text(run.run_dir / "eval.json", json.dumps(eval_json, indent=2))
     return improved
 

@@ -47,11 +47,24 @@ class EvalResult:
     num_skipped_queries: int
     max_rank: int
     num_gallery: int = 0
+    # (num_query,) int64: rank of each query's first true match (1: a Rank-1 hit), 0 for skipped queries
+    first_rank: np.ndarray | None = None
 
     @property
     def valid(self) -> np.ndarray:
         """(num_query,) bool: queries that had at least one positive."""
         return ~np.isnan(self.AP)
+
+    def per_query(self) -> dict[str, list]:
+        """Per-query AP, Rank-1 hit (0/1) and INP, in query order; null for skipped queries (no positive).
+        Their means over the valid queries are mAP, Rank-1 and mINP."""
+        valid = self.valid
+        first = self.first_rank if self.first_rank is not None else np.zeros(len(valid), dtype=np.int64)
+        return {
+            "AP": [float(a) if v else None for a, v in zip(self.AP, valid, strict=True)],
+            "rank1": [int(r == 1) if v else None for r, v in zip(first, valid, strict=True)],
+            "INP": [float(a) if v else None for a, v in zip(self.INP, valid, strict=True)],
+        }
 
     def rank(self, k: int) -> float:
         """CMC at rank k (1-based), a fraction."""
@@ -194,6 +207,7 @@ def evaluate_rank(
         num_skipped_queries=num_q - num_valid,
         max_rank=max_rank,
         num_gallery=num_g,
+        first_rank=first_rank,
     )
 
 

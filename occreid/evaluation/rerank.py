@@ -14,13 +14,14 @@ M = [[q_q, q_g], [q_g^T, g_g]]:
     d_J(i, j) = 1 - m / (2 - m),  m = sum_l min(V(i, l), V(j, l))                          (Eq. 11)
     final   = (1 - lambda) * d_J + lambda * d,  sliced to query x gallery
 
-How memory stays bounded: one pass over blocks of rows of M computes each row's max and its k1 + 1 nearest
-(a top-k; dividing a row by its own max does not change its order) and keeps only the query x gallery block of
-d. The k-reciprocal sets are index arithmetic on the (N, k1 + 1) neighbour table, V is a sparse list of
-(row, column, value) triples with about N x 2 k1 entries, query expansion merges sparse rows, and the Jaccard
-term only visits gallery rows that share a column with the query. Only the (Q, G) output is dense. Ties in the
-neighbour order may break differently from the reference's unstable argsort; with continuous features there
-are none.
+How memory stays bounded: one pass over blocks of columns of M (rows of d; copies of row strips, no large
+transposes) computes each column's max and its k1 + 1 nearest (dividing by its own max does not change the
+order) and keeps only the query x gallery block of d. The nearest are not a full top-k: the largest of k group
+minima bounds the k-th smallest, and only the few entries under that bound are sorted (`_smallest_k`). The
+k-reciprocal sets are index arithmetic on the (N, k1 + 1) neighbour table, V is a sparse list of (row, column,
+value) triples with about N x 2 k1 entries, query expansion merges sparse rows, and the Jaccard term only
+visits gallery rows that share a column with the query. Only the (Q, G) output is dense. Ties in the neighbour
+order may break differently from the reference's unstable argsort; with continuous features there are none.
 """
 
 from __future__ import annotations
@@ -47,10 +48,12 @@ def _numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _copy_transposed(dst: np.ndarray, src: np.ndarray, tile: int = 256) -> None:
-    """dst[...] = src.T in (tile x all) strips: ~4x faster than one strided copy, which misses the cache."""
+def _square_transposed(dst: np.ndarray, src: np.ndarray, tile: int = 256) -> None:
+    """dst[...] = src.T ** 2 (computed in dst's dtype, as the reference squares after concatenating) in
+    (tile x all) strips: ~4x faster than one strided copy, which misses the cache, and squaring while copying
+    saves a second pass over the block."""
     for a in range(0, src.shape[0], tile):
-        dst[:, a : a + tile] = src[a : a + tile].T
+        np.square(src[a : a + tile].T, out=dst[:, a : a + tile], dtype=dst.dtype)
 
 
 class _MatrixSource:
@@ -66,25 +69,32 @@ class _MatrixSource:
             )
         self.N = self.Q + self.G
 
+    columns_major = True  # blocks are columns of the joint matrix: copies of row strips, no transposes
+
     def rows(self, s: int, e: int) -> np.ndarray:
-        """(e - s, N) float32 numpy array: row i is column i of the joint matrix, squared
-        (a reused buffer)."""
-        Q, N = self.Q, self.N
+        """(N, e - s) float32 numpy array: M[:, s:e] squared (a reused buffer). Row i of the reference's
+        transposed matrix is column i of M, so the block is read column-wise; only the (Q, G) q_g part is
+        transposed, for query columns."""
+        Q = self.Q
         dtype = np.result_type(self.q_q.dtype, self.q_g.dtype, self.g_g.dtype)
         buf = getattr(self, "_buf", None)
-        if buf is None or buf.shape[0] < e - s or buf.dtype != dtype:
-            buf = self._buf = np.empty((e - s, N), dtype=dtype)
-        out = buf[: e - s]
-        nq = max(0, min(e, Q) - s)  # rows of this block that are queries
+        if buf is None or buf.shape[1] < e - s or buf.dtype != dtype:
+            buf = self._buf = np.empty((self.N, e - s), dtype=dtype)
+        out = buf[:, : e - s] if buf.shape[1] == e - s else np.empty((self.N, e - s), dtype=dtype)
+        nq = max(0, min(e, Q) - s)  # columns of this block that are queries
         if nq:
-            _copy_transposed(out[:nq, :Q], self.q_q[:, s : s + nq])
-            out[:nq, Q:] = self.q_g[s : s + nq]
+            np.square(self.q_q[:, s : s + nq], out=out[:Q, :nq], dtype=dtype)
+            _square_transposed(out[Q:, :nq], self.q_g[s : s + nq])
         if e > Q:
             a, b = max(s, Q) - Q, e - Q
-            _copy_transposed(out[nq:, :Q], self.q_g[:, a:b])
-            _copy_transposed(out[nq:, Q:], self.g_g[:, a:b])
-        np.square(out, out=out)  # the reference squares before casting to float32
+            np.square(self.q_g[:, a:b], out=out[:Q, nq:], dtype=dtype)
+            np.square(self.g_g[:, a:b], out=out[Q:, nq:], dtype=dtype)
         return out if dtype == np.float32 else out.astype(np.float32)
+
+    def query_rows(self, s: int, e: int) -> np.ndarray:
+        """(e - s, G) float32: the squared query x gallery rows s..e-1, cast as the reference casts them."""
+        dtype = np.result_type(self.q_q.dtype, self.q_g.dtype, self.g_g.dtype)
+        return np.square(self.q_g[s:e], dtype=dtype).astype(np.float32, copy=False)
 
     def pairs(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """Squared joint-matrix entries M[j, i]^2 as float32, for index arrays i, j."""
@@ -164,6 +174,42 @@ class _FeatureSource:
         return out
 
 
+def _smallest_k(block: np.ndarray, k: int, columns: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(values, indices) of the k smallest entries of each row (each column if `columns`) of a non-negative
+    float32 block (squared distances), ascending (ties by index), as (B, k) arrays. About 3x faster than
+    torch.topk on (1024, 6000) blocks with one thread (measured on a shared 2-core machine).
+
+    Why it is exact: split each row into k groups of columns; the k group minima are k distinct entries of
+    the row, so the largest of them bounds the k-th smallest from above. Only the entries at or below that
+    bound (on random 128-d features ~77 per row for k = 21, n = 6,000) are kept and sorted, in one numpy
+    value sort of int64 keys packing (row, float bits, column): the bits of a non-negative float32 order
+    like the float itself. Clustered rows only keep more candidates (slower, still exact).
+    """
+    import torch
+
+    n, B = block.shape if columns else block.shape[::-1]
+    col_bits, row_bits = int(n).bit_length(), int(B).bit_length()
+    if n < 4 * k or row_bits + 31 + col_bits > 63:
+        values, index = torch.topk(torch.from_numpy(block), k, dim=0 if columns else 1, largest=False)
+        return (values.T.numpy(), index.T.numpy()) if columns else (values.numpy(), index.numpy())
+    group = n // k
+    if columns:
+        bound = block[: group * k].reshape(k, group, B).min(axis=1).max(axis=0)
+        flat = np.flatnonzero(block <= bound)
+        row, col = flat % B, flat // B
+    else:
+        bound = block[:, : group * k].reshape(B, k, group).min(axis=2).max(axis=1)
+        flat = np.flatnonzero(block <= bound[:, None])
+        row = flat // n
+        col = flat - row * n
+    bits = block.reshape(-1)[flat].view(np.int32).astype(np.int64)
+    packed = np.sort((row << (31 + col_bits)) | (bits << col_bits) | col)
+    count = np.bincount(row, minlength=B)  # >= k for every row, by the bound above
+    picked = packed[(np.cumsum(count) - count)[:, None] + np.arange(k)]
+    values = ((picked >> col_bits) & 0x7FFFFFFF).astype(np.int32).view(np.float32)
+    return values, (picked & ((1 << col_bits) - 1)).astype(np.int32)
+
+
 def _neighbours(src, k: int, chunk_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One pass over row blocks: each row's max, its k nearest (sorted) with normalised distances, and the
     normalised query x gallery block. Returns (rowmax (N,), nbr (N, k), nbr_dist (N, k), q_g (Q, G))."""
@@ -171,7 +217,7 @@ def _neighbours(src, k: int, chunk_size: int) -> tuple[np.ndarray, np.ndarray, n
 
     N, Q = src.N, src.Q
     rowmax = np.empty(N, dtype=np.float32)
-    nbr = np.empty((N, k), dtype=np.int64)
+    nbr = np.empty((N, k), dtype=np.int32)  # halves the gathers in the set arithmetic below
     nbr_dist = np.empty((N, k), dtype=np.float32)
     q_g = np.empty((Q, src.G), dtype=np.float32)
     for s in range(0, N, chunk_size):
@@ -192,19 +238,20 @@ def _neighbours(src, k: int, chunk_size: int) -> tuple[np.ndarray, np.ndarray, n
                 b = min(e, Q)
                 q_g[s:b] = (block[: b - s, Q:] / m[: b - s].unsqueeze(1)).cpu().numpy()
             continue
-        m = block.max(axis=1)  # NaN propagates into the max: one cheap check for the whole block
+        columns = getattr(src, "columns_major", False)
+        m = block.max(axis=0 if columns else 1)  # NaN propagates into the max: one cheap check per block
         if np.isnan(m).any():
             raise OccreidError(
                 f"re-ranking input holds NaN (rows {s}..{e - 1}); check the features/distances"
             )
         m[m <= 0] = 1.0  # a row of zeros stays zeros (the reference gives NaN)
-        values, index = torch.topk(torch.from_numpy(block), k, dim=1, largest=False, sorted=True)
+        values, nbr[s:e] = _smallest_k(block, k, columns)
         rowmax[s:e] = m
-        nbr[s:e] = index.numpy()
-        np.divide(values.numpy(), m[:, None], out=nbr_dist[s:e])
+        np.divide(values, m[:, None], out=nbr_dist[s:e])
         if s < Q:
             b = min(e, Q)
-            np.divide(block[: b - s, Q:], m[: b - s, None], out=q_g[s:b])
+            rows = src.query_rows(s, b) if columns else block[: b - s, Q:]
+            np.divide(rows, m[: b - s, None], out=q_g[s:b])
     return rowmax, nbr, nbr_dist, q_g
 
 
@@ -218,8 +265,9 @@ def _expanded_sets(nbr: np.ndarray, k1: int) -> tuple[np.ndarray, np.ndarray, np
     """K*(i) of Eq. 9 for every i, as (row, column) pairs grouped by row, without duplicates.
 
     Also returns slot (same length): the position of the column in nbr[row], or -1 when it is not there.
-    Set membership, de-duplication and the slot lookup use dense (B, N) maps over a block of B rows (about
-    20 MB), so each is one vectorised lookup instead of a search.
+    Set membership and the slot lookup use dense (B, N) maps over a block of B rows (about 20 MB), read and
+    written through flat indices row * N + col (1-D takes are several times faster than 2-D fancy indexing);
+    de-duplication is one value sort of those flat indices.
     """
     N, k = nbr.shape
     half = int(np.around(k1 / 2.0))
@@ -227,35 +275,33 @@ def _expanded_sets(nbr: np.ndarray, k1: int) -> tuple[np.ndarray, np.ndarray, np
     m1, mh = _reciprocal_mask(nbr, k1), _reciprocal_mask(nbr, half)
     half_size = mh.sum(axis=1)  # |R(j, k1/2) reciprocal| for every j
     B = max(1, min(N, (1 << 22) // N))
-    mark = np.zeros((B, N), dtype=bool)  # K(i) of the block's rows
-    ids = np.full((B, N), -1, dtype=np.int32)  # de-duplication, then slot lookup
+    mark = np.zeros(B * N, dtype=bool)  # K(i) of the block's rows, flat
+    ids = np.full(B * N, -1, dtype=np.int32)  # slot lookup, flat
     out_rows, out_cols, out_slots = [], [], []
     for s in range(0, N, B):
         e = min(s + B, N)
-        local = np.arange(e - s)[:, None]
+        base = (np.arange(e - s, dtype=np.int64) * N)[:, None]
         F, M = f1[s:e], m1[s:e]
-        k_rows, k_cols = np.broadcast_to(local, F.shape)[M], F[M]
-        mark[k_rows, k_cols] = True
+        k_flat = (base + F)[M]
+        mark[k_flat] = True
         members = fh[F]  # (b, k1 + 1, half + 1): the half-size neighbours of each candidate j in R(i, k1)
+        m_flat = base[:, :, None] + members
         valid = mh[F] & M[:, :, None]
-        in_k = mark[local[:, :, None], members] & valid
+        in_k = mark[m_flat] & valid
         accept = M & (in_k.sum(axis=2) > 2.0 / 3 * half_size[F])  # the reference's float comparison
-        take = accept[:, :, None] & valid
-        mark[k_rows, k_cols] = False
-        r = np.concatenate([k_rows, np.broadcast_to(local[:, :, None], members.shape)[take]])
-        c = np.concatenate([k_cols, members[take]])
-        order = np.argsort(r.astype(np.int16), kind="stable")  # group by row (radix sort; B <= 4096)
-        r, c = r[order], c[order]
-        n = np.arange(len(r), dtype=np.int32)
-        ids[r, c] = n  # the last write of a duplicate (row, col) wins; keep exactly that one
-        keep = ids[r, c] == n
-        ids[r, c] = -1
-        r, c = r[keep], c[keep]
-        ids[local, nbr[s:e]] = np.arange(k, dtype=np.int32)
-        out_slots.append(ids[r, c])
-        ids[local, nbr[s:e]] = -1
+        mark[k_flat] = False
+        flat = np.sort(np.concatenate([k_flat, m_flat[accept[:, :, None] & valid]]))
+        first = np.empty(len(flat), dtype=bool)
+        first[:1] = True
+        np.not_equal(flat[1:], flat[:-1], out=first[1:])
+        flat = flat[first]  # unique (row, col), sorted by row then column
+        nb_flat = (base + nbr[s:e]).ravel()
+        ids[nb_flat] = np.tile(np.arange(k, dtype=np.int32), e - s)
+        out_slots.append(ids[flat])
+        ids[nb_flat] = -1
+        r = flat // N
         out_rows.append(r + s)
-        out_cols.append(c)
+        out_cols.append(flat - r * N)
     return np.concatenate(out_rows), np.concatenate(out_cols), np.concatenate(out_slots)
 
 
@@ -265,12 +311,33 @@ def _row_normalised_weights(rows: np.ndarray, d: np.ndarray, N: int) -> np.ndarr
     return (w / total[rows]).astype(np.float32)
 
 
+def _sort_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted keys, order) for non-negative integer keys, order stable.
+
+    Packs (key, position) into one int64 and sorts values rather than calling argsort: numpy's SIMD value
+    sort is several times faster than its argsort (about 4 ms vs 18 ms for 700k keys). Falls back to a stable
+    argsort when the packed value would not fit in 63 bits.
+    """
+    n = len(keys)
+    bits = max(1, int(n).bit_length())
+    top = int(keys.max()) if n else 0
+    if top.bit_length() + bits > 62:
+        order = np.argsort(keys, kind="stable")
+        return keys[order], order
+    packed = np.sort((keys.astype(np.int64) << bits) | np.arange(n, dtype=np.int64))
+    return packed >> bits, packed & ((1 << bits) - 1)
+
+
 def _merge_rows(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, N: int):
     """Sum duplicate (row, col) entries; returns entries sorted by row then column."""
-    keys = rows * N + cols
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    merged = np.bincount(inverse, weights=vals, minlength=len(uniq))
-    return uniq // N, uniq % N, merged
+    bits = int(N).bit_length()  # (row << bits) | col: shifts and masks instead of int64 division
+    keys, order = _sort_keys((rows.astype(np.int64) << bits) | cols)
+    first = np.empty(len(keys), dtype=bool)
+    first[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    uniq = keys[first]
+    merged = np.bincount(np.cumsum(first) - 1, weights=vals[order], minlength=len(uniq))
+    return uniq >> bits, uniq & ((1 << bits) - 1), merged
 
 
 def _query_expansion(rows, cols, vals, nbr: np.ndarray, k2: int, N: int):
@@ -296,8 +363,8 @@ def _jaccard_min_sums(rows, cols, vals, Q: int, N: int, budget: int = 500_000) -
     is_q = rows < Q
     # Gallery rows grouped by column (an inverted index).
     g_rows, g_cols, g_vals = rows[~is_q] - Q, cols[~is_q], vals[~is_q].astype(np.float32)
-    order = np.argsort(g_cols)  # order within a column does not matter (the sums below are float64)
-    g_rows, g_cols, g_vals = g_rows[order].astype(np.int32), g_cols[order], g_vals[order]
+    g_cols, order = _sort_keys(g_cols)  # order within a column does not matter (the sums are float64)
+    g_rows, g_vals = g_rows[order].astype(np.int32), g_vals[order]
     col_count = np.bincount(g_cols, minlength=N)
     col_start = np.cumsum(col_count) - col_count
     q_rows, q_cols, q_vals = rows[is_q], cols[is_q], vals[is_q].astype(np.float32)
@@ -337,8 +404,15 @@ def _re_rank(src, k1: int, k2: int, lambda_value: float, chunk_size: int) -> np.
     if k2 != 1:
         rows, cols, vals = _query_expansion(rows, cols, vals, nbr, k2, N)
     m = _jaccard_min_sums(rows, cols, vals, src.Q, N)
-    jaccard = 1.0 - m / (2.0 - m)
-    return (jaccard * (1.0 - lambda_value) + q_g * lambda_value).astype(np.float32)
+    # final = (1 - m / (2 - m)) * (1 - lambda) + q_g * lambda, in place: the reference's float32 operations
+    # in its order, without four fresh (Q, G) temporaries
+    out = np.subtract(2.0, m, dtype=np.float32)
+    np.divide(m, out, out=out)
+    np.subtract(1.0, out, out=out)
+    out *= 1.0 - lambda_value
+    q_g *= lambda_value
+    out += q_g
+    return out
 
 
 def re_ranking(

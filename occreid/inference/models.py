@@ -5,7 +5,6 @@ Every command that embeds images loads its model through `load_inference_model`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from occreid.config import Config, apply_overrides
 from occreid.errors import OccreidError
 from occreid.methods import build_model
 from occreid.modeling.checkpoint import checkpoint_config, load_checkpoint, load_weights
+from occreid.utils.provenance import config_sha256, init_of
 
 RUNTIMES = ("auto", "torch", "onnx")
 
@@ -118,7 +118,6 @@ def export_metadata(checkpoint: str | Path, feature_dim: int, precision: str = "
     checkpoint = Path(checkpoint)
     state = load_checkpoint(checkpoint)
     stored = checkpoint_config(state, checkpoint)
-    dumped = json.dumps(state["config"], sort_keys=True, default=str)
     return {
         "image_size": list(stored.data.image_size),
         "mean": list(stored.data.mean),
@@ -139,8 +138,11 @@ def export_metadata(checkpoint: str | Path, feature_dim: int, precision: str = "
             "dataset": stored.data.dataset,
             "occreid_version": __version__,
             "git_commit": _git_commit(checkpoint),
-            "config_sha256": hashlib.sha256(dumped.encode()).hexdigest(),
-            "init": str(stored.model.pretrained),
+            # the keys and hashing of every other result (occreid.utils.provenance); the training checkout's
+            # uncommitted changes are not recorded with a checkpoint
+            "git_dirty": None,
+            "config_sha256": config_sha256(state["config"]),
+            "init": init_of(state["config"]),
         },
     }
 

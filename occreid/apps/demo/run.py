@@ -199,7 +199,9 @@ def evaluate_models(
     """Evaluate the trained MODELS (`runs`: key -> run folder with best.pt) on <out>/synthocc with their
     deployed models: results.json's rows, the trained methods and their evaluation outputs, by key."""
     from occreid.data.datasets import load_dataset
+    from occreid.modeling.checkpoint import load_checkpoint
     from occreid.modeling.complexity import count_flops, count_parameters
+    from occreid.utils.provenance import provenance
 
     dataset = load_dataset("synthocc", out / "synthocc")
     rows: dict[str, dict[str, Any]] = {}
@@ -209,6 +211,7 @@ def evaluate_models(
         name = m.key
         methods[name], cfg = load_method(runs[name] / "best.pt", "cpu")
         model = methods[name].deploy().eval()
+        trained = load_checkpoint(runs[name] / "best.pt")["config"]  # as trained (pretrained as set)
         device = torch.device("cpu")
         qf = extract_features(model, dataset.query, cfg, device, desc="query")
         gf = extract_features(model, dataset.gallery, cfg, device, desc="gallery")
@@ -219,7 +222,8 @@ def evaluate_models(
             "title": m.title,
             "config": m.config,
             "train_seconds": round(seconds[name], 1),
-            "pretrained": cfg.model.pretrained,
+            "pretrained": trained["model"]["pretrained"],
+            "provenance": provenance(trained),
             "rank1": float(r.cmc[0]),
             "rank5": float(r.cmc[4]),
             "rank10": float(r.cmc[9]),

@@ -41,6 +41,14 @@ SIDE_TYPES = ("top", "bottom", "left", "right")
 PERSON_SOURCES = ("image", "synthocc_person")
 
 
+def held_out_for_unseen(unseen: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(held_out_types, held_out_sources) that keep SynthOcc's occluder types `unseen` (e.g. ("person",
+    "pole")) out of paired-view training: every renderer of those types, and for "person" the occlusion type
+    itself, so that no source (also "image", another identity's centre columns) pastes a person."""
+    types = ("person",) if "person" in unseen else ()
+    return types, tuple(f"{SYNTHOCC_PREFIX}{t}" for t in sorted(unseen))
+
+
 def sources_for(occlusion_type: str, sources: Sequence[str]) -> list[str]:
     """The sources among `sources` that can draw `occlusion_type` (none: no source)."""
     if occlusion_type == "none":

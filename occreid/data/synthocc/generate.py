@@ -9,7 +9,9 @@ Writes under `out`:
                                                       JPEG q=90
     keypoints.npz      KeypointStore, estimator "synthetic": relpath -> (17, 3) x, y, visibility
                        in output pixels
-    annotations.json   relpath -> {"occluded", "occluder_type", "occluder_boxes", "view", "partial", ...}
+    annotations.json   relpath -> {"occluded", "occluder_type", "occluder_boxes", "person_box", "view",
+                       "partial", ...}; boxes [x0, y0, x1, y1) in output pixels, person_box the
+                       silhouette's box before the occluder
     synthocc.json      generator settings and counts (written last: its presence marks a complete dataset)
 
 Every image is a pure function of (seed, split, index): per-image random streams are seeded with
@@ -273,8 +275,11 @@ def render_sample(
         "yaw": round(pose.yaw, 1),
         "partial": spec.partial,
     }
+    pmask = person_mask(prims, (CW, CH))  # the silhouette, before any occluder covers it
+    ys, xs = np.nonzero(pmask)
+    if len(xs):  # ground truth for analyses (e.g. what OGFR's agent erases); the image does not change
+        annotation["person_box"] = _output_box(xs.min(), ys.min(), xs.max(), ys.max(), spec.partial)
     if spec.occluded and not clean:
-        pmask = person_mask(prims, (CW, CH))
         kind, direction = sample_occluder_kind(rng_occ, spec.occluder_kinds)
         fraction = float(rng_occ.uniform(*COVER_RANGE))
         other_pid = int(rng_occ.integers(lo, hi))  # a different identity of the same side of the split

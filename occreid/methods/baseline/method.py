@@ -5,11 +5,12 @@ optional camera embedding)."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from occreid.config import Config
 from occreid.errors import OccreidError
-from occreid.modeling.base import ReidMethod
+from occreid.modeling.base import BatchNeeds, ReidMethod
 from occreid.modeling.deploy import pool_feature_map
 
 
@@ -22,9 +23,24 @@ class Baseline(ReidMethod):
             )
         super().__init__(cfg, num_classes)
 
+    def batch_needs(self) -> BatchNeeds:
+        paired = self.cfg.baseline.views != "holistic"
+        return BatchNeeds(paired_views=paired, test_keypoints=super().batch_needs().test_keypoints)
+
+    def training_views(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(images, pids, camids or None) of the views baseline.views trains on: x, x~, or both (2B)."""
+        cams = self.training_cameras(batch)
+        views = self.cfg.baseline.views
+        if views == "holistic":
+            return batch["images"], batch["pids"], cams
+        if views == "occluded":
+            return batch["occluded"], batch["pids"], cams
+        images = torch.cat([batch["images"], batch["occluded"]])
+        return images, batch["pids"].repeat(2), None if cams is None else cams.repeat(2)
+
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        images, pids = batch["images"], batch["pids"]
-        f_g = pool_feature_map(self.feature_map(images, self.training_cameras(batch)))  # (B, C)
+        images, pids, cams = self.training_views(batch)
+        f_g = pool_feature_map(self.feature_map(images, cams))  # (B, C)
         terms, _, logits = self.reid_loss("G", f_g, pids)
         terms["acc"] = self.accuracy(logits, pids)
         return terms

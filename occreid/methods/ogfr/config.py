@@ -36,7 +36,10 @@ class OGFRConfig(Section):
     occlusion_head: bool = False  # per-patch occlusion head on the pattern head's token features, BCE with m
     lambda_occlusion: float = 1.0
     # ---- feature erasing and purification module (docs/ogfr.md section 4)
-    fepm: Literal["agent", "random", "off"] = "agent"  # "random": k uniformly random tokens (ablation)
+    # "random": k uniformly random tokens (ablation); "fixed": the same k positions in every image,
+    # `fixed_positions` (control: an agent that learnt only a position prior would match it)
+    fepm: Literal["agent", "random", "fixed", "off"] = "agent"
+    fixed_positions: Annotated[tuple[int, ...] | None, LIST_AS_TUPLE] = None  # patch indices, fepm="fixed"
     agent_block: int = Field(2, ge=1)  # the agent reads the teacher's tokens after blocks [0, agent_block)
     erase_ratio: float = Field(0.2, ge=0.0, lt=1.0)  # rho: k = round(rho x N) tokens erased
     agent_hidden: int = Field(128, ge=1)
@@ -49,6 +52,9 @@ class OGFRConfig(Section):
     # rewards are ~1e-3 nats at the CPU scale, too small for the raw policy gradient to move the policy
     # (docs/models.md, "the agent").
     advantage_norm: bool = True
+    # Control: permute the advantages across the batch before REINFORCE, so a reward no longer belongs to the
+    # image whose erasing earned it; an agent that uses the image should then do worse.
+    shuffle_reward: bool = False
     # ---- reinforced knowledge distillation (docs/ogfr.md section 5)
     distill: bool = True  # feature + logit distillation from the purified teacher
     feature_distill: Literal["cosine", "mse"] = "cosine"

@@ -24,14 +24,15 @@ def num_erased(erase_ratio: float, num_patches: int) -> int:
     return max(1, round(erase_ratio * num_patches)) if erase_ratio > 0 else 0
 
 
-def sample_tokens(scores: Tensor, k: int) -> Tensor:
+def sample_tokens(scores: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
     """k indices per row of scores (B, N), drawn without replacement from softmax(scores), in draw order:
-    the top-k of scores + Gumbel noise (B, k). In fp32 whatever the scores' dtype and autocast: bf16 uniforms
-    would cap the noise near 5.5 (instead of 16.6) and tie the top-k, a law other than the one whose
-    log-probability REINFORCE scores."""
+    the top-k of scores + Gumbel noise (B, k). The noise comes from `generator` (a CPU generator; None:
+    torch's global one), in fp32 whatever the scores' dtype and autocast: bf16 uniforms would cap the noise
+    near 5.5 (instead of 16.6) and tie the top-k, a law other than the one whose log-probability REINFORCE
+    scores."""
     with without_autocast(scores):
         scores = scores.detach().float()
-        u = torch.rand_like(scores).clamp_(1e-10, 1.0)
+        u = torch.rand(scores.shape, generator=generator).to(scores.device).clamp_(1e-10, 1.0)
         return (scores - torch.log(-torch.log(u))).topk(k, dim=1).indices
 
 
@@ -40,9 +41,17 @@ def greedy_tokens(scores: Tensor, k: int) -> Tensor:
     return scores.detach().topk(k, dim=1).indices
 
 
-def random_tokens(batch: int, num_patches: int, k: int, device: torch.device) -> Tensor:
-    """k uniformly random distinct tokens per image (B, k): FEPM with random erasing (ablation)."""
-    return torch.rand(batch, num_patches, device=device).topk(k, dim=1).indices
+def random_tokens(
+    batch: int, num_patches: int, k: int, device: torch.device, generator: torch.Generator | None = None
+) -> Tensor:
+    """k uniformly random distinct tokens per image (B, k): FEPM with random erasing (ablation). Drawn from
+    `generator` (a CPU generator; None: torch's global one)."""
+    return torch.rand(batch, num_patches, generator=generator).to(device).topk(k, dim=1).indices
+
+
+def fixed_tokens(batch: int, positions: tuple[int, ...], device: torch.device) -> Tensor:
+    """The same patch positions (B, k) for every image: FEPM with a fixed mask (control of the agent)."""
+    return torch.tensor(positions, dtype=torch.long, device=device).expand(batch, -1)
 
 
 def log_prob_without_replacement(scores: Tensor, index: Tensor) -> Tensor:

@@ -20,9 +20,11 @@ ogfr.agent_warmup_epochs on; before that its zero-initialised output samples uni
 from __future__ import annotations
 
 import copy
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -34,6 +36,7 @@ from occreid.methods.ogfr.distill import feature_distillation, logit_distillatio
 from occreid.methods.ogfr.fepm import (
     PurificationAgent,
     TokenEraser,
+    fixed_tokens,
     greedy_tokens,
     num_erased,
     policy_entropy,
@@ -137,7 +140,12 @@ class OGFR(ReidMethod):
             )
         self.eraser = TokenEraser(dim) if self.num_erased else None
         self.agent = PurificationAgent(dim, o.agent_hidden) if o.fepm == "agent" and self.num_erased else None
+        _check_fixed(o, self.num_erased, student_vit.num_patches)
         self._agent_optimizer: torch.optim.Optimizer | None = None
+        # The token draws (which tokens to erase, the shuffled rewards' order) have their own stream per FEPM
+        # kind, so the agent's and random erasing's rows share no draw; reseeded each epoch (exact resume).
+        self.token_rng = torch.Generator()
+        self.set_epoch(0)
 
     # ---- what the training loop reads
 
@@ -150,6 +158,12 @@ class OGFR(ReidMethod):
         if self._agent_optimizer is None:
             self._agent_optimizer = torch.optim.Adam(self.agent.parameters(), lr=self.cfg.ogfr.agent_lr)
         return {"agent": self._agent_optimizer}
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        stream = zlib.crc32(self.cfg.ogfr.fepm.encode())
+        seed = np.random.SeedSequence([self.cfg.train.seed, epoch, stream]).generate_state(1)[0]
+        self.token_rng.manual_seed(int(seed))
 
     @property
     def find_unused_parameters(self) -> bool:
@@ -164,14 +178,16 @@ class OGFR(ReidMethod):
     def erase_index(self, x: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """Which patch tokens to erase from teacher tokens x (B, 1 + N, D) after block ogfr.agent_block:
         (index (B, k) or None without FEPM, the agent's scores (B, N) or None). The agent samples in training
-        and takes its top-k at evaluation; "random" draws uniformly."""
+        and takes its top-k at evaluation; "random" draws uniformly; "fixed" erases ogfr.fixed_positions."""
         if self.eraser is None:
             return None, None
+        if self.cfg.ogfr.fepm == "fixed":
+            return fixed_tokens(x.shape[0], self.cfg.ogfr.fixed_positions, x.device), None
         if self.agent is None:
-            return random_tokens(x.shape[0], x.shape[1] - 1, self.num_erased, x.device), None
+            return random_tokens(x.shape[0], x.shape[1] - 1, self.num_erased, x.device, self.token_rng), None
         scores = self.agent(x)  # (B, N), from detached tokens
         index = (
-            sample_tokens(scores, self.num_erased)
+            sample_tokens(scores, self.num_erased, self.token_rng)
             if self.training
             else greedy_tokens(scores, self.num_erased)
         )
@@ -280,7 +296,7 @@ class OGFR(ReidMethod):
         """Reward (no grad) of the erasing that was used, and for the agent its REINFORCE term "rl"."""
         n = x_t.shape[1] - 1
         terms = {"erased": x_t.new_full((), index.shape[1] / n, dtype=torch.float32)}  # no host copy
-        if scores is None:  # random erasing: the reward is only logged
+        if scores is None:  # random erasing or a fixed mask: the reward is only logged
             log_p_used, log_p_plain = self.identity_log_prob(x_t, [index, None], pids)
             terms["reward"] = (log_p_used - log_p_plain).mean()
             return terms
@@ -294,6 +310,8 @@ class OGFR(ReidMethod):
         )
         if self.agent_learns:  # self-critical: the advantage over the greedy action
             advantage = reward - reward_greedy  # (B,)
+            if self.cfg.ogfr.shuffle_reward:  # control: rewards no longer belong to their images
+                advantage = advantage[torch.randperm(len(advantage), generator=self.token_rng)]
             if self.cfg.ogfr.advantage_norm:
                 advantage = scaled_advantage(advantage)
             terms["rl"] = reinforce_loss(scores, index, advantage, self.cfg.ogfr.entropy_coef)
@@ -322,6 +340,18 @@ def _check_blocks(o, depth: int) -> None:
         raise OccreidError(
             f"ogfr.shared_blocks={o.shared_blocks}: at most {depth - 1} of the {depth} blocks can "
             "be shared (the teacher keeps its last block)"
+        )
+
+
+def _check_fixed(o, k: int, num_patches: int) -> None:
+    """ogfr.fepm="fixed" needs k = round(erase_ratio x N) distinct positions in ogfr.fixed_positions."""
+    if o.fepm != "fixed":
+        return
+    positions = o.fixed_positions or ()
+    if len(set(positions)) != k or len(positions) != k or not all(0 <= p < num_patches for p in positions):
+        raise OccreidError(
+            f"ogfr.fixed_positions={list(positions)}: ogfr.fepm=fixed needs {k} distinct patch positions "
+            f"in 0..{num_patches - 1} (k = round(ogfr.erase_ratio x {num_patches}))"
         )
 
 
