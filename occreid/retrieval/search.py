@@ -36,15 +36,16 @@ def load_index(path: str | Path) -> TrackIndex | GalleryIndex:
         raise OccreidError(f"index file not found: {path} (create it with `occreid index build`)")
     try:
         with np.load(path, allow_pickle=False) as data:
-            version = json.loads(str(data["header"])).get("version")
+            header = json.loads(str(data["header"]))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise OccreidError(
             f"{path} is not an occreid gallery index ({npz_problem(exc)}); rebuild it with "
             "`occreid index build --overwrite`"
         ) from None
+    version = header.get("version") if isinstance(header, dict) else None
     if version == 2:
         return TrackIndex.load(path)
-    if version == 1:
+    if version in (1, None):  # format 1, or a broken header that GalleryIndex.load explains in one line
         return GalleryIndex.load(path)
     raise OccreidError(f"{path} has index format {version}, which this occreid cannot read; upgrade occreid")
 

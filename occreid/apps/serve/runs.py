@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from occreid.errors import OccreidError
+from occreid.reports.pictures import read_metrics
 
 REPORTS = (Path("report") / "report.md", Path("report.md"))
 PICTURES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
@@ -52,7 +53,8 @@ def report_page(folder: Path, name: str) -> str:
         return page(f"{name}: report", markdown.render(report.read_text(errors="replace")))
     body = f"<h1>{html.escape(name)}</h1><p>No <code>report/report.md</code> in this run (write one with "
     body += "<code>occreid report RUN</code>); its own files:</p>"
-    records = _metrics(folder / "metrics.jsonl")
+    metrics = folder / "metrics.jsonl"
+    records = read_metrics(metrics) if metrics.is_file() else []
     train = [r for r in records if r.get("kind") == "train" and _number(r.get("loss"))]
     evals = [r for r in records if r.get("kind") == "eval"]
     if train:
@@ -67,21 +69,6 @@ def report_page(folder: Path, name: str) -> str:
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
-
-
-def _metrics(path: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl's records; a line cut short by a crash is skipped."""
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 def eval_table(path: Path) -> str:
