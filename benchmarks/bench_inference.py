@@ -16,7 +16,7 @@ A second table times the input pipelines alone (decode, resize to 256 x 128, nor
 PIL in a thread pool, PIL in worker processes (FeatureExtractor's, for files), torchvision.io.decode_jpeg +
 resize on tensors, the test DataLoader.
 
-    python benchmarks/bench_inference.py --demo /work/demo_runs/demo --base /tmp/base19   # writes
+    python benchmarks/bench_inference.py --demo runs/demo --base /tmp/base19   # writes
         benchmarks/results/bench_inference.md
     python benchmarks/bench_inference.py --quick --models baseline ...  # 64 images, 2 runs; no results file
 """

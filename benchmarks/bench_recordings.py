@@ -11,7 +11,7 @@ Each part prints a markdown table and writes benchmarks/results/bench_recordings
 - ingest: a synthetic 3-camera recording at 640 x 360 (`occreid synth-video`, 20 people, 300 frames a camera);
   "decode" times PyAV decoding every frame of each video (and converting each to RGB), "ingest" the whole
   `occreid index build --tracks` path (read tracks, decode once, cut K = 8 crops a track, embed, pool) with
-  the demo's CNN checkpoint (default /work/demo_runs/demo/baseline/last.pt, MobileNetV2, 1280-d), "embed"
+  the demo's CNN checkpoint (default runs/demo/baseline/last.pt, MobileNetV2, 1280-d), "embed"
   the model alone on those crops. The process is limited to the threads torch is given (OMP_NUM_THREADS).
 - query: galleries of synthetic 1280-d features with identity structure (3 entries per identity over 3
   cameras, K = 8 crops each, drawn near a 64-d subspace as trained features are), searched by
@@ -39,7 +39,7 @@ from PIL import Image
 
 QUICK = "--quick" in sys.argv
 RESULTS = Path(__file__).parent / "results"
-DEMO_CNN = Path("/work/demo_runs/demo/baseline/last.pt")
+DEMO_CNN = Path("runs/demo/baseline/last.pt")  # the CNN of `make demo`; --checkpoint for another
 DIM = 1280
 K = 8
 

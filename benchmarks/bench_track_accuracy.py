@@ -7,7 +7,7 @@ H.264 video). Every track is a query; its gallery is every track of the other ca
 person. Rank-1 and mAP (mean over queries) per seed; the table gives the mean over seeds with a 95%
 t-interval, and the paired difference of each scoring against the mean of K (same seed, same tracks).
 
-    python benchmarks/bench_track_accuracy.py                    # seeds 0 1 2, both demo models
+    python benchmarks/bench_track_accuracy.py --demo runs/demo   # seeds 0 1 2, both demo models
     python benchmarks/bench_track_accuracy.py --seeds 0 --quick  # 40 frames, 8 people: checks the script runs
     python benchmarks/bench_track_accuracy.py --models Baseline "ViT baseline" --name vit  # other models
 
@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
-DEMO = Path("/work/demo_runs/demo")
+# Each model's run folder inside an `occreid demo --out DIR` folder (--demo).
 MODELS = {
-    "Baseline": DEMO / "baseline" / "last.pt",
-    "OGFR": DEMO / "ogfr" / "last.pt",
-    "ViT baseline": DEMO / "vit_baseline" / "last.pt",  # OGFR's backbone without OGFR (--models to add it)
+    "Baseline": "baseline",
+    "OGFR": "ogfr",
+    "ViT baseline": "vit_baseline",  # OGFR's backbone without OGFR (--models to add it)
 }
 SCORINGS = ("one random crop", "mean of K (default)", "max over crops")
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
@@ -144,9 +144,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--models", nargs="+", default=["Baseline", "OGFR"], choices=list(MODELS))
     parser.add_argument("--name", default="", help="suffix of the results files")
+    parser.add_argument("--demo", type=Path, default=Path("runs/demo"), help="the `occreid demo` folder")
     args = parser.parse_args()
-    for name in set(MODELS) - set(args.models):
-        del MODELS[name]
+    for name in list(MODELS):
+        if name in args.models:
+            MODELS[name] = args.demo / MODELS[name] / "last.pt"
+        else:
+            del MODELS[name]
     results = run(args.seeds, args.quick)
     text = table(results, args.seeds)
     print(text)
