@@ -61,8 +61,9 @@ def _machine() -> str:
     import torch
 
     return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared with other work while "
-        f"measured), torch {torch.__version__} with {torch.get_num_threads()} threads"
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (load average "
+        f"{os.getloadavg()[0]:.1f} at the end), torch {torch.__version__} with "
+        f"{torch.get_num_threads()} threads"
     )
 
 
@@ -102,7 +103,8 @@ def bench_ingest(work: Path) -> None:
     settings = SynthVideoSettings(cameras=3, people=20 if not QUICK else 4, frames=300 if not QUICK else 20)
     synth_video(work / "rec", settings)
     checkpoint = Path(_arg("--checkpoint", str(DEMO_CNN)))
-    extractor = FeatureExtractor.from_checkpoint(checkpoint, device="cpu", progress=False)
+    runtime = _arg("--runtime", "torch")  # torch (the reference) or onnx (ONNX Runtime, exported in memory)
+    extractor = FeatureExtractor.from_checkpoint(checkpoint, device="cpu", progress=False, runtime=runtime)
     decode, convert, run, embed = Clock(), Clock(), Clock(), Clock()
     decoded, crops, parts = 0, 0, []
     for c in range(1, settings.cameras + 1):
@@ -133,8 +135,8 @@ def bench_ingest(work: Path) -> None:
             "# Ingest throughput: a synthetic 3-camera recording into a gallery of tracks",
             "",
             f"{settings.cameras} cameras x {settings.frames} frames at {settings.width}x{settings.height}, "
-            f"{settings.people} people, K = {K}; model {checkpoint}; {_machine()}. Rates per wall second "
-            "(the shared machine's) and per CPU second of this process (what it costs alone). JPEG crops "
+            f"{settings.people} people, K = {K}; model {checkpoint} on {runtime}; {_machine()}. "
+            "Rates per wall second and per CPU second of this process (what it costs alone). JPEG crops "
             f"(128 px tall) average {jpeg_bytes:,.0f} bytes.",
             "",
             "| what | per wall second | per CPU second |",
@@ -143,7 +145,7 @@ def bench_ingest(work: Path) -> None:
             "",
         ]
     )
-    _save("ingest", text)
+    _save("ingest" if runtime == "torch" else f"ingest_{runtime}", text)
     (work / "jpeg_bytes.json").write_text(json.dumps(jpeg_bytes))
 
 
@@ -369,7 +371,7 @@ def bench_memory(work: Path) -> None:
 
 
 def main() -> None:
-    skip = {_arg("--checkpoint", "")}
+    skip = {_arg("--checkpoint", ""), _arg("--runtime", "")}
     parts = [a for a in sys.argv[1:] if not a.startswith("--") and a not in skip] or ["all"]
     if "all" in parts:
         parts = ["ingest", "query", "size", "memory"]
