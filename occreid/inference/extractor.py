@@ -46,8 +46,8 @@ class FeatureExtractor:
         flip: also embed the horizontally flipped image and average the two features:
             f = (f(x) + f(flip x)) / 2.
         progress: show a tqdm bar.
-        workers: worker processes (image files) or threads (images in memory) that decode and resize images
-            while the model embeds the batch before; 0 decodes in the calling thread, one batch after another.
+        workers: threads that decode and resize images while the model embeds the batch before; 0 decodes
+            in the calling thread, one batch after another.
 
     `__call__(inputs)` accepts a list of image paths, PIL images or HxWx3 uint8 arrays, a single one of those
     (N = 1), a (B, H, W, 3) uint8 array, or one (B, 3, H, W) float tensor that is already resized and
@@ -207,19 +207,16 @@ class FeatureExtractor:
         return torch.cat(out, dim=0)
 
     def _image_batches(self, items: list[Any]) -> Iterator[Any]:
-        """(B, 3, H, W) batches of `items` in order, decoded ahead of the model: image files by `workers`
-        processes (a DataLoader: small crops cost more Python than pixels, so threads, sharing the GIL, barely
-        scale on them; benchmarks/bench_inference.py), images in memory by a pool of `workers` threads, the
-        next PREFETCH_BATCHES batches while the caller runs the model on the current one."""
+        """(B, 3, H, W) batches of `items` in order, decoded ahead of the model by a pool of `workers` threads
+        (PIL and the resize release the GIL; on a quiet 2-core CPU threads beat worker processes end to end,
+        benchmarks/results/bench_inference_quiet.md), the next PREFETCH_BATCHES batches while the caller runs
+        the model on the current one."""
         import torch
 
         starts = range(0, len(items), self.batch_size)
         if self.workers == 0 or len(items) == 1:
             for s in starts:
                 yield torch.stack([self._load(item) for item in items[s : s + self.batch_size]])
-            return
-        if len(items) > self.batch_size and all(isinstance(i, (str, Path)) for i in items):
-            yield from self._file_batches([str(i) for i in items])
             return
         with ThreadPoolExecutor(self.workers, thread_name_prefix="occreid-decode") as pool:
             pending: deque[list[Future]] = deque()
@@ -229,35 +226,6 @@ class FeatureExtractor:
                     yield torch.stack([f.result() for f in pending.popleft()])
             while pending:
                 yield torch.stack([f.result() for f in pending.popleft()])
-
-    def _file_batches(self, paths: list[str]) -> Iterator[Any]:
-        from occreid.data.loaders import ReidDataLoader
-
-        workers = min(self.workers, -(-len(paths) // self.batch_size))
-        loader = ReidDataLoader(
-            _ImageFiles(paths, self._resize, self._to_tensor),
-            batch_size=self.batch_size,
-            num_workers=workers,
-            prefetch_factor=PREFETCH_BATCHES,
-        )
-        yield from loader
-
-
-class _ImageFiles:
-    """Image files -> normalised (3, H, W) tensors, as FeatureExtractor._load: a map-style dataset for the
-    DataLoader's worker processes (picklable: no model inside)."""
-
-    def __init__(self, paths: list[str], resize: Any, to_tensor: Any) -> None:
-        self.paths, self.resize, self.to_tensor = paths, resize, to_tensor
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int):
-        from occreid.data.images import read_image
-
-        image, _ = self.resize(read_image(self.paths[index]), None)
-        return self.to_tensor(image, None)[0]
 
 
 def save_features(
