@@ -190,11 +190,7 @@ def agent_table(results: dict, labels: list[str], seeds: list[int]) -> str:
     head = "| row | action | " + " | ".join(REGIONS) + " | distinct sets / images | Jaccard to fixed mask |"
     lines = [head, "|---|---|" + "---:|" * (len(REGIONS) + 2)]
     for label in labels:
-        runs = [
-            results[label][str(s)]["agent_analysis"]
-            for s in seeds
-            if "agent_analysis" in results.get(label, {}).get(str(s), {})
-        ]
+        runs = _agent_runs(results, label, seeds)
         if not runs:
             continue
         for action in ("greedy", "sampled", "random"):
@@ -210,16 +206,18 @@ def agent_table(results: dict, labels: list[str], seeds: list[int]) -> str:
     return "\n".join(lines + ["", *position_grids(results, labels, seeds)])
 
 
+def _agent_runs(results: dict, label: str, seeds: list[int]) -> list[dict]:
+    """The agent analyses of `label`'s runs over `seeds` (runs without one are skipped)."""
+    by_seed = results.get(label, {})
+    return [by_seed[str(s)]["agent_analysis"] for s in seeds if "agent_analysis" in by_seed.get(str(s), {})]
+
+
 def position_grids(results: dict, labels: list[str], seeds: list[int]) -> list[str]:
     """Per agent row: how often its greedy action erases each patch position (percent of images, mean over
     seeds), as the patch grid (rows top to bottom); uniform random erasing: k / N everywhere."""
     out = []
     for label in labels:
-        runs = [
-            results[label][str(s)]["agent_analysis"]
-            for s in seeds
-            if "agent_analysis" in results.get(label, {}).get(str(s), {})
-        ]
+        runs = _agent_runs(results, label, seeds)
         if not runs:
             continue
         rows, cols = runs[0]["grid"]

@@ -25,7 +25,7 @@ import torch
 
 from occreid.config import Config, load_config
 from occreid.engine import trainer
-from occreid.engine.optim import build_optimizer
+from occreid.engine.optim import build_optimizers
 from occreid.methods import build_model
 from occreid.modeling.checkpoint import load_checkpoint
 from occreid.utils.device import resolve_amp
@@ -96,9 +96,7 @@ def step_run(cfg: Config, device: torch.device, scaler_on: bool | None = None) -
     trainer._configure_backends(cfg, info)
     torch.manual_seed(0)
     method = trainer._for_device(cfg, build_model(cfg, num_classes=cfg.data.p * 50).to(device), info)
-    extra = method.extra_optimizers()
-    owned = {id(p) for opt in extra.values() for group in opt.param_groups for p in group["params"]}
-    optimizer = build_optimizer(cfg, method.parameter_groups(cfg.train.weight_decay, exclude=owned))
+    optimizer, extra = build_optimizers(cfg, method)
     fp16 = resolve_amp(cfg.train.amp, device) == "fp16"
     return trainer.TrainingRun(
         cfg=cfg,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -15,6 +16,16 @@ def build_optimizer(cfg: Config, groups: list[dict]) -> torch.optim.Optimizer:
     if t.optimizer == "adam":
         return torch.optim.Adam(groups, lr=t.lr)
     return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
+
+
+def build_optimizers(
+    cfg: Config, method: Any
+) -> tuple[torch.optim.Optimizer, dict[str, torch.optim.Optimizer]]:
+    """The main optimiser and the method's own ones (e.g. OGFR's agent), whose parameters the main one leaves
+    out."""
+    extra = method.extra_optimizers()
+    owned = {id(p) for opt in extra.values() for group in opt.param_groups for p in group["params"]}
+    return build_optimizer(cfg, method.parameter_groups(cfg.train.weight_decay, exclude=owned)), extra
 
 
 def lr_factor(cfg: Config, epoch: int) -> float:

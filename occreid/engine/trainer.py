@@ -37,7 +37,7 @@ from occreid.data.splits import (
 )
 from occreid.engine.checkpoint import rng_state, set_rng_state
 from occreid.engine.metrics_log import MetricsLog, environment_info
-from occreid.engine.optim import build_optimizer, build_scheduler
+from occreid.engine.optim import build_optimizers, build_scheduler
 from occreid.engine.resume import check_resume_settings
 from occreid.engine.rundir import check_run_dir, claim_run_dir, clear_run_dir, expand_run_dir
 from occreid.errors import OccreidError
@@ -168,13 +168,7 @@ def _set_up(cfg: Config, resuming: bool) -> TrainingRun:
     check_split_images(dataset, test_set, info=info)  # each rank decodes its share
 
     method = _for_device(cfg, method, info)
-    extra_optimizers = (
-        method.extra_optimizers()
-    )  # e.g. OGFR's agent: its own optimiser, left out of the main one
-    owned = {
-        id(p) for opt in extra_optimizers.values() for group in opt.param_groups for p in group["params"]
-    }
-    optimizer = build_optimizer(cfg, method.parameter_groups(t.weight_decay, exclude=owned))
+    optimizer, extra_optimizers = build_optimizers(cfg, method)  # e.g. OGFR's agent has its own
     return TrainingRun(
         cfg=cfg,
         info=info,
