@@ -65,7 +65,10 @@ def _check_gpu_count(device: torch.device) -> None:
 
 
 def cleanup_distributed(info: DistInfo) -> None:
+    """Leave the process group together: a rank that tore its connections down while another still sent on
+    them could abort in gloo's transport thread ("terminate called without an active exception")."""
     if info.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
