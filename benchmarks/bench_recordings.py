@@ -19,7 +19,8 @@ Each part prints a markdown table and writes benchmarks/results/bench_recordings
   against exact); warm queries in one process, median of 50. By image adds embedding one crop with the CNN.
 - memory: one camera with the same 6 people in a 100-frame and a 400-frame video (the same tracks, each
   4 x longer): the ingest's peak resident memory above what was resident before (`PeakMemory`, Linux).
-- size: an index of 100,000 tracks x 8 crops of 1280-d with JPEG crops of the size the ingest run produced:
+- size: an index of 100,000 tracks x 8 crops of 1280-d with JPEG crops of the size the ingest run produced,
+  as built by default and with `--crop-features`:
   bytes on disk by part, and the time `load_index` + the first search take in a fresh process (torch
   already imported).
 """
@@ -152,11 +153,12 @@ def bench_ingest(work: Path) -> None:
 LATENT = 64  # intrinsic dimension of the synthetic features
 
 
-def synthetic_index(n: int, rng: np.random.Generator, jpeg_bytes: int = 1):
+def synthetic_index(n: int, rng: np.random.Generator, jpeg_bytes: int = 1, crop_features: bool = True):
     """n tracks over 3 cameras, 3 entries per identity (one per camera), K crops each. Trained features lie
     near a low-dimensional set, so crops are drawn in a LATENT-d space (the identity's centre + noise, the
-    entry's offset + smaller noise per crop), mapped to DIM by a fixed random matrix, plus a little noise."""
-    from occreid.retrieval import TrackIndex
+    entry's offset + smaller noise per crop), mapped to DIM by a fixed random matrix, plus a little noise.
+    `crop_features`: keep the crops' features (`index build --crop-features`) or only the entries'."""
+    from occreid.retrieval import TrackIndex, pool
 
     ids = (n + 2) // 3
     centres = rng.standard_normal((ids, LATENT), dtype=np.float32)
@@ -181,8 +183,9 @@ def synthetic_index(n: int, rng: np.random.Generator, jpeg_bytes: int = 1):
         last_frame=np.full(n, 50, np.int64),
         seconds=np.tile([0.0, 4.9], (n, 1)),
         thumb=crop_start[:-1].copy(),
+        entry_features=pool(crops, crop_start).astype(np.float16),
         crop_start=crop_start,
-        crop_features=crops,
+        crop_features=crops if crop_features else crops[:0],
         crop_frame=np.ones(n * K, np.int64),
         crop_box=np.zeros((n * K, 4), np.float32),
         jpeg_start=np.arange(n * K + 1, dtype=np.int64) * jpeg_bytes,
@@ -278,30 +281,35 @@ def bench_size(work: Path) -> None:
     jpeg_file = work / "jpeg_bytes.json"
     jpeg_bytes = int(json.loads(jpeg_file.read_text())) if jpeg_file.is_file() else 2070
     source = "the ingest run's average" if jpeg_file.is_file() else "an earlier ingest run's average"
-    index = synthetic_index(n, np.random.default_rng(1), jpeg_bytes)
+    lines = [
+        f"# Size of a {n:,}-track index (K = {K}, {DIM}-d) and the time to load it",
+        "",
+        f"JPEG crops of {jpeg_bytes:,} bytes ({source}); {_machine()}.",
+        "",
+        "| index | entry features (fp16) | crop features (fp16) | crop JPEGs | other | **file on disk** "
+        "| load | load + first search by track |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, keep in (("default", False), ("`--crop-features`", True)):
+        lines.append(_size_row(work, label, synthetic_index(n, np.random.default_rng(1), jpeg_bytes, keep)))
+    lines += [
+        "",
+        "Load and first search: wall seconds (CPU seconds) in a fresh process with torch imported.",
+        "",
+    ]
+    _save("size", "\n".join(lines))
+
+
+def _size_row(work: Path, label: str, index) -> str:
+    """One row of the size table: the index's parts, its file size, and the times to load and search it."""
     path = work / "big.npz"
-    t = time.perf_counter()
     index.save(path)
-    save_s = time.perf_counter() - t
-    parts = {
-        "crop features (fp16)": index.crop_features.nbytes,
-        "crop JPEGs": index.jpegs.nbytes,
-        "other columns": sum(
-            getattr(index, name).nbytes
-            for name in (
-                "camera_code",
-                "track",
-                "first_frame",
-                "last_frame",
-                "seconds",
-                "thumb",
-                "crop_start",
-                "crop_frame",
-                "crop_box",
-                "jpeg_start",
-            )
-        ),  # fmt: skip
-    }
+    parts = [index.entry_features.nbytes, index.crop_features.nbytes, index.jpegs.nbytes]
+    other = sum(
+        getattr(index, name).nbytes
+        for name in ("camera_code", "track", "first_frame", "last_frame", "seconds", "thumb", "crop_start",
+                     "crop_frame", "crop_box", "jpeg_start")
+    )  # fmt: skip
     del index
     code = (
         "import time, torch; from occreid.retrieval import load_index, search_by_track; "
@@ -314,25 +322,12 @@ def bench_size(work: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()]  # fmt: skip
     size = path.stat().st_size
-    rows = [f"| {name} | {b / 1e9:.3f} GB |" for name, b in parts.items()]
-    text = "\n".join(
-        [
-            f"# Size of a {n:,}-track index (K = {K}, {DIM}-d) and the time to load it",
-            "",
-            f"JPEG crops of {jpeg_bytes:,} bytes ({source}); {_machine()}.",
-            "",
-            "| part | bytes |",
-            "| --- | ---: |",
-            *rows,
-            f"| **file on disk** | **{size / 1e9:.3f} GB ({size / 2**30:.3f} GiB)** |",
-            "",
-            f"Writing it took {save_s:.1f} s. In a fresh process (torch imported), `load_index` took "
-            f"{out[0]:.1f} s ({out[1]:.1f} s of CPU), and load + the first search by track, which pools "
-            f"every entry's crops, {out[2]:.1f} s ({out[3]:.1f} s of CPU).",
-            "",
-        ]
+    path.unlink()
+    cells = " | ".join(f"{b / 1e9:.3f} GB" for b in [*parts, other])
+    return (
+        f"| {label} | {cells} | **{size / 1e9:.3f} GB ({size / 2**30:.3f} GiB)** | {out[0]:.1f} s ({out[1]:.1f}) "
+        f"| {out[2]:.1f} s ({out[3]:.1f}) |"
     )
-    _save("size", text)
 
 
 def bench_memory(work: Path) -> None:

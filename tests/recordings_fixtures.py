@@ -53,9 +53,10 @@ def run_cli(*args: str) -> str:
     return result.output
 
 
-def make_track_index(tmp_path: Path, source: str = "video") -> Path:
+def make_track_index(tmp_path: Path, source: str = "video", crop_features: bool = False) -> Path:
     """`tmp_path/tracks.npz`: the 3 cameras of a SMALL recording (`tmp_path/recording`), embedded with
-    `tmp_path/model.pt` (recorded in the index, so image queries work). `source`: "video" or "frames"."""
+    `tmp_path/model.pt` (recorded in the index, so image queries work). `source`: "video" or "frames";
+    `crop_features`: build with --crop-features (the cameras added after the first follow the index)."""
     recording = make_recording(tmp_path / "recording")
     checkpoint = make_checkpoint(tmp_path / "model.pt")
     index = tmp_path / "tracks.npz"
@@ -64,7 +65,8 @@ def make_track_index(tmp_path: Path, source: str = "video") -> Path:
         frames = ["--video", cam / "video.mp4"] if source == "video" else ["--frames", cam / "img1"]
         common = ["--camera", f"cam{number}", "--tracks", cam / "gt" / "gt.txt", *frames, "--device", "cpu"]
         if number == 1:
-            run_cli("index", "build", "--checkpoint", checkpoint, "--out", index, *common)
+            keep = ["--crop-features"] if crop_features else []
+            run_cli("index", "build", "--checkpoint", checkpoint, "--out", index, *common, *keep)
         else:
             run_cli("index", "add", "--index", index, *common)
     return index

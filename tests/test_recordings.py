@@ -169,9 +169,9 @@ def test_video_crops_match_frame_folder_crops(recording, tmp_path):
     import torch
 
     from occreid.inference import FeatureExtractor
-    from occreid.retrieval import ingest, open_recording
+    from occreid.retrieval import GallerySettings, ingest, open_recording
 
-    cam = recording / "cam2"
+    cam, keep = recording / "cam2", GallerySettings(crop_features=True)
     pixels = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d((16, 8)), torch.nn.Flatten())
     extractors = {
         "model": FeatureExtractor.from_checkpoint(
@@ -180,8 +180,8 @@ def test_video_crops_match_frame_folder_crops(recording, tmp_path):
         "pixels": FeatureExtractor(pixels, image_size=(64, 32), device="cpu", progress=False),
     }
     for name, extractor in extractors.items():
-        video, _ = ingest("cam2", open_recording(cam / "gt/gt.txt", video=cam / "video.mp4"), extractor)
-        folder, _ = ingest("cam2", open_recording(cam / "gt/gt.txt", frames=cam / "img1"), extractor)
+        video, _ = ingest("cam2", open_recording(cam / "gt/gt.txt", video=cam / "video.mp4"), extractor, keep)
+        folder, _ = ingest("cam2", open_recording(cam / "gt/gt.txt", frames=cam / "img1"), extractor, keep)
         np.testing.assert_array_equal(video.crop_frame, folder.crop_frame)
         cosine = _cosines(video.crop_features, folder.crop_features)
         assert len(cosine) >= 8

@@ -1,4 +1,4 @@
-"""The gallery of tracks (index format 2): pooling, crop sampling, search (own camera left out, max-over-crops
+"""The gallery of tracks (index format 3): pooling, crop sampling, search (own camera left out, max-over-crops
 re-scoring) against brute force, the file round trip, and `occreid index build|add --tracks` / `search` as a
 user runs them, with their one-line errors."""
 
@@ -25,13 +25,15 @@ from occreid.retrieval import (
 )
 
 
-def synthetic_index(crops_per_entry, cameras, dim=16, seed=0) -> TrackIndex:
-    """A TrackIndex of random crop features: entry i has crops_per_entry[i] crops and camera cameras[i]."""
+def synthetic_index(crops_per_entry, cameras, dim=16, seed=0, crop_features=True) -> TrackIndex:
+    """A TrackIndex of random crop features: entry i has crops_per_entry[i] crops and camera cameras[i]; the
+    crop features kept or not."""
     rng = np.random.default_rng(seed)
     n, m = len(crops_per_entry), int(sum(crops_per_entry))
     names = sorted(set(cameras))
     crop_start = np.r_[0, np.cumsum(crops_per_entry)].astype(np.int64)
     features = rng.standard_normal((m, dim)).astype(np.float32)
+    crops = (features / np.linalg.norm(features, axis=1, keepdims=True)).astype(np.float16)
     return TrackIndex(
         cameras={name: {"fps": 10.0} for name in names},
         camera_code=np.asarray([names.index(c) for c in cameras], np.int32),
@@ -40,8 +42,9 @@ def synthetic_index(crops_per_entry, cameras, dim=16, seed=0) -> TrackIndex:
         last_frame=np.full(n, 11, np.int64),
         seconds=np.tile([0.0, 1.0], (n, 1)),
         thumb=crop_start[:-1].copy(),
+        entry_features=pool(crops, crop_start).astype(np.float16),
         crop_start=crop_start,
-        crop_features=(features / np.linalg.norm(features, axis=1, keepdims=True)).astype(np.float16),
+        crop_features=crops if crop_features else crops[:0],
         crop_frame=np.ones(m, np.int64),
         crop_box=np.zeros((m, 4), np.float32),
         jpeg_start=np.arange(m + 1, dtype=np.int64) * 2,
@@ -164,10 +167,36 @@ def test_save_load_extend_and_drop_a_camera(tmp_path):
         index.extend(synthetic_index([1], ["z"], dim=8))
 
 
+def test_without_crop_features_entries_search_alike_and_max_rescoring_is_refused(tmp_path):
+    kept = synthetic_index([2, 3, 1, 4], ["a", "a", "b", "b"])
+    slim = synthetic_index([2, 3, 1, 4], ["a", "a", "b", "b"], crop_features=False)
+    assert kept.keeps_crop_features and not slim.keeps_crop_features and slim.crop_features.shape == (0, 16)
+    loaded = load_index(slim.save(tmp_path / "slim.npz"))
+    assert not loaded.keeps_crop_features and loaded.crops("b", 4) == kept.crops("b", 4)
+    assert search_by_track(loaded, "a", 1) == search_by_track(kept, "a", 1)
+    with pytest.raises(OccreidError, match="--crop-features"):
+        search_by_track(loaded, "a", 1, rescore="max")
+    with pytest.raises(OccreidError, match="one index keeps crop features and the other does not"):
+        kept.extend(synthetic_index([1], ["z"], crop_features=False))
+    assert len(loaded.select(np.array([3, 0])).crop_frame) == 6
+
+
+def test_a_version_2_file_loads_with_its_entries_pooled_from_the_crops(tmp_path):
+    index = synthetic_index([2, 3, 1], ["a", "a", "b"])
+    columns = ("camera_code", "track", "first_frame", "last_frame", "seconds", "thumb", "crop_start")
+    columns += ("crop_features", "crop_frame", "crop_box", "jpeg_start", "jpegs")
+    header = {"version": 2, "kind": "tracks", "meta": {}, "cameras": index.cameras}
+    np.savez(tmp_path / "v2.npz", header=np.asarray(json.dumps(header)),
+             **{name: getattr(index, name) for name in columns})  # fmt: skip
+    old = load_index(tmp_path / "v2.npz")
+    np.testing.assert_allclose(old.features, pool(index.crop_features, index.crop_start), atol=1e-6)
+    assert old.keeps_crop_features and search_by_track(old, "b", 3, rescore="max")["results"]
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tracks")
-    return folder, make_track_index(folder)
+    return folder, make_track_index(folder, crop_features=True)
 
 
 def test_cli_builds_a_gallery_of_every_camera_and_searches_it(built):
@@ -256,6 +285,27 @@ def test_cli_replace_camera_and_the_index_lock(built, tmp_path):
     assert max(np.diff(after.crop_start)[after.camera_code == 2]) == 2
     np.testing.assert_array_equal(
         after.crop_features[: before.crop_start[5]], before.crop_features[: before.crop_start[5]]
+    )
+
+
+def test_cli_indexes_keep_crop_features_only_when_asked_and_add_follows_the_index(built, tmp_path):
+    folder, kept_path = built
+    kept, path = load_index(kept_path), tmp_path / "slim.npz"
+    for number, verb in ((1, ["build", "--checkpoint", folder / "model.pt", "--out"]), (2, ["add", "--index"])):
+        cam = folder / "recording" / f"cam{number}"
+        run_cli("index", *verb, path, "--camera", f"cam{number}", "--tracks", cam / "gt" / "gt.txt",
+                "--video", cam / "video.mp4", "--device", "cpu")  # fmt: skip
+    slim = load_index(path)
+    assert not slim.keeps_crop_features and len(slim.crop_frame) == kept.crop_start[len(slim)]
+    np.testing.assert_allclose(slim.features, kept.features[: len(slim)], atol=2e-3)
+    assert path.stat().st_size < kept_path.stat().st_size
+    camera, track = "cam2", int(slim.track[slim.camera_code == 1][0])
+    assert json.loads(run_cli("search", "--index", path, "--camera", camera, "--track", track, "--json"))
+    assert "--crop-features" in _error("search", "--index", path, "--camera", camera, "--track", track,
+                                       "--rescore", "max")  # fmt: skip
+    assert "--crop-features goes with --tracks" in _error(
+        "index", "build", "--checkpoint", folder / "model.pt", "--out", tmp_path / "i.npz",
+        "--images", folder, "--crop-features",
     )
 
 

@@ -139,6 +139,12 @@ def index_build(
     camera: str | None = CAMERA,
     fps: float | None = FPS,
     crops_per_track: int | None = CROPS,
+    crop_features: bool = typer.Option(
+        False,
+        "--crop-features",
+        help="With --tracks: keep every crop's feature too, for --rescore max (K times the entry features' "
+        "size; `index add` follows the index).",
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
     batch_size: int | None = typer.Option(
         None, help="Images per batch; default eval.batch_size of the config."
@@ -152,6 +158,10 @@ def index_build(
     from occreid.utils.files import check_output_file
 
     recording = _recording_options(tracks, video, frames, camera, fps, crops_per_track, images)
+    if recording is None and crop_features:
+        raise OccreidError("--crop-features goes with --tracks (an image index keeps one feature per image)")
+    if recording is not None:
+        recording["crop_features"] = crop_features
     if out.suffix != ".npz":
         raise OccreidError(f"--out {out} must end in .npz")
     if out.exists() and not overwrite:

@@ -4,6 +4,7 @@ build|add --tracks` and `occreid search --camera/--track` (occreid.cli.evaluatio
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ def ingest_camera(
     frames: Path | None,
     fps: float | None,
     crops_per_track: int | None,
+    crop_features: bool = False,
 ):
     """A one-camera TrackIndex of a recording, with a line about it; warns about clipped boxes."""
     from occreid.retrieval import GallerySettings, ingest, open_recording
@@ -64,9 +66,9 @@ def ingest_camera(
         raise OccreidError(
             "--camera NAME is required with --tracks: the camera's name in the index, e.g. cam1"
         )
-    settings = GallerySettings()
+    settings = GallerySettings(crop_features=crop_features)
     if crops_per_track is not None:
-        settings = GallerySettings(crops_per_track=crops_per_track)
+        settings = replace(settings, crops_per_track=crops_per_track)
     recording = open_recording(tracks, video=video, frames=frames, fps=fps)
     if recording.tracks.clipped:
         typer.secho(
@@ -92,7 +94,8 @@ def build_track_index(
 ) -> None:
     """`occreid index build --tracks ...`: a new track index with one camera embedded by `loaded` (an
     occreid.inference.models.InferenceModel), written under the index's lock. `recording` holds camera,
-    tracks, video, frames, fps, crops_per_track; `settings` is what the index records about the model."""
+    tracks, video, frames, fps, crops_per_track, crop_features; `settings` is what the index records about the
+    model."""
     from occreid.retrieval import TrackIndex
     from occreid.utils.locks import file_lock, lock_path_for
 
@@ -125,7 +128,8 @@ def add_track_index(
                 f"camera {camera!r} is already in {index_path}; pass --replace-camera to replace its tracks, "
                 "or give this recording another --camera name"
             )
-        part = ingest_camera(_extractor(model_for(index), device, batch_size), **recording)
+        extractor = _extractor(model_for(index), device, batch_size)
+        part = ingest_camera(extractor, **recording, crop_features=index.keeps_crop_features)
         if camera in index.cameras:
             index = index.without_camera(camera)
         index = index.extend(part)

@@ -30,7 +30,7 @@ from occreid.data.recordings import (
     video_info,
 )
 from occreid.errors import OccreidError
-from occreid.retrieval.track_index import TrackIndex, normalise
+from occreid.retrieval.track_index import TrackIndex, normalise, pool
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class GallerySettings:
     thumb_height: int = 128  # pixels; crops are stored as JPEGs this tall
     jpeg_quality: int = 85
     batch_size: int = 64  # crops per forward pass
+    crop_features: bool = False  # keep each crop's feature too (max-over-crops re-scoring needs them)
 
 
 @dataclass
@@ -196,6 +197,7 @@ def ingest(
     features, jpegs = embed_crops(recording, rows, extractor, settings)
     counts = np.asarray([len(c) for c in chosen], dtype=np.int64)
     crop_start = np.r_[0, np.cumsum(counts)].astype(np.int64)
+    crop_features = normalise(features)
     ids = np.asarray(tracks.track_ids(), dtype=np.int64)
     starts = np.flatnonzero(np.r_[True, tracks.track[1:] != tracks.track[:-1]])  # rows sorted by track, frame
     first, last = tracks.frame[starts], tracks.frame[np.r_[starts[1:], len(tracks)] - 1]
@@ -210,8 +212,9 @@ def ingest(
         last_frame=last,
         seconds=seconds.astype(np.float64),
         thumb=crop_start[:-1] + np.asarray(best, dtype=np.int64),
+        entry_features=pool(crop_features, crop_start).astype(np.float16),
         crop_start=crop_start,
-        crop_features=normalise(features).astype(np.float16),
+        crop_features=(crop_features if settings.crop_features else crop_features[:0]).astype(np.float16),
         crop_frame=tracks.frame[rows].astype(np.int64),
         crop_box=tracks.boxes[rows].astype(np.float32),
         jpeg_start=np.r_[0, np.cumsum([len(j) for j in jpegs])].astype(np.int64),

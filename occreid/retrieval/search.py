@@ -22,7 +22,13 @@ import numpy as np
 
 from occreid.errors import OccreidError, npz_problem
 from occreid.evaluation.index import GalleryIndex
-from occreid.retrieval.track_index import TrackIndex, concat_ranges, normalise
+from occreid.retrieval.track_index import (
+    NO_CROP_FEATURES,
+    READABLE_VERSIONS,
+    TrackIndex,
+    concat_ranges,
+    normalise,
+)
 
 RESCORE = ("mean", "max")
 BACKENDS = ("torch", "faiss", "faiss-hnsw")
@@ -43,7 +49,7 @@ def load_index(path: str | Path) -> TrackIndex | GalleryIndex:
             "`occreid index build --overwrite`"
         ) from None
     version = header.get("version") if isinstance(header, dict) else None
-    if version == 2:
+    if version in READABLE_VERSIONS:
         return TrackIndex.load(path)
     if version in (1, None):  # format 1, or a broken header that GalleryIndex.load explains in one line
         return GalleryIndex.load(path)
@@ -128,7 +134,7 @@ def max_over_crops(index: TrackIndex, rows: np.ndarray, query_crops: np.ndarray)
 def nearest(
     index: TrackIndex,
     query: np.ndarray,
-    query_crops: np.ndarray,
+    query_crops: np.ndarray | None,
     topk: int,
     exclude: np.ndarray | None = None,
     rescore: str = "mean",
@@ -138,6 +144,8 @@ def nearest(
     where `exclude` (N,) is True; with rescore="max" the distance is 1 - the best cosine between a row of
     `query_crops` (q, D) and one of the entry's crops."""
     _check(topk, rescore)
+    if rescore == "max" and not index.keeps_crop_features:
+        raise OccreidError(NO_CROP_FEATURES)
     if not len(index):
         raise OccreidError("the index is empty; add a recording first (occreid index add)")
     if query.shape[-1] != index.dim:
@@ -184,7 +192,8 @@ def search_by_track(
     else:
         exclude = index.camera_code == index.camera_code[row]
     exclude[row] = True
-    found = nearest(index, index.features[row], index.crop_rows(row), topk, exclude, rescore, backend)
+    crops = index.crop_rows(row) if rescore == "max" else None
+    found = nearest(index, index.features[row], crops, topk, exclude, rescore, backend)
     return {
         "query": {"camera": camera, "track": int(track)},
         "results": [result(index, r, d) for r, d in found],

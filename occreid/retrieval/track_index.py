@@ -1,18 +1,22 @@
-"""The gallery of tracks (index format version 2): one entry per person track of a camera recording.
+"""The gallery of tracks (index format version 3): one entry per person track of a camera recording.
 
     index = TrackIndex.load("gallery.npz")
     total, rows = index.list_tracks(offset=0, limit=50)     # camera, track, first/last frame, seconds, crops
     index.thumbnail("cam1", 3)                              # JPEG bytes; index.crops("cam1", 3): a list
 
 An entry keeps its camera, track id, first and last frame, time span in seconds (None without a frame
-rate), and up to K sampled crops: each crop's frame, box, L2-normalised feature (fp16) and a small JPEG;
-one of them is the thumbnail. The entry's feature is not stored: it is the mean of its crop features,
-L2-normalised again (`pool`), computed when the index is loaded. Distances are cosine distances, 1 - cos.
+rate), its feature (fp16: the mean of its crops' L2-normalised features, L2-normalised again, `pool`) and up
+to K sampled crops: each crop's frame, box and a small JPEG; one of them is the thumbnail. The crops'
+features (fp16) are kept only when asked (`index build --crop-features`): max-over-crops re-scoring needs
+them, and at 1280-d they are K times the size of the entry features (2 GB for 100k tracks at K = 8).
+Distances are cosine distances, 1 - cos.
 
-File (.npz, uncompressed, written atomically): `header` (JSON: version 2, kind "tracks", meta, cameras) and
-columns: camera_code, track, first_frame, last_frame, seconds (N, 2; NaN when unknown), crop_start (N+1),
-thumb (N), crop_features (M, D) float16, crop_frame (M), crop_box (M, 4) left/top/width/height,
-jpeg_start (M+1) and jpegs (bytes). docs/recordings.md describes it.
+File (.npz, uncompressed, written atomically): `header` (JSON: version 3, kind "tracks", meta, cameras) and
+columns: camera_code, track, first_frame, last_frame, seconds (N, 2; NaN when unknown), thumb (N),
+entry_features (N, D) float16, crop_start (N+1), crop_features (M, D) float16 or (0, D) when not kept,
+crop_frame (M), crop_box (M, 4) left/top/width/height, jpeg_start (M+1) and jpegs (bytes). Version 2 files
+(crop features always, no entry features) still load; their entries are pooled when first searched.
+docs/recordings.md describes it.
 """
 
 from __future__ import annotations
@@ -29,9 +33,14 @@ import numpy as np
 from occreid.errors import OccreidError, npz_problem
 from occreid.utils.files import atomic_write
 
-INDEX_VERSION = 2
-COLUMNS = ("camera_code", "track", "first_frame", "last_frame", "seconds", "thumb")
-CROP_COLUMNS = ("crop_features", "crop_frame", "crop_box")
+INDEX_VERSION = 3
+READABLE_VERSIONS = (2, 3)
+COLUMNS = ("camera_code", "track", "first_frame", "last_frame", "seconds", "thumb", "entry_features")
+CROP_COLUMNS = ("crop_frame", "crop_box")
+NO_CROP_FEATURES = (
+    "this index keeps no crop features (max-over-crops re-scoring needs them): rebuild it with "
+    "`occreid index build --crop-features ...`, or search with --rescore mean"
+)
 
 
 def _mapped_npz(path: Path) -> dict[str, np.ndarray]:
@@ -116,6 +125,7 @@ class TrackIndex:
     last_frame: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     seconds: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float64))
     thumb: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # crop row of the thumbnail
+    entry_features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float16))
     crop_start: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
     crop_features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float16))
     crop_frame: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -133,7 +143,11 @@ class TrackIndex:
 
     @property
     def dim(self) -> int:
-        return int(self.crop_features.shape[1]) if self.crop_features.ndim == 2 else 0
+        return int(self.entry_features.shape[1]) if self.entry_features.ndim == 2 else 0
+
+    @property
+    def keeps_crop_features(self) -> bool:
+        return len(self.crop_frame) > 0 and len(self.crop_features) == len(self.crop_frame)
 
     @property
     def camera_names(self) -> list[str]:
@@ -141,9 +155,9 @@ class TrackIndex:
 
     @property
     def features(self) -> np.ndarray:
-        """(N, D) float32 entry features (`pool` of the crop features), computed once."""
+        """(N, D) float32 entry features, converted once."""
         if self._features is None:
-            self._features = pool(self.crop_features, self.crop_start)
+            self._features = np.asarray(self.entry_features, dtype=np.float32)
         return self._features
 
     def row(self, camera: str, track: int) -> int:
@@ -191,6 +205,8 @@ class TrackIndex:
 
     def crop_rows(self, row: int) -> np.ndarray:
         """(k, D) float32 L2-normalised crop features of entry `row`."""
+        if not self.keeps_crop_features:
+            raise OccreidError(NO_CROP_FEATURES)
         return normalise(self.crop_features[int(self.crop_start[row]) : int(self.crop_start[row + 1])])
 
     def without_camera(self, camera: str) -> TrackIndex:
@@ -216,6 +232,7 @@ class TrackIndex:
             thumb=new_start[:-1] + thumb_offset,
             crop_start=new_start,
             **{name: getattr(self, name)[crops] for name in CROP_COLUMNS},
+            crop_features=self.crop_features[crops] if self.keeps_crop_features else self.crop_features,
             jpeg_start=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
             jpegs=np.asarray(self.jpegs[concat_ranges(self.jpeg_start[crops], sizes)], dtype=np.uint8),
         )
@@ -227,11 +244,13 @@ class TrackIndex:
         clash = set(self.cameras) & set(other.cameras)
         if clash:
             raise OccreidError(f"camera {sorted(clash)[0]!r} is already in the index")
+        if len(self) and len(other) and self.keeps_crop_features != other.keeps_crop_features:
+            raise OccreidError("one index keeps crop features and the other does not; they cannot be merged")
         merged = replace(self, cameras={**self.cameras, **other.cameras})
         n_crops, n_bytes = len(self.crop_frame), int(self.jpeg_start[-1])
-        for name in COLUMNS + CROP_COLUMNS + ("jpegs",):
+        for name in COLUMNS + CROP_COLUMNS + ("crop_features", "jpegs"):
             ours, theirs = getattr(self, name), getattr(other, name)
-            if name == "crop_features" and not len(ours):
+            if ours.ndim == 2 and not len(ours):
                 ours = ours.reshape(0, theirs.shape[1])
             extra = {"camera_code": len(self.cameras), "thumb": n_crops}.get(name, 0)
             setattr(merged, name, np.concatenate([ours, theirs + extra if extra else theirs]))
@@ -245,7 +264,7 @@ class TrackIndex:
         if path.suffix != ".npz":
             raise OccreidError(f"index file {path} must end in .npz")
         header = {"version": INDEX_VERSION, "kind": "tracks", "meta": self.meta, "cameras": self.cameras}
-        arrays = {name: getattr(self, name) for name in COLUMNS + CROP_COLUMNS + ("crop_start",)}
+        arrays = {name: getattr(self, name) for name in COLUMNS + CROP_COLUMNS + ("crop_start", "crop_features")}
         with atomic_write(path) as fh:
             np.savez(
                 fh,
@@ -263,15 +282,18 @@ class TrackIndex:
         path = Path(path)
         if not path.is_file():
             raise OccreidError(f"index file not found: {path} (create it with `occreid index build`)")
-        names = COLUMNS + CROP_COLUMNS + ("crop_start", "jpeg_start", "jpegs")
+        names = COLUMNS + CROP_COLUMNS + ("crop_start", "crop_features", "jpeg_start", "jpegs")
         try:
             try:
                 data: Any = _mapped_npz(path)
             except (ValueError, struct.error):  # not as np.savez writes it: read it the ordinary way
                 data = dict(np.load(path, allow_pickle=False))
             header = json.loads(str(np.asarray(data["header"])))
-            if header.get("version") != INDEX_VERSION or header.get("kind") != "tracks":
-                raise OccreidError(f"{path} is not a track index (version {header.get('version')})")
+            version = header.get("version")
+            if version not in READABLE_VERSIONS or header.get("kind") != "tracks":
+                raise OccreidError(f"{path} is not a track index (version {version})")
+            if version == 2:  # entries pooled from the crop features, which version 2 always kept
+                data["entry_features"] = pool(data["crop_features"], data["crop_start"])
             arrays = {name: data[name] for name in names}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise OccreidError(
