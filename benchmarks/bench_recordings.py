@@ -325,8 +325,8 @@ def _size_row(work: Path, label: str, index) -> str:
     path.unlink()
     cells = " | ".join(f"{b / 1e9:.3f} GB" for b in [*parts, other])
     return (
-        f"| {label} | {cells} | **{size / 1e9:.3f} GB ({size / 2**30:.3f} GiB)** | {out[0]:.1f} s ({out[1]:.1f}) "
-        f"| {out[2]:.1f} s ({out[3]:.1f}) |"
+        f"| {label} | {cells} | **{size / 1e9:.3f} GB ({size / 2**30:.3f} GiB)** "
+        f"| {out[0]:.1f} s ({out[1]:.1f}) | {out[2]:.1f} s ({out[3]:.1f}) |"
     )
 
 

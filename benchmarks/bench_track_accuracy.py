@@ -70,12 +70,13 @@ def rank1_map(dist: np.ndarray, people: np.ndarray, cameras: np.ndarray) -> tupl
 
 def index_seed(folder: Path, checkpoint: Path):
     from occreid.inference import FeatureExtractor
-    from occreid.retrieval import TrackIndex, ingest, open_recording
+    from occreid.retrieval import GallerySettings, TrackIndex, ingest, open_recording
 
     extractor = FeatureExtractor.from_checkpoint(checkpoint, device="cpu", progress=False)
-    index = TrackIndex()
+    index, keep = TrackIndex(), GallerySettings(crop_features=True)  # one random crop and max need them
     for cam in sorted(folder.glob("cam*")):
-        part, _ = ingest(cam.name, open_recording(cam / "gt/gt.txt", video=cam / "video.mp4"), extractor)
+        recording = open_recording(cam / "gt/gt.txt", video=cam / "video.mp4")
+        part, _ = ingest(cam.name, recording, extractor, keep)
         index = index.extend(part)
     return index
 

@@ -291,7 +291,8 @@ def test_cli_replace_camera_and_the_index_lock(built, tmp_path):
 def test_cli_indexes_keep_crop_features_only_when_asked_and_add_follows_the_index(built, tmp_path):
     folder, kept_path = built
     kept, path = load_index(kept_path), tmp_path / "slim.npz"
-    for number, verb in ((1, ["build", "--checkpoint", folder / "model.pt", "--out"]), (2, ["add", "--index"])):
+    build = ["build", "--checkpoint", folder / "model.pt", "--out"]
+    for number, verb in ((1, build), (2, ["add", "--index"])):
         cam = folder / "recording" / f"cam{number}"
         run_cli("index", *verb, path, "--camera", f"cam{number}", "--tracks", cam / "gt" / "gt.txt",
                 "--video", cam / "video.mp4", "--device", "cpu")  # fmt: skip
@@ -304,8 +305,15 @@ def test_cli_indexes_keep_crop_features_only_when_asked_and_add_follows_the_inde
     assert "--crop-features" in _error("search", "--index", path, "--camera", camera, "--track", track,
                                        "--rescore", "max")  # fmt: skip
     assert "--crop-features goes with --tracks" in _error(
-        "index", "build", "--checkpoint", folder / "model.pt", "--out", tmp_path / "i.npz",
-        "--images", folder, "--crop-features",
+        "index",
+        "build",
+        "--checkpoint",
+        folder / "model.pt",
+        "--out",
+        tmp_path / "i.npz",
+        "--images",
+        folder,
+        "--crop-features",
     )
 
 

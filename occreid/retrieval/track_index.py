@@ -264,7 +264,8 @@ class TrackIndex:
         if path.suffix != ".npz":
             raise OccreidError(f"index file {path} must end in .npz")
         header = {"version": INDEX_VERSION, "kind": "tracks", "meta": self.meta, "cameras": self.cameras}
-        arrays = {name: getattr(self, name) for name in COLUMNS + CROP_COLUMNS + ("crop_start", "crop_features")}
+        names = COLUMNS + CROP_COLUMNS + ("crop_start", "crop_features")
+        arrays = {name: getattr(self, name) for name in names}
         with atomic_write(path) as fh:
             np.savez(
                 fh,
