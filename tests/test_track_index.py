@@ -304,17 +304,8 @@ def test_cli_indexes_keep_crop_features_only_when_asked_and_add_follows_the_inde
     assert json.loads(run_cli("search", "--index", path, "--camera", camera, "--track", track, "--json"))
     assert "--crop-features" in _error("search", "--index", path, "--camera", camera, "--track", track,
                                        "--rescore", "max")  # fmt: skip
-    assert "--crop-features goes with --tracks" in _error(
-        "index",
-        "build",
-        "--checkpoint",
-        folder / "model.pt",
-        "--out",
-        tmp_path / "i.npz",
-        "--images",
-        folder,
-        "--crop-features",
-    )
+    images = ["--out", tmp_path / "i.npz", "--images", folder, "--crop-features"]
+    assert "--crop-features goes with --tracks" in _error("index", *build[:-1], *images)
 
 
 def test_times_clipping_warning_and_the_overwrite_rule(built, tmp_path):
