@@ -601,6 +601,14 @@ def test_the_docs_synth_commands_use_the_form_occreid_synth_takes():
         assert not spaced.search(path.read_text()), path
 
 
+def test_space_separated_train_occluders_get_the_comma_form_in_one_line(tmp_path):
+    result = run(
+        "synth", "--out", str(tmp_path / "s"), "--train-occluders", "vehicle", "pole", "board", cwd=tmp_path
+    )
+    assert_user_error(result, "--train-occluders vehicle,pole,board")
+    assert not (tmp_path / "s").exists()
+
+
 def test_a_full_disk_anywhere_else_is_one_line(monkeypatch, capsys):
     import errno
 

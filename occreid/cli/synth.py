@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from occreid.errors import OccreidError
 
+
+class _SynthGroup(TyperGroup):
+    """`occreid synth`'s command group: an occluder type where a sub-command goes is the space-separated form
+    of --train-occluders, answered with the comma-separated one."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        from occreid.data.synthocc.occluders import OCCLUDER_TYPES
+
+        if args and args[0] in OCCLUDER_TYPES and args[0] not in self.commands:
+            given = [str(ctx.params.get("train_occluders") or ""), *args]
+            kinds = ",".join(k for k in given if k in OCCLUDER_TYPES)
+            raise OccreidError(f"--train-occluders takes one comma-separated list: --train-occluders {kinds}")
+        return super().resolve_command(ctx, args)
+
+
 synth_app = typer.Typer(
+    cls=_SynthGroup,
     help="Render SynthOcc, the built-in synthetic occluded-person ReID benchmark (see docs/synthocc.md).",
     invoke_without_command=True,
     no_args_is_help=False,
