@@ -84,6 +84,20 @@ def test_runs_without_grad_and_in_eval_mode(images):
     assert not a.requires_grad
 
 
+def test_a_cpu_conv_model_runs_channels_last_with_the_same_features(images):
+    arrays, _ = images
+    torch.manual_seed(0)
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), tiny_model())
+    expected = conv(manual(arrays))
+    seen = []
+    conv.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    ex = FeatureExtractor(conv, image_size=(32, 16), batch_size=2, device="cpu", progress=False)
+    torch.testing.assert_close(ex(arrays), expected, rtol=1e-5, atol=1e-6)
+    assert conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert seen and all(x.is_contiguous(memory_format=torch.channels_last) for x in seen)
+    assert not seen[0].is_contiguous()  # NHWC, not the NCHW default
+
+
 def test_bad_inputs(tmp_path):
     ex = FeatureExtractor(tiny_model(), image_size=(32, 16), device="cpu", progress=False)
     with pytest.raises(OccreidError, match="missing.jpg"):
