@@ -245,9 +245,10 @@ from pathlib import Path
 import torch
 import occreid.data.splits as splits
 import occreid.engine.trainer as trainer
-from occreid.config import load_config
+from occreid.cli import main
 
 record = {"draws": [], "checked": []}
+out = Path(sys.argv[1], f"rank{os.environ['RANK']}.json")
 build = trainer.build_model
 
 def build_model(cfg, num_classes):
@@ -255,6 +256,7 @@ def build_model(cfg, num_classes):
     step = method.training_step
     def training_step(batch):
         record["draws"].append(torch.rand(3).tolist())
+        out.write_text(json.dumps(record))
         return step(batch)
     method.training_step = training_step
     return method
@@ -262,13 +264,14 @@ def build_model(cfg, num_classes):
 unreadable = getattr(splits, "unreadable_images", None)
 def spy(paths, what, **kwargs):
     record["checked"] += [str(p) for p in paths]
+    out.write_text(json.dumps(record))
     return unreadable(paths, what, **kwargs)
 
 trainer.build_model = build_model
 if unreadable is not None:
     splits.unreadable_images = spy
-trainer.train(load_config(None, sys.argv[2:]), progress=False)
-Path(sys.argv[1], f"rank{os.environ['RANK']}.json").write_text(json.dumps(record))
+sys.argv = ["occreid", "train", *[a for kv in sys.argv[2:] for a in ("--set", kv)]]
+main()  # what `torchrun -m occreid train` runs, its exit included
 """
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -42,6 +43,10 @@ def train(
     result = run_train(cfg, resume=resume, overwrite=overwrite)
     scored = f"best mAP {result.best_map:.1%}" if result.best_map >= 0 else "not evaluated"
     typer.echo(f"done: {result.steps} steps, {scored}, run dir {result.run_dir}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from occreid.utils.distributed import exit_after_distributed_run
+
+        exit_after_distributed_run()
 
 
 def evaluate(
