@@ -1,4 +1,4 @@
-"""Galleries you can search: the track index (format 2: tracks of camera recordings, `TrackIndex`), reading
+"""Galleries you can search: the track index (format 3: tracks of camera recordings, `TrackIndex`), reading
 either it or an image index (format 1, occreid.evaluation.GalleryIndex) with `load_index`, ingesting
 recordings (`open_recording`, `ingest`), and searching by track or by image with the CLI's JSON answer."""
 

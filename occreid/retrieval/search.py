@@ -36,7 +36,7 @@ HNSW_EF_SEARCH = 256  # faiss-hnsw: recall@10 0.945 at 128, on 100k synthetic tr
 
 
 def load_index(path: str | Path) -> TrackIndex | GalleryIndex:
-    """The index at `path`: a TrackIndex (format 2) or an image GalleryIndex (format 1)."""
+    """The index at `path`: a TrackIndex (format 3, or 2) or an image GalleryIndex (format 1)."""
     path = Path(path)
     if not path.is_file():
         raise OccreidError(f"index file not found: {path} (create it with `occreid index build`)")
