@@ -135,6 +135,7 @@ RANDOM = {  # models with random weights, speed only: (config file or None, over
         Path(__file__).parents[1] / "occreid/configs/demo/ogfr.yaml",
         [],
     ),  # the demo's OGFR student
+    "baseline_random": (Path(__file__).parents[1] / "occreid/configs/demo/baseline.yaml", []),  # the demo CNN
 }
 
 

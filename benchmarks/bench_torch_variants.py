@@ -25,8 +25,8 @@ from bench_inference import random_checkpoint
 
 from occreid.inference.models import load_inference_model
 
-MODELS = {  # label -> random-checkpoint key of bench_inference.RANDOM (or "baseline_demo")
-    "MobileNetV2 Baseline (demo), 128 x 64": "mobilenet_demo",
+MODELS = {  # label -> random-checkpoint key of bench_inference.RANDOM
+    "MobileNetV2 Baseline (demo), 128 x 64": "baseline_random",
     "OGFR student (demo), 128 x 64": "ogfr_random",
     "ResNet-50 Baseline, 256 x 128": "resnet50",
 }
@@ -78,14 +78,6 @@ def time_variants(model: torch.nn.Module, batch: torch.Tensor, runs: int) -> lis
     return rows
 
 
-def checkpoint_for(key: str, folder: Path) -> Path:
-    if key == "mobilenet_demo":
-        import bench_inference
-
-        bench_inference.RANDOM[key] = (Path(__file__).parents[1] / "occreid/configs/demo/baseline.yaml", [])
-    return random_checkpoint(key, folder)
-
-
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -103,7 +95,7 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for label, key in models.items():
-            loaded = load_inference_model(checkpoint_for(key, Path(tmp)), device="cpu")
+            loaded = load_inference_model(random_checkpoint(key, Path(tmp)), device="cpu")
             h, w = loaded.image_size
             batch = torch.randn(batch_size, 3, h, w, generator=torch.Generator().manual_seed(0))
             rows = time_variants(loaded.model.eval(), batch, runs)

@@ -2,6 +2,7 @@
 the checkpoint's features from them; int8 export; the runtime choice; broken and foreign .onnx files."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,21 +173,15 @@ def test_index_and_search_accept_the_fp32_export_of_the_checkpoint(exported, tmp
     # adding with the export is adding with the same model
     (tmp_path / "more").mkdir()
     Image.open(query).save(tmp_path / "more" / "q.jpg")
-    ok = runner.invoke(
-        app,
-        [
-            "index",
-            "add",
-            "--index",
-            str(index),
-            "--images",
-            str(tmp_path / "more"),
-            "--checkpoint",
-            str(onnx_path),
-        ],
-    )
+    ok = add_images(runner, index, tmp_path / "more", onnx_path)
     assert ok.exit_code == 0, ok.output
     assert len(GalleryIndex.load(index)) == 7
+
+
+def add_images(runner: CliRunner, index: Path, folder: Path, checkpoint: Path):
+    """`occreid index add --index INDEX --images FOLDER --checkpoint CHECKPOINT`, run in-process."""
+    args = ["index", "add", "--index", index, "--images", folder, "--checkpoint", checkpoint]
+    return runner.invoke(app, [str(a) for a in args])
 
 
 def test_int8_is_refused_in_an_int8_index_mix_and_warned_on_search(exported, tmp_path):
@@ -212,19 +207,7 @@ def test_int8_is_refused_in_an_int8_index_mix_and_warned_on_search(exported, tmp
     (tmp_path / "more").mkdir()
     query = sorted((market / "query").glob("*.jpg"))[0]
     Image.open(query).save(tmp_path / "more" / "q.jpg")
-    result = runner.invoke(
-        app,
-        [
-            "index",
-            "add",
-            "--index",
-            str(index),
-            "--images",
-            str(tmp_path / "more"),
-            "--checkpoint",
-            str(int8),
-        ],
-    )
+    result = add_images(runner, index, tmp_path / "more", int8)
     assert isinstance(result.exception, OccreidError)
     assert "fp32 features but this model gives int8" in str(result.exception)
     assert len(GalleryIndex.load(index)) == 6
