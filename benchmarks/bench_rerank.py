@@ -1,13 +1,14 @@
 """k-reciprocal re-ranking: occreid's memory-bounded version vs the widely used dense reference.
 
-Both run from the same three distance matrices at N = Q + G = 3,000 and 6,000 (at 6,000 also with 600 queries
-and 128-d features); ours alone runs from 2048-d
-features at Occluded-Duke size (N = 19,871; the dense reference would need ~9 GB there). Each variant runs in
-its own subprocess. Memory is measured around the timed call only, as in bench_evaluation.py (`PeakMemory`:
-the resident high-water mark VmHWM is reset just before the call): "extra" = peak during the call minus the
-resident size before it (the inputs are already resident), "total" = the whole process's peak during the call
-(inputs, Python and torch included). Both are reported, and both ratios to the reference, so the "at most a
-quarter of the reference's peak memory" target can be judged on either. Linux only.
+Both run from the same three distance matrices at N = Q + G = 3,000 and 6,000 (at 6,000 also with 600
+queries and 128-d features); ours alone runs from 2048-d features at Occluded-Duke size (N = 19,871; the
+dense reference would need ~9 GB there). Ours runs on one thread and on every core; the reference is single-
+threaded numpy. Each variant runs in its own subprocess. Memory is measured around the timed call only, as
+in bench_evaluation.py (`PeakMemory`: the resident high-water mark VmHWM is reset just before the call):
+"extra" = peak during the call minus the resident size before it (the inputs are already resident), "total"
+= the whole process's peak during the call (inputs, Python and torch included). Both are reported, and both
+ratios to the reference, so the "at most a quarter of the reference's peak memory" target can be judged on
+either. Linux only.
 
     python benchmarks/bench_rerank.py          # markdown table, also saved to
                                                  benchmarks/results/bench_rerank.md
@@ -28,17 +29,21 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_evaluation import PeakMemory  # noqa: E402 (the same measurement in every benchmark)
 
 QUICK = "--quick" in sys.argv
-REPEATS = 3
+REPEATS = 5
+ALL_CORES = os.cpu_count() or 1
+# ours runs on one thread and on every core (torch's thread count, which OMP_NUM_THREADS sets); the reference
+# is plain numpy and uses one core whatever the setting
+MATRICES = ("reference", "ours (matrices), 1 thread", f"ours (matrices), {ALL_CORES} threads")
 CASES = [  # (name, queries, gallery, feature dim, variants)
-    ("N=3,000", 500, 2500, 256, ("reference", "ours (matrices)")),
-    ("N=6,000", 1000, 5000, 256, ("reference", "ours (matrices)")),
-    ("N=6,000, fewer queries", 600, 5400, 128, ("reference", "ours (matrices)")),
-    ("Occluded-Duke N=19,871", 2210, 17661, 2048, ("ours (features)",)),
+    ("N=3,000", 500, 2500, 256, MATRICES),
+    ("N=6,000", 1000, 5000, 256, MATRICES),
+    ("N=6,000, fewer queries", 600, 5400, 128, MATRICES),
+    ("Occluded-Duke N=19,871", 2210, 17661, 2048, (f"ours (features), {ALL_CORES} threads",)),
 ]
 if QUICK:
     CASES = [
-        ("quick N=600", 100, 500, 64, ("reference", "ours (matrices)")),
-        ("quick N=1,200 features", 200, 1000, 128, ("ours (features)",)),
+        ("quick N=600", 100, 500, 64, MATRICES),
+        ("quick N=1,200 features", 200, 1000, 128, (f"ours (features), {ALL_CORES} threads",)),
     ]
 OUT_DIR = Path(tempfile.gettempdir())
 
@@ -106,24 +111,26 @@ def make_features(num_q, num_g, dim, seed=0):
 
 def run_variant(case_index: int, variant: str) -> dict:
     import numpy as np
+    import torch
 
     from occreid.evaluation import compute_distance, re_ranking, re_ranking_features
 
     _, num_q, num_g, dim, _ = CASES[case_index]
+    torch.set_num_threads(1 if variant.endswith(" 1 thread") else ALL_CORES)
     qf, gf = make_features(num_q, num_g, dim)
-    if variant != "ours (features)":
+    if not variant.startswith("ours (features)"):
         mats = [compute_distance(a, b).numpy() for a, b in ((qf, gf), (qf, qf), (gf, gf))]
     with PeakMemory() as mem:
         start = time.perf_counter()
         if variant == "reference":
             out = reference_re_ranking(*mats)
-        elif variant == "ours (matrices)":
+        elif variant.startswith("ours (matrices)"):
             out = re_ranking(*mats)
         else:
             out = re_ranking_features(qf, gf)
         seconds = time.perf_counter() - start
-    if variant != "ours (features)":
-        np.save(OUT_DIR / f"occreid_bench_rerank_{case_index}_{variant[:3]}.npy", out)
+    if not variant.startswith("ours (features)"):
+        np.save(OUT_DIR / f"occreid_bench_rerank_{case_index}_{variant.replace(' ', '_')}.npy", out)
     return {"seconds": seconds, "extra_peak_mb": mem.extra_mb, "total_peak_mb": mem.total_mb}
 
 
@@ -133,7 +140,6 @@ def main() -> None:
         print(json.dumps(run_variant(int(args[0]), args[1])))
         return
     import numpy as np
-    import torch
 
     lines = [
         (
@@ -163,11 +169,12 @@ def main() -> None:
             for v, r in runs.items()
             if "reference" in runs
         }
-        diff = ""
+        diffs = {}
         if "reference" in rows:
-            a = np.load(OUT_DIR / f"occreid_bench_rerank_{i}_ref.npy")
-            b = np.load(OUT_DIR / f"occreid_bench_rerank_{i}_our.npy")
-            diff = f"{np.abs(a - b).max():.1e}"
+            a = np.load(OUT_DIR / f"occreid_bench_rerank_{i}_reference.npy")
+            for variant in variants[1:]:
+                b = np.load(OUT_DIR / f"occreid_bench_rerank_{i}_{variant.replace(' ', '_')}.npy")
+                diffs[variant] = f"{np.abs(a - b).max():.1e}"
         ref = rows.get("reference")
         for variant, r in rows.items():
             speed = f"{ratios[variant]:.1f}x" if ref else "-"
@@ -176,16 +183,16 @@ def main() -> None:
             lines.append(
                 f"| {name} (Q={num_q}, G={num_g}, {dim}-d) | {variant} | {r['seconds']:.2f} | "
                 f"{r['extra_peak_mb']:.0f} | {r['total_peak_mb']:.0f} | {speed} | {extra} | {total} | "
-                f"{diff if variant == 'ours (matrices)' else ''} |"
+                f"{diffs.get(variant, '')} |"
             )
     load_after = os.getloadavg()
     lines += [
         "",
         (
-            f"Each reference/ours pair ran {REPEATS} times, alternating; time = the median run, speed-up = "
-            f"the median of the per-round ratios. torch threads: {torch.get_num_threads()} "
-            f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); {os.cpu_count()} CPUs, shared "
-            f"with other jobs: 1-min load average {load_before[0]:.1f} before, {load_after[0]:.1f} after."
+            f"Each variant ran {REPEATS} times, the variants alternating; time = the median run, speed-up = "
+            f"the median of the per-round ratios. Threads: as named in the variant (torch.set_num_threads); "
+            f"the reference is single-threaded numpy. {os.cpu_count()} CPUs; 1-min load average "
+            f"{load_before[0]:.1f} before, {load_after[0]:.1f} after."
         ),
         "",
         (

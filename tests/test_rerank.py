@@ -112,6 +112,46 @@ def test_tiny_sets_and_float64_inputs():
     assert np.abs(re_ranking_features(qf, gf) - expected).max() <= 1e-5
 
 
+def test_negative_entries_and_negative_zero_match_the_reference():
+    """Selection runs on unsquared float32 distances when none is negative: a -0.0 diagonal must sort as 0,
+    and a negative entry (squared, it may precede smaller positives) sends the block through the squares."""
+    rng = np.random.default_rng(13)
+    qg = rng.random((20, 90)).astype(np.float32)
+    qq, gg = rng.random((20, 20)).astype(np.float32), rng.random((90, 90)).astype(np.float32)
+    np.fill_diagonal(qq, -0.0)
+    np.fill_diagonal(gg, -0.0)
+    expected = reference_re_ranking(qg, qq, gg, 8, 3, 0.3)
+    assert np.abs(re_ranking(qg, qq, gg, k1=8, k2=3, chunk_size=32) - expected).max() <= 1e-5
+    gg[rng.random(gg.shape) < 0.05] *= -1.0  # 5% negative: in squares they reorder
+    expected = reference_re_ranking(qg, qq, gg, 8, 3, 0.3)
+    assert np.abs(re_ranking(qg, qq, gg, k1=8, k2=3, chunk_size=32) - expected).max() <= 1e-5
+
+
+def test_threads_give_the_same_bits_and_empty_sides_work(features):
+    qf, gf = features
+    qg, qq, gg = (np.asarray(compute_distance(a, b)) for a, b in ((qf, gf), (qf, qf), (gf, gf)))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = re_ranking(qg, qq, gg, chunk_size=16)
+        torch.set_num_threads(3)
+        three = re_ranking(qg, qq, gg, chunk_size=16)
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(one, three)
+    assert np.abs(one - reference_re_ranking(qg, qq, gg)).max() <= 1e-5
+    assert re_ranking(qg[:0], qq[:0, :0], gg).shape == (0, 160)
+    assert re_ranking(qg[:, :0], qq, gg[:0, :0]).shape == (40, 0)
+
+
+def test_nan_is_one_clear_error(features):
+    qf, gf = features
+    qg, qq, gg = (np.array(compute_distance(a, b)) for a, b in ((qf, gf), (qf, qf), (gf, gf)))
+    gg[3, 7] = np.nan
+    with pytest.raises(OccreidError, match="NaN"):
+        re_ranking(qg, qq, gg)
+
+
 def test_bad_parameters():
     with pytest.raises(OccreidError, match="k1"):
         re_ranking(np.zeros((2, 3)), np.zeros((2, 2)), np.zeros((3, 3)), k1=0)

@@ -14,18 +14,23 @@ M = [[q_q, q_g], [q_g^T, g_g]]:
     d_J(i, j) = 1 - m / (2 - m),  m = sum_l min(V(i, l), V(j, l))                          (Eq. 11)
     final   = (1 - lambda) * d_J + lambda * d,  sliced to query x gallery
 
-How memory stays bounded: one pass over blocks of columns of M (rows of d; copies of row strips, no large
-transposes) computes each column's max and its k1 + 1 nearest (dividing by its own max does not change the
-order) and keeps only the query x gallery block of d. The nearest are not a full top-k: the largest of k group
-minima bounds the k-th smallest, and only the few entries under that bound are sorted (`_smallest_k`). The
+How memory stays bounded: one pass over blocks of columns of M (rows of d), read as views of the inputs,
+computes each column's max and its k1 + 1 nearest (dividing by its own max does not change the order, nor
+does squaring non-negative numbers, so only the chosen entries are squared) and keeps only the query x
+gallery block of d. The nearest are not a full top-k: the k-th smallest of the minima of k row groups bounds
+the k-th smallest entry, and only the few entries under that bound are sorted (`_smallest_k`). The
 k-reciprocal sets are index arithmetic on the (N, k1 + 1) neighbour table, V is a sparse list of (row, column,
 value) triples with about N x 2 k1 entries, query expansion merges sparse rows, and the Jaccard term only
-visits gallery rows that share a column with the query. Only the (Q, G) output is dense. Ties in the neighbour
-order may break differently from the reference's unstable argsort; with continuous features there are none.
+visits gallery rows that share a column with the query. Only the (Q, G) output is dense. The column blocks,
+the set blocks and the Jaccard chunks run on torch's thread count (their numpy passes release the GIL).
+Ties in the neighbour order may break differently from the reference's unstable argsort; with continuous
+features there are none.
 """
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -48,16 +53,28 @@ def _numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _square_transposed(dst: np.ndarray, src: np.ndarray, tile: int = 256) -> None:
-    """dst[...] = src.T ** 2 (computed in dst's dtype, as the reference squares after concatenating) in
-    (tile x all) strips: ~4x faster than one strided copy, which misses the cache, and squaring while copying
-    saves a second pass over the block."""
-    for a in range(0, src.shape[0], tile):
-        np.square(src[a : a + tile].T, out=dst[:, a : a + tile], dtype=dst.dtype)
+def _workers() -> int:
+    """Threads for the block loops: torch's thread count (OMP_NUM_THREADS), as for every other CPU op. The
+    numpy passes in the blocks release the GIL."""
+    import torch
+
+    return max(1, torch.get_num_threads())
+
+
+def _map(fn, items: list, workers: int) -> list:
+    if workers <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(min(workers, len(items)), thread_name_prefix="occreid-rerank") as pool:
+        return list(pool.map(fn, items))
+
+
+def _blocks(N: int, Q: int, size: int) -> list[tuple[int, int]]:
+    """Index ranges of at most `size` in the joint matrix, none straddling the query/gallery boundary Q."""
+    return [(s, min(s + size, b)) for a, b in ((0, Q), (Q, N)) for s in range(a, b, size)]
 
 
 class _MatrixSource:
-    """Rows of the squared, transposed joint matrix, read from the three given distance matrices."""
+    """Columns of the joint matrix M, read as views of the three given distance matrices."""
 
     def __init__(self, q_g: Any, q_q: Any, g_g: Any) -> None:
         self.q_g, self.q_q, self.g_g = _numpy(q_g), _numpy(q_q), _numpy(g_g)
@@ -68,33 +85,24 @@ class _MatrixSource:
                 f"{self.q_q.shape}, {self.g_g.shape}"
             )
         self.N = self.Q + self.G
+        self.dtype = np.result_type(self.q_q.dtype, self.q_g.dtype, self.g_g.dtype)
+        self.workers = _workers()
 
-    columns_major = True  # blocks are columns of the joint matrix: copies of row strips, no transposes
-
-    def rows(self, s: int, e: int) -> np.ndarray:
-        """(N, e - s) float32 numpy array: M[:, s:e] squared (a reused buffer). Row i of the reference's
-        transposed matrix is column i of M, so the block is read column-wise; only the (Q, G) q_g part is
-        transposed, for query columns."""
+    def nearest(self, s: int, e: int, k: int):
+        """Column block s..e-1 of M (row i of the reference's transposed matrix is column i of M), read as
+        two views without copies: the query rows and the gallery rows. See `_column_nearest`."""
         Q = self.Q
-        dtype = np.result_type(self.q_q.dtype, self.q_g.dtype, self.g_g.dtype)
-        buf = getattr(self, "_buf", None)
-        if buf is None or buf.shape[1] < e - s or buf.dtype != dtype:
-            buf = self._buf = np.empty((self.N, e - s), dtype=dtype)
-        out = buf[:, : e - s] if buf.shape[1] == e - s else np.empty((self.N, e - s), dtype=dtype)
-        nq = max(0, min(e, Q) - s)  # columns of this block that are queries
-        if nq:
-            np.square(self.q_q[:, s : s + nq], out=out[:Q, :nq], dtype=dtype)
-            _square_transposed(out[Q:, :nq], self.q_g[s : s + nq])
-        if e > Q:
-            a, b = max(s, Q) - Q, e - Q
-            np.square(self.q_g[:, a:b], out=out[:Q, nq:], dtype=dtype)
-            np.square(self.g_g[:, a:b], out=out[Q:, nq:], dtype=dtype)
-        return out if dtype == np.float32 else out.astype(np.float32)
+        if e <= Q:
+            parts = [(self.q_q[:, s:e], 0), (self.q_g[s:e].T, Q)]
+        else:
+            parts = [(self.q_g[:, s - Q : e - Q], 0), (self.g_g[:, s - Q : e - Q], Q)]
+        parts = [(p, first) for p, first in parts if len(p)]  # no queries, or no gallery
+        top, values, index = _column_nearest(parts, k, self.N, self.dtype)
+        return top, values, index, (self.query_rows(s, e) if e <= Q else None)
 
     def query_rows(self, s: int, e: int) -> np.ndarray:
         """(e - s, G) float32: the squared query x gallery rows s..e-1, cast as the reference casts them."""
-        dtype = np.result_type(self.q_q.dtype, self.q_g.dtype, self.g_g.dtype)
-        return np.square(self.q_g[s:e], dtype=dtype).astype(np.float32, copy=False)
+        return np.square(self.q_g[s:e], dtype=self.dtype).astype(np.float32, copy=False)
 
     def pairs(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """Squared joint-matrix entries M[j, i]^2 as float32, for index arrays i, j."""
@@ -116,7 +124,10 @@ class _MatrixSource:
 
 
 class _FeatureSource:
-    """Rows of the squared distance matrix of the stacked query and gallery features, computed on the fly."""
+    """Rows of the distance matrix of the stacked query and gallery features, computed on the fly. The matrix
+    is symmetric, so its rows are the columns the reference reads."""
+
+    workers = 1  # the GEMM is already multi-threaded by torch
 
     def __init__(self, qf: Any, gf: Any, metric: str, normalize: bool) -> None:
         import torch
@@ -141,14 +152,17 @@ class _FeatureSource:
             return (a_sq + b_sq - 2.0 * a).clamp_(min=0)
         return 1.0 - a
 
-    def rows(self, s: int, e: int):
-        """(e - s, N) float32 squared distances: a numpy array on the CPU, a torch tensor on other devices."""
+    def nearest(self, s: int, e: int, k: int):
+        """See `_column_nearest`; on a GPU the whole selection runs there."""
         import torch
 
-        block = self.f[s:e]
+        block, Q = self.f[s:e], self.Q
         if self.f.device.type != "cpu":
-            d = self._dist(block @ self.f.T, self.sq.unsqueeze(0), self.sq[s:e].unsqueeze(1))
-            return d.pow_(2)
+            d = self._dist(block @ self.f.T, self.sq.unsqueeze(0), self.sq[s:e].unsqueeze(1)).pow_(2)
+            top = d.max(dim=1).values
+            values, index = torch.topk(d, k, dim=1, largest=False, sorted=True)
+            rows = d[:, Q:].cpu().numpy() if e <= Q else None
+            return top.cpu().numpy(), values.cpu().numpy(), index.cpu().numpy(), rows
         from occreid.evaluation.distance import _finish_cpu
 
         buf = getattr(self, "_buf", None)
@@ -158,8 +172,8 @@ class _FeatureSource:
         torch.mm(block, self.f.T, out=out)  # one GEMM into a reused buffer, then in-place numpy passes
         d = out.numpy()
         _finish_cpu(d, self.sq[s:e].numpy(), self.sq.numpy(), self.metric)
-        np.square(d, out=d)
-        return d
+        top, values, index = _column_nearest([(d.T, 0)], k, self.N, np.dtype(np.float32))
+        return top, values, index, (np.square(d[:, Q:]) if e <= Q else None)
 
     def pairs(self, i: np.ndarray, j: np.ndarray, chunk: int = 16384) -> np.ndarray:
         import torch
@@ -174,85 +188,100 @@ class _FeatureSource:
         return out
 
 
-def _smallest_k(block: np.ndarray, k: int, columns: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(values, indices) of the k smallest entries of each row (each column if `columns`) of a non-negative
-    float32 block (squared distances), ascending (ties by index), as (B, k) arrays. About 3x faster than
-    torch.topk on (1024, 6000) blocks with one thread (measured on a shared 2-core machine).
+Parts = list[tuple[np.ndarray, int]]  # vertical pieces (n_i, B) of a column block, each with its first row
 
-    Why it is exact: split each row into k groups of columns; the k group minima are k distinct entries of
-    the row, so the largest of them bounds the k-th smallest from above. Only the entries at or below that
-    bound (on random 128-d features ~77 per row for k = 21, n = 6,000) are kept and sorted, in one numpy
-    value sort of int64 keys packing (row, float bits, column): the bits of a non-negative float32 order
-    like the float itself. Clustered rows only keep more candidates (slower, still exact).
+
+def _column_nearest(parts: Parts, k: int, n: int, dtype: np.dtype):
+    """(top (B,), values (B, k), index (B, k)) for the columns of a block given as vertical parts: each
+    column's largest squared entry and its k smallest squared entries, ascending, with their rows.
+
+    Squaring keeps the order of non-negative numbers, so float32 distances are selected as they are and only
+    the chosen entries are squared (as the reference does, in float32); negative entries or other dtypes are
+    squared in their dtype and cast first, as the reference does.
     """
-    import torch
+    if dtype != np.float32:
+        parts = [(np.square(p, dtype=dtype).astype(np.float32), first) for p, first in parts]
+    top = np.max([p.max(axis=0) for p, _ in parts], axis=0)  # NaN propagates: one cheap check per block
+    if np.isnan(top).any():
+        raise OccreidError("re-ranking input holds NaN; check the features/distances")
+    bound, lowest = _kth_bound(parts, k)
+    if dtype != np.float32 or lowest >= 0:
+        values, index = _smallest_k(parts, k, n, bound)
+        return (top, values, index) if dtype != np.float32 else (np.square(top), np.square(values), index)
+    parts = [(np.square(p), first) for p, first in parts]
+    bound, _ = _kth_bound(parts, k)
+    return np.max([p.max(axis=0) for p, _ in parts], axis=0), *_smallest_k(parts, k, n, bound)
 
-    n, B = block.shape if columns else block.shape[::-1]
-    col_bits, row_bits = int(n).bit_length(), int(B).bit_length()
-    if n < 4 * k or row_bits + 31 + col_bits > 63:
-        values, index = torch.topk(torch.from_numpy(block), k, dim=0 if columns else 1, largest=False)
-        return (values.T.numpy(), index.T.numpy()) if columns else (values.numpy(), index.numpy())
-    group = n // k
-    if columns:
-        bound = block[: group * k].reshape(k, group, B).min(axis=1).max(axis=0)
-        flat = np.flatnonzero(block <= bound)
-        row, col = flat % B, flat // B
-    else:
-        bound = block[:, : group * k].reshape(B, k, group).min(axis=2).max(axis=1)
-        flat = np.flatnonzero(block <= bound[:, None])
-        row = flat // n
-        col = flat - row * n
-    bits = block.reshape(-1)[flat].view(np.int32).astype(np.int64)
-    packed = np.sort((row << (31 + col_bits)) | (bits << col_bits) | col)
-    count = np.bincount(row, minlength=B)  # >= k for every row, by the bound above
+
+def _kth_bound(parts: Parts, k: int) -> tuple[np.ndarray, float]:
+    """(an upper bound on each column's k-th smallest entry, the smallest entry of the block).
+
+    Split each part's rows into k groups: group minima are distinct entries, so the k-th smallest of all
+    group minima (and leftover rows) bounds the k-th smallest entry from above. On random 128-d features
+    about 80 entries per column fall under it, for k = 21, n = 6,000.
+    """
+    samples = []
+    for p, _ in parts:
+        group = len(p) // k
+        if group > 1:
+            samples.append(p[: group * k].reshape(k, group, -1).min(axis=1))
+            p = p[group * k :]
+        samples.append(p)
+    samples = np.concatenate(samples)
+    return np.partition(samples, k - 1, axis=0)[k - 1], float(samples.min())
+
+
+def _smallest_k(parts: Parts, k: int, n: int, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The k smallest entries of each column (ties by row) among those at or below `bound`, for non-negative
+    float32 parts: one numpy value sort of int64 keys packing (column, float bits, row), as the bits of a
+    non-negative float32 order like the float itself. About 3x faster than torch.topk."""
+    B = len(bound)
+    row_bits, col_bits = int(n).bit_length(), int(B).bit_length()
+    if row_bits + 31 + col_bits > 63:  # over a million rows: the keys would not fit, use torch.topk
+        import torch
+
+        block = torch.from_numpy(np.ascontiguousarray(np.concatenate([p for p, _ in parts])))
+        values, index = torch.topk(block, k, dim=0, largest=False)
+        return values.T.numpy(), index.T.numpy().astype(np.int32)
+    keys = []
+    for p, first in parts:
+        if p.strides[0] < p.strides[1]:  # a transposed view: scan it in its memory order
+            flat = np.flatnonzero(p.T <= bound[:, None])
+            col = flat // len(p)
+            row = flat - col * len(p)
+        else:
+            flat = np.flatnonzero(p <= bound)
+            row = flat // B
+            col = flat - row * B
+        bits = (p[row, col] + np.float32(0)).view(np.int32).astype(np.int64)  # + 0 turns -0.0 into +0.0
+        keys.append((col << (31 + row_bits)) | (bits << row_bits) | (row + first))
+    packed = np.sort(np.concatenate(keys))
+    count = np.bincount(packed >> (31 + row_bits), minlength=B)  # >= k for every column, by the bound
     picked = packed[(np.cumsum(count) - count)[:, None] + np.arange(k)]
-    values = ((picked >> col_bits) & 0x7FFFFFFF).astype(np.int32).view(np.float32)
-    return values, (picked & ((1 << col_bits) - 1)).astype(np.int32)
+    values = ((picked >> row_bits) & 0x7FFFFFFF).astype(np.int32).view(np.float32)
+    return values, (picked & ((1 << row_bits) - 1)).astype(np.int32)
 
 
 def _neighbours(src, k: int, chunk_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One pass over row blocks: each row's max, its k nearest (sorted) with normalised distances, and the
-    normalised query x gallery block. Returns (rowmax (N,), nbr (N, k), nbr_dist (N, k), q_g (Q, G))."""
-    import torch
-
+    """One pass over column blocks: each column's max, its k nearest (sorted) with normalised distances, and
+    the normalised query x gallery block. Returns (colmax (N,), nbr (N, k), nbr_dist (N, k), q_g (Q, G))."""
     N, Q = src.N, src.Q
-    rowmax = np.empty(N, dtype=np.float32)
+    colmax = np.empty(N, dtype=np.float32)
     nbr = np.empty((N, k), dtype=np.int32)  # halves the gathers in the set arithmetic below
     nbr_dist = np.empty((N, k), dtype=np.float32)
     q_g = np.empty((Q, src.G), dtype=np.float32)
-    for s in range(0, N, chunk_size):
-        e = min(s + chunk_size, N)
-        block = src.rows(s, e)
-        if not isinstance(block, np.ndarray):  # GPU: torch ops on the device
-            m = block.max(dim=1).values
-            if torch.isnan(m).any():
-                raise OccreidError(
-                    f"re-ranking input holds NaN (rows {s}..{e - 1}); check the features/distances"
-                )
-            m = torch.where(m > 0, m, torch.ones_like(m))  # a row of zeros stays zeros (the reference: NaN)
-            values, index = torch.topk(block, k, dim=1, largest=False, sorted=True)
-            rowmax[s:e] = m.cpu().numpy()
-            nbr[s:e] = index.cpu().numpy()
-            nbr_dist[s:e] = (values / m.unsqueeze(1)).cpu().numpy()
-            if s < Q:
-                b = min(e, Q)
-                q_g[s:b] = (block[: b - s, Q:] / m[: b - s].unsqueeze(1)).cpu().numpy()
-            continue
-        columns = getattr(src, "columns_major", False)
-        m = block.max(axis=0 if columns else 1)  # NaN propagates into the max: one cheap check per block
-        if np.isnan(m).any():
-            raise OccreidError(
-                f"re-ranking input holds NaN (rows {s}..{e - 1}); check the features/distances"
-            )
-        m[m <= 0] = 1.0  # a row of zeros stays zeros (the reference gives NaN)
-        values, nbr[s:e] = _smallest_k(block, k, columns)
-        rowmax[s:e] = m
-        np.divide(values, m[:, None], out=nbr_dist[s:e])
-        if s < Q:
-            b = min(e, Q)
-            rows = src.query_rows(s, b) if columns else block[: b - s, Q:]
-            np.divide(rows, m[: b - s, None], out=q_g[s:b])
-    return rowmax, nbr, nbr_dist, q_g
+
+    def block(span: tuple[int, int]) -> None:
+        s, e = span
+        top, values, nbr[s:e], rows = src.nearest(s, e, k)
+        top[top <= 0] = 1.0  # a column of zeros stays zeros (the reference gives NaN)
+        colmax[s:e] = top
+        np.divide(values, top[:, None], out=nbr_dist[s:e])
+        if rows is not None:
+            np.divide(rows, top[:, None], out=q_g[s:e])
+
+    _map(block, _blocks(N, Q, chunk_size), src.workers)
+    return colmax, nbr, nbr_dist, q_g
 
 
 def _reciprocal_mask(nbr: np.ndarray, k: int) -> np.ndarray:
@@ -261,13 +290,13 @@ def _reciprocal_mask(nbr: np.ndarray, k: int) -> np.ndarray:
     return (nbr[forward, : k + 1] == np.arange(nbr.shape[0])[:, None, None]).any(axis=2)
 
 
-def _expanded_sets(nbr: np.ndarray, k1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _expanded_sets(nbr: np.ndarray, k1: int, workers: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """K*(i) of Eq. 9 for every i, as (row, column) pairs grouped by row, without duplicates.
 
     Also returns slot (same length): the position of the column in nbr[row], or -1 when it is not there.
-    Set membership and the slot lookup use dense (B, N) maps over a block of B rows (about 20 MB), read and
-    written through flat indices row * N + col (1-D takes are several times faster than 2-D fancy indexing);
-    de-duplication is one value sort of those flat indices.
+    Set membership and the slot lookup use dense (B, N) maps over a block of B rows (about 20 MB per
+    thread), read and written through flat indices row * N + col (1-D takes are several times faster than
+    2-D fancy indexing); de-duplication is one value sort of those flat indices.
     """
     N, k = nbr.shape
     half = int(np.around(k1 / 2.0))
@@ -275,10 +304,13 @@ def _expanded_sets(nbr: np.ndarray, k1: int) -> tuple[np.ndarray, np.ndarray, np
     m1, mh = _reciprocal_mask(nbr, k1), _reciprocal_mask(nbr, half)
     half_size = mh.sum(axis=1)  # |R(j, k1/2) reciprocal| for every j
     B = max(1, min(N, (1 << 22) // N))
-    mark = np.zeros(B * N, dtype=bool)  # K(i) of the block's rows, flat
-    ids = np.full(B * N, -1, dtype=np.int32)  # slot lookup, flat
-    out_rows, out_cols, out_slots = [], [], []
-    for s in range(0, N, B):
+    scratch = threading.local()
+
+    def block(s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not hasattr(scratch, "mark"):
+            scratch.mark = np.zeros(B * N, dtype=bool)  # K(i) of the block's rows, flat
+            scratch.ids = np.full(B * N, -1, dtype=np.int32)  # slot lookup, flat
+        mark, ids = scratch.mark, scratch.ids
         e = min(s + B, N)
         base = (np.arange(e - s, dtype=np.int64) * N)[:, None]
         F, M = f1[s:e], m1[s:e]
@@ -297,12 +329,13 @@ def _expanded_sets(nbr: np.ndarray, k1: int) -> tuple[np.ndarray, np.ndarray, np
         flat = flat[first]  # unique (row, col), sorted by row then column
         nb_flat = (base + nbr[s:e]).ravel()
         ids[nb_flat] = np.tile(np.arange(k, dtype=np.int32), e - s)
-        out_slots.append(ids[flat])
+        slots = ids[flat]
         ids[nb_flat] = -1
         r = flat // N
-        out_rows.append(r + s)
-        out_cols.append(flat - r * N)
-    return np.concatenate(out_rows), np.concatenate(out_cols), np.concatenate(out_slots)
+        return r + s, flat - r * N, slots
+
+    parts = _map(block, list(range(0, N, B)), workers)
+    return tuple(np.concatenate(column) for column in zip(*parts))
 
 
 def _row_normalised_weights(rows: np.ndarray, d: np.ndarray, N: int) -> np.ndarray:
@@ -328,20 +361,31 @@ def _sort_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return packed >> bits, packed & ((1 << bits) - 1)
 
 
-def _merge_rows(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, N: int):
-    """Sum duplicate (row, col) entries; returns entries sorted by row then column."""
-    bits = int(N).bit_length()  # (row << bits) | col: shifts and masks instead of int64 division
-    keys, order = _sort_keys((rows.astype(np.int64) << bits) | cols)
+def _merge_entries(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, Q: int, N: int):
+    """Sum duplicate (row, col) entries (rows come sorted) and lay them out as the Jaccard term reads them:
+    query entries grouped by row, gallery entries grouped by column (an inverted index). Returns
+    ((rows, cols, vals) of the queries, the same of the gallery)."""
+    bits = int(N).bit_length()  # shifts and masks instead of int64 division
+    mask = (1 << bits) - 1
+    split = int(np.searchsorted(rows, Q))
+    q_keys, q_vals = _sum_duplicates((rows[:split] << bits) | cols[:split], vals[:split])
+    g_keys, g_vals = _sum_duplicates((cols[split:] << bits) | rows[split:], vals[split:])
+    return (q_keys >> bits, q_keys & mask, q_vals), (g_keys & mask, g_keys >> bits, g_vals)
+
+
+def _sum_duplicates(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique keys, the sum of vals over each key)."""
+    keys, order = _sort_keys(keys)
     first = np.empty(len(keys), dtype=bool)
     first[:1] = True
     np.not_equal(keys[1:], keys[:-1], out=first[1:])
     uniq = keys[first]
-    merged = np.bincount(np.cumsum(first) - 1, weights=vals[order], minlength=len(uniq))
-    return uniq >> bits, uniq & ((1 << bits) - 1), merged
+    return uniq, np.bincount(np.cumsum(first) - 1, weights=vals[order], minlength=len(uniq))
 
 
-def _query_expansion(rows, cols, vals, nbr: np.ndarray, k2: int, N: int):
-    """V(i) <- mean of V(j) over the k2 nearest j of i (j = nbr[i, :k2])."""
+def _query_expansion(rows, cols, vals, nbr: np.ndarray, k2: int, Q: int, N: int):
+    """V(i) <- mean of V(j) over the k2 nearest j of i (j = nbr[i, :k2]); entries come grouped by row and
+    leave laid out by `_merge_entries`."""
     take = nbr[:, :k2]
     count = np.bincount(rows, minlength=N)
     start = np.cumsum(count) - count
@@ -350,69 +394,76 @@ def _query_expansion(rows, cols, vals, nbr: np.ndarray, k2: int, N: int):
     n_each = count[src]
     out_rows = np.repeat(out_row, n_each)
     flat = np.repeat(start[src] - (np.cumsum(n_each) - n_each), n_each) + np.arange(int(n_each.sum()))
-    return _merge_rows(out_rows, cols[flat], vals[flat] / take.shape[1], N)
+    return _merge_entries(out_rows, cols[flat], vals[flat] / take.shape[1], Q, N)
 
 
-def _jaccard_min_sums(rows, cols, vals, Q: int, N: int, budget: int = 500_000) -> np.ndarray:
-    """m(i, g) = sum_l min(V(i, l), V(Q + g, l)) for queries i and gallery items g: (Q, N - Q) float32.
+def _final_distances(
+    query, gallery, q_g: np.ndarray, lambda_value: float, workers: int, budget: int = 100_000
+) -> np.ndarray:
+    """(1 - lambda) d_J + lambda d for queries x gallery (Eq. 11 and the blend), written over q_g.
 
-    Works on (query, column, gallery) triples of shared non-zero columns, in query chunks of about `budget`
-    triples so the temporary memory stays bounded (~30 bytes per triple).
+    d_J needs m(i, g) = sum_l min(V(i, l), V(Q + g, l)) over the columns l that query i and gallery item g
+    share: (query, column, gallery) triples, worked through in chunks of queries with about `budget` triples
+    each (cache-sized temporaries, ~40 bytes per triple), spread over `workers` threads. Entries come laid
+    out by `_merge_entries`.
     """
-    G = N - Q
-    is_q = rows < Q
-    # Gallery rows grouped by column (an inverted index).
-    g_rows, g_cols, g_vals = rows[~is_q] - Q, cols[~is_q], vals[~is_q].astype(np.float32)
-    g_cols, order = _sort_keys(g_cols)  # order within a column does not matter (the sums are float64)
-    g_rows, g_vals = g_rows[order].astype(np.int32), g_vals[order]
-    col_count = np.bincount(g_cols, minlength=N)
+    Q, G = q_g.shape
+    (q_rows, q_cols, q_vals), (g_rows, g_cols, g_vals) = query, gallery
+    q_vals, g_rows, g_vals = q_vals.astype(np.float32), g_rows - Q, g_vals.astype(np.float32)
+    col_count = np.bincount(g_cols, minlength=Q + G)
     col_start = np.cumsum(col_count) - col_count
-    q_rows, q_cols, q_vals = rows[is_q], cols[is_q], vals[is_q].astype(np.float32)
     work = np.cumsum(np.bincount(q_rows, weights=col_count[q_cols], minlength=Q))
-    bounds = np.unique(
-        np.concatenate([[0], np.searchsorted(work, np.arange(budget, work[-1] if Q else 0, budget)), [Q]])
-    )
-    out = np.empty((Q, G), dtype=np.float32)
-    for s, e in zip(bounds[:-1], bounds[1:]):
-        e = max(e, s + 1)
-        lo, hi = np.searchsorted(q_rows, [s, e])
-        r, c, a = q_rows[lo:hi], q_cols[lo:hi], q_vals[lo:hi]
-        n_each = col_count[c]
-        idx = np.repeat(col_start[c] - (np.cumsum(n_each) - n_each), n_each) + np.arange(int(n_each.sum()))
-        mins = np.minimum(np.repeat(a, n_each), g_vals[idx])
-        flat = np.repeat((r - s) * G, n_each) + g_rows[idx]
-        out[s:e] = np.bincount(flat, weights=mins, minlength=(e - s) * G).reshape(e - s, G)
-    return out
+    cuts = np.searchsorted(work, np.arange(budget, work[-1] if Q else 0, budget))
+    queries = np.unique(np.concatenate([[0], cuts, [Q]]))  # chunk boundaries, in queries
+    entries = np.searchsorted(q_rows, queries)
+    steps = np.arange(int(np.diff(np.concatenate([[0], work])).max(initial=0)) + budget)
+
+    def chunk(i: int) -> None:
+        (qa, qb), (lo, hi) = queries[i : i + 2], entries[i : i + 2]
+        c, n_each = q_cols[lo:hi], col_count[q_cols[lo:hi]]
+        ends = np.cumsum(n_each)
+        idx = np.repeat(col_start[c] - (ends - n_each), n_each)  # positions of the columns' gallery entries
+        idx += steps[: len(idx)]
+        mins = g_vals[idx]
+        np.minimum(mins, np.repeat(q_vals[lo:hi], n_each), out=mins)
+        flat = g_rows[idx]
+        flat += np.repeat((q_rows[lo:hi] - qa) * G, n_each)
+        m = np.zeros((qb - qa) * G, dtype=np.float32)
+        np.add.at(m, flat, mins)
+        # the reference's float32 operations in its order, while the rows are in cache
+        jaccard = np.subtract(2.0, m)
+        np.divide(m, jaccard, out=jaccard)
+        np.subtract(1.0, jaccard, out=jaccard)
+        jaccard *= 1.0 - lambda_value
+        out = q_g[qa:qb]
+        out *= lambda_value
+        out += jaccard.reshape(qb - qa, G)
+
+    _map(chunk, list(range(len(queries) - 1)), workers)
+    return q_g
 
 
 def _re_rank(src, k1: int, k2: int, lambda_value: float, chunk_size: int) -> np.ndarray:
     _check_params(k1, k2, lambda_value)
     N = src.N
     k = min(max(k1 + 1, k2), N)
-    rowmax, nbr, nbr_dist, q_g = _neighbours(src, k, chunk_size)
+    workers = _workers()
+    colmax, nbr, nbr_dist, q_g = _neighbours(src, k, chunk_size)
 
-    rows, cols, slot = _expanded_sets(nbr, k1)
+    rows, cols, slot = _expanded_sets(nbr, k1, workers)
     # Normalised distances d(i, j) for K*(i): from the neighbour table where present, else computed.
     found = slot >= 0
     d = np.empty(len(rows), dtype=np.float32)
     d[found] = nbr_dist[rows[found], slot[found]]
     missing = ~found
     if missing.any():
-        d[missing] = src.pairs(rows[missing], cols[missing]) / rowmax[rows[missing]]
+        d[missing] = src.pairs(rows[missing], cols[missing]) / colmax[rows[missing]]
     vals = _row_normalised_weights(rows, d, N).astype(np.float64)
-
     if k2 != 1:
-        rows, cols, vals = _query_expansion(rows, cols, vals, nbr, k2, N)
-    m = _jaccard_min_sums(rows, cols, vals, src.Q, N)
-    # final = (1 - m / (2 - m)) * (1 - lambda) + q_g * lambda, in place: the reference's float32 operations
-    # in its order, without four fresh (Q, G) temporaries
-    out = np.subtract(2.0, m, dtype=np.float32)
-    np.divide(m, out, out=out)
-    np.subtract(1.0, out, out=out)
-    out *= 1.0 - lambda_value
-    q_g *= lambda_value
-    out += q_g
-    return out
+        entries = _query_expansion(rows, cols, vals, nbr, k2, src.Q, N)
+    else:
+        entries = _merge_entries(rows, cols, vals, src.Q, N)
+    return _final_distances(*entries, q_g, lambda_value, workers)
 
 
 def re_ranking(
@@ -429,7 +480,7 @@ def re_ranking(
     Args:
         q_g_dist: (Q, G) query-gallery distances; q_q_dist: (Q, Q); g_g_dist: (G, G). numpy or torch.
         k1, k2, lambda_value: the paper's parameters (defaults 20, 6, 0.3 as in Zhong et al.).
-        chunk_size: rows of the joint matrix processed at once.
+        chunk_size: columns of the joint matrix processed at once.
 
     Returns:
         (Q, G) float32 numpy array of re-ranked distances, equal to the reference implementation's.
