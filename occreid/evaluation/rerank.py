@@ -88,21 +88,21 @@ class _MatrixSource:
         self.dtype = np.result_type(self.q_q.dtype, self.q_g.dtype, self.g_g.dtype)
         self.workers = _workers()
 
-    def nearest(self, s: int, e: int, k: int):
+    def nearest(self, s: int, e: int, k: int, q_g: np.ndarray):
         """Column block s..e-1 of M (row i of the reference's transposed matrix is column i of M), read as
-        two views without copies: the query rows and the gallery rows. See `_column_nearest`."""
+        two views without copies: the query rows and the gallery rows. See `_column_nearest`; for query
+        columns, q_g (e - s, G) receives the squared query x gallery rows."""
         Q = self.Q
         if e <= Q:
             parts = [(self.q_q[:, s:e], 0), (self.q_g[s:e].T, Q)]
         else:
             parts = [(self.q_g[:, s - Q : e - Q], 0), (self.g_g[:, s - Q : e - Q], Q)]
         parts = [(p, first) for p, first in parts if len(p)]  # no queries, or no gallery
-        top, values, index = _column_nearest(parts, k, self.N, self.dtype)
-        return top, values, index, (self.query_rows(s, e) if e <= Q else None)
-
-    def query_rows(self, s: int, e: int) -> np.ndarray:
-        """(e - s, G) float32: the squared query x gallery rows s..e-1, cast as the reference casts them."""
-        return np.square(self.q_g[s:e], dtype=self.dtype).astype(np.float32, copy=False)
+        if e <= Q and self.dtype == np.float32:
+            np.square(self.q_g[s:e], out=q_g)
+        elif e <= Q:  # squared in the inputs' dtype, then cast, as the reference does
+            q_g[...] = np.square(self.q_g[s:e], dtype=self.dtype)
+        return _column_nearest(parts, k, self.N, self.dtype)
 
     def pairs(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """Squared joint-matrix entries M[j, i]^2 as float32, for index arrays i, j."""
@@ -152,8 +152,8 @@ class _FeatureSource:
             return (a_sq + b_sq - 2.0 * a).clamp_(min=0)
         return 1.0 - a
 
-    def nearest(self, s: int, e: int, k: int):
-        """See `_column_nearest`; on a GPU the whole selection runs there."""
+    def nearest(self, s: int, e: int, k: int, q_g: np.ndarray):
+        """See `_MatrixSource.nearest`; on a GPU the whole selection runs there."""
         import torch
 
         block, Q = self.f[s:e], self.Q
@@ -161,8 +161,9 @@ class _FeatureSource:
             d = self._dist(block @ self.f.T, self.sq.unsqueeze(0), self.sq[s:e].unsqueeze(1)).pow_(2)
             top = d.max(dim=1).values
             values, index = torch.topk(d, k, dim=1, largest=False, sorted=True)
-            rows = d[:, Q:].cpu().numpy() if e <= Q else None
-            return top.cpu().numpy(), values.cpu().numpy(), index.cpu().numpy(), rows
+            if e <= Q:
+                q_g[...] = d[:, Q:].cpu().numpy()
+            return top.cpu().numpy(), values.cpu().numpy(), index.cpu().numpy()
         from occreid.evaluation.distance import _finish_cpu
 
         buf = getattr(self, "_buf", None)
@@ -172,8 +173,9 @@ class _FeatureSource:
         torch.mm(block, self.f.T, out=out)  # one GEMM into a reused buffer, then in-place numpy passes
         d = out.numpy()
         _finish_cpu(d, self.sq[s:e].numpy(), self.sq.numpy(), self.metric)
-        top, values, index = _column_nearest([(d.T, 0)], k, self.N, np.dtype(np.float32))
-        return top, values, index, (np.square(d[:, Q:]) if e <= Q else None)
+        if e <= Q:
+            np.square(d[:, Q:], out=q_g)
+        return _column_nearest([(d.T, 0)], k, self.N, np.dtype(np.float32))
 
     def pairs(self, i: np.ndarray, j: np.ndarray, chunk: int = 16384) -> np.ndarray:
         import torch
@@ -273,12 +275,12 @@ def _neighbours(src, k: int, chunk_size: int) -> tuple[np.ndarray, np.ndarray, n
 
     def block(span: tuple[int, int]) -> None:
         s, e = span
-        top, values, nbr[s:e], rows = src.nearest(s, e, k)
+        top, values, nbr[s:e] = src.nearest(s, e, k, q_g[s:e])
         top[top <= 0] = 1.0  # a column of zeros stays zeros (the reference gives NaN)
         colmax[s:e] = top
         np.divide(values, top[:, None], out=nbr_dist[s:e])
-        if rows is not None:
-            np.divide(rows, top[:, None], out=q_g[s:e])
+        if e <= Q:
+            q_g[s:e] /= top[:, None]
 
     _map(block, _blocks(N, Q, chunk_size), src.workers)
     return colmax, nbr, nbr_dist, q_g
