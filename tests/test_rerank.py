@@ -150,6 +150,10 @@ def test_nan_is_one_clear_error(features):
     gg[3, 7] = np.nan
     with pytest.raises(OccreidError, match="NaN"):
         re_ranking(qg, qq, gg)
+    gf = gf.copy()
+    gf[5, 2] = np.nan
+    with pytest.raises(OccreidError, match="NaN"):
+        re_ranking_features(qf, gf)
 
 
 def test_bad_parameters():

@@ -37,6 +37,8 @@ import numpy as np
 
 from occreid.errors import OccreidError
 
+NAN_INPUT = "re-ranking input holds NaN; check the features/distances"
+
 
 def _check_params(k1: int, k2: int, lambda_value: float) -> None:
     if k1 < 1:
@@ -160,6 +162,8 @@ class _FeatureSource:
         if self.f.device.type != "cpu":
             d = self._dist(block @ self.f.T, self.sq.unsqueeze(0), self.sq[s:e].unsqueeze(1)).pow_(2)
             top = d.max(dim=1).values
+            if torch.isnan(top).any():
+                raise OccreidError(NAN_INPUT)
             values, index = torch.topk(d, k, dim=1, largest=False, sorted=True)
             if e <= Q:
                 q_g[...] = d[:, Q:].cpu().numpy()
@@ -205,7 +209,7 @@ def _column_nearest(parts: Parts, k: int, n: int, dtype: np.dtype):
         parts = [(np.square(p, dtype=dtype).astype(np.float32), first) for p, first in parts]
     top = np.max([p.max(axis=0) for p, _ in parts], axis=0)  # NaN propagates: one cheap check per block
     if np.isnan(top).any():
-        raise OccreidError("re-ranking input holds NaN; check the features/distances")
+        raise OccreidError(NAN_INPUT)
     bound, lowest = _kth_bound(parts, k)
     if dtype != np.float32 or lowest >= 0:
         values, index = _smallest_k(parts, k, n, bound)
