@@ -280,3 +280,33 @@ def test_broken_foreign_and_wrong_runtime_onnx_files(exported, tmp_path):
         )
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider'")  # onnxruntime's own note
+def test_cuda_provider_choice_and_a_cuda_provider_that_does_not_start(exported, monkeypatch):
+    """`cuda:N` runs on GPU N; a GPU asked for by name must really run: ONNX Runtime falls back to the CPU
+    when its CUDA provider cannot start, as here, where the provider is listed but this build has none."""
+    from occreid.inference.onnx_model import OnnxModel, providers_for
+
+    _, onnx_path, _ = exported
+    assert providers_for("cpu") == ["CPUExecutionProvider"]
+    assert providers_for("auto") == ["CPUExecutionProvider"]  # this build has no CUDA provider
+    with pytest.raises(OccreidError, match="--device cuda:1: this onnxruntime has no CUDA provider"):
+        providers_for("cuda:1")
+    with pytest.raises(OccreidError, match="--device tpu: ONNX Runtime runs on auto, cpu, cuda or cuda:N"):
+        providers_for("tpu")
+
+    monkeypatch.setattr(
+        ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    cuda = "CUDAExecutionProvider"
+    assert providers_for("cuda:1") == [(cuda, {"device_id": 1}), "CPUExecutionProvider"]
+    assert providers_for(torch.device("cuda", 2)) == [(cuda, {"device_id": 2}), "CPUExecutionProvider"]
+    assert (
+        providers_for("auto") == providers_for("cuda") == [(cuda, {"device_id": 0}), "CPUExecutionProvider"]
+    )
+    with pytest.raises(OccreidError, match="--device cuda: ONNX Runtime could not start its CUDA provider"):
+        OnnxModel(onnx_path, device="cuda")
+    model = OnnxModel(onnx_path, device="auto")  # auto may fall back to the CPU
+    assert model.session.get_providers() == ["CPUExecutionProvider"]
+    assert model(torch.zeros(1, 3, 64, 32)).shape[0] == 1

@@ -78,16 +78,39 @@ def read_metadata(session: Any, path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def providers_for(device: str) -> list[str]:
-    """ONNX Runtime execution providers for "auto" / "cpu" / "cuda[:N]": CUDA first where it is present."""
+def providers_for(device: str | torch.device) -> list:
+    """ONNX Runtime execution providers for "auto" / "cpu" / "cuda[:N]": the CUDA provider first where it is
+    present, on GPU N ("auto" and "cuda": GPU 0), then the CPU for what it cannot run."""
+    name = str(device)
+    if name == "cpu":
+        return ["CPUExecutionProvider"]
+    index = 0
+    if name != "auto":
+        try:
+            parsed = torch.device(name)
+        except (RuntimeError, ValueError):
+            parsed = None
+        if parsed is None or parsed.type != "cuda":
+            raise OccreidError(f"--device {name}: ONNX Runtime runs on auto, cpu, cuda or cuda:N")
+        index = parsed.index or 0
     available = _onnxruntime().get_available_providers()
-    if device.startswith("cuda") and "CUDAExecutionProvider" not in available:
+    if "CUDAExecutionProvider" in available:
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    if name != "auto":
         raise OccreidError(
-            f"--device {device}: this onnxruntime has no CUDA provider; install onnxruntime-gpu or use cpu"
+            f"--device {name}: this onnxruntime has no CUDA provider; install onnxruntime-gpu or use cpu"
         )
-    if device != "cpu" and "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
+
+
+def _check_cuda_started(session: Any, device: str, name: str) -> None:
+    """ONNX Runtime falls back to the CPU, with only a log line, when the CUDA provider cannot start (no
+    driver, a missing CUDA or cuDNN library): a GPU asked for by name must really be in use."""
+    if str(device).startswith("cuda") and "CUDAExecutionProvider" not in session.get_providers():
+        raise OccreidError(
+            f"--device {device}: ONNX Runtime could not start its CUDA provider for {name} (check that the "
+            "CUDA and cuDNN libraries onnxruntime-gpu needs are installed), or use cpu"
+        )
 
 
 class OnnxModel:
@@ -97,13 +120,17 @@ class OnnxModel:
 
     Args:
         source: path of an .onnx file, or its bytes (an export held in memory).
-        device: "auto" (CUDA provider where present), "cpu", "cuda".
+        device: "auto" (CUDA provider where present), "cpu", "cuda" or "cuda:N".
         threads: intra-op threads; default torch's thread count, so both runtimes use the same.
         name: how messages name the model.
     """
 
     def __init__(
-        self, source: str | Path | bytes, device: str = "auto", threads: int | None = None, name: str = ""
+        self,
+        source: str | Path | bytes,
+        device: str | torch.device = "auto",
+        threads: int | None = None,
+        name: str = "",
     ) -> None:
         ort = _onnxruntime()
         self.name = name or (str(source) if not isinstance(source, bytes) else "the in-memory export")
@@ -121,6 +148,7 @@ class OnnxModel:
             raise OccreidError(
                 f"{self.name} is not a readable ONNX model ({reason}); re-export it ({EXPORT_HINT})"
             ) from None
+        _check_cuda_started(self.session, device, self.name)
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
 
