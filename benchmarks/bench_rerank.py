@@ -13,6 +13,7 @@ either. Linux only.
     python benchmarks/bench_rerank.py          # markdown table, also saved to
                                                  benchmarks/results/bench_rerank.md
     python benchmarks/bench_rerank.py --quick  # tiny sizes, checks the script runs; writes no results file
+    python benchmarks/bench_rerank.py --warm   # the matrix cases warm, in one process; writes no file
 """
 
 from __future__ import annotations
@@ -134,10 +135,43 @@ def run_variant(case_index: int, variant: str) -> dict:
     return {"seconds": seconds, "extra_peak_mb": mem.extra_mb, "total_peak_mb": mem.total_mb}
 
 
+def warm() -> None:
+    """The matrix cases in one process, warm: per round one reference run, then three of ours on each thread
+    count, interleaved; medians over 3 rounds. Prints a table; writes no file."""
+    import numpy as np
+    import torch
+
+    from occreid.evaluation import compute_distance, re_ranking
+
+    print(f"| case | reference | ours, 1 thread | ours, {ALL_CORES} threads |\n|---|---:|---:|---:|")
+    for name, num_q, num_g, dim, variants in CASES:
+        if "reference" not in variants:
+            continue
+        qf, gf = make_features(num_q, num_g, dim)
+        mats = [compute_distance(a, b).numpy() for a, b in ((qf, gf), (qf, qf), (gf, gf))]
+        times = {"reference": [], 1: [], ALL_CORES: []}
+        for _ in range(3):
+            start = time.perf_counter()
+            reference_re_ranking(*mats)
+            times["reference"].append(time.perf_counter() - start)
+            for _ in range(3):
+                for threads in (1, ALL_CORES):
+                    torch.set_num_threads(threads)
+                    start = time.perf_counter()
+                    re_ranking(*mats)
+                    times[threads].append(time.perf_counter() - start)
+        ref = float(np.median(times["reference"]))
+        cells = [f"{np.median(times[t]):.3f} s ({ref / np.median(times[t]):.1f}x)" for t in (1, ALL_CORES)]
+        print(f"| {name} (Q={num_q}, {dim}-d) | {ref:.2f} s | {cells[0]} | {cells[1]} |")
+
+
 def main() -> None:
     args = [a for a in sys.argv[1:] if a != "--quick"]
     if len(args) == 2:
         print(json.dumps(run_variant(int(args[0]), args[1])))
+        return
+    if args == ["--warm"]:
+        warm()
         return
     import numpy as np
 

@@ -127,6 +127,27 @@ def test_negative_entries_and_negative_zero_match_the_reference():
     assert np.abs(re_ranking(qg, qq, gg, k1=8, k2=3, chunk_size=32) - expected).max() <= 1e-5
 
 
+def test_mixed_dtypes_are_squared_in_the_joint_matrix_dtype():
+    """The reference concatenates first: a float16 or int16 piece beside float32 ones is squared in float32
+    (in float16 its squares overflow above 256)."""
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((60, 8))
+    d = (np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1)) * 100).astype(np.float32)
+    qq, qg, gg = d[:12, :12], d[:12, 12:], d[12:, 12:]
+    for mixed in ((qq, qg.astype(np.float16), gg), (qq, np.round(qg).astype(np.int16), gg)):
+        assert (
+            np.abs(
+                re_ranking(mixed[1], mixed[0], mixed[2], k1=8, k2=3)
+                - reference_re_ranking(mixed[1], mixed[0], mixed[2], 8, 3)
+            ).max()
+            <= 1e-5
+        )
+    negative = qq.astype(np.float16)
+    negative[0, 1] *= -1  # sends its block through the squares
+    expected = reference_re_ranking(qg, negative, gg, 8, 3)
+    assert np.abs(re_ranking(qg, negative, gg, k1=8, k2=3) - expected).max() <= 1e-5
+
+
 def test_threads_give_the_same_bits_and_empty_sides_work(features):
     qf, gf = features
     qg, qq, gg = (np.asarray(compute_distance(a, b)) for a, b in ((qf, gf), (qf, qf), (gf, gf)))
@@ -142,6 +163,7 @@ def test_threads_give_the_same_bits_and_empty_sides_work(features):
     assert np.abs(one - reference_re_ranking(qg, qq, gg)).max() <= 1e-5
     assert re_ranking(qg[:0], qq[:0, :0], gg).shape == (0, 160)
     assert re_ranking(qg[:, :0], qq, gg[:0, :0]).shape == (40, 0)
+    assert re_ranking(qg[:0, :0], qq[:0, :0], gg[:0, :0]).shape == (0, 0)
 
 
 def test_nan_is_one_clear_error(features):

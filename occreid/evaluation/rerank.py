@@ -67,7 +67,13 @@ def _map(fn, items: list, workers: int) -> list:
     if workers <= 1 or len(items) <= 1:
         return [fn(item) for item in items]
     with ThreadPoolExecutor(min(workers, len(items)), thread_name_prefix="occreid-rerank") as pool:
-        return list(pool.map(fn, items))
+        futures = [pool.submit(fn, item) for item in items]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:  # an error (NaN input) stops the blocks still waiting
+                future.cancel()
+            raise
 
 
 def _blocks(N: int, Q: int, size: int) -> list[tuple[int, int]]:
@@ -100,16 +106,17 @@ class _MatrixSource:
         else:
             parts = [(self.q_g[:, s - Q : e - Q], 0), (self.g_g[:, s - Q : e - Q], Q)]
         parts = [(p, first) for p, first in parts if len(p)]  # no queries, or no gallery
+        # squared in the joint matrix's dtype, then cast, as the reference does
         if e <= Q and self.dtype == np.float32:
-            np.square(self.q_g[s:e], out=q_g)
-        elif e <= Q:  # squared in the inputs' dtype, then cast, as the reference does
+            np.square(self.q_g[s:e], out=q_g, dtype=np.float32)
+        elif e <= Q:
             q_g[...] = np.square(self.q_g[s:e], dtype=self.dtype)
         return _column_nearest(parts, k, self.N, self.dtype)
 
     def pairs(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """Squared joint-matrix entries M[j, i]^2 as float32, for index arrays i, j."""
         Q = self.Q
-        out = np.empty(len(i), dtype=np.float64)
+        out = np.empty(len(i), dtype=self.dtype)
         for iq in (True, False):
             for jq in (True, False):
                 sel = ((i < Q) == iq) & ((j < Q) == jq)
@@ -214,7 +221,7 @@ def _column_nearest(parts: Parts, k: int, n: int, dtype: np.dtype):
     if dtype != np.float32 or lowest >= 0:
         values, index = _smallest_k(parts, k, n, bound)
         return (top, values, index) if dtype != np.float32 else (np.square(top), np.square(values), index)
-    parts = [(np.square(p), first) for p, first in parts]
+    parts = [(np.square(p, dtype=np.float32), first) for p, first in parts]
     bound, _ = _kth_bound(parts, k)
     return np.max([p.max(axis=0) for p, _ in parts], axis=0), *_smallest_k(parts, k, n, bound)
 
@@ -452,6 +459,8 @@ def _final_distances(
 def _re_rank(src, k1: int, k2: int, lambda_value: float, chunk_size: int) -> np.ndarray:
     _check_params(k1, k2, lambda_value)
     N = src.N
+    if N == 0:
+        return np.empty((0, 0), dtype=np.float32)
     k = min(max(k1 + 1, k2), N)
     workers = _workers()
     colmax, nbr, nbr_dist, q_g = _neighbours(src, k, chunk_size)
