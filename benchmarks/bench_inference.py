@@ -7,7 +7,8 @@ Backends, each from the same list of JPEG paths to (N, D) features at batch 64:
 - "torch eager (start)": the `FeatureExtractor` of the code this work starts from (its extractor.py, loaded
   from --base, e.g. `git archive 7bf3c2b occreid | tar -x -C /tmp/base19`), on the same torch module;
 - "torch (now)": today's FeatureExtractor with the .pt (decode thread pool overlapped with the model);
-- "onnx fp32" / "onnx int8": `occreid export` / `occreid export --int8` files through FeatureExtractor.
+- "onnx fp32" / "onnx int8" / "onnx int8 dynamic": `occreid export` / `occreid export --int8` /
+  `occreid export --int8 --quantization dynamic` files through FeatureExtractor.
 
 How: one process; each round runs every backend once, in turn (interleaved); the median of --runs rounds
 (>= 5) after one warm-up; torch and ONNX Runtime both get --threads intra-op threads. mAP: `occreid eval`'s
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import statistics
 import subprocess
 import sys
@@ -68,12 +70,17 @@ def occreid(*args: str) -> None:
 
 
 def exports(ckpt: Path, folder: Path, calibration: Path) -> dict[str, Path]:
-    fp32, int8 = folder / f"{ckpt.parent.name}.onnx", folder / f"{ckpt.parent.name}-int8.onnx"
-    occreid("export", "--checkpoint", str(ckpt), "--out", str(fp32))
-    occreid(
-        "export", "--checkpoint", str(ckpt), "--out", str(int8), "--int8", "--calibration", str(calibration)
-    )
-    return {"onnx fp32": fp32, "onnx int8": int8}
+    name = ckpt.parent.name
+    files = {
+        "onnx fp32": folder / f"{name}.onnx",
+        "onnx int8": folder / f"{name}-int8.onnx",
+        "onnx int8 dynamic": folder / f"{name}-int8-dynamic.onnx",
+    }
+    occreid("export", "--checkpoint", str(ckpt), "--out", str(files["onnx fp32"]))
+    int8 = ["--checkpoint", str(ckpt), "--int8", "--calibration", str(calibration)]
+    occreid("export", *int8, "--out", str(files["onnx int8"]))
+    occreid("export", *int8, "--quantization", "dynamic", "--out", str(files["onnx int8 dynamic"]))
+    return files
 
 
 def backends(ckpt: Path, files: dict[str, Path], base_cls, threads: int) -> dict:
@@ -210,7 +217,7 @@ def pipelines(paths: list[str], size: tuple[int, int], runs: int) -> dict[str, f
 
 
 def table(rows: dict[str, dict[str, float]], maps: dict[str, dict[str, float]]) -> str:
-    names = ["torch eager (start)", "torch (now)", "onnx fp32", "onnx int8"]
+    names = ["torch eager (start)", "torch (now)", "onnx fp32", "onnx int8", "onnx int8 dynamic"]
     lines = ["| model | " + " | ".join(names) + " | fastest / start |", "|---|" + "---:|" * (len(names) + 1)]
     for model, speeds in rows.items():
         cells = []
@@ -228,6 +235,7 @@ def main() -> None:
     if args.quick:
         args.images, args.runs = 64, 2
     torch.set_num_threads(args.threads)
+    load = os.getloadavg()
     synth = args.demo / "synthocc"
     jpegs = sorted(str(p) for p in (synth / "bounding_box_test").glob("*.jpg"))
     base_cls = base_extractor_class(args.base)
@@ -253,7 +261,8 @@ def main() -> None:
         "",
         f"Images/s, median of {args.runs} interleaved runs ({args.images} SynthOcc test JPEGs for the demo "
         f"models, {args.large_images} for ResNet-50 / ViT-B/16 at 256 x 128, random weights); mAP on the "
-        "SynthOcc test split (%). The machine is shared; see the note below.",
+        f"SynthOcc test split (%). {os.cpu_count()} CPUs; 1-min load average {load[0]:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after (other jobs slow every backend, torch eager the most).",
         "",
         table(rows, maps),
         "",

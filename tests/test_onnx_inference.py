@@ -245,6 +245,31 @@ def test_int8_refuses_an_empty_calibration_folder(exported, tmp_path):
         assert not out.exists()
 
 
+def test_dynamic_int8_needs_no_calibration_and_stays_close_to_fp32(exported, tmp_path):
+    from occreid.inference.models import load_inference_model
+
+    ckpt, onnx_path, market = exported
+    out = tmp_path / "dynamic.onnx"
+    export = ["export", "--checkpoint", str(ckpt), "--out", str(out)]
+    result = CliRunner().invoke(app, [*export, "--int8", "--quantization", "dynamic"])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}: int8 (dynamic)" in result.output and "img/s" in result.output
+    model = onnx.load(str(out))
+    assert {"MatMulInteger", "ConvInteger"} & {node.op_type for node in model.graph.node}
+    int8, fp32 = load_inference_model(out), load_inference_model(onnx_path)
+    assert int8.precision == "int8" and fp32.precision == "fp32"
+    images = torch.from_numpy(np.random.default_rng(1).standard_normal((6, 3, 64, 32)).astype(np.float32))
+    a, b = int8.model(images), fp32.model(images)
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.98
+    assert (a - b).abs().max() > 0  # really quantised
+    for extra, message in (
+        (["--int8", "--quantization", "fp8"], "--quantization fp8: unknown; use static or dynamic"),
+        (["--quantization", "dynamic"], "--calibration, --quantization and --check-root are for --int8"),
+    ):
+        result = CliRunner().invoke(app, [*export, "--overwrite", *extra])
+        assert isinstance(result.exception, OccreidError) and message in str(result.exception)
+
+
 def test_broken_foreign_and_wrong_runtime_onnx_files(exported, tmp_path):
     from occreid.inference.models import load_inference_model
 

@@ -1,5 +1,6 @@
-"""`occreid export`: a trained checkpoint's deployed f_G model to ONNX (fp32, or int8 with --int8), checked
-against PyTorch, with its preprocessing and provenance in the file's metadata."""
+"""`occreid export`: a trained checkpoint's deployed f_G model to ONNX (fp32, or int8 with --int8: static or
+dynamic quantisation), checked against PyTorch, with its preprocessing and provenance in the file's
+metadata."""
 
 from __future__ import annotations
 
@@ -22,10 +23,18 @@ def export(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
     int8: bool = typer.Option(
-        False, "--int8", help="Write the int8 model (static, per-channel QDQ); needs --calibration."
+        False, "--int8", help="Write the int8 model (per-channel int8 weights); see --quantization."
+    ),
+    quantization: str = typer.Option(
+        "static",
+        "--quantization",
+        help="With --int8: static (activation ranges calibrated on --calibration; for CNNs) or dynamic "
+        "(activations quantised at run time, no calibration; faster and closer to fp32 for ViTs).",
     ),
     calibration: Path | None = typer.Option(
-        None, "--calibration", help="Folder of images like those the model will embed (for --int8)."
+        None,
+        "--calibration",
+        help="Folder of images like those the model will embed (for --int8; with dynamic, only to time it).",
     ),
     calibration_images: int = typer.Option(
         256, "--calibration-images", help="How many images of --calibration to calibrate on (sampled)."
@@ -52,7 +61,9 @@ def export(
     if not checkpoint.is_file():
         raise OccreidError(f"--checkpoint {checkpoint} does not exist")
     check_output_file(out, "--out", overwrite)
-    calibration_set = _calibration_set(int8, calibration, calibration_images, check_dataset, check_root)
+    calibration_set = _calibration_set(
+        int8, quantization, calibration, calibration_images, check_dataset, check_root
+    )
     deployed, cfg = load_deployed_model(str(checkpoint), device="cpu")
     image_size = tuple(cfg.data.image_size)
     partial = out.with_name(f".{out.name}.partial.onnx")
@@ -60,7 +71,7 @@ def export(
     try:
         _export_fp32(deployed, checkpoint, partial, image_size, opset, static_batch, atol, out)
         if int8:
-            _export_int8(checkpoint, partial, partial_int8, calibration_set, image_size, cfg)
+            _export_int8(checkpoint, partial, partial_int8, quantization, calibration_set, image_size, cfg)
             if check_root is not None:
                 _check_map(partial, partial_int8, check_dataset, check_root)
             os.replace(partial_int8, out)
@@ -69,29 +80,42 @@ def export(
     finally:
         partial.unlink(missing_ok=True)
         partial_int8.unlink(missing_ok=True)
+    precision = f"int8 ({quantization})" if int8 else "fp32"
     typer.echo(
-        f"wrote {out}: {'int8' if int8 else 'fp32'}, input images (B, 3, {image_size[0]}, {image_size[1]}), "
+        f"wrote {out}: {precision}, input images (B, 3, {image_size[0]}, {image_size[1]}), "
         f"{count_parameters(deployed) / 1e6:.2f}M parameters, opset {opset}"
     )
 
 
 def _calibration_set(
-    int8: bool, folder: Path | None, count: int, check_dataset: str | None, check_root: Path | None
+    int8: bool,
+    quantization: str,
+    folder: Path | None,
+    count: int,
+    check_dataset: str | None,
+    check_root: Path | None,
 ) -> list[Path]:
-    """The sampled calibration images for --int8 (checked before any export work), or [] without it."""
+    """The sampled calibration images for --int8 (checked before any export work), or [] without any."""
     from occreid.cli.evaluation import list_images
-    from occreid.inference.quantize import sample_calibration_images
+    from occreid.inference.quantize import QUANTIZATIONS, sample_calibration_images
 
+    if quantization not in QUANTIZATIONS:
+        raise OccreidError(f"--quantization {quantization}: unknown; use {' or '.join(QUANTIZATIONS)}")
     if not int8:
-        if folder is not None or check_root is not None:
-            raise OccreidError("--calibration and --check-root are for --int8; add --int8 or leave them out")
+        if folder is not None or check_root is not None or quantization != "static":
+            raise OccreidError(
+                "--calibration, --quantization and --check-root are for --int8; add --int8 or leave them out"
+            )
         return []
-    if folder is None:
+    if folder is None and quantization == "static":
         raise OccreidError(
-            "--int8 needs --calibration DIR, a folder of a few hundred images like those it will embed"
+            "--int8 needs --calibration DIR, a folder of a few hundred images like those it will embed "
+            "(or --quantization dynamic, which needs none)"
         )
     if (check_dataset is None) != (check_root is None):
         raise OccreidError("the fp32/int8 mAP check needs both --check-dataset NAME and --check-root DIR")
+    if folder is None:
+        return []
     try:
         images = list_images(folder)
     except OccreidError as exc:
@@ -123,16 +147,32 @@ def _feature_dim(path: Path) -> int:
     return int(dims[-1].dim_value)
 
 
-def _export_int8(checkpoint: Path, fp32: Path, path: Path, images: list[Path], image_size, cfg) -> None:
-    """Quantise `fp32` to `path` on `images`, write its metadata, and say how its speed compares."""
+def _export_int8(
+    checkpoint: Path, fp32: Path, path: Path, quantization: str, images: list[Path], image_size, cfg
+) -> None:
+    """Quantise `fp32` to `path` (static: calibrated on `images`), write its metadata, and say how its
+    speed compares on `images` (random pixels when there are none)."""
+    import torch
+
     from occreid.inference.models import export_metadata
     from occreid.inference.onnx_model import OnnxModel, write_metadata
-    from occreid.inference.quantize import calibration_batch, images_per_second, quantize_int8
+    from occreid.inference.quantize import (
+        calibration_batch,
+        images_per_second,
+        quantize_int8,
+        quantize_int8_dynamic,
+    )
 
-    typer.echo(f"calibrating int8 on {len(images)} images")
-    quantize_int8(fp32, path, images, image_size, cfg.data.mean, cfg.data.std)
+    if quantization == "static":
+        typer.echo(f"calibrating int8 on {len(images)} images")
+        quantize_int8(fp32, path, images, image_size, cfg.data.mean, cfg.data.std)
+    else:
+        quantize_int8_dynamic(fp32, path)
     write_metadata(path, export_metadata(checkpoint, _feature_dim(fp32), "int8"))
-    batch = calibration_batch(images, image_size, cfg.data.mean, cfg.data.std)
+    if images:
+        batch = calibration_batch(images, image_size, cfg.data.mean, cfg.data.std)
+    else:
+        batch = torch.randn(32, 3, *image_size, generator=torch.Generator().manual_seed(0))
     fast32, fast8 = images_per_second([OnnxModel(fp32, device="cpu"), OnnxModel(path, device="cpu")], batch)
     typer.echo(f"speed on this machine (batch {len(batch)}): fp32 {fast32:.0f} img/s, int8 {fast8:.0f} img/s")
     if fast8 <= fast32 * INT8_FASTER_BY:
