@@ -245,29 +245,45 @@ def test_int8_refuses_an_empty_calibration_folder(exported, tmp_path):
         assert not out.exists()
 
 
-def test_dynamic_int8_needs_no_calibration_and_stays_close_to_fp32(exported, tmp_path):
+def test_dynamic_int8_quantises_a_vits_products_and_refuses_a_cnn(exported, tmp_path):
+    """Dynamic int8 needs no calibration and quantises only products with weights: ONNX Runtime's dynamic
+    convolutions wrecked CNN features, so a CNN, with nothing else to quantise, is refused."""
+    from occreid.config import load_config
     from occreid.inference.models import load_inference_model
+    from occreid.methods import build_model
+    from occreid.modeling.checkpoint import save_checkpoint
 
-    ckpt, onnx_path, market = exported
-    out = tmp_path / "dynamic.onnx"
-    export = ["export", "--checkpoint", str(ckpt), "--out", str(out)]
-    result = CliRunner().invoke(app, [*export, "--int8", "--quantization", "dynamic"])
+    cnn, _, _ = exported
+    config = Path(__file__).parents[1] / "occreid/configs/demo/vit_baseline.yaml"
+    cfg = load_config(config, ["model.pretrained=false"])
+    torch.manual_seed(0)
+    vit = tmp_path / "vit" / "best.pt"
+    vit.parent.mkdir()
+    state = build_model(cfg, num_classes=4).state_dict()
+    save_checkpoint(vit, {"model": state, "config": cfg.model_dump(mode="json"), "num_classes": 4})
+    runner, dynamic = CliRunner(), ["--int8", "--quantization", "dynamic"]
+    fp32, int8 = tmp_path / "vit.onnx", tmp_path / "vit-int8.onnx"
+    assert runner.invoke(app, ["export", "--checkpoint", str(vit), "--out", str(fp32)]).exit_code == 0
+    result = runner.invoke(app, ["export", "--checkpoint", str(vit), "--out", str(int8), *dynamic])
     assert result.exit_code == 0, result.output
-    assert f"wrote {out}: int8 (dynamic)" in result.output and "img/s" in result.output
-    model = onnx.load(str(out))
-    assert {"MatMulInteger", "ConvInteger"} & {node.op_type for node in model.graph.node}
-    int8, fp32 = load_inference_model(out), load_inference_model(onnx_path)
-    assert int8.precision == "int8" and fp32.precision == "fp32"
-    images = torch.from_numpy(np.random.default_rng(1).standard_normal((6, 3, 64, 32)).astype(np.float32))
-    a, b = int8.model(images), fp32.model(images)
-    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.98
-    assert (a - b).abs().max() > 0  # really quantised
+    assert f"wrote {int8}: int8 (dynamic)" in result.output and "img/s" in result.output
+    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
+    assert "MatMulInteger" in ops and "ConvInteger" not in ops
+    quantised, reference = load_inference_model(int8), load_inference_model(fp32)
+    assert quantised.precision == "int8"
+    images = torch.from_numpy(np.random.default_rng(1).uniform(-2, 2, (8, 3, 128, 64)).astype(np.float32))
+    a, b = quantised.model(images), reference.model(images)
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.99 and (a - b).abs().max() > 0
+
+    export = ["export", "--checkpoint", str(cnn), "--out", str(tmp_path / "cnn.onnx")]
     for extra, message in (
+        (dynamic, "--quantization dynamic found no matrix product with weights to quantise"),
         (["--int8", "--quantization", "fp8"], "--quantization fp8: unknown; use static or dynamic"),
         (["--quantization", "dynamic"], "--calibration, --quantization and --check-root are for --int8"),
     ):
-        result = CliRunner().invoke(app, [*export, "--overwrite", *extra])
+        result = runner.invoke(app, [*export, *extra])
         assert isinstance(result.exception, OccreidError) and message in str(result.exception)
+        assert not (tmp_path / "cnn.onnx").exists()
 
 
 def test_broken_foreign_and_wrong_runtime_onnx_files(exported, tmp_path):

@@ -4,8 +4,9 @@
   MinMax ranges over calibration images sampled deterministically from a folder. Best for CNNs, whose
   convolutions it quantises.
 - dynamic (`quantize_int8_dynamic`, `quantize_dynamic`): activation ranges measured on each batch at run
-  time, no calibration; only matrix products are quantised. For ViTs it measured faster and closer to fp32
-  than static (ViT-B/16 at 256 x 128 on a 2-core CPU: 39 against 31 img/s, fp32 13; docs/deploy.md).
+  time, no calibration; only products with weights (MatMul) are quantised, since ONNX Runtime's dynamic
+  convolutions wrecked CNN features. For ViTs it measured faster and closer to fp32 than static
+  (docs/deploy.md); a model without such products (a CNN) is refused.
 
 Weights are int8 per output channel (symmetric) in both.
 
@@ -116,6 +117,7 @@ def quantize_int8_dynamic(fp32_path: str | Path, out_path: str | Path) -> None:
     """Write the dynamically quantised int8 version of the fp32 ONNX model at `fp32_path` to `out_path`
     (int8 weights per output channel; activations quantised per batch at run time). The model's metadata is
     not carried over (the caller writes it)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -124,9 +126,21 @@ def quantize_int8_dynamic(fp32_path: str | Path, out_path: str | Path) -> None:
         with tempfile.TemporaryDirectory(prefix="occreid-int8-") as folder:
             prepared = Path(folder) / "prepared.onnx"
             quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-            quantize_dynamic(str(prepared), str(out_path), per_channel=True, weight_type=QuantType.QInt8)
+            quantize_dynamic(
+                str(prepared),
+                str(out_path),
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul"],  # ConvInteger wrecked CNN features (cosine 0.5 to fp32)
+            )
     finally:
         logging.disable(logging.NOTSET)
+    if not any(node.op_type == "MatMulInteger" for node in onnx.load(str(out_path)).graph.node):
+        Path(out_path).unlink()
+        raise OccreidError(
+            "--quantization dynamic found no matrix product with weights to quantise in this model (a CNN "
+            "keeps its convolutions in fp32 there); use static int8: --int8 --calibration DIR"
+        )
 
 
 def images_per_second(models: Sequence, batch, runs: int = 5) -> list[float]:
