@@ -106,11 +106,8 @@ class _MatrixSource:
         else:
             parts = [(self.q_g[:, s - Q : e - Q], 0), (self.g_g[:, s - Q : e - Q], Q)]
         parts = [(p, first) for p, first in parts if len(p)]  # no queries, or no gallery
-        # squared in the joint matrix's dtype, then cast, as the reference does
-        if e <= Q and self.dtype == np.float32:
-            np.square(self.q_g[s:e], out=q_g, dtype=np.float32)
-        elif e <= Q:
-            q_g[...] = np.square(self.q_g[s:e], dtype=self.dtype)
+        if e <= Q:  # squared in the joint matrix's dtype, then cast, as the reference does
+            np.square(self.q_g[s:e], out=q_g, dtype=self.dtype)
         return _column_nearest(parts, k, self.N, self.dtype)
 
     def pairs(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -212,18 +209,18 @@ def _column_nearest(parts: Parts, k: int, n: int, dtype: np.dtype):
     the chosen entries are squared (as the reference does, in float32); negative entries or other dtypes are
     squared in their dtype and cast first, as the reference does.
     """
-    if dtype != np.float32:
+    squared = dtype != np.float32
+    if squared:
         parts = [(np.square(p, dtype=dtype).astype(np.float32), first) for p, first in parts]
+    bound, lowest = _kth_bound(parts, k)
+    if lowest < 0:  # squares reorder negative entries: select on the squares
+        parts, squared = [(np.square(p, dtype=np.float32), first) for p, first in parts], True
+        bound, _ = _kth_bound(parts, k)
     top = np.max([p.max(axis=0) for p, _ in parts], axis=0)  # NaN propagates: one cheap check per block
     if np.isnan(top).any():
         raise OccreidError(NAN_INPUT)
-    bound, lowest = _kth_bound(parts, k)
-    if dtype != np.float32 or lowest >= 0:
-        values, index = _smallest_k(parts, k, n, bound)
-        return (top, values, index) if dtype != np.float32 else (np.square(top), np.square(values), index)
-    parts = [(np.square(p, dtype=np.float32), first) for p, first in parts]
-    bound, _ = _kth_bound(parts, k)
-    return np.max([p.max(axis=0) for p, _ in parts], axis=0), *_smallest_k(parts, k, n, bound)
+    values, index = _smallest_k(parts, k, n, bound)
+    return (top, values, index) if squared else (np.square(top), np.square(values), index)
 
 
 def _kth_bound(parts: Parts, k: int) -> tuple[np.ndarray, float]:

@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -87,24 +88,13 @@ def quantize_int8(
             batch = next(self.batches, None)
             return None if batch is None else {INPUT_NAME: batch}
 
-    logging.disable(logging.WARNING)  # e.g. "Axis 1 is out-of-range for weight 'bn.weight'": per-tensor then
-    try:
-        _quantize(fp32_path, out_path, Reader())
-    finally:
-        logging.disable(logging.NOTSET)
-
-
-def _quantize(fp32_path: str | Path, out_path: str | Path, reader) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with tempfile.TemporaryDirectory(prefix="occreid-int8-") as folder:
-        prepared = Path(folder) / "prepared.onnx"
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+    with _prepared(fp32_path) as prepared:
         quantize_static(
-            str(prepared),
+            prepared,
             str(out_path),
-            reader,
+            Reader(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,
@@ -119,28 +109,38 @@ def quantize_int8_dynamic(fp32_path: str | Path, out_path: str | Path) -> None:
     not carried over (the caller writes it)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    logging.disable(logging.WARNING)
-    try:
-        with tempfile.TemporaryDirectory(prefix="occreid-int8-") as folder:
-            prepared = Path(folder) / "prepared.onnx"
-            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-            quantize_dynamic(
-                str(prepared),
-                str(out_path),
-                per_channel=True,
-                weight_type=QuantType.QInt8,
-                op_types_to_quantize=["MatMul"],  # ConvInteger wrecked CNN features (cosine 0.5 to fp32)
-            )
-    finally:
-        logging.disable(logging.NOTSET)
+    with _prepared(fp32_path) as prepared:
+        quantize_dynamic(
+            prepared,
+            str(out_path),
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],  # ConvInteger wrecked CNN features (cosine 0.5 to fp32)
+        )
     if not any(node.op_type == "MatMulInteger" for node in onnx.load(str(out_path)).graph.node):
         Path(out_path).unlink()
         raise OccreidError(
             "--quantization dynamic found no matrix product with weights to quantise in this model (a CNN "
             "keeps its convolutions in fp32 there); use static int8: --int8 --calibration DIR"
         )
+
+
+@contextmanager
+def _prepared(fp32_path: str | Path) -> Iterator[str]:
+    """The model after ONNX Runtime's quantisation pre-processing (shape inference, graph clean-up), in a
+    temporary file, with the quantiser's warnings off (e.g. "Axis 1 is out-of-range for weight 'bn.weight'":
+    that weight is quantised per tensor then)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    logging.disable(logging.WARNING)
+    try:
+        with tempfile.TemporaryDirectory(prefix="occreid-int8-") as folder:
+            prepared = str(Path(folder) / "prepared.onnx")
+            quant_pre_process(str(fp32_path), prepared, skip_symbolic_shape=True)
+            yield prepared
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def images_per_second(models: Sequence, batch, runs: int = 5) -> list[float]:
